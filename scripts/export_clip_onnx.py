@@ -1,0 +1,515 @@
+#!/usr/bin/env python3
+"""Export a Hugging Face `transformers` CLIPModel to ONNX (Xenova/HF layout).
+
+Output layout (the same as `Xenova/clip-vit-base-patch32`, which VisionQuery
+loads):
+
+    OUT/
+      config.json, preprocessor_config.json,
+      tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+      vocab.json, merges.txt
+      onnx/vision_model.onnx            pixel_values -> image_embeds, last_hidden_state
+      onnx/text_model.onnx              input_ids, attention_mask -> text_embeds, last_hidden_state
+      onnx/vision_model_quantized.onnx  (--quantize) dynamic int8 weights
+      onnx/text_model_quantized.onnx    (--quantize) dynamic int8 weights
+
+Graph signatures (all dims named; "batch_size"/"sequence_length" are dynamic):
+
+    vision_model.onnx
+      in : pixel_values       float32 [batch_size, C, H, W]   (H, W fixed = image_size)
+      out: image_embeds       float32 [batch_size, projection_dim]   (NOT L2-normalised)
+           last_hidden_state  float32 [batch_size, 1 + (H/patch)*(W/patch), vision_hidden]
+    text_model.onnx
+      in : input_ids          int64   [batch_size, sequence_length]
+           attention_mask     int64   [batch_size, sequence_length]
+      out: text_embeds        float32 [batch_size, projection_dim]   (NOT L2-normalised)
+           last_hidden_state  float32 [batch_size, sequence_length, text_hidden]
+
+`image_embeds` / `text_embeds` are exactly what `CLIPVisionModelWithProjection` /
+`CLIPTextModelWithProjection` (equivalently `CLIPModel.get_image_features` /
+`get_text_features`) return.
+
+After exporting, the script runs the ONNX graphs with onnxruntime and compares
+them with torch (batch 1 and 3; padded-vs-unpadded text batches).  Any mismatch
+raises, so a successful run means the files are usable.
+
+Examples:
+
+    # a real checkpoint directory (config.json + model.safetensors + tokenizer files)
+    python scripts/export_clip_onnx.py --checkpoint path/to/clip-vit-base-patch32 \
+        --out models/clip-vit-base-patch32 --quantize
+
+    # random weights with the real ViT-B/32 shapes (benchmarks; no weights needed)
+    python scripts/export_clip_onnx.py \
+        --random-config /work/shared/models/clip-tokenizer/config.json --seed 0 \
+        --tokenizer-dir /work/shared/models/clip-tokenizer --out /tmp/clip-random --quantize
+
+The functions `export_clip`, `build_random_clip`, `quantize_onnx` and
+`verify_export` are importable (scripts/make_fixtures.py uses them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+# Files copied verbatim from the checkpoint / tokenizer directory into OUT.
+AUX_FILES = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "preprocessor_config.json",
+    "config.json",
+]
+
+DEFAULT_OPSET = 17
+
+# Tolerances for the torch <-> onnxruntime check of the fp32 graphs.
+FP32_MIN_COS = 0.99999
+FP32_MAX_ABS_REL = 1e-3  # max |diff| relative to max |torch value|
+# int8 graphs are only reported (never fatal); flagged below this cosine.
+INT8_WARN_COS = 0.99
+
+
+# --------------------------------------------------------------------------
+# Model construction
+# --------------------------------------------------------------------------
+
+
+def build_random_clip(config, seed: int = 0, attn_implementation: str = "eager"):
+    """Build a CLIPModel with random weights from a CLIPConfig, a config dict
+    or a path to config.json. Deterministic for a given seed and torch version."""
+    from transformers import CLIPConfig, CLIPModel
+
+    if isinstance(config, (str, os.PathLike)):
+        config = CLIPConfig.from_json_file(str(config))
+    elif isinstance(config, dict):
+        config = CLIPConfig.from_dict(config)
+    torch.manual_seed(seed)
+    model = CLIPModel._from_config(config, attn_implementation=attn_implementation)
+    return model.eval()
+
+
+def load_clip(checkpoint_dir, attn_implementation: str = "eager"):
+    """Load a CLIPModel checkpoint directory in fp32."""
+    from transformers import CLIPModel
+
+    model = CLIPModel.from_pretrained(
+        str(checkpoint_dir), attn_implementation=attn_implementation, dtype=torch.float32
+    )
+    return model.eval()
+
+
+class VisionWithProjection(nn.Module):
+    """Same computation as CLIPVisionModelWithProjection, sharing CLIPModel's weights."""
+
+    def __init__(self, clip):
+        super().__init__()
+        self.vision_model = clip.vision_model
+        self.visual_projection = clip.visual_projection
+
+    def forward(self, pixel_values):
+        out = self.vision_model(pixel_values=pixel_values, return_dict=True)
+        image_embeds = self.visual_projection(out.pooler_output)
+        return image_embeds, out.last_hidden_state
+
+
+class TextWithProjection(nn.Module):
+    """Same computation as CLIPTextModelWithProjection, sharing CLIPModel's weights.
+
+    Pooling (inside CLIPTextModel): if text_config.eos_token_id == 2 (all OpenAI
+    checkpoints), the pooled token is argmax(input_ids) per row -- the first
+    occurrence of the highest id, i.e. <|endoftext|> = 49407; otherwise it is the
+    first position where input_ids == eos_token_id."""
+
+    def __init__(self, clip):
+        super().__init__()
+        self.text_model = clip.text_model
+        self.text_projection = clip.text_projection
+
+    def forward(self, input_ids, attention_mask):
+        out = self.text_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        text_embeds = self.text_projection(out.pooler_output)
+        return text_embeds, out.last_hidden_state
+
+
+# --------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------
+
+
+def _torch_export(module, args, path, input_names, output_names, dynamic_axes, opset):
+    """torch.onnx.export with the legacy TorchScript exporter (dynamo=False):
+    simple, single-file output, dynamic axes via `dynamic_axes`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kwargs = dict(
+        input_names=input_names,
+        output_names=output_names,
+        dynamic_axes=dynamic_axes,
+        opset_version=opset,
+        do_constant_folding=True,
+    )
+    with warnings.catch_warnings():
+        # Expected tracer noise: shape checks on python ints (image size, seq <= 77)
+        # become constants, which is fine for fixed image size / dynamic batch+seq;
+        # the onnxruntime verification below is the real check.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*advanced indexing.*")
+        try:
+            torch.onnx.export(module, args, str(path), dynamo=False, **kwargs)
+        except TypeError:  # very old torch without the `dynamo` argument
+            torch.onnx.export(module, args, str(path), **kwargs)
+
+
+def _dummy_text_inputs(vocab_size: int, eos_id: int, batch: int = 2, seq: int = 7):
+    """Dummy ids ending with <|endoftext|>-like highest id (only used for tracing)."""
+    ids = torch.randint(1, max(2, vocab_size - 2), (batch, seq), dtype=torch.int64)
+    ids[:, 0] = vocab_size - 2  # <|startoftext|>
+    ids[:, -1] = vocab_size - 1  # <|endoftext|> (highest id; argmax pooling)
+    mask = torch.ones_like(ids)
+    return ids, mask
+
+
+@torch.no_grad()
+def export_onnx_models(clip, onnx_dir, opset: int = DEFAULT_OPSET):
+    """Write vision_model.onnx and text_model.onnx into onnx_dir."""
+    onnx_dir = Path(onnx_dir)
+    clip = clip.eval()
+    vcfg = clip.config.vision_config
+    tcfg = clip.config.text_config
+
+    pixel_values = torch.randn(2, vcfg.num_channels, vcfg.image_size, vcfg.image_size)
+    _torch_export(
+        VisionWithProjection(clip).eval(),
+        (pixel_values,),
+        onnx_dir / "vision_model.onnx",
+        input_names=["pixel_values"],
+        output_names=["image_embeds", "last_hidden_state"],
+        dynamic_axes={
+            "pixel_values": {0: "batch_size"},
+            "image_embeds": {0: "batch_size"},
+            "last_hidden_state": {0: "batch_size"},
+        },
+        opset=opset,
+    )
+
+    ids, mask = _dummy_text_inputs(tcfg.vocab_size, tcfg.eos_token_id)
+    _torch_export(
+        TextWithProjection(clip).eval(),
+        (ids, mask),
+        onnx_dir / "text_model.onnx",
+        input_names=["input_ids", "attention_mask"],
+        output_names=["text_embeds", "last_hidden_state"],
+        dynamic_axes={
+            "input_ids": {0: "batch_size", 1: "sequence_length"},
+            "attention_mask": {0: "batch_size", 1: "sequence_length"},
+            "text_embeds": {0: "batch_size"},
+            "last_hidden_state": {0: "batch_size", 1: "sequence_length"},
+        },
+        opset=opset,
+    )
+    # The TorchScript exporter names non-dynamic output dims after internal nodes
+    # (e.g. "Addlast_hidden_state_dim_1"); declare the real static/dynamic dims.
+    n_pos = (vcfg.image_size // vcfg.patch_size) ** 2 + 1
+    proj = clip.config.projection_dim
+    _set_output_dims(
+        onnx_dir / "vision_model.onnx",
+        {"image_embeds": ["batch_size", proj], "last_hidden_state": ["batch_size", n_pos, vcfg.hidden_size]},
+    )
+    _set_output_dims(
+        onnx_dir / "text_model.onnx",
+        {"text_embeds": ["batch_size", proj], "last_hidden_state": ["batch_size", "sequence_length", tcfg.hidden_size]},
+    )
+
+
+def _set_output_dims(path, dims):
+    """Overwrite graph output shapes with the given dims (str = symbolic, int = static)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for out in model.graph.output:
+        if out.name not in dims:
+            continue
+        shape = out.type.tensor_type.shape
+        want = dims[out.name]
+        if len(shape.dim) != len(want):
+            raise AssertionError(f"{path}: output {out.name} has rank {len(shape.dim)}, expected {len(want)}")
+        for d, w in zip(shape.dim, want):
+            if isinstance(w, str):
+                d.dim_param = w
+            else:
+                d.dim_value = w
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+# Weight type for dynamic quantization.  ORT's dynamic quantization always
+# quantizes activations to uint8 (DynamicQuantizeLinear), so QInt8 weights give
+# the U8S8 MatMulInteger kernels, which are the fast path on x86-64
+# (AVX2 VPMADDUBSW / AVX512-VNNI VPDPBUSD); U8U8 is the slower path there.
+QUANT_WEIGHT_TYPE = "QInt8"
+# MatMul covers every Linear layer (q/k/v/out proj, MLP, projections);
+# Gather covers the token embedding (49408 x hidden: the bulk of the text model).
+# Conv (patch embedding) is left in fp32: ConvInteger with int8 weights is not
+# implemented on the ORT CPU EP, and it is a single small layer anyway.
+QUANT_OP_TYPES = ["MatMul", "Gather"]
+
+
+def quantize_onnx(src, dst, weight_type: str = QUANT_WEIGHT_TYPE):
+    """Dynamic (weight-only int8, activations quantized at run time) quantization."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        model_input=str(src),
+        model_output=str(dst),
+        weight_type=getattr(QuantType, weight_type),
+        op_types_to_quantize=QUANT_OP_TYPES,
+        per_channel=False,
+        reduce_range=False,
+    )
+
+
+def copy_aux_files(src_dirs, out_dir, config=None):
+    """Copy tokenizer / preprocessor / config files into out_dir.
+
+    src_dirs are searched in order.  If `config` (a CLIPConfig) is given,
+    config.json is written from it instead of being copied (random models)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    missing = []
+    for name in AUX_FILES:
+        if name == "config.json" and config is not None:
+            config.to_json_file(str(out_dir / name), use_diff=False)
+            continue
+        for d in src_dirs:
+            if d is not None and (Path(d) / name).is_file():
+                shutil.copyfile(Path(d) / name, out_dir / name)
+                break
+        else:
+            missing.append(name)
+    if missing:
+        print(f"warning: not found, not copied: {', '.join(missing)}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------
+# Verification
+# --------------------------------------------------------------------------
+
+
+def _cos_rows(a, b):
+    a = a.reshape(a.shape[0], -1).astype(np.float64)
+    b = b.reshape(b.shape[0], -1).astype(np.float64)
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def _compare(tag, ort_out, torch_out, min_cos, max_abs_rel, strict=True):
+    diff = np.abs(ort_out - torch_out).max()
+    scale = max(np.abs(torch_out).max(), 1e-12)
+    cos = _cos_rows(ort_out, torch_out).min()
+    ok = cos >= min_cos and diff / scale <= max_abs_rel
+    print(f"  {tag:<44} max|diff|={diff:.3e} (rel {diff / scale:.1e})  min cos={cos:.7f}  {'ok' if ok else ('MISMATCH' if strict else 'LOW (int8; not fatal)')}")
+    if strict and not ok:
+        raise AssertionError(f"{tag}: onnxruntime output does not match torch")
+    return float(diff), float(cos)
+
+
+def _session(path):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _sample_texts_ids(clip, tokenizer):
+    """Token ids for texts of different lengths (unpadded, one list per text)."""
+    texts = ["a photo of a cat", "two dogs playing in the snow near a red fence", "pizza"]
+    if tokenizer is not None:
+        return [tokenizer(t, truncation=True, max_length=77)["input_ids"] for t in texts]
+    # No tokenizer: synthesise <bos> x... <eos> sequences of different lengths.
+    v = clip.config.text_config.vocab_size
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for n in (4, 11, 1):
+        mid = torch.randint(1, v - 2, (n,), generator=g).tolist()
+        out.append([v - 2] + mid + [v - 1])
+    return out
+
+
+@torch.no_grad()
+def verify_export(clip, onnx_dir, tokenizer=None, quantized: bool = False):
+    """Compare onnxruntime with torch; raises AssertionError on mismatch.
+
+    Checks: vision batch 1 and 3; text batch 1 and 3 (padded with the pad token,
+    attention_mask 0 on padding) and that each padded row equals the text run
+    alone.  Quantized graphs (if present) are compared too, but only reported:
+    int8 error depends on the weights."""
+    onnx_dir = Path(onnx_dir)
+    clip = clip.eval()
+    vcfg = clip.config.vision_config
+    tcfg = clip.config.text_config
+    pad_id = tcfg.pad_token_id if tcfg.pad_token_id is not None else tcfg.vocab_size - 1
+    if tokenizer is not None and tokenizer.pad_token_id is not None:
+        pad_id = tokenizer.pad_token_id
+
+    results = {}
+    g = torch.Generator().manual_seed(1234)
+    pix3 = torch.randn(3, vcfg.num_channels, vcfg.image_size, vcfg.image_size, generator=g)
+    ids_list = _sample_texts_ids(clip, tokenizer)
+    L = max(len(x) for x in ids_list)
+    ids3 = torch.full((len(ids_list), L), pad_id, dtype=torch.int64)
+    mask3 = torch.zeros((len(ids_list), L), dtype=torch.int64)
+    for i, x in enumerate(ids_list):
+        ids3[i, : len(x)] = torch.tensor(x)
+        mask3[i, : len(x)] = 1
+
+    # Torch references (CLIPModel's public API, not our wrappers).
+    t_img3 = clip.get_image_features(pixel_values=pix3).pooler_output.numpy()
+    t_txt_alone = [
+        clip.get_text_features(
+            input_ids=torch.tensor([x]), attention_mask=torch.ones(1, len(x), dtype=torch.int64)
+        ).pooler_output.numpy()[0]
+        for x in ids_list
+    ]
+    t_txt_alone = np.stack(t_txt_alone)
+    t_txt3 = clip.get_text_features(input_ids=ids3, attention_mask=mask3).pooler_output.numpy()
+    # torch itself must be padding-invariant, otherwise the reference is meaningless
+    _compare("torch text padded vs alone", t_txt3, t_txt_alone, FP32_MIN_COS, FP32_MAX_ABS_REL)
+
+    variants = [("", True)] + ([("_quantized", False)] if quantized else [])
+    for suffix, strict in variants:
+        min_cos, max_rel = (FP32_MIN_COS, FP32_MAX_ABS_REL) if strict else (INT8_WARN_COS, float("inf"))
+        print(f"verify {onnx_dir / ('vision_model' + suffix + '.onnx')}")
+        vs = _session(onnx_dir / f"vision_model{suffix}.onnx")
+        o1 = vs.run(["image_embeds"], {"pixel_values": pix3[:1].numpy()})[0]
+        o3, lhs3 = vs.run(["image_embeds", "last_hidden_state"], {"pixel_values": pix3.numpy()})
+        results[f"vision{suffix}_b1"] = _compare("image_embeds batch 1", o1, t_img3[:1], min_cos, max_rel, strict)
+        results[f"vision{suffix}_b3"] = _compare("image_embeds batch 3", o3, t_img3, min_cos, max_rel, strict)
+        if strict:
+            t_lhs3 = clip.vision_model(pixel_values=pix3).last_hidden_state.numpy()
+            _compare("vision last_hidden_state batch 3", lhs3, t_lhs3, min_cos, max_rel, strict)
+
+        print(f"verify {onnx_dir / ('text_model' + suffix + '.onnx')}")
+        ts = _session(onnx_dir / f"text_model{suffix}.onnx")
+        alone = []
+        for x in ids_list:
+            ids = np.array([x], dtype=np.int64)
+            alone.append(ts.run(["text_embeds"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0])
+        alone = np.stack(alone)
+        padded, tlhs = ts.run(
+            ["text_embeds", "last_hidden_state"], {"input_ids": ids3.numpy(), "attention_mask": mask3.numpy()}
+        )
+        results[f"text{suffix}_b1"] = _compare("text_embeds batch 1 (each text alone)", alone, t_txt_alone, min_cos, max_rel, strict)
+        results[f"text{suffix}_b3"] = _compare("text_embeds batch 3 padded", padded, t_txt3, min_cos, max_rel, strict)
+        # Padding invariance inside the ONNX graph itself.  Exact for fp32.  For
+        # int8 it is only approximate: DynamicQuantizeLinear picks one activation
+        # scale per tensor, i.e. over the whole batch including padding rows.
+        results[f"text{suffix}_pad"] = _compare(
+            "text_embeds padded vs alone (onnx)", padded, alone, min_cos, max_rel, strict
+        )
+        if strict:
+            t_tlhs = clip.text_model(input_ids=ids3, attention_mask=mask3).last_hidden_state.numpy()
+            # compare only non-padding positions (padding positions are garbage by design)
+            m = mask3.numpy().astype(bool)
+            _compare("text last_hidden_state (valid positions)", tlhs[m][None], t_tlhs[m][None], min_cos, max_rel, strict)
+    return results
+
+
+# --------------------------------------------------------------------------
+# Top-level
+# --------------------------------------------------------------------------
+
+
+def export_clip(
+    clip,
+    out_dir,
+    aux_dirs=(),
+    quantize: bool = False,
+    opset: int = DEFAULT_OPSET,
+    write_config: bool = False,
+    verify: bool = True,
+):
+    """Export an in-memory CLIPModel to out_dir in the HF/Xenova ONNX layout.
+
+    aux_dirs: directories searched (in order) for tokenizer/preprocessor/config
+    files to copy.  write_config=True writes config.json from the model's config
+    (use it for random/modified models).  Returns verification results."""
+    out_dir = Path(out_dir)
+    onnx_dir = out_dir / "onnx"
+    onnx_dir.mkdir(parents=True, exist_ok=True)
+    clip = clip.float().eval()
+
+    print(f"exporting to {onnx_dir} (opset {opset})")
+    export_onnx_models(clip, onnx_dir, opset=opset)
+    if quantize:
+        for name in ("vision_model", "text_model"):
+            print(f"quantizing {name} (dynamic, weights {QUANT_WEIGHT_TYPE}, ops {QUANT_OP_TYPES})")
+            quantize_onnx(onnx_dir / f"{name}.onnx", onnx_dir / f"{name}_quantized.onnx")
+    copy_aux_files(list(aux_dirs), out_dir, config=clip.config if write_config else None)
+
+    results = {}
+    if verify:
+        tokenizer = None
+        if (out_dir / "tokenizer.json").is_file():
+            from transformers import CLIPTokenizerFast
+
+            tokenizer = CLIPTokenizerFast.from_pretrained(str(out_dir))
+        results = verify_export(clip, onnx_dir, tokenizer=tokenizer, quantized=quantize)
+        print("verification passed")
+    return results
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path, help="transformers CLIPModel checkpoint directory")
+    src.add_argument("--random-config", type=Path, help="config.json: build a random-weight CLIPModel")
+    ap.add_argument("--seed", type=int, default=0, help="seed for --random-config (default 0)")
+    ap.add_argument(
+        "--tokenizer-dir",
+        type=Path,
+        help="where to take tokenizer/preprocessor files from (default: the checkpoint "
+        "dir, or the directory of --random-config)",
+    )
+    ap.add_argument("--out", type=Path, required=True, help="output directory")
+    ap.add_argument("--quantize", action="store_true", help="also write *_quantized.onnx (dynamic int8)")
+    ap.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= 17, default {DEFAULT_OPSET})")
+    ap.add_argument("--no-verify", action="store_true", help="skip the onnxruntime vs torch check")
+    args = ap.parse_args(argv)
+
+    if args.opset < 17:
+        ap.error("--opset must be >= 17")
+    torch.set_grad_enabled(False)
+    if args.checkpoint:
+        clip = load_clip(args.checkpoint)
+        aux = [args.tokenizer_dir, args.checkpoint]
+        write_config = False
+    else:
+        clip = build_random_clip(args.random_config, seed=args.seed)
+        aux = [args.tokenizer_dir, args.random_config.parent]
+        write_config = True  # config.json must describe the exported model
+    export_clip(
+        clip,
+        args.out,
+        aux_dirs=[d for d in aux if d is not None],
+        quantize=args.quantize,
+        opset=args.opset,
+        write_config=write_config,
+        verify=not args.no_verify,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+//! Every error the API can answer with, mapped to a status and a stable code. The match over
+//! engine errors lists each variant with no catch-all arm, so a new error cannot ship without
+//! a status.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::embed::{EmbedError, ImageError};
+use crate::engine::EngineError;
+use crate::store::StoreError;
+
+/// `{"error": {"code", "message"}}`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `path_outside_roots`.
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Seconds after which a retry may succeed (503s).
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), retry_after: None }
+    }
+
+    fn retry(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(status = %self.status, code = self.code, message = %self.message, "request failed");
+        }
+        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let code = match &rejection {
+            JsonRejection::JsonDataError(_) => "invalid_request",
+            JsonRejection::JsonSyntaxError(_) => "malformed_json",
+            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+            JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            _ => "invalid_request",
+        };
+        Self::new(rejection.status(), code, rejection.body_text())
+    }
+}
+
+impl From<ImageError> for ApiError {
+    fn from(err: ImageError) -> Self {
+        let message = err.to_string();
+        match err {
+            ImageError::UnsupportedFormat => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_image", message),
+            ImageError::Corrupt(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "corrupt_image", message),
+            ImageError::TooManyPixels { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "image_too_large", message),
+            ImageError::TooManyBytes { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "image_too_large", message),
+            ImageError::Empty => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "corrupt_image", message),
+        }
+    }
+}
+
+impl From<EmbedError> for ApiError {
+    fn from(err: EmbedError) -> Self {
+        let message = err.to_string();
+        match err {
+            EmbedError::NotReady => Self::new(StatusCode::SERVICE_UNAVAILABLE, "model_loading", message).retry(5),
+            EmbedError::LoadFailed(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "model_failed", message),
+            EmbedError::Overloaded(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message).retry(1),
+            EmbedError::Image(image) => image.into(),
+            EmbedError::Tokenizer(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", message),
+            EmbedError::Inference(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "inference_failed", message),
+            EmbedError::WorkerGone => Self::new(StatusCode::SERVICE_UNAVAILABLE, "model_unavailable", message).retry(5),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        let message = err.to_string();
+        match err {
+            StoreError::ModelMismatch { .. } => Self::new(StatusCode::CONFLICT, "model_mismatch", message),
+            StoreError::Locked { .. } => Self::new(StatusCode::SERVICE_UNAVAILABLE, "index_locked", message).retry(5),
+            StoreError::DimensionMismatch { .. }
+            | StoreError::Database(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Open { .. } => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "index_error", message),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> Self {
+        let message = err.to_string();
+        match err {
+            EngineError::PathOutsideRoots(_) => Self::new(StatusCode::FORBIDDEN, "path_outside_roots", message),
+            EngineError::FileNotFound(_) => Self::new(StatusCode::NOT_FOUND, "file_not_found", message),
+            EngineError::InvalidPath(_) => Self::new(StatusCode::BAD_REQUEST, "invalid_path", message),
+            EngineError::Unreadable { .. } => Self::new(StatusCode::FORBIDDEN, "file_unreadable", message),
+            EngineError::ImageNotFound(_) => Self::new(StatusCode::NOT_FOUND, "image_not_found", message),
+            EngineError::ImageFileGone { .. } => Self::new(StatusCode::NOT_FOUND, "image_file_gone", message),
+            EngineError::EmptyQuery => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_query", message),
+            EngineError::QueryTooLong { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "query_too_long", message),
+            EngineError::InvalidTopK { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_top_k", message),
+            EngineError::Image(image) => image.into(),
+            EngineError::Embed(embed) => embed.into(),
+            EngineError::Store(store) => store.into(),
+            EngineError::Internal(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Every setting of the service, parsed once from flags or `VQ_*` environment variables.
+//!
+//! Knows nothing about how settings are used; modules receive the typed pieces they need.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::embed::{ModelOptions, Precision};
+
+/// Where the CLIP model and the index live: shared by `serve`, `index` and `search`.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// CLIP model: a local directory in the Hugging Face ONNX layout, or a Hub repository id
+    /// resolved through the Hugging Face cache (downloaded when online).
+    #[arg(long, env = "VQ_MODEL", default_value = "Xenova/clip-vit-base-patch32")]
+    pub model: String,
+
+    /// Which weights to run: full-precision `fp32` or int8 `quantized` (`*_quantized.onnx`).
+    #[arg(long, env = "VQ_PRECISION", value_enum, default_value_t = PrecisionArg::Fp32)]
+    pub precision: PrecisionArg,
+
+    /// Directory holding the persistent index.
+    #[arg(long, env = "VQ_DATA_DIR", default_value = "./data/index")]
+    pub data_dir: PathBuf,
+
+    /// Path to `libonnxruntime.so`; found automatically when unset (see README).
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub ort_library: Option<PathBuf>,
+
+    /// Threads ONNX Runtime may use per model (0 = all cores).
+    #[arg(long, env = "VQ_THREADS", default_value_t = 0)]
+    pub threads: usize,
+
+    /// Largest batch the model runs at once.
+    #[arg(long, env = "VQ_MAX_BATCH", default_value_t = 32)]
+    pub max_batch: usize,
+
+    /// Requests that may wait for the model per modality before new ones get 503.
+    #[arg(long, env = "VQ_QUEUE_CAPACITY", default_value_t = 256)]
+    pub queue_capacity: usize,
+
+    /// Largest image accepted, in pixels (width × height); larger ones are refused as bombs.
+    #[arg(long, env = "VQ_MAX_IMAGE_PIXELS", default_value_t = 50_000_000)]
+    pub max_image_pixels: u64,
+
+    /// Largest image file accepted, in bytes.
+    #[arg(long, env = "VQ_MAX_IMAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_image_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    Fp32,
+    Quantized,
+}
+
+impl CommonArgs {
+    pub fn model_options(&self) -> ModelOptions {
+        let threads = if self.threads == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            self.threads
+        };
+        ModelOptions {
+            source: self.model.clone(),
+            precision: match self.precision {
+                PrecisionArg::Fp32 => Precision::Fp32,
+                PrecisionArg::Quantized => Precision::Quantized,
+            },
+            ort_library: self.ort_library.clone(),
+            threads,
+            max_batch: self.max_batch.max(1),
+            queue_capacity: self.queue_capacity.max(1),
+        }
+    }
+}
+
+/// Settings of `visionquery serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Directories images may be ingested from (repeat the flag, or comma-separate in the env).
+    #[arg(long = "image-root", env = "VQ_IMAGE_ROOTS", value_delimiter = ',', default_value = "./data/images")]
+    pub image_roots: Vec<PathBuf>,
+
+    /// Address to listen on.
+    #[arg(long, env = "VQ_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+
+    /// Port to listen on.
+    #[arg(long, env = "VQ_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Largest JSON request body, in bytes.
+    #[arg(long, env = "VQ_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Log format.
+    #[arg(long, env = "VQ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

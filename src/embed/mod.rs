@@ -1,0 +1,281 @@
+//! The embedding room: CLIP text and image towers behind batching queues.
+//!
+//! Owns model files, the tokenizer, image preprocessing and inference threads. Knows nothing of
+//! HTTP or storage: callers get unit-length vectors and typed errors.
+
+pub mod batcher;
+pub mod error;
+pub mod model_files;
+pub mod onnx;
+pub mod preprocess;
+pub mod runtime;
+pub mod tokenizer;
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use ndarray::Array3;
+use tokio::sync::watch;
+
+pub use batcher::{BatchQueue, Modality};
+pub use error::{EmbedError, ImageError, LoadError};
+pub use model_files::ModelFiles;
+pub use preprocess::{DecodeLimits, DecodedImage, PreprocessConfig};
+pub use tokenizer::{ClipTokenizer, TokenizedText};
+
+use onnx::{ImageEncoder, OnnxImageEncoder, OnnxTextEncoder, TextEncoder};
+
+/// Which weights to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    Fp32,
+    Quantized,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Quantized => "quantized",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelOptions {
+    pub source: String,
+    pub precision: Precision,
+    pub ort_library: Option<PathBuf>,
+    pub threads: usize,
+    pub max_batch: usize,
+    pub queue_capacity: usize,
+}
+
+/// A text's embedding and whether the text had to be cut to fit the model.
+#[derive(Debug, Clone)]
+pub struct TextEmbedding {
+    pub vector: Vec<f32>,
+    pub truncated: bool,
+}
+
+/// A loaded CLIP model: tokenizer, preprocessing settings and the two towers' queues.
+pub struct ClipModel {
+    pub files: ModelFiles,
+    pub precision: Precision,
+    tokenizer: ClipTokenizer,
+    preprocess: PreprocessConfig,
+    text: BatchQueue<Vec<i64>>,
+    image: BatchQueue<Array3<f32>>,
+    dim: usize,
+    fingerprint: String,
+}
+
+impl ClipModel {
+    /// Finds, loads and warms up both towers. Blocking: run it off the async runtime.
+    pub fn load(options: &ModelOptions) -> Result<Self, LoadError> {
+        let files = model_files::resolve(&options.source, options.precision)?;
+        let env = runtime::init(options.ort_library.as_deref())?;
+        let tokenizer = ClipTokenizer::from_file(&files.tokenizer)?;
+        let preprocess = PreprocessConfig::from_file(&files.preprocessor_config)?;
+        let mut text_encoder = OnnxTextEncoder::load(env, &files.text_model, options.threads, tokenizer.pad_id())?;
+        let mut image_encoder = OnnxImageEncoder::load(env, &files.vision_model, options.threads)?;
+
+        // Warm up both towers once: this proves the files are CLIP towers that agree on a
+        // dimension before the service calls itself ready, and pays one-off allocation costs now.
+        let bad = |path: &PathBuf, tower, message: String| LoadError::BadModel { path: path.clone(), tower, message };
+        let probe_ids = tokenizer.encode("a photo").map_err(|e| bad(&files.tokenizer, "text", e.to_string()))?.ids;
+        let text_dim = text_encoder
+            .encode(&[probe_ids])
+            .map_err(|e| bad(&files.text_model, "text", e.to_string()))?
+            .first()
+            .map_or(0, Vec::len);
+        let (h, w) = preprocess.output_size();
+        let image_dim = image_encoder
+            .encode(&[Array3::zeros((3, h as usize, w as usize))])
+            .map_err(|e| bad(&files.vision_model, "vision", e.to_string()))?
+            .first()
+            .map_or(0, Vec::len);
+        if text_dim == 0 || text_dim != image_dim {
+            return Err(bad(&files.vision_model, "vision", format!("image embeddings have {image_dim} dimensions, text embeddings {text_dim}")));
+        }
+        let fingerprint = fingerprint(&files, options.precision, text_dim)?;
+
+        let text = BatchQueue::spawn(Modality::Text, options.max_batch, options.queue_capacity, move |batch: &[Vec<i64>]| {
+            text_encoder.encode(batch)
+        });
+        let image = BatchQueue::spawn(Modality::Image, options.max_batch, options.queue_capacity, move |batch: &[Array3<f32>]| {
+            image_encoder.encode(batch)
+        });
+        Ok(Self { files, precision: options.precision, tokenizer, preprocess, text, image, dim: text_dim, fingerprint })
+    }
+
+    /// Embedding dimension shared by both towers.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Identifies the weights, so an index built with other weights is not searched by mistake.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    pub fn tokenize(&self, text: &str) -> Result<TokenizedText, EmbedError> {
+        self.tokenizer.encode(text)
+    }
+
+    /// The model input for a decoded image (pure CPU work; run it off the async runtime).
+    pub fn pixels(&self, image: &DecodedImage) -> Result<Array3<f32>, ImageError> {
+        preprocess::pixel_tensor(&image.rgb, &self.preprocess)
+    }
+
+    /// Unit-length text embedding.
+    pub async fn embed_text(&self, text: &str) -> Result<TextEmbedding, EmbedError> {
+        let tokens = self.tokenize(text)?;
+        let vector = normalized(self.text.embed(tokens.ids).await?);
+        Ok(TextEmbedding { vector, truncated: tokens.truncated })
+    }
+
+    /// Unit-length image embedding of a preprocessed pixel tensor.
+    pub async fn embed_pixels(&self, pixels: Array3<f32>) -> Result<Vec<f32>, EmbedError> {
+        Ok(normalized(self.image.embed(pixels).await?))
+    }
+
+    pub fn queue_depths(&self) -> (usize, usize) {
+        (self.text.depth(), self.image.depth())
+    }
+}
+
+fn normalized(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
+/// Size plus a hash of the head and tail of each ONNX file: cheap even for large models, and
+/// different for any two checkpoints in practice.
+fn fingerprint(files: &ModelFiles, precision: Precision, dim: usize) -> Result<String, LoadError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut hasher = blake3::Hasher::new();
+    for path in [&files.vision_model, &files.text_model] {
+        let io = |e: std::io::Error| LoadError::File { path: path.clone(), message: e.to_string() };
+        let mut file = fs_err::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        hasher.update(&len.to_le_bytes());
+        let mut buf = vec![0u8; 1 << 16];
+        let n = file.read(&mut buf).map_err(io)?;
+        hasher.update(&buf[..n]);
+        file.seek(SeekFrom::Start(len.saturating_sub(1 << 16))).map_err(io)?;
+        let n = file.read(&mut buf).map_err(io)?;
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("clip-{}-{dim}-{}", precision.as_str(), &hasher.finalize().to_hex()[..16]))
+}
+
+/// Where the model is in its life; shown by `/health` and `/ready`.
+#[derive(Debug, Clone)]
+pub enum ModelState {
+    Loading,
+    Ready(Arc<ClipModel>),
+    Failed(String),
+}
+
+impl ModelState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelState::Loading => "loading",
+            ModelState::Ready(_) => "ready",
+            ModelState::Failed(_) => "failed",
+        }
+    }
+}
+
+impl std::fmt::Debug for ClipModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClipModel").field("source", &self.files.source).field("dim", &self.dim).finish()
+    }
+}
+
+/// Shared handle to the model, which may still be loading.
+#[derive(Clone)]
+pub struct Embedder {
+    state: Arc<RwLock<ModelState>>,
+    changes: watch::Sender<&'static str>,
+    pub options: Arc<ModelOptions>,
+}
+
+impl Embedder {
+    /// Starts loading on a background thread and returns at once.
+    pub fn load_in_background(options: ModelOptions) -> Self {
+        let embedder = Self::loading(options);
+        let handle = embedder.clone();
+        std::thread::Builder::new()
+            .name("model-loader".into())
+            .spawn(move || handle.finish_loading())
+            .expect("spawning the model loader thread: this is a bug or the OS is out of threads");
+        embedder
+    }
+
+    /// Loads on this thread; for the CLI.
+    pub fn load_now(options: ModelOptions) -> Result<Self, LoadError> {
+        let model = ClipModel::load(&options)?;
+        let embedder = Self::loading(options);
+        embedder.set(ModelState::Ready(Arc::new(model)));
+        Ok(embedder)
+    }
+
+    fn loading(options: ModelOptions) -> Self {
+        crate::metrics::model_state("loading");
+        Self { state: Arc::new(RwLock::new(ModelState::Loading)), changes: watch::channel("loading").0, options: Arc::new(options) }
+    }
+
+    fn finish_loading(&self) {
+        let started = std::time::Instant::now();
+        match ClipModel::load(&self.options) {
+            Ok(model) => {
+                tracing::info!(source = %model.files.source, dim = model.dim(), precision = model.precision.as_str(), seconds = started.elapsed().as_secs_f64(), "model ready");
+                self.set(ModelState::Ready(Arc::new(model)));
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "model failed to load");
+                self.set(ModelState::Failed(err.to_string()));
+            }
+        }
+    }
+
+    fn set(&self, state: ModelState) {
+        let name = state.name();
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = state;
+        crate::metrics::model_state(name);
+        self.changes.send_replace(name);
+    }
+
+    pub fn state(&self) -> ModelState {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The model if loaded, else why not.
+    pub fn model(&self) -> Result<Arc<ClipModel>, EmbedError> {
+        match self.state() {
+            ModelState::Ready(model) => Ok(model),
+            ModelState::Loading => Err(EmbedError::NotReady),
+            ModelState::Failed(msg) => Err(EmbedError::LoadFailed(msg)),
+        }
+    }
+
+    /// Waits until loading has finished one way or the other.
+    pub async fn wait_loaded(&self) -> Result<Arc<ClipModel>, EmbedError> {
+        let mut changes = self.changes.subscribe();
+        loop {
+            match self.model() {
+                Err(EmbedError::NotReady) => {
+                    if changes.changed().await.is_err() {
+                        return Err(EmbedError::WorkerGone);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The ONNX Runtime backend: one session per tower, run on the batching worker's thread.
+//!
+//! The towers are behind the [`TextEncoder`] and [`ImageEncoder`] traits so another backend
+//! (candle, a GPU provider) can stand in without the rest of the crate noticing.
+
+use std::path::Path;
+
+use ndarray::{Array2, Array3, Array4, ArrayViewD, Axis};
+use ort::session::{builder::GraphOptimizationLevel, Session};
+use ort::environment::Environment;
+use ort::value::TensorRef;
+
+use super::error::{EmbedError, LoadError};
+
+/// Embeds batches of token id sequences.
+pub trait TextEncoder: Send {
+    fn encode(&mut self, batch: &[Vec<i64>]) -> Result<Vec<Vec<f32>>, EmbedError>;
+}
+
+/// Embeds batches of `[3, H, W]` pixel tensors.
+pub trait ImageEncoder: Send {
+    fn encode(&mut self, batch: &[Array3<f32>]) -> Result<Vec<Vec<f32>>, EmbedError>;
+}
+
+fn open(env: &Environment, path: &Path, threads: usize, tower: &'static str) -> Result<Session, LoadError> {
+    let session_err = |message: String| LoadError::Session { path: path.to_path_buf(), message };
+    Session::builder(env)
+        .map_err(|e| session_err(e.to_string()))?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| session_err(e.to_string()))?
+        .with_intra_threads(threads)
+        .map_err(|e| session_err(e.to_string()))?
+        .with_inter_threads(1)
+        .map_err(|e| session_err(e.to_string()))?
+        .commit_from_file(path)
+        .map_err(|e| {
+            let message = e.to_string();
+            if message.contains("No such file") || message.contains("Load model") {
+                LoadError::BadModel { path: path.to_path_buf(), tower, message }
+            } else {
+                session_err(message)
+            }
+        })
+}
+
+fn has_input(session: &Session, name: &str) -> bool {
+    session.inputs().iter().any(|i| i.name() == name)
+}
+
+fn require_output(session: &Session, path: &Path, tower: &'static str, name: &str) -> Result<(), LoadError> {
+    if session.outputs().iter().any(|o| o.name() == name) {
+        Ok(())
+    } else {
+        let found: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+        Err(LoadError::BadModel { path: path.to_path_buf(), tower, message: format!("no `{name}` output (has {found:?})") })
+    }
+}
+
+fn rows(view: ArrayViewD<'_, f32>, expected: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let view = view
+        .into_dimensionality::<ndarray::Ix2>()
+        .map_err(|e| EmbedError::Inference(format!("embedding output is not [batch, dim]: {e}")))?;
+    if view.nrows() != expected {
+        return Err(EmbedError::Inference(format!("model returned {} rows for {expected} inputs", view.nrows())));
+    }
+    Ok(view.axis_iter(Axis(0)).map(|r| r.to_vec()).collect())
+}
+
+pub struct OnnxTextEncoder {
+    session: Session,
+    pad_id: i64,
+    wants_attention_mask: bool,
+}
+
+impl OnnxTextEncoder {
+    pub fn load(env: &Environment, path: &Path, threads: usize, pad_id: i64) -> Result<Self, LoadError> {
+        let session = open(env, path, threads, "text")?;
+        if !has_input(&session, "input_ids") {
+            return Err(LoadError::BadModel { path: path.to_path_buf(), tower: "text", message: "no `input_ids` input".into() });
+        }
+        require_output(&session, path, "text", "text_embeds")?;
+        let wants_attention_mask = has_input(&session, "attention_mask");
+        Ok(Self { session, pad_id, wants_attention_mask })
+    }
+}
+
+impl TextEncoder for OnnxTextEncoder {
+    fn encode(&mut self, batch: &[Vec<i64>]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let longest = batch.iter().map(Vec::len).max().unwrap_or(0);
+        // Pad to the longest text of the batch; CLIP's causal attention and end-token pooling make
+        // the padding invisible, which the batching-equivalence tests pin down.
+        let mut ids = Array2::<i64>::from_elem((batch.len(), longest), self.pad_id);
+        let mut mask = Array2::<i64>::zeros((batch.len(), longest));
+        for (row, seq) in batch.iter().enumerate() {
+            for (col, &id) in seq.iter().enumerate() {
+                ids[[row, col]] = id;
+                mask[[row, col]] = 1;
+            }
+        }
+        let infer = |e: ort::Error| EmbedError::Inference(e.to_string());
+        let ids_tensor = TensorRef::from_array_view(&ids).map_err(infer)?;
+        let outputs = if self.wants_attention_mask {
+            let mask_tensor = TensorRef::from_array_view(&mask).map_err(infer)?;
+            self.session.run(ort::inputs!["input_ids" => ids_tensor, "attention_mask" => mask_tensor]).map_err(infer)?
+        } else {
+            self.session.run(ort::inputs!["input_ids" => ids_tensor]).map_err(infer)?
+        };
+        rows(outputs["text_embeds"].try_extract_array::<f32>().map_err(infer)?, batch.len())
+    }
+}
+
+pub struct OnnxImageEncoder {
+    session: Session,
+}
+
+impl OnnxImageEncoder {
+    pub fn load(env: &Environment, path: &Path, threads: usize) -> Result<Self, LoadError> {
+        let session = open(env, path, threads, "vision")?;
+        if !has_input(&session, "pixel_values") {
+            return Err(LoadError::BadModel { path: path.to_path_buf(), tower: "vision", message: "no `pixel_values` input".into() });
+        }
+        require_output(&session, path, "vision", "image_embeds")?;
+        Ok(Self { session })
+    }
+}
+
+impl ImageEncoder for OnnxImageEncoder {
+    fn encode(&mut self, batch: &[Array3<f32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let Some(first) = batch.first() else { return Ok(Vec::new()) };
+        let (c, h, w) = first.dim();
+        let mut pixels = Array4::<f32>::zeros((batch.len(), c, h, w));
+        for (mut slot, tensor) in pixels.axis_iter_mut(Axis(0)).zip(batch) {
+            if tensor.dim() != (c, h, w) {
+                return Err(EmbedError::Inference("pixel tensors of one batch differ in shape".into()));
+            }
+            slot.assign(tensor);
+        }
+        let infer = |e: ort::Error| EmbedError::Inference(e.to_string());
+        let input = TensorRef::from_array_view(&pixels).map_err(infer)?;
+        let outputs = self.session.run(ort::inputs!["pixel_values" => input]).map_err(infer)?;
+        rows(outputs["image_embeds"].try_extract_array::<f32>().map_err(infer)?, batch.len())
+    }
+}

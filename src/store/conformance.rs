@@ -1,0 +1,118 @@
+//! Behaviour every [`VectorStore`] backend must show, run by each backend's tests with a fresh
+//! directory per case. Reopening from the same directory must give back what was written.
+
+use std::path::Path;
+
+use time::OffsetDateTime;
+
+use super::{ImageRecord, StoreError, Upserted, VectorStore};
+
+pub fn record(id: &str) -> ImageRecord {
+    ImageRecord {
+        id: id.to_string(),
+        path: format!("/photos/{id}.jpg"),
+        content_hash: format!("{id:0<64}"),
+        width: 640,
+        height: 480,
+        bytes: 12_345,
+        format: "jpeg".into(),
+        ingested_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("constant timestamp"),
+    }
+}
+
+fn unit(v: &[f32]) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / n).collect()
+}
+
+/// Runs every case; `open` opens the backend at a directory (called again to test reopening).
+pub fn run_all(open: impl Fn(&Path) -> Box<dyn VectorStore>) {
+    upsert_get_count_and_replace(&open);
+    search_orders_by_cosine_and_respects_k(&open);
+    delete_removes_from_search_and_get(&open);
+    data_survives_reopen(&open);
+    wrong_dimension_and_wrong_model_are_refused(&open);
+    list_pages_through_everything_once(&open);
+}
+
+fn upsert_get_count_and_replace(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    assert_eq!(store.count(), 0);
+    assert_eq!(store.upsert(&record("a"), &unit(&[1.0, 0.0, 0.0])).unwrap(), Upserted::Inserted);
+    assert_eq!(store.upsert(&record("a"), &unit(&[0.0, 1.0, 0.0])).unwrap(), Upserted::Replaced);
+    assert_eq!(store.count(), 1);
+    assert_eq!(store.get("a").unwrap(), Some(record("a")));
+    assert_eq!(store.get("missing").unwrap(), None);
+    assert_eq!(store.vector("a").unwrap(), Some(vec![0.0, 1.0, 0.0]));
+}
+
+fn search_orders_by_cosine_and_respects_k(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    assert!(store.search(&[1.0, 0.0, 0.0], 3).unwrap().is_empty(), "empty store finds nothing");
+    store.upsert(&record("x"), &unit(&[1.0, 0.0, 0.0])).unwrap();
+    store.upsert(&record("y"), &unit(&[1.0, 1.0, 0.0])).unwrap();
+    store.upsert(&record("z"), &unit(&[0.0, 0.0, 1.0])).unwrap();
+    let hits = store.search(&[1.0, 0.0, 0.0], 2).unwrap();
+    let ids: Vec<&str> = hits.iter().map(|h| h.record.id.as_str()).collect();
+    assert_eq!(ids, ["x", "y"]);
+    assert!((hits[0].score - 1.0).abs() < 1e-6);
+    assert!((hits[1].score - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6);
+    assert_eq!(store.search(&[1.0, 0.0, 0.0], 100).unwrap().len(), 3);
+}
+
+fn delete_removes_from_search_and_get(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    store.upsert(&record("p"), &unit(&[1.0, 0.0])).unwrap();
+    store.upsert(&record("q"), &unit(&[0.0, 1.0])).unwrap();
+    assert!(store.delete("p").unwrap());
+    assert!(!store.delete("p").unwrap());
+    assert_eq!(store.get("p").unwrap(), None);
+    assert_eq!(store.count(), 1);
+    let hits = store.search(&[1.0, 0.0], 5).unwrap();
+    assert_eq!(hits.iter().map(|h| h.record.id.as_str()).collect::<Vec<_>>(), ["q"]);
+}
+
+fn data_survives_reopen(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let store = open(dir.path());
+        store.bind_model("model-a", 2).unwrap();
+        store.upsert(&record("keep"), &unit(&[3.0, 4.0])).unwrap();
+        store.upsert(&record("gone"), &unit(&[1.0, 0.0])).unwrap();
+        store.delete("gone").unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(store.count(), 1);
+    assert_eq!(store.get("keep").unwrap(), Some(record("keep")));
+    let hits = store.search(&[0.6, 0.8], 1).unwrap();
+    assert!((hits[0].score - 1.0).abs() < 1e-6);
+    store.bind_model("model-a", 2).expect("same model binds again");
+}
+
+fn wrong_dimension_and_wrong_model_are_refused(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    store.bind_model("model-a", 3).unwrap();
+    store.upsert(&record("a"), &unit(&[1.0, 0.0, 0.0])).unwrap();
+    assert!(matches!(store.upsert(&record("b"), &[1.0, 0.0]), Err(StoreError::DimensionMismatch { expected: 3, got: 2 })));
+    assert!(matches!(store.search(&[1.0, 0.0], 1), Err(StoreError::DimensionMismatch { .. })));
+    assert!(matches!(store.bind_model("model-b", 3), Err(StoreError::ModelMismatch { .. })));
+    assert_eq!(store.count(), 1, "refused writes leave the index as it was");
+}
+
+fn list_pages_through_everything_once(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    for i in 0..7 {
+        store.upsert(&record(&format!("img{i}")), &unit(&[1.0, i as f32])).unwrap();
+    }
+    let mut seen = Vec::new();
+    for page in 0..4 {
+        seen.extend(store.list(page * 3, 3).unwrap().into_iter().map(|r| r.id));
+    }
+    seen.sort();
+    assert_eq!(seen, (0..7).map(|i| format!("img{i}")).collect::<Vec<_>>());
+}

@@ -1,0 +1,219 @@
+//! The embedded backend: records and vectors in a `redb` database file (ACID, fsync on commit,
+//! so a write that returned survives `kill -9`), mirrored into an in-memory [`Matrix`] that is
+//! rebuilt from disk at start-up and answers searches.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use redb::{Database, ReadableTable, TableDefinition};
+
+use super::matrix::Matrix;
+use super::{Hit, ImageRecord, StoreError, Upserted, VectorStore};
+
+const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+const VECTORS: TableDefinition<&str, &[u8]> = TableDefinition::new("vectors");
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+
+const DB_FILE: &str = "index.redb";
+
+pub struct EmbeddedStore {
+    db: Database,
+    path: PathBuf,
+    /// `None` until the first model binds the store to a dimension.
+    matrix: RwLock<Option<Matrix>>,
+    /// Serialises writers so the database and the matrix change in the same order.
+    writer: Mutex<()>,
+}
+
+fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the index in `dir` and loads every vector into memory.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let open_err = |message: String| StoreError::Open { path: dir.display().to_string(), message };
+        fs_err::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        let path = dir.join(DB_FILE);
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: path.display().to_string() },
+            other => open_err(other.to_string()),
+        })?;
+        let txn = db.begin_write().map_err(db_err)?;
+        {
+            txn.open_table(IMAGES).map_err(db_err)?;
+            txn.open_table(VECTORS).map_err(db_err)?;
+            txn.open_table(META).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        let store = Self { db, path, matrix: RwLock::new(None), writer: Mutex::new(()) };
+        store.load_matrix()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn load_matrix(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let meta = txn.open_table(META).map_err(db_err)?;
+        let Some(dim) = meta.get("dim").map_err(db_err)?.map(|v| v.value().to_string()) else {
+            return Ok(());
+        };
+        let dim: usize = dim.parse().map_err(|_| StoreError::Corrupt(format!("dimension `{dim}` is not a number")))?;
+        let vectors = txn.open_table(VECTORS).map_err(db_err)?;
+        let mut matrix = Matrix::new(dim);
+        for entry in vectors.iter().map_err(db_err)? {
+            let (id, bytes) = entry.map_err(db_err)?;
+            let vector = decode_vector(bytes.value(), dim).ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", id.value())))?;
+            matrix.upsert(id.value(), &vector);
+        }
+        tracing::info!(images = matrix.len(), dim, path = %self.path.display(), "index loaded");
+        *self.matrix.write().unwrap_or_else(|p| p.into_inner()) = Some(matrix);
+        Ok(())
+    }
+
+    fn check_dim(&self, got: usize) -> Result<(), StoreError> {
+        match self.matrix.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(m) if m.dim() != got => Err(StoreError::DimensionMismatch { expected: m.dim(), got }),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn decode_vector(bytes: &[u8], dim: usize) -> Option<Vec<f32>> {
+    (bytes.len() == dim * 4).then(|| bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+fn decode_record(bytes: &[u8]) -> Result<ImageRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("image record: {e}")))
+}
+
+impl VectorStore for EmbeddedStore {
+    fn bind_model(&self, fingerprint: &str, dim: usize) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let stored = meta.get("model").map_err(db_err)?.map(|v| v.value().to_string());
+            match stored {
+                Some(stored) if stored == fingerprint => return Ok(()),
+                Some(stored) => return Err(StoreError::ModelMismatch { stored, current: fingerprint.to_string() }),
+                None => {
+                    meta.insert("model", fingerprint).map_err(db_err)?;
+                    meta.insert("dim", dim.to_string().as_str()).map_err(db_err)?;
+                }
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        let mut matrix = self.matrix.write().unwrap_or_else(|p| p.into_inner());
+        if matrix.is_none() {
+            *matrix = Some(Matrix::new(dim));
+        }
+        Ok(())
+    }
+
+    fn upsert(&self, record: &ImageRecord, vector: &[f32]) -> Result<Upserted, StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.check_dim(vector.len())?;
+        let json = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            if meta.get("dim").map_err(db_err)?.is_none() {
+                meta.insert("dim", vector.len().to_string().as_str()).map_err(db_err)?;
+            }
+            txn.open_table(IMAGES).map_err(db_err)?.insert(record.id.as_str(), json.as_slice()).map_err(db_err)?;
+            txn.open_table(VECTORS).map_err(db_err)?.insert(record.id.as_str(), encode_vector(vector).as_slice()).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        let mut matrix = self.matrix.write().unwrap_or_else(|p| p.into_inner());
+        let matrix = matrix.get_or_insert_with(|| Matrix::new(vector.len()));
+        Ok(if matrix.upsert(&record.id, vector) { Upserted::Inserted } else { Upserted::Replaced })
+    }
+
+    fn get(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(IMAGES).map_err(db_err)?;
+        let value = table.get(id).map_err(db_err)?;
+        value.map(|v| decode_record(v.value())).transpose()
+    }
+
+    fn vector(&self, id: &str) -> Result<Option<Vec<f32>>, StoreError> {
+        Ok(self.matrix.read().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|m| m.get(id).map(<[f32]>::to_vec)))
+    }
+
+    fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let existed = {
+            let existed = txn.open_table(IMAGES).map_err(db_err)?.remove(id).map_err(db_err)?.is_some();
+            txn.open_table(VECTORS).map_err(db_err)?.remove(id).map_err(db_err)?;
+            existed
+        };
+        txn.commit().map_err(db_err)?;
+        if let Some(m) = self.matrix.write().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            m.remove(id);
+        }
+        Ok(existed)
+    }
+
+    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, StoreError> {
+        let scored: Vec<(String, f32)> = {
+            let guard = self.matrix.read().unwrap_or_else(|p| p.into_inner());
+            let Some(matrix) = guard.as_ref() else { return Ok(Vec::new()) };
+            if matrix.dim() != query.len() {
+                return Err(StoreError::DimensionMismatch { expected: matrix.dim(), got: query.len() });
+            }
+            matrix.top_k(query, k).into_iter().map(|(id, s)| (id.to_string(), s)).collect()
+        };
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(IMAGES).map_err(db_err)?;
+        let mut hits = Vec::with_capacity(scored.len());
+        for (id, score) in scored {
+            // A delete may land between scoring and this read; such a hit is simply gone.
+            if let Some(value) = table.get(id.as_str()).map_err(db_err)? {
+                hits.push(Hit { record: decode_record(value.value())?, score });
+            }
+        }
+        Ok(hits)
+    }
+
+    fn list(&self, offset: usize, limit: usize) -> Result<Vec<ImageRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(IMAGES).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db_err)?.skip(offset).take(limit) {
+            let (_, value) = entry.map_err(db_err)?;
+            out.push(decode_record(value.value())?);
+        }
+        Ok(out)
+    }
+
+    fn count(&self) -> usize {
+        self.matrix.read().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(0, Matrix::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_store_passes_the_conformance_suite() {
+        super::super::conformance::run_all(|dir| Box::new(EmbeddedStore::open(dir).unwrap()));
+    }
+
+    #[test]
+    fn a_second_process_opening_the_index_gets_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = EmbeddedStore::open(dir.path()).unwrap();
+        let err = EmbeddedStore::open(dir.path()).err().expect("second open must fail");
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    }
+}

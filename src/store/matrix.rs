@@ -1,0 +1,124 @@
+//! The in-memory search side of the embedded store: all vectors in one contiguous row-major
+//! matrix, scored with a single matrix product (SIMD GEMM) and a partial sort for top-k.
+
+use std::collections::HashMap;
+
+use ndarray::ArrayView2;
+
+pub struct Matrix {
+    dim: usize,
+    ids: Vec<String>,
+    data: Vec<f32>,
+    rows: HashMap<String, usize>,
+}
+
+impl Matrix {
+    pub fn new(dim: usize) -> Self {
+        Self { dim, ids: Vec::new(), data: Vec::new(), rows: HashMap::new() }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Inserts or overwrites the row of `id`. The caller checks the dimension.
+    pub fn upsert(&mut self, id: &str, vector: &[f32]) -> bool {
+        debug_assert_eq!(vector.len(), self.dim);
+        if let Some(&row) = self.rows.get(id) {
+            self.data[row * self.dim..(row + 1) * self.dim].copy_from_slice(vector);
+            false
+        } else {
+            self.rows.insert(id.to_string(), self.ids.len());
+            self.ids.push(id.to_string());
+            self.data.extend_from_slice(vector);
+            true
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&[f32]> {
+        self.rows.get(id).map(|&row| &self.data[row * self.dim..(row + 1) * self.dim])
+    }
+
+    /// Removes `id` by moving the last row into its place (order is not meaningful here).
+    pub fn remove(&mut self, id: &str) -> bool {
+        let Some(row) = self.rows.remove(id) else { return false };
+        let last = self.ids.len() - 1;
+        if row != last {
+            let (head, tail) = self.data.split_at_mut(last * self.dim);
+            head[row * self.dim..(row + 1) * self.dim].copy_from_slice(&tail[..self.dim]);
+            self.ids.swap(row, last);
+            self.rows.insert(self.ids[row].clone(), row);
+        }
+        self.ids.pop();
+        self.data.truncate(last * self.dim);
+        true
+    }
+
+    /// Ids and dot products of the `k` best rows, best first, ties broken by id.
+    pub fn top_k(&self, query: &[f32], k: usize) -> Vec<(&str, f32)> {
+        let n = self.len();
+        if n == 0 || k == 0 {
+            return Vec::new();
+        }
+        let vectors = ArrayView2::from_shape((n, self.dim), &self.data).expect("matrix shape matches its data: this is a bug");
+        let query = ArrayView2::from_shape((self.dim, 1), query).expect("query length checked by the caller: this is a bug");
+        let scores = vectors.dot(&query);
+        let scores = scores.as_slice().expect("a fresh column vector is contiguous: this is a bug");
+        let mut order: Vec<usize> = (0..n).collect();
+        let better = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then_with(|| self.ids[*a].cmp(&self.ids[*b]));
+        if k < n {
+            order.select_nth_unstable_by(k - 1, better);
+            order.truncate(k);
+        }
+        order.sort_unstable_by(better);
+        order.into_iter().map(|row| (self.ids[row].as_str(), scores[row])).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remove_keeps_the_other_rows_findable() {
+        let mut m = Matrix::new(2);
+        m.upsert("a", &[1.0, 0.0]);
+        m.upsert("b", &[0.0, 1.0]);
+        m.upsert("c", &[0.6, 0.8]);
+        assert!(m.remove("a"));
+        assert!(!m.remove("a"));
+        assert_eq!(m.get("c"), Some(&[0.6, 0.8][..]));
+        assert_eq!(m.top_k(&[0.0, 1.0], 5), vec![("b", 1.0), ("c", 0.8)]);
+    }
+
+    #[test]
+    fn top_k_matches_a_full_sort() {
+        let dim = 16;
+        let mut m = Matrix::new(dim);
+        let mut seed = 7u64;
+        let mut rand = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) as f32 / u32::MAX as f32) - 0.25
+        };
+        let mut all = Vec::new();
+        for i in 0..500 {
+            let v: Vec<f32> = (0..dim).map(|_| rand()).collect();
+            m.upsert(&format!("{i:04}"), &v);
+            all.push((format!("{i:04}"), v));
+        }
+        let q: Vec<f32> = (0..dim).map(|_| rand()).collect();
+        let mut expected: Vec<(String, f32)> =
+            all.iter().map(|(id, v)| (id.clone(), v.iter().zip(&q).map(|(a, b)| a * b).sum())).collect();
+        expected.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let got = m.top_k(&q, 10);
+        for ((gid, gs), (eid, es)) in got.iter().zip(&expected) {
+            assert_eq!(gid, eid);
+            assert!((gs - es).abs() < 1e-5);
+        }
+        assert_eq!(got.len(), 10);
+    }
+}

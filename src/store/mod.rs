@@ -1,0 +1,79 @@
+//! The vector store room: one [`VectorStore`] trait, an embedded backend, and a conformance
+//! suite every backend must pass. Knows nothing of HTTP or models: it stores unit vectors with
+//! image metadata and answers exact top-k cosine searches.
+
+#[cfg(test)]
+pub mod conformance;
+pub mod embedded;
+mod matrix;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+pub use embedded::EmbeddedStore;
+
+/// What we know about an indexed image. The id is derived from the content hash, so the same
+/// bytes always get the same id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub id: String,
+    /// Canonical path the image was ingested from.
+    pub path: String,
+    /// BLAKE3 of the file's bytes, hex.
+    pub content_hash: String,
+    /// Size after EXIF orientation.
+    pub width: u32,
+    pub height: u32,
+    pub bytes: u64,
+    /// Encoding, e.g. `jpeg`.
+    pub format: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub ingested_at: OffsetDateTime,
+}
+
+/// A search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub record: ImageRecord,
+    /// Cosine similarity to the query.
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    Inserted,
+    Replaced,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("vector has {got} dimensions but the index holds {expected}-dimensional vectors")]
+    DimensionMismatch { expected: usize, got: usize },
+    #[error("the index was built with model `{stored}` but the server runs `{current}`; use another data directory or re-index")]
+    ModelMismatch { stored: String, current: String },
+    #[error("index database error: {0}")]
+    Database(String),
+    #[error("index data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the index at {path} is in use by another process (a running server?)")]
+    Locked { path: String },
+    #[error("could not open the index at {path}: {message}")]
+    Open { path: String, message: String },
+}
+
+/// A persistent collection of image vectors. Writes are durable when they return.
+pub trait VectorStore: Send + Sync {
+    /// Ties the store to one model; a store built with another model refuses it.
+    fn bind_model(&self, fingerprint: &str, dim: usize) -> Result<(), StoreError>;
+    /// Adds or replaces the image with `record.id`.
+    fn upsert(&self, record: &ImageRecord, vector: &[f32]) -> Result<Upserted, StoreError>;
+    fn get(&self, id: &str) -> Result<Option<ImageRecord>, StoreError>;
+    fn vector(&self, id: &str) -> Result<Option<Vec<f32>>, StoreError>;
+    /// Removes the image; `false` when it was not there.
+    fn delete(&self, id: &str) -> Result<bool, StoreError>;
+    /// The `k` most similar images, best first (ties by id).
+    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, StoreError>;
+    /// Images in ingestion order, for listing.
+    fn list(&self, offset: usize, limit: usize) -> Result<Vec<ImageRecord>, StoreError>;
+    fn count(&self) -> usize;
+}
