@@ -1,0 +1,59 @@
+//! Helpers shared by the integration tests: fixture locations and small vector maths.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures() -> PathBuf {
+    repo().join("tests/fixtures")
+}
+
+pub fn tiny_model() -> PathBuf {
+    fixtures().join("tiny-clip")
+}
+
+/// The shared data folder (`../shared` beside the repo, or `VQ_SHARED`).
+pub fn shared() -> PathBuf {
+    std::env::var_os("VQ_SHARED").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared"))
+}
+
+pub fn shared_photos() -> PathBuf {
+    shared().join("data/photos/images")
+}
+
+/// A reference file name (`shared:<name>` or a name under `tests/fixtures/images`) as a path.
+pub fn image_path(name: &str) -> PathBuf {
+    match name.strip_prefix("shared:") {
+        Some(shared) => shared_photos().join(shared),
+        None => fixtures().join("images").join(name),
+    }
+}
+
+pub fn read_json(relative: &str) -> serde_json::Value {
+    let path = fixtures().join(relative);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn floats(value: &serde_json::Value) -> Vec<f32> {
+    value.as_array().expect("array of numbers").iter().map(|v| v.as_f64().expect("number") as f32).collect()
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "vector lengths differ");
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+pub fn ort_env() -> &'static ort::environment::Environment {
+    visionquery::embed::runtime::init(None).expect("ONNX Runtime: run scripts/install-runtime.sh (the test script does)")
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
