@@ -442,6 +442,13 @@ def main(argv=None):
         entries.append(e)
         if key in PIXEL_KEYS:
             pixel_store[key] = pv
+    # VisionQuery deliberately reads 16-bit greyscale by its high byte (Pillow clips it to 255,
+    # a nearly white picture); record what the reference gives for that 8-bit twin too.
+    for e in entries:
+        if e["file"] == "grey16.png":
+            twin = Image.fromarray((raw16["grey16.png"] >> 8).astype(np.uint8)).convert("RGB")
+            twin_pv = processor(images=twin, return_tensors="np")["pixel_values"][0].astype(np.float32)
+            e["embedding_high_byte"] = rfloats(image_embed(twin_pv))
     (ref_dir / "images.json").write_text(json.dumps(entries, indent=1, ensure_ascii=False) + "\n")
 
     # pixel_values + embeddings of exactly these pixels

@@ -305,6 +305,15 @@ pub fn pixel_tensor(rgb: &RgbImage, config: &PreprocessConfig) -> Result<Array3<
 }
 
 fn resize_rgb(rgb: &RgbImage, width: u32, height: u32, alg: ResizeAlg) -> Result<RgbImage, ImageError> {
+    // Pillow filters rows first and rounds to 8 bits before filtering columns; fast_image_resize
+    // does columns first for 8-bit images. Bicubic overshoot is clipped between the passes, so
+    // the order shows near saturated pixels (up to ~20 levels): run one pass at a time, in
+    // Pillow's order.
+    let horizontal = resize_pass(rgb, width, rgb.height(), alg)?;
+    resize_pass(&horizontal, width, height, alg)
+}
+
+fn resize_pass(rgb: &RgbImage, width: u32, height: u32, alg: ResizeAlg) -> Result<RgbImage, ImageError> {
     if (width, height) == rgb.dimensions() {
         return Ok(rgb.clone());
     }
