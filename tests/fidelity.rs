@@ -78,10 +78,10 @@ fn pixel_tensors_match_the_reference_processor() {
         let diffs: Vec<f32> = ours.iter().zip(expected.iter()).map(|(a, b)| (a - b).abs()).collect();
         let max = diffs.iter().cloned().fold(0.0f32, f32::max);
         let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
-        // One 8-bit level is 1/255/std ≈ 0.015 after normalisation. JPEG decoders may differ from
-        // libjpeg-turbo by a level or two on some pixels; lossless inputs must be near exact.
-        let lossless = name.ends_with(".png");
-        let (max_allowed, mean_allowed) = if lossless { (0.05, 0.002) } else { (0.2, 0.01) };
+        // One 8-bit level is 1/255/std ≈ 0.015 after normalisation. JPEGs decode exactly as in
+        // libjpeg-turbo and the resize follows Pillow's passes, so at most a rare rounding step
+        // of one level remains.
+        let (max_allowed, mean_allowed) = (0.016, 0.0002);
         println!("{name}: max |diff| {max:.4}, mean {mean:.5}");
         if std::env::var("VQ_DEBUG_PIXELS").is_ok() {
             let mut idx: Vec<usize> = (0..diffs.len()).collect();
@@ -142,7 +142,8 @@ fn every_encoding_of_a_picture_embeds_like_the_reference() {
             .map(|r| cosine(&ours, &r.1))
             .fold(f32::MIN, f32::max);
         println!("{name:32} cos {cos:.6} (nearest other picture {nearest_other:.4})");
-        if cos < 0.999 {
+        // The bar is 0.999; exact decoding and resizing give far better, so hold it.
+        if cos < 0.9999 {
             failures.push(format!("{name}: cos {cos}"));
         }
     }

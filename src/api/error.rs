@@ -52,7 +52,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        // 503s (loading, overload) are expected operating states, not faults.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(code = self.code, message = %self.message, "request refused");
+        } else if self.status.is_server_error() {
             tracing::error!(status = %self.status, code = self.code, message = %self.message, "request failed");
         }
         let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };

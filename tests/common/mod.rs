@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: fixture locations and small vector maths.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 
 pub fn repo() -> PathBuf {

@@ -1,0 +1,824 @@
+#!/usr/bin/env python3
+"""Embedder benchmark: VisionQuery's ONNX Runtime towers vs PyTorch `transformers`.
+
+One command does everything:
+
+    python3 scripts/bench_embed.py            # --threads = all cores, --seconds 8
+
+1. builds a random-weight CLIP with the real ViT-B/32 shapes once into
+   .cache/bench/vit-b32/ (torch safetensors + our ONNX layout, fp32 and int8), so
+   both sides run exactly the same weights (no download needed);
+2. measures PyTorch `CLIPModel` (fp32, torch.inference_mode, torch.set_num_threads(N),
+   SDPA attention) and its dynamic int8 quantization (`quantize_dynamic` on nn.Linear);
+3. builds and runs `examples/bench_embed.rs` (fp32 and quantized);
+4. measures the machine's fp32 matmul peak (torch sgemm, same threads) and the
+   reference preprocessing rate (PIL + CLIPImageProcessorPil, one thread);
+5. prints a table, writes bench-results/embed-<timestamp>.json and rewrites the
+   section between the `bench:embed` markers in BENCHMARKS.md.
+
+Same measuring rule on both sides: inputs prepared beforehand (pixels of real photos,
+tokenised captions), two warm-up calls, then calls until --seconds have passed (at
+least 3). Throughput = items / summed call time. With --rounds R every measurement
+is repeated R times (PyTorch and ours interleaved) and the best round is kept.
+
+If torch/transformers are not importable, the script re-runs itself with
+/root/vqref/bin/python or creates .cache/bench/venv from
+scripts/requirements-reference.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / "scripts"
+DEFAULT_CACHE = REPO / ".cache" / "bench"
+DEFAULT_CONFIG = Path("/work/shared/models/clip-tokenizer/config.json")
+DEFAULT_IMAGES = Path("/work/shared/data/photos/images")
+MARK_START = "<!-- bench:embed:start -->"
+MARK_END = "<!-- bench:embed:end -->"
+CHECKPOINT_SEED = 0
+
+CAPTIONS = [
+    "a photo of a cat",
+    "two dogs playing in the snow near a red fence",
+    "a man riding a wave on top of a surfboard",
+    "a plate of food with broccoli and rice",
+    "a city street at night with cars and traffic lights",
+    "a child holding a kite on a sunny beach",
+    "a kitchen with white cabinets and a stainless steel refrigerator",
+    "pizza",
+    "a group of people standing around a table with laptops",
+    "an old red bus parked on the side of the road",
+    "a bathroom with a toilet, a sink and a mirror",
+    "a herd of zebras grazing in a dry field",
+    "a baseball player swinging a bat at a ball",
+    "a bowl of fruit on a wooden table",
+    "a giraffe standing next to a tall tree",
+    "a woman in a blue dress holding an umbrella in the rain",
+    "sunset over the mountains",
+    "a train crossing a bridge over a river",
+    "a close-up of a slice of chocolate cake on a white plate",
+    "a teddy bear sitting on a bed",
+    "an airplane flying in a clear blue sky",
+    "a skateboarder doing a trick on a ramp",
+    "a living room with a couch, a television and a lamp",
+    "a black and white photo of an old man reading a newspaper on a bench",
+    "a boat",
+    "people skiing down a snowy slope",
+    "a fire hydrant on a sidewalk",
+    "a horse pulling a cart down a dirt road in the countryside",
+    "a laptop and a cup of coffee on a desk",
+    "a stop sign at an intersection",
+    "an elephant walking through tall grass",
+    "a cat sleeping on a keyboard",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Interpreter / venv
+# ---------------------------------------------------------------------------------------------
+
+
+def ensure_reference_python() -> None:
+    """Re-exec under a Python that has the reference stack."""
+    try:
+        import onnxruntime  # noqa: F401
+        import PIL  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+
+        return
+    except ImportError:
+        pass
+    if os.environ.get("VQ_BENCH_REEXEC"):
+        sys.exit("the reference Python stack (torch, transformers, onnxruntime, pillow) is not importable")
+    candidates = [Path("/root/vqref/bin/python"), DEFAULT_CACHE / "venv" / "bin" / "python"]
+    python = next((c for c in candidates if c.is_file()), None)
+    if python is None:
+        venv = DEFAULT_CACHE / "venv"
+        print(f"creating {venv} from scripts/requirements-reference.txt", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        python = venv / "bin" / "python"
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(SCRIPTS / "requirements-reference.txt")], check=True)
+    env = dict(os.environ, VQ_BENCH_REEXEC="1")
+    os.execve(str(python), [str(python), *sys.argv], env)
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def measure(seconds: float, call) -> list[float]:
+    """Two warm-up calls, then calls until `seconds` have passed (at least 3)."""
+    call(0)
+    call(1)
+    times = []
+    start = time.perf_counter()
+    i = 0
+    while len(times) < 3 or time.perf_counter() - start < seconds:
+        t = time.perf_counter()
+        call(i)
+        times.append(time.perf_counter() - t)
+        i += 1
+    return times
+
+
+def pct(times: list[float], p: float) -> float:
+    """Nearest-rank percentile (same as the Rust example)."""
+    s = sorted(times)
+    import math
+
+    k = min(max(math.ceil(p / 100 * len(s)), 1), len(s))
+    return s[k - 1]
+
+
+def batches_of(items: list, size: int) -> list[list]:
+    count = max(1, -(-len(items) // size))
+    return [[items[(b * size + j) % len(items)] for j in range(size)] for b in range(count)]
+
+
+def photo_paths(images: Path, max_images: int) -> list[Path]:
+    paths = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    return paths[:max_images] if max_images else paths
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. checkpoint
+# ---------------------------------------------------------------------------------------------
+
+
+def ensure_checkpoint(ckpt: Path, config_path: Path) -> dict:
+    """Random-weight ViT-B/32 CLIP: torch weights + ONNX fp32 + ONNX int8, built once."""
+    import torch
+    import transformers
+
+    sys.path.insert(0, str(SCRIPTS))
+    import export_clip_onnx as exporter
+
+    want = {
+        "config_sha256": sha256_file(config_path),
+        "seed": CHECKPOINT_SEED,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "exporter_sha256": sha256_file(SCRIPTS / "export_clip_onnx.py"),
+    }
+    stamp = ckpt / "bench-stamp.json"
+    needed = ["model.safetensors", "onnx/vision_model.onnx", "onnx/text_model.onnx",
+              "onnx/vision_model_quantized.onnx", "onnx/text_model_quantized.onnx",
+              "tokenizer.json", "preprocessor_config.json"]
+    if stamp.is_file() and json.loads(stamp.read_text()) == want and all((ckpt / f).is_file() for f in needed):
+        log(f"checkpoint: reusing {ckpt}")
+        return want
+    log(f"checkpoint: building random ViT-B/32 CLIP (seed {CHECKPOINT_SEED}) into {ckpt}")
+    if ckpt.exists():
+        shutil.rmtree(ckpt)
+    torch.set_grad_enabled(False)
+    model = exporter.build_random_clip(config_path, seed=CHECKPOINT_SEED)
+    with redirect_stdout_to_stderr():
+        exporter.export_clip(model, ckpt, aux_dirs=[config_path.parent], quantize=True, write_config=True, verify=True)
+    # The torch side loads these exact weights (save_pretrained rewrites config.json for the
+    # same config).
+    model.save_pretrained(str(ckpt), safe_serialization=True)
+    torch.set_grad_enabled(True)
+    stamp.write_text(json.dumps(want, indent=1))
+    return want
+
+
+class redirect_stdout_to_stderr:
+    def __enter__(self):
+        self._old = sys.stdout
+        sys.stdout = sys.stderr
+
+    def __exit__(self, *exc):
+        sys.stdout = self._old
+
+
+def clip_macs(cfg) -> dict:
+    """Multiply-accumulates of one image / one text of `length` tokens (all matmuls and the
+    patch convolution; norms, softmax, GELU ignored)."""
+    v = cfg.vision_config
+    t = cfg.text_config
+    n = (v.image_size // v.patch_size) ** 2 + 1
+    d, f = v.hidden_size, v.intermediate_size
+    per_layer = n * (4 * d * d + 2 * d * f) + 2 * n * n * d
+    image = v.num_hidden_layers * per_layer + (n - 1) * (v.num_channels * v.patch_size**2 * d) + d * cfg.projection_dim
+
+    def text(length: int) -> int:
+        d, f = t.hidden_size, t.intermediate_size
+        layer = length * (4 * d * d + 2 * d * f) + 2 * length * length * d
+        return t.num_hidden_layers * layer + d * cfg.projection_dim
+
+    return {"image": image, "text": text}
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. reference (PyTorch) measurements
+# ---------------------------------------------------------------------------------------------
+
+
+def preprocess_reference(paths: list[Path], ckpt: Path):
+    """PIL decode (load_image semantics) + CLIPImageProcessorPil, one thread, bytes in memory."""
+    import numpy as np
+    import PIL.Image
+    from transformers.image_utils import load_image
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    processor = CLIPImageProcessorPil.from_pretrained(str(ckpt))
+    data = [p.read_bytes() for p in paths]
+    pixels = []
+    t_dec = t_pre = 0.0
+    mp = 0.0
+    for b in data:
+        t0 = time.perf_counter()
+        img = load_image(PIL.Image.open(io.BytesIO(b)))  # exif_transpose + convert("RGB"); decodes
+        img.load()
+        t1 = time.perf_counter()
+        pv = processor(images=img, return_tensors="np")["pixel_values"][0].astype(np.float32)
+        t2 = time.perf_counter()
+        t_dec += t1 - t0
+        t_pre += t2 - t1
+        mp += img.size[0] * img.size[1] / 1e6
+        pixels.append(pv)
+    n = len(data)
+    stats = {
+        "images": n,
+        "mean_megapixels": mp / n,
+        "seconds": t_dec + t_pre,
+        "images_per_s": n / (t_dec + t_pre),
+        "decode_ms_per_image": t_dec * 1e3 / n,
+        "resize_normalize_ms_per_image": t_pre * 1e3 / n,
+    }
+    return np.stack(pixels), stats
+
+
+def bench_torch(model, pixels, tok_single, tok_batches, batches, seconds, text_batch) -> dict:
+    import torch
+
+    res = {"image": {}, "text_latency": None, "text_throughput": None}
+    with torch.inference_mode():
+        for b in batches:
+            chunks = [torch.from_numpy(pixels[[(k * b + j) % len(pixels) for j in range(b)]].copy())
+                      for k in range(max(1, -(-len(pixels) // b)))]
+            times = measure(seconds, lambda i: model.get_image_features(pixel_values=chunks[i % len(chunks)]))
+            res["image"][b] = {
+                "batch": b,
+                "iterations": len(times),
+                "images_per_s": b * len(times) / sum(times),
+                "batch_ms_p50": pct(times, 50) * 1e3,
+            }
+        times = measure(seconds, lambda i: model.get_text_features(**tok_single[i % len(tok_single)]))
+        res["text_latency"] = {
+            "batch": 1,
+            "iterations": len(times),
+            "p50_ms": pct(times, 50) * 1e3,
+            "p99_ms": pct(times, 99) * 1e3,
+            "mean_ms": sum(times) / len(times) * 1e3,
+            "texts_per_s": len(times) / sum(times),
+        }
+        times = measure(seconds, lambda i: model.get_text_features(**tok_batches[i % len(tok_batches)]))
+        res["text_throughput"] = {
+            "batch": text_batch,
+            "iterations": len(times),
+            "texts_per_s": text_batch * len(times) / sum(times),
+            "batch_ms_p50": pct(times, 50) * 1e3,
+        }
+    return res
+
+
+def torch_embed_all(model, pixels):
+    import numpy as np
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for s in range(0, len(pixels), 32):
+            out.append(model.get_image_features(pixel_values=torch.from_numpy(pixels[s:s + 32])).pooler_output.numpy())
+    return np.concatenate(out)
+
+
+def image_features(out):
+    # transformers 5 returns a model output whose pooler_output is the projected embedding.
+    return out.pooler_output if hasattr(out, "pooler_output") else out
+
+
+def sgemm_peak(threads: int, seconds: float = 3.0) -> dict:
+    """Best fp32 matmul rate of torch (oneDNN/MKL) on `threads` threads."""
+    import torch
+
+    best = {}
+    for n in (1024, 2048, 4096):
+        a = torch.randn(n, n)
+        b = torch.randn(n, n)
+        c = torch.empty(n, n)
+        torch.mm(a, b, out=c)
+        flops = 2 * n**3
+        rates = []
+        start = time.perf_counter()
+        while len(rates) < 3 or time.perf_counter() - start < seconds / 3:
+            t = time.perf_counter()
+            torch.mm(a, b, out=c)
+            rates.append(flops / (time.perf_counter() - t))
+        best[n] = max(rates)
+    size = max(best, key=best.get)
+    return {"gflops": best[size] / 1e9, "matrix": size, "by_size": {str(k): v / 1e9 for k, v in best.items()}}
+
+
+def ort_python_bench(ckpt: Path, suffix: str, pixels, threads: int, batches, seconds) -> dict:
+    """Diagnostic: the same .onnx through onnxruntime's Python API with the session options
+    our Rust code sets (all optimisations, intra = threads, inter = 1)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(ckpt / "onnx" / f"vision_model{suffix}.onnx"), so, providers=["CPUExecutionProvider"])
+    res = {}
+    for b in batches:
+        chunks = [pixels[[(k * b + j) % len(pixels) for j in range(b)]].copy() for k in range(max(1, -(-len(pixels) // b)))]
+        times = measure(seconds, lambda i: sess.run(["image_embeds"], {"pixel_values": chunks[i % len(chunks)]}))
+        res[b] = {"batch": b, "iterations": len(times), "images_per_s": b * len(times) / sum(times)}
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. ours (Rust example)
+# ---------------------------------------------------------------------------------------------
+
+
+def build_rust(no_build: bool) -> Path:
+    binary = REPO / "target" / "release" / "examples" / "bench_embed"
+    if not no_build:
+        log("building: cargo build --release --example bench_embed")
+        subprocess.run(["cargo", "build", "--release", "--example", "bench_embed"], cwd=REPO, check=True,
+                       stdout=sys.stderr)
+    if not binary.is_file():
+        sys.exit(f"{binary} is missing (build with: cargo build --release --example bench_embed)")
+    return binary
+
+
+def run_rust(binary: Path, ckpt: Path, precision: str, args, captions_file: Path, emb_out: Path | None,
+             skip: list[str] = ()) -> dict:
+    cmd = [str(binary), "--model", str(ckpt), "--precision", precision, "--threads", str(args.threads),
+           "--batches", ",".join(map(str, args.batches)), "--seconds", str(args.seconds),
+           "--images", str(args.images), "--captions", str(captions_file), "--text-batch", str(args.text_batch)]
+    if args.max_images:
+        cmd += ["--max-images", str(args.max_images)]
+    if emb_out is not None:
+        cmd += ["--embeddings-out", str(emb_out)]
+    if skip:
+        cmd += ["--skip", ",".join(skip)]
+    log("running:", " ".join(cmd))
+    proc = subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.PIPE, text=True)
+    res = {"image": {}}
+    for line in proc.stdout.splitlines():
+        rec = json.loads(line)
+        kind = rec.pop("kind")
+        if kind == "image":
+            res["image"][rec["batch"]] = rec
+        else:
+            res[kind] = rec
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# fidelity
+# ---------------------------------------------------------------------------------------------
+
+
+def cos_rows(a, b):
+    import numpy as np
+
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def fidelity(ref, other) -> dict:
+    """Cosine per photo, plus the same after removing the mean embedding over the photos (a
+    random-weight model maps all photos to similar vectors, which flatters plain cosine), plus
+    agreement of each photo's nearest neighbour among the others."""
+    import numpy as np
+
+    c = cos_rows(ref, other)
+    cc = cos_rows(ref - ref.mean(0), other - other.mean(0))
+
+    def nn(e):
+        e = e / np.linalg.norm(e, axis=1, keepdims=True)
+        s = e @ e.T
+        np.fill_diagonal(s, -np.inf)
+        return s.argmax(1)
+
+    return {
+        "cos_mean": float(c.mean()), "cos_min": float(c.min()),
+        "centered_cos_mean": float(cc.mean()), "centered_cos_min": float(cc.min()),
+        "nn_agreement": float((nn(ref) == nn(other)).mean()),
+    }
+
+
+def load_embeddings(path: Path):
+    import numpy as np
+
+    doc = json.loads(path.read_text())
+    return doc["files"], np.asarray(doc["embeddings"], dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------------------
+
+
+def best_of(rounds: list[dict]) -> dict:
+    """Per metric, the best round (highest throughput, lowest latency)."""
+    out = {"image": {}}
+    for b in rounds[0]["image"]:
+        out["image"][b] = max((r["image"][b] for r in rounds), key=lambda x: x["images_per_s"])
+    for key, better in (("text_latency", "p50_ms"), ("text_throughput", "texts_per_s"), ("preprocess", "images_per_s")):
+        vals = [r[key] for r in rounds if r.get(key)]
+        if vals:
+            out[key] = (min if key == "text_latency" else max)(vals, key=lambda x: x[better])
+    return out
+
+
+def machine_info(threads: int) -> dict:
+    model = platform.processor()
+    cores = os.cpu_count()
+    try:
+        out = subprocess.run(["lscpu"], stdout=subprocess.PIPE, text=True, check=True).stdout
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        model = fields.get("Model name", model).strip()
+        cores = int(fields.get("CPU(s)", cores))
+        flags = fields.get("Flags", "")
+        isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags.split()]
+    except Exception:
+        isa = []
+    return {"cpu": model, "logical_cpus": cores, "isa": isa, "threads_used": threads,
+            "kernel": platform.release(), "python": platform.python_version()}
+
+
+def fmt(x, digits=1):
+    if x is None:
+        return "—"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}f}"
+
+
+def ratio(a, b, higher_is_better=True):
+    if a is None or b is None or a == 0 or b == 0:
+        return "—"
+    r = a / b if higher_is_better else b / a
+    return f"{r:.2f}×"
+
+
+def render(results: dict) -> str:
+    eng = results["engines"]
+    cols = [k for k in ("torch_fp32", "torch_int8", "ours_fp32", "ours_quantized") if k in eng]
+    names = {"torch_fp32": "PyTorch fp32", "torch_int8": "PyTorch int8 (dynamic)",
+             "ours_fp32": "ours fp32", "ours_quantized": "ours quantized"}
+    peak = results["machine"]["sgemm_gflops"]
+    img_flop = results["model"]["image_gflop"]
+    threads = results["machine"]["threads_used"]
+
+    def get(e, *path):
+        cur = eng.get(e)
+        for p in path:
+            if cur is None:
+                return None
+            cur = cur.get(p) if isinstance(cur, dict) else None
+        return cur
+
+    rows = []
+    header = "| metric | " + " | ".join(names[c] for c in cols) + " | ours fp32 / PyTorch fp32 | ours quantized / PyTorch fp32 |"
+    rows.append(header)
+    rows.append("|" + "---|" * (len(cols) + 3))
+
+    def row(label, path, hib=True, digits=1):
+        vals = [get(c, *path) for c in cols]
+        t = get("torch_fp32", *path)
+        rows.append(f"| {label} | " + " | ".join(fmt(v, digits) for v in vals)
+                    + f" | {ratio(get('ours_fp32', *path), t, hib)} | {ratio(get('ours_quantized', *path), t, hib)} |")
+
+    for b in results["params"]["batches"]:
+        row(f"image images/s, batch {b}", ("image", b, "images_per_s"))
+    bmax = max(results["params"]["batches"])
+    vals = []
+    for c in cols:
+        v = get(c, "image", bmax, "images_per_s")
+        vals.append(f"{100 * v * img_flop / peak:.0f}%" if v else "—")
+    rows.append(f"| image tower % of sgemm peak, batch {bmax} | " + " | ".join(vals) + " | | |")
+    row("text latency p50 ms, batch 1", ("text_latency", "p50_ms"), hib=False, digits=2)
+    row("text latency p99 ms, batch 1", ("text_latency", "p99_ms"), hib=False, digits=2)
+    row(f"text texts/s, batch {results['params']['text_batch']}", ("text_throughput", "texts_per_s"))
+    table = "\n".join(rows)
+
+    pre = results.get("preprocess", {})
+    pre_lines = []
+    if pre:
+        r, o = pre.get("reference"), pre.get("ours")
+        pre_lines.append("| preprocessing, one thread | images/s | decode ms/image | resize+normalise ms/image |")
+        pre_lines.append("|---|---|---|---|")
+        if r:
+            pre_lines.append(f"| PIL `load_image` + `CLIPImageProcessorPil` | {fmt(r['images_per_s'])} | "
+                             f"{r['decode_ms_per_image']:.2f} | {r['resize_normalize_ms_per_image']:.2f} |")
+        if o:
+            pre_lines.append(f"| ours (`decode` + `pixel_tensor`) | {fmt(o['images_per_s'])} | "
+                             f"{o['decode_ms_per_image']:.2f} | {o['resize_normalize_ms_per_image']:.2f} |")
+        if r and o:
+            pre_lines.append(f"| ratio ours / PIL | {o['images_per_s'] / r['images_per_s']:.2f}× | | |")
+
+    fid = results.get("fidelity", {})
+    fid_lines = []
+    if fid:
+        fid_lines.append("| compared (image embeddings of the photos) | mean cos | min cos | mean centred cos | min centred cos | same nearest neighbour |")
+        fid_lines.append("|---|---|---|---|---|---|")
+        labels = {
+            "ours_fp32_vs_torch_fp32": "ours fp32 vs PyTorch fp32 (includes preprocessing differences)",
+            "ours_quantized_vs_ours_fp32": "ours quantized vs ours fp32",
+            "torch_int8_vs_torch_fp32": "PyTorch int8 vs PyTorch fp32",
+        }
+        for k, lab in labels.items():
+            f = fid.get(k)
+            if f:
+                fid_lines.append(f"| {lab} | {f['cos_mean']:.5f} | {f['cos_min']:.5f} | {f['centered_cos_mean']:.4f} | "
+                                 f"{f['centered_cos_min']:.4f} | {100 * f['nn_agreement']:.0f}% |")
+
+    goals = results["goals"]
+    diag = results.get("diagnostics", {})
+    diag_lines = []
+    if diag.get("ort_python"):
+        for prec, per in diag["ort_python"].items():
+            parts = ", ".join(f"batch {b}: {fmt(v['images_per_s'])}" for b, v in per.items())
+            diag_lines.append(f"- onnxruntime Python API, same `.onnx` and session options, {prec}: {parts} images/s.")
+
+    m = results["machine"]
+    v = results["versions"]
+    lines = [
+        f"Measured {results['timestamp']} on **{m['cpu']}** ({m['logical_cpus']} logical CPUs, {', '.join(m['isa'])}), "
+        f"**{threads} threads** on both sides. Model: random-weight CLIP with the real ViT-B/32 shapes "
+        f"(same weights on both sides; speed does not depend on the weight values). "
+        f"Best of {results['params']['rounds']} round(s), {results['params']['seconds']} s per measurement, "
+        f"{results['params']['images']} real photos preprocessed beforehand, {len(CAPTIONS)} captions tokenised beforehand.",
+        "",
+        table,
+        "",
+        f"**Goals**: fp32 ≥ 1.15× PyTorch fp32 → **{goals['fp32']['verdict']}** ({goals['fp32']['detail']}); "
+        f"quantized ≥ 3× PyTorch fp32 → **{goals['quantized']['verdict']}** ({goals['quantized']['detail']}).",
+        "",
+        f"Machine fp32 matmul peak (torch `mm`, {threads} threads, best of 1024–4096 square): "
+        f"**{m['sgemm_gflops']:.0f} GFLOP/s**. One ViT-B/32 image = {results['model']['image_gmac']:.2f} GMAC = "
+        f"{img_flop / 1e9:.2f} GFLOP (matmuls + patch conv; the often-quoted \"4.4 GFLOPs\" counts multiply-adds), "
+        f"so the fp32 ceiling is ≈ {peak / img_flop:.0f} images/s. For int8 rows the percentage is of the fp32 peak.",
+        "",
+        *pre_lines,
+        "",
+        *fid_lines,
+        "",
+        *diag_lines,
+        "" if diag_lines else "",
+        f"Versions: onnxruntime {v['onnxruntime']} (ours: `ort` {v['ort_crate']}, load-dynamic), torch {v['torch']}, "
+        f"transformers {v['transformers']}, numpy {v['numpy']}, Pillow {v['pillow']}, rustc {v['rustc']}.",
+        "",
+        "Command:",
+        "",
+        "```sh",
+        results["command"],
+        "```",
+        "",
+        f"Raw numbers: `bench-results/{results['json_name']}` (not committed).",
+    ]
+    return "\n".join(lines).replace("\n\n\n", "\n\n")
+
+
+def update_markdown(md: Path, section: str) -> None:
+    text = md.read_text() if md.is_file() else ""
+    block = f"{MARK_START}\n{section}\n{MARK_END}"
+    if MARK_START in text and MARK_END in text:
+        pre = text.split(MARK_START)[0]
+        post = text.split(MARK_END, 1)[1]
+        text = pre + block + post
+    else:
+        text = text.rstrip() + "\n\n## Embedder\n\n" + block + "\n"
+    md.write_text(text)
+
+
+def goal(ours: dict, torch_fp32: dict, batches: list[int], target: float) -> dict:
+    rs = {b: ours["image"][b]["images_per_s"] / torch_fp32["image"][b]["images_per_s"] for b in batches}
+    b_ours = max(batches, key=lambda b: ours["image"][b]["images_per_s"])
+    b_torch = max(batches, key=lambda b: torch_fp32["image"][b]["images_per_s"])
+    best = ours["image"][b_ours]["images_per_s"] / torch_fp32["image"][b_torch]["images_per_s"]
+    met_all = all(r >= target for r in rs.values())
+    met_best = best >= target
+    verdict = "met" if met_all else ("met at the best batch size only" if met_best else "NOT met")
+    detail = ", ".join(f"batch {b}: {r:.2f}×" for b, r in rs.items()) + f"; best vs best: {best:.2f}×"
+    return {"verdict": verdict, "detail": detail, "by_batch": rs, "best_vs_best": best}
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both sides (default: all cores)")
+    ap.add_argument("--batches", default="1,8,32", help="image batch sizes (default 1,8,32)")
+    ap.add_argument("--seconds", type=float, default=8.0, help="measuring time per configuration (default 8)")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat all measurements, keep the best (default 1)")
+    ap.add_argument("--text-batch", type=int, default=32)
+    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="photos (default: the shared COCO photos)")
+    ap.add_argument("--max-images", type=int, default=0, help="use at most this many photos (0 = all)")
+    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="CLIP config.json with the ViT-B/32 shapes")
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--no-build", action="store_true", help="do not run cargo build (use the existing binary)")
+    ap.add_argument("--no-torch-int8", action="store_true", help="skip the PyTorch dynamic-int8 baseline")
+    ap.add_argument("--no-ort-python", action="store_true", help="skip the onnxruntime-Python diagnostic rows")
+    ap.add_argument("--no-markdown", action="store_true", help="do not rewrite BENCHMARKS.md")
+    args = ap.parse_args(argv)
+    args.batches = [int(b) for b in args.batches.split(",")]
+    command = "python3 scripts/bench_embed.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+
+    import numpy as np
+    import onnxruntime
+    import PIL
+    import torch
+    import transformers
+    from transformers import CLIPModel, CLIPTokenizerFast
+
+    torch.set_num_threads(args.threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+
+    ckpt = args.cache / "vit-b32"
+    stamp = ensure_checkpoint(ckpt, args.config)
+    binary = build_rust(args.no_build)
+
+    cfg = transformers.CLIPConfig.from_json_file(str(ckpt / "config.json"))
+    macs = clip_macs(cfg)
+    paths = photo_paths(args.images, args.max_images)
+    log(f"photos: {len(paths)} from {args.images}")
+
+    captions_file = args.cache / "captions.txt"
+    captions_file.write_text("\n".join(CAPTIONS) + "\n")
+    tokenizer = CLIPTokenizerFast.from_pretrained(str(ckpt))
+    tok_single = [tokenizer(c, truncation=True, max_length=77, return_tensors="pt") for c in CAPTIONS]
+    tok_batches = [tokenizer(b, truncation=True, max_length=77, padding=True, return_tensors="pt")
+                   for b in batches_of(CAPTIONS, args.text_batch)]
+    mean_tokens = sum(t["input_ids"].shape[1] for t in tok_single) / len(tok_single)
+
+    log("machine: sgemm peak")
+    peak = sgemm_peak(args.threads)
+    log(f"  {peak['gflops']:.0f} GFLOP/s")
+
+    log("PyTorch: loading the checkpoint")
+    model = CLIPModel.from_pretrained(str(ckpt), dtype=torch.float32, attn_implementation="sdpa").eval()
+    # `get_*_features` return a model output in transformers 5; keep the call shape identical.
+    qmodel = None
+    if not args.no_torch_int8:
+        try:
+            import copy
+
+            from torch.ao.quantization import quantize_dynamic
+
+            with torch.inference_mode():
+                qmodel = quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8).eval()
+            log(f"PyTorch int8: quantize_dynamic ok (engine {torch.backends.quantized.engine})")
+        except Exception as e:  # noqa: BLE001
+            log(f"PyTorch int8: quantize_dynamic failed: {e!r}")
+
+    emb_dir = args.cache / "embeddings"
+    emb_dir.mkdir(parents=True, exist_ok=True)
+    rounds = {"torch_fp32": [], "torch_int8": [], "ours_fp32": [], "ours_quantized": []}
+    pre_ref_rounds = []
+    ort_py = {}
+    pixels = None
+    for r in range(args.rounds):
+        log(f"== round {r + 1}/{args.rounds}")
+        log("reference preprocessing (PIL + CLIPImageProcessorPil, one thread)")
+        pixels, pre_stats = preprocess_reference(paths, ckpt)
+        pre_ref_rounds.append(pre_stats)
+        log(f"  {pre_stats['images_per_s']:.1f} images/s")
+
+        log("PyTorch fp32")
+        rounds["torch_fp32"].append(bench_torch(model, pixels, tok_single, tok_batches, args.batches, args.seconds, args.text_batch))
+        log("  " + json.dumps({b: round(v["images_per_s"], 1) for b, v in rounds["torch_fp32"][-1]["image"].items()}))
+        log("ours fp32")
+        rounds["ours_fp32"].append(run_rust(binary, ckpt, "fp32", args, captions_file,
+                                            emb_dir / "ours_fp32.json" if r == 0 else None))
+        log("  " + json.dumps({b: round(v["images_per_s"], 1) for b, v in rounds["ours_fp32"][-1]["image"].items()}))
+        if qmodel is not None:
+            log("PyTorch int8")
+            rounds["torch_int8"].append(bench_torch(qmodel, pixels, tok_single, tok_batches, args.batches, args.seconds, args.text_batch))
+            log("  " + json.dumps({b: round(v["images_per_s"], 1) for b, v in rounds["torch_int8"][-1]["image"].items()}))
+        log("ours quantized")
+        rounds["ours_quantized"].append(run_rust(binary, ckpt, "quantized", args, captions_file,
+                                                 emb_dir / "ours_quantized.json" if r == 0 else None,
+                                                 skip=["preprocess"]))
+        log("  " + json.dumps({b: round(v["images_per_s"], 1) for b, v in rounds["ours_quantized"][-1]["image"].items()}))
+        if not args.no_ort_python and r == 0:
+            log("diagnostic: onnxruntime Python API on the same files")
+            ort_py = {
+                "fp32": ort_python_bench(ckpt, "", pixels, args.threads, args.batches, args.seconds),
+                "quantized": ort_python_bench(ckpt, "_quantized", pixels, args.threads, args.batches, args.seconds),
+            }
+
+    engines = {k: best_of(v) for k, v in rounds.items() if v}
+
+    # fidelity over all photos
+    log("fidelity")
+    fid = {}
+    torch_emb = torch_embed_all(model, pixels)
+    files, ours32 = load_embeddings(emb_dir / "ours_fp32.json")
+    assert files == [p.name for p in paths], "Rust and Python read different photos"
+    _, oursq = load_embeddings(emb_dir / "ours_quantized.json")
+    fid["ours_fp32_vs_torch_fp32"] = fidelity(torch_emb, ours32)
+    fid["ours_quantized_vs_ours_fp32"] = fidelity(ours32, oursq)
+    if qmodel is not None:
+        fid["torch_int8_vs_torch_fp32"] = fidelity(torch_emb, torch_embed_all(qmodel, pixels))
+    # Same weights check: onnxruntime on the reference pixels must equal torch.
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(ckpt / "onnx" / "vision_model.onnx"), providers=["CPUExecutionProvider"])
+    same = cos_rows(torch_emb[:8], sess.run(["image_embeds"], {"pixel_values": pixels[:8]})[0]).min()
+    if same < 0.99999:
+        sys.exit(f"ONNX and torch weights differ (min cos {same}): rebuild .cache/bench/vit-b32")
+    fid["same_weights_min_cos"] = float(same)
+    for k, v in fid.items():
+        log(f"  {k}: {v}")
+
+    rustc = subprocess.run(["rustc", "--version"], stdout=subprocess.PIPE, text=True).stdout.strip() if shutil.which("rustc") else "?"
+    ort_crate = "?"
+    lock = (REPO / "Cargo.lock").read_text()
+    m = re.search(r'name = "ort"\nversion = "([^"]+)"', lock)
+    if m:
+        ort_crate = m.group(1)
+
+    stamp_time = dt.datetime.now(dt.timezone.utc)
+    json_name = f"embed-{stamp_time.strftime('%Y%m%dT%H%M%SZ')}.json"
+    machine = machine_info(args.threads)
+    machine["sgemm_gflops"] = peak["gflops"]
+    machine["sgemm"] = peak
+    results = {
+        "timestamp": stamp_time.strftime("%Y-%m-%d %H:%M UTC"),
+        "json_name": json_name,
+        "command": command,
+        "params": {"threads": args.threads, "batches": args.batches, "seconds": args.seconds, "rounds": args.rounds,
+                   "text_batch": args.text_batch, "images": len(paths), "images_dir": str(args.images),
+                   "mean_caption_tokens": mean_tokens},
+        "machine": machine,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "onnxruntime": onnxruntime.__version__, "numpy": np.__version__, "pillow": PIL.__version__,
+                     "rustc": rustc, "ort_crate": ort_crate,
+                     "torch_quantized_engine": torch.backends.quantized.engine},
+        "model": {"checkpoint": str(ckpt), "stamp": stamp, "image_gmac": macs["image"] / 1e9,
+                  "image_gflop": 2 * macs["image"], "text_gflop_at_mean_length": 2 * macs["text"](round(mean_tokens)) / 1e9},
+        "engines": engines,
+        "rounds": rounds,
+        "preprocess": {"reference": max(pre_ref_rounds, key=lambda x: x["images_per_s"]),
+                       "ours": engines["ours_fp32"].get("preprocess")},
+        "fidelity": fid,
+        "diagnostics": {"ort_python": ort_py},
+    }
+    results["goals"] = {
+        "fp32": goal(engines["ours_fp32"], engines["torch_fp32"], args.batches, 1.15),
+        "quantized": goal(engines["ours_quantized"], engines["torch_fp32"], args.batches, 3.0),
+    }
+    out_dir = REPO / "bench-results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / json_name).write_text(json.dumps(results, indent=1, default=str))
+    section = render(results)
+    print(section)
+    if not args.no_markdown:
+        update_markdown(REPO / "BENCHMARKS.md", section)
+        log(f"updated BENCHMARKS.md; raw results in bench-results/{json_name}")
+    return 0
+
+
+if __name__ == "__main__":
+    ensure_reference_python()
+    sys.exit(main())

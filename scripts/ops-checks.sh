@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Deployment and observability checks against the real thing: compose/Dockerfile validation,
+# a running VisionQuery scraped by a real Prometheus, the Grafana dashboard's metrics, and the
+# web page in headless Chromium. Called by scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-test-deps.sh
+
+bash tests/ops/check_compose.sh
+python3 tests/ops/check_dockerfile.py
+python3 tests/ops/check_dashboard_metrics.py --self-test
+
+bin="${VQ_BIN:-target/debug/visionquery}"
+[ -x "$bin" ] || cargo build --locked
+work="$(mktemp -d)"
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+mkdir -p "$work/images"
+"$bin" serve --model tests/fixtures/tiny-clip --data-dir "$work/index" --image-root "$work/images" \
+  --host 127.0.0.1 --port "$port" >"$work/server.log" 2>&1 &
+server=$!
+cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+url="http://127.0.0.1:$port"
+for _ in $(seq 1 300); do
+  curl -fsS "$url/ready" >/dev/null 2>&1 && break
+  kill -0 "$server" 2>/dev/null || { cat "$work/server.log"; echo "server exited" >&2; exit 1; }
+  sleep 0.1
+done
+curl -fsS "$url/ready" >/dev/null || { cat "$work/server.log"; echo "server not ready" >&2; exit 1; }
+
+VQ_URL="$url" bash tests/ops/prometheus_scrape.sh
+python3 tests/ops/check_dashboard_metrics.py --metrics-url "$url/metrics"
+
+if [ -x tests/e2e/run.sh ]; then
+  VQ_BIN="$bin" bash tests/e2e/run.sh
+fi

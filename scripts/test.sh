@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The project's one test command (README, CI): installs what the tests need, then runs the Rust
+# test suite and the operational checks against a real server, Prometheus and Chromium.
+#   scripts/test.sh            everything
+#   scripts/test.sh --rust     only `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/install-runtime.sh
+
+echo "== cargo test"
+cargo test --locked 2>&1
+
+if [ "${1:-}" = "--rust" ]; then
+  exit 0
+fi
+
+echo "== operational checks"
+./scripts/ops-checks.sh

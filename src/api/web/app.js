@@ -1,0 +1,1010 @@
+// VisionQuery web page: plain JavaScript, no build step, no dependencies, nothing loaded from
+// outside this server. Talks only to the JSON API served next to it.
+(() => {
+  'use strict';
+
+  const SEARCH_DEBOUNCE_MS = 250;
+  const HEALTH_POLL_MS = 5000;
+  const HEALTH_POLL_FAST_MS = 1500;
+  const JOBS_POLL_MS = 1000;
+  const UPLOAD_CONCURRENCY = 2;
+  const MAX_UPLOAD_ROWS = 60;
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    form: $('search-form'), q: $('q'), topK: $('top-k'),
+    results: $('results'), resultsTitle: $('results-title'), resultsMeta: $('results-meta'),
+    searchError: $('search-error'), empty: $('empty'), emptyTitle: $('empty-title'), emptyText: $('empty-text'),
+    chip: $('similar-chip'), chipImg: $('similar-chip-img'), chipName: $('similar-chip-name'), chipClear: $('similar-clear'),
+    statusModel: $('status-model'), statusModelText: $('status-model-text'), statusModelDetail: $('status-model-detail'),
+    statusImages: $('status-images-count'), statusImagesLabel: $('status-images-label'), statusVersion: $('status-version'),
+    dialog: $('detail'), detailImg: $('detail-img'), detailTitle: $('detail-title'), detailScore: $('detail-score'),
+    detailMeta: $('detail-meta'), detailError: $('detail-error'), detailClose: $('detail-close'),
+    detailSimilar: $('detail-similar'), detailOpen: $('detail-open'), detailDelete: $('detail-delete'),
+    detailConfirm: $('detail-confirm'), detailConfirmYes: $('detail-confirm-yes'), detailConfirmNo: $('detail-confirm-no'),
+    detailPrev: $('detail-prev'), detailNext: $('detail-next'),
+    dropzone: $('dropzone'), fileInput: $('file-input'), uploads: $('uploads'),
+    jobForm: $('job-form'), jobPath: $('job-path'), jobRecursive: $('job-recursive'), jobSubmit: $('job-submit'),
+    jobError: $('job-error'), jobs: $('jobs'), jobsEmpty: $('jobs-empty'),
+    toasts: $('toasts'),
+  };
+
+  const state = {
+    mode: 'idle',          // 'idle' | 'text' | 'image'
+    query: '',
+    imageId: null,
+    imageName: '',
+    results: [],
+    seq: 0,
+    controller: null,
+    debounce: null,
+    pendingRetry: false,   // a search failed because the model was loading: re-run when ready
+    health: null,
+    healthTimer: null,
+    detailIndex: -1,
+    detailId: null,
+    detailReturnFocus: null,
+    jobsTimer: null,
+    jobStates: new Map(),
+    jobsAvailable: true,
+  };
+
+  // ---------------------------------------------------------------- helpers
+
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  /** Turns a response body into an ApiError, whatever shape it has. */
+  function errorFrom(status, statusText, text) {
+    let code = 'http_' + status;
+    let message = statusText || ('HTTP ' + status);
+    if (text) {
+      try {
+        const body = JSON.parse(text);
+        if (body && body.error) {
+          code = body.error.code || code;
+          message = body.error.message || message;
+        }
+      } catch (_) {
+        message = text.trim().slice(0, 300) || message;
+      }
+    }
+    return new ApiError(status, code, message);
+  }
+
+  async function api(method, path, body, options = {}) {
+    const init = { method, headers: { Accept: 'application/json' }, signal: options.signal };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (err) {
+      if (err && err.name === 'AbortError') throw err;
+      throw new ApiError(0, 'network_error', 'Could not reach the server. Is it running?');
+    }
+    const text = await response.text();
+    if (!response.ok) throw errorFrom(response.status, response.statusText, text);
+    if (!text) return null;
+    try {
+      return JSON.parse(text);
+    } catch (_) {
+      throw new ApiError(response.status, 'bad_response', 'The server answered with something that is not JSON.');
+    }
+  }
+
+  const enc = encodeURIComponent;
+  const thumbUrl = (id, size) => '/images/' + enc(id) + '/thumbnail' + (size ? '?size=' + size : '');
+  const fileUrl = (id) => '/images/' + enc(id) + '/file';
+
+  function baseName(path) {
+    const parts = String(path || '').split(/[\\/]/);
+    return parts[parts.length - 1] || String(path || '');
+  }
+
+  function dirName(path) {
+    const p = String(path || '');
+    const i = Math.max(p.lastIndexOf('/'), p.lastIndexOf('\\'));
+    return i > 0 ? p.slice(0, i) : '';
+  }
+
+  const formatScore = (score) => Number(score).toFixed(3);
+
+  const numberFmt = new Intl.NumberFormat();
+  function formatBytes(n) {
+    if (n == null || isNaN(n)) return '–';
+    const units = ['bytes', 'KB', 'MB', 'GB', 'TB'];
+    let v = Number(n);
+    let u = 0;
+    while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
+    return u === 0 ? numberFmt.format(v) + ' bytes' : v.toFixed(v < 10 ? 1 : 0) + ' ' + units[u];
+  }
+
+  function formatDuration(seconds) {
+    if (seconds == null || !isFinite(seconds)) return '';
+    let s = Math.max(0, Math.round(seconds));
+    const h = Math.floor(s / 3600); s -= h * 3600;
+    const m = Math.floor(s / 60); s -= m * 60;
+    if (h) return h + 'h ' + String(m).padStart(2, '0') + 'm';
+    if (m) return m + 'm ' + String(s).padStart(2, '0') + 's';
+    return s + 's';
+  }
+
+  function formatTime(iso) {
+    if (!iso) return '';
+    const d = new Date(iso);
+    return isNaN(d) ? String(iso) : d.toLocaleString();
+  }
+
+  function setText(node, text) {
+    if (node.textContent !== text) node.textContent = text;
+  }
+
+  function make(tag, props, children) {
+    const node = document.createElement(tag);
+    if (props) {
+      for (const [k, v] of Object.entries(props)) {
+        if (v == null || v === false) continue;
+        if (k === 'class') node.className = v;
+        else if (k === 'text') node.textContent = v;
+        else if (k === 'dataset') Object.assign(node.dataset, v);
+        else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+        else node.setAttribute(k, v === true ? '' : v);
+      }
+    }
+    for (const c of [].concat(children || [])) {
+      if (c != null) node.append(c);
+    }
+    return node;
+  }
+
+  /** Shows an API error in an alert box: the server's own message, then its code. */
+  function showError(box, err, hint) {
+    box.replaceChildren();
+    const msg = make('span', { class: 'alert-message', text: err.message || String(err) });
+    box.append(msg);
+    if (err.code) box.append(make('code', { class: 'alert-code', text: err.code + (err.status ? ' · ' + err.status : '') }));
+    if (hint) box.append(make('span', { class: 'alert-hint', text: hint }));
+    box.hidden = false;
+  }
+
+  function hideError(box) {
+    box.hidden = true;
+    box.replaceChildren();
+  }
+
+  function toast(message, kind = 'info') {
+    const node = make('div', { class: 'toast toast-' + kind, text: message });
+    el.toasts.append(node);
+    setTimeout(() => node.classList.add('toast-out'), 3600);
+    setTimeout(() => node.remove(), 4000);
+  }
+
+  function hintFor(err) {
+    switch (err.code) {
+      case 'model_loading': return 'The search will run again by itself once the model is ready.';
+      case 'model_failed': return 'The server could not load its model; see the status bar.';
+      case 'overloaded': return 'The server is busy; try again in a moment.';
+      case 'network_error': return '';
+      default: return '';
+    }
+  }
+
+  // ---------------------------------------------------------------- status bar
+
+  async function refreshHealth() {
+    clearTimeout(state.healthTimer);
+    let next = HEALTH_POLL_MS;
+    try {
+      const h = await api('GET', '/health');
+      state.health = h;
+      renderHealth(h);
+      const ready = h.model && h.model.state === 'ready';
+      if (!ready) next = HEALTH_POLL_FAST_MS;
+      if (ready && state.pendingRetry) {
+        state.pendingRetry = false;
+        runSearch({ quiet: true });
+      }
+    } catch (err) {
+      state.health = null;
+      el.statusModel.dataset.state = 'offline';
+      setText(el.statusModelText, 'Server unreachable');
+      setText(el.statusModelDetail, err.message || '');
+      next = HEALTH_POLL_FAST_MS;
+    }
+    state.healthTimer = setTimeout(refreshHealth, next);
+  }
+
+  function renderHealth(h) {
+    const model = h.model || {};
+    const st = model.state || 'unknown';
+    el.statusModel.dataset.state = st;
+    const label = st === 'ready' ? 'Model ready' : st === 'loading' ? 'Model loading…' : st === 'failed' ? 'Model failed to load' : 'Model ' + st;
+    setText(el.statusModelText, label);
+    const details = [];
+    if (st === 'failed' && model.error) details.push(model.error);
+    else {
+      if (model.source) details.push(baseName(model.source));
+      if (model.precision) details.push(model.precision);
+      if (model.dim) details.push(model.dim + '-d');
+    }
+    setText(el.statusModelDetail, details.join(' · '));
+    el.statusModelDetail.title = model.error || model.source || '';
+    const n = h.index && typeof h.index.images === 'number' ? h.index.images : null;
+    setText(el.statusImages, n == null ? '–' : numberFmt.format(n));
+    setText(el.statusImagesLabel, n === 1 ? 'image indexed' : 'images indexed');
+    setText(el.statusVersion, h.version ? 'v' + h.version : '');
+    if (state.mode === 'idle') renderEmpty();
+  }
+
+  // ---------------------------------------------------------------- search
+
+  function renderEmpty() {
+    if (state.mode !== 'idle') return;
+    const n = state.health && state.health.index ? state.health.index.images : null;
+    el.empty.hidden = false;
+    el.empty.dataset.kind = 'intro';
+    if (n === 0) {
+      setText(el.emptyTitle, 'Your index is empty');
+      setText(el.emptyText, 'Upload images or ingest a folder of the server to get started.');
+    } else {
+      setText(el.emptyTitle, n ? 'Search ' + numberFmt.format(n) + (n === 1 ? ' image' : ' images') : 'Describe what you are looking for');
+      setText(el.emptyText, 'Results appear as you type. Press / to jump to the search box, arrows to move across results, Enter to open one.');
+    }
+  }
+
+  function clearSearch() {
+    clearTimeout(state.debounce);
+    if (state.controller) state.controller.abort();
+    state.seq++;
+    state.mode = 'idle';
+    state.query = '';
+    state.imageId = null;
+    state.results = [];
+    state.pendingRetry = false;
+    el.results.replaceChildren();
+    el.results.setAttribute('aria-busy', 'false');
+    el.results.classList.remove('is-loading');
+    el.chip.hidden = true;
+    hideError(el.searchError);
+    setText(el.resultsTitle, 'Search your images');
+    setText(el.resultsMeta, '');
+    updateUrl();
+    renderEmpty();
+  }
+
+  function updateUrl() {
+    const url = new URL(location.href);
+    url.searchParams.delete('q');
+    url.searchParams.delete('like');
+    if (state.mode === 'text' && state.query) url.searchParams.set('q', state.query);
+    if (state.mode === 'image' && state.imageId) url.searchParams.set('like', state.imageId);
+    if (url.href !== location.href) history.replaceState(null, '', url);
+  }
+
+  function scheduleSearch() {
+    clearTimeout(state.debounce);
+    state.debounce = setTimeout(() => runSearch(), SEARCH_DEBOUNCE_MS);
+  }
+
+  function onQueryInput() {
+    const text = el.q.value;
+    if (!text.trim()) {
+      if (state.mode !== 'image') clearSearch();
+      else clearTimeout(state.debounce);
+      return;
+    }
+    state.mode = 'text';
+    state.imageId = null;
+    el.chip.hidden = true;
+    scheduleSearch();
+  }
+
+  function topK() {
+    const n = parseInt(el.topK.value, 10);
+    return Number.isFinite(n) ? n : 24;
+  }
+
+  async function runSearch(opts = {}) {
+    clearTimeout(state.debounce);
+    let body;
+    if (state.mode === 'image' && state.imageId) {
+      body = { image_id: state.imageId, top_k: topK() };
+    } else {
+      const text = el.q.value;
+      if (!text.trim()) { clearSearch(); return; }
+      state.mode = 'text';
+      state.query = text;
+      body = { query: text, top_k: topK() };
+    }
+    updateUrl();
+    if (state.controller) state.controller.abort();
+    const controller = new AbortController();
+    state.controller = controller;
+    const seq = ++state.seq;
+    el.results.setAttribute('aria-busy', 'true');
+    el.results.classList.add('is-loading');
+    if (!opts.quiet) setText(el.resultsMeta, 'Searching…');
+    const started = performance.now();
+    try {
+      const res = await api('POST', '/search', body, { signal: controller.signal });
+      if (seq !== state.seq) return;
+      state.pendingRetry = false;
+      hideError(el.searchError);
+      state.results = Array.isArray(res.results) ? res.results : [];
+      renderResults(res, performance.now() - started);
+    } catch (err) {
+      if (err && err.name === 'AbortError') return;
+      if (seq !== state.seq) return;
+      state.results = [];
+      el.results.replaceChildren();
+      el.empty.hidden = true;
+      setText(el.resultsMeta, '');
+      setText(el.resultsTitle, state.mode === 'image' ? 'Similar images' : 'Results');
+      state.pendingRetry = err.code === 'model_loading' || err.code === 'model_unavailable';
+      showError(el.searchError, err, hintFor(err));
+    } finally {
+      if (seq === state.seq) {
+        el.results.setAttribute('aria-busy', 'false');
+        el.results.classList.remove('is-loading');
+        state.controller = null;
+      }
+    }
+  }
+
+  function renderResults(res, ms) {
+    const results = state.results;
+    if (state.mode === 'image') {
+      setText(el.resultsTitle, 'Similar images');
+    } else {
+      setText(el.resultsTitle, 'Results for “' + state.query.trim() + '”');
+    }
+    let meta = results.length === 1 ? '1 result' : numberFmt.format(results.length) + ' results';
+    if (ms != null) meta += ' · ' + Math.max(1, Math.round(ms)) + ' ms';
+    if (res && res.truncated) meta += ' · the query was longer than the model reads; only its start was used';
+    setText(el.resultsMeta, meta);
+
+    const frag = document.createDocumentFragment();
+    results.forEach((r, i) => frag.append(cardFor(r, i)));
+    el.results.replaceChildren(frag);
+
+    if (results.length === 0) {
+      el.empty.hidden = false;
+      el.empty.dataset.kind = 'none';
+      const n = state.health && state.health.index ? state.health.index.images : null;
+      setText(el.emptyTitle, 'No results');
+      setText(el.emptyText, n === 0 ? 'The index is empty: upload images or ingest a folder first.' : 'Nothing matched. Try different words.');
+    } else {
+      el.empty.hidden = true;
+    }
+  }
+
+  function cardFor(r, index) {
+    const name = baseName(r.path);
+    const score = formatScore(r.score);
+    const img = make('img', {
+      src: thumbUrl(r.id),
+      srcset: thumbUrl(r.id) + ' 1x, ' + thumbUrl(r.id, 512) + ' 2x',
+      alt: '',
+      loading: index < 24 ? 'eager' : 'lazy',
+      decoding: 'async',
+      draggable: 'false',
+    });
+    const thumb = make('span', { class: 'thumb' }, [img, make('span', { class: 'score', title: 'Cosine similarity', text: score })]);
+    img.addEventListener('load', () => thumb.classList.add('is-loaded'), { once: true });
+    img.addEventListener('error', () => thumb.classList.add('is-missing'), { once: true });
+    const button = make('button', {
+      type: 'button',
+      class: 'card',
+      'aria-label': name + ', score ' + score,
+      title: r.path,
+      dataset: { id: r.id, index: String(index), score: String(r.score) },
+    }, [
+      thumb,
+      make('span', { class: 'card-body' }, [
+        make('span', { class: 'card-name', text: name }),
+        make('span', { class: 'card-dir', text: dirName(r.path) }),
+      ]),
+    ]);
+    return make('li', { class: 'grid-item' }, button);
+  }
+
+  function cards() {
+    return Array.from(el.results.querySelectorAll('.card'));
+  }
+
+  function gridColumns() {
+    const cols = getComputedStyle(el.results).gridTemplateColumns;
+    const n = cols && cols !== 'none' ? cols.split(' ').filter(Boolean).length : 1;
+    return Math.max(1, n);
+  }
+
+  function onGridKey(e) {
+    const card = e.target.closest('.card');
+    if (!card) return;
+    const all = cards();
+    const i = all.indexOf(card);
+    const cols = gridColumns();
+    let next = null;
+    switch (e.key) {
+      case 'ArrowRight': next = i + 1; break;
+      case 'ArrowLeft': next = i - 1; break;
+      case 'ArrowDown': next = i + cols; break;
+      case 'ArrowUp':
+        if (i - cols < 0) { e.preventDefault(); el.q.focus(); return; }
+        next = i - cols; break;
+      case 'Home': next = 0; break;
+      case 'End': next = all.length - 1; break;
+      default: return;
+    }
+    e.preventDefault();
+    next = Math.max(0, Math.min(all.length - 1, next));
+    all[next].focus();
+  }
+
+  function onGridClick(e) {
+    const card = e.target.closest('.card');
+    if (!card) return;
+    openDetail(Number(card.dataset.index), card);
+  }
+
+  // ---------------------------------------------------------------- detail dialog
+
+  function openDetail(index, returnFocus) {
+    const r = state.results[index];
+    if (!r) return;
+    state.detailIndex = index;
+    showDetail(r.id, r, returnFocus);
+  }
+
+  function openDetailById(id, returnFocus) {
+    const index = state.results.findIndex((r) => r.id === id);
+    state.detailIndex = index;
+    showDetail(id, index >= 0 ? state.results[index] : null, returnFocus);
+  }
+
+  async function showDetail(id, hit, returnFocus) {
+    state.detailId = id;
+    if (returnFocus) state.detailReturnFocus = returnFocus;
+    const name = hit ? baseName(hit.path) : id;
+    setText(el.detailTitle, name);
+    setText(el.detailScore, hit ? 'Score ' + formatScore(hit.score) : '');
+    el.detailScore.hidden = !hit;
+    el.detailImg.alt = name;
+    el.detailImg.src = fileUrl(id);
+    el.detailOpen.href = fileUrl(id);
+    el.detailMeta.replaceChildren(make('div', { class: 'meta-loading', text: 'Loading details…' }));
+    el.detailConfirm.hidden = true;
+    el.detailDelete.hidden = false;
+    el.detailDelete.disabled = false;
+    hideError(el.detailError);
+    el.detailPrev.hidden = !(state.detailIndex > 0);
+    el.detailNext.hidden = !(state.detailIndex >= 0 && state.detailIndex < state.results.length - 1);
+    if (!el.dialog.open) {
+      el.dialog.showModal();
+      el.detailClose.focus();
+    }
+    try {
+      const info = await api('GET', '/images/' + enc(id));
+      if (state.detailId !== id) return;
+      renderMeta(info);
+      setText(el.detailTitle, baseName(info.path));
+      el.detailImg.alt = baseName(info.path);
+      if (info.file_url) {
+        el.detailOpen.href = info.file_url;
+      }
+    } catch (err) {
+      if (state.detailId !== id) return;
+      el.detailMeta.replaceChildren();
+      showError(el.detailError, err);
+    }
+  }
+
+  function renderMeta(info) {
+    const rows = [
+      ['Path', info.path, 'mono'],
+      ['Dimensions', info.width != null ? info.width + ' × ' + info.height + ' px' : '–'],
+      ['Size', info.bytes != null ? formatBytes(info.bytes) + (info.bytes >= 1024 ? ' (' + numberFmt.format(info.bytes) + ' bytes)' : '') : '–'],
+      ['Format', info.format ? String(info.format).toUpperCase() : '–'],
+      ['Indexed', formatTime(info.ingested_at), null, info.ingested_at],
+      ['ID', info.id, 'mono'],
+      ['Content hash', info.content_hash, 'mono small'],
+    ];
+    const frag = document.createDocumentFragment();
+    for (const [label, value, cls, title] of rows) {
+      if (value == null || value === '') continue;
+      frag.append(make('div', { class: 'meta-row', dataset: { field: label.toLowerCase().replace(/\s+/g, '-') } }, [
+        make('dt', { text: label }),
+        make('dd', { class: cls || null, title: title || null, text: String(value) }),
+      ]));
+    }
+    el.detailMeta.replaceChildren(frag);
+  }
+
+  function closeDetail() {
+    if (el.dialog.open) el.dialog.close();
+  }
+
+  function onDetailClosed() {
+    state.detailId = null;
+    el.detailImg.removeAttribute('src');
+    const back = state.detailReturnFocus;
+    state.detailReturnFocus = null;
+    if (back && document.contains(back)) back.focus();
+    else {
+      const card = cards()[Math.max(0, state.detailIndex)];
+      if (card) card.focus();
+    }
+  }
+
+  function stepDetail(delta) {
+    const i = state.detailIndex + delta;
+    if (state.detailIndex < 0 || i < 0 || i >= state.results.length) return;
+    const card = cards()[i];
+    state.detailReturnFocus = card || state.detailReturnFocus;
+    openDetail(i);
+  }
+
+  function moreLikeThis() {
+    const id = state.detailId;
+    if (!id) return;
+    const hit = state.results.find((r) => r.id === id);
+    const name = el.detailTitle.textContent || (hit ? baseName(hit.path) : id);
+    state.detailReturnFocus = el.q;
+    closeDetail();
+    startSimilar(id, name);
+  }
+
+  function startSimilar(id, name) {
+    state.mode = 'image';
+    state.imageId = id;
+    state.imageName = name;
+    el.q.value = '';
+    el.chipImg.src = thumbUrl(id, 64);
+    setText(el.chipName, name);
+    el.chip.hidden = false;
+    runSearch();
+  }
+
+  async function deleteCurrent() {
+    const id = state.detailId;
+    if (!id) return;
+    el.detailConfirmYes.disabled = true;
+    try {
+      await api('DELETE', '/images/' + enc(id));
+      const name = el.detailTitle.textContent;
+      state.results = state.results.filter((r) => r.id !== id);
+      state.detailReturnFocus = null;
+      closeDetail();
+      if (state.mode === 'image' && state.imageId === id) {
+        clearSearch();
+      } else if (state.mode !== 'idle') {
+        renderResults(null, null);
+      }
+      toast('Removed ' + name + ' from the index', 'ok');
+      refreshHealth();
+      const first = cards()[0];
+      (first || el.q).focus();
+    } catch (err) {
+      el.detailConfirm.hidden = true;
+      el.detailDelete.hidden = false;
+      showError(el.detailError, err);
+    } finally {
+      el.detailConfirmYes.disabled = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- upload
+
+  let uploadQueue = [];
+  let uploadsActive = 0;
+
+  function addFiles(fileList) {
+    const files = Array.from(fileList || []);
+    if (!files.length) return;
+    for (const file of files) {
+      const row = uploadRow(file);
+      el.uploads.prepend(row.node);
+      uploadQueue.push({ file, row });
+    }
+    while (el.uploads.children.length > MAX_UPLOAD_ROWS) el.uploads.lastElementChild.remove();
+    pumpUploads();
+  }
+
+  function uploadRow(file) {
+    const progress = make('progress', { class: 'progress', max: '100', value: '0', 'aria-label': 'Upload of ' + file.name });
+    const status = make('span', { class: 'upload-status', text: 'Waiting…' });
+    const actions = make('span', { class: 'upload-actions' });
+    const node = make('li', { class: 'upload', dataset: { filename: file.name, status: 'waiting' } }, [
+      make('div', { class: 'upload-head' }, [
+        make('span', { class: 'upload-name', title: file.name, text: file.name }),
+        make('span', { class: 'upload-size', text: formatBytes(file.size) }),
+      ]),
+      progress,
+      make('div', { class: 'upload-foot' }, [status, actions]),
+    ]);
+    return { node, progress, status, actions };
+  }
+
+  function pumpUploads() {
+    while (uploadsActive < UPLOAD_CONCURRENCY && uploadQueue.length) {
+      const job = uploadQueue.shift();
+      uploadsActive++;
+      uploadOne(job.file, job.row).finally(() => {
+        uploadsActive--;
+        pumpUploads();
+        if (!uploadsActive && !uploadQueue.length) refreshHealth();
+      });
+    }
+  }
+
+  function setUploadState(row, status, text) {
+    row.node.dataset.status = status;
+    setText(row.status, text);
+  }
+
+  function uploadOne(file, row) {
+    return new Promise((resolve) => {
+      const xhr = new XMLHttpRequest();
+      const form = new FormData();
+      form.append('files', file, file.name);
+      xhr.open('POST', '/ingest/upload');
+      xhr.setRequestHeader('Accept', 'application/json');
+      xhr.timeout = 10 * 60 * 1000;
+      setUploadState(row, 'uploading', 'Uploading…');
+      xhr.upload.addEventListener('progress', (e) => {
+        if (!e.lengthComputable) return;
+        const pct = Math.round((e.loaded / e.total) * 100);
+        row.progress.value = pct;
+        setText(row.status, 'Uploading ' + pct + '%');
+      });
+      xhr.upload.addEventListener('load', () => {
+        row.progress.removeAttribute('value'); // indeterminate while the server indexes it
+        setUploadState(row, 'indexing', 'Indexing…');
+      });
+      xhr.addEventListener('load', () => {
+        row.progress.value = 100;
+        if (xhr.status >= 200 && xhr.status < 300) {
+          let body = null;
+          try { body = JSON.parse(xhr.responseText); } catch (_) { /* handled below */ }
+          const results = body && Array.isArray(body.results) ? body.results : [];
+          const r = results.find((x) => x.filename === file.name) || results[0];
+          if (!r) {
+            failUpload(row, new ApiError(xhr.status, 'bad_response', 'The server did not say what happened to this file.'));
+          } else if (r.status === 'ok') {
+            const dup = !!r.duplicate;
+            setUploadState(row, dup ? 'duplicate' : 'ok', dup ? 'Already indexed' : 'Indexed');
+            row.node.dataset.id = r.id || '';
+            if (r.id) {
+              row.actions.replaceChildren(make('button', {
+                type: 'button', class: 'link-btn', text: 'View',
+                'aria-label': 'View ' + file.name,
+                onclick: (e) => openDetailById(r.id, e.currentTarget),
+              }), make('button', {
+                type: 'button', class: 'link-btn', text: 'Similar',
+                'aria-label': 'Images similar to ' + file.name,
+                onclick: () => startSimilar(r.id, file.name),
+              }));
+            }
+            if (!dup && state.mode !== 'idle') runSearch({ quiet: true });
+          } else {
+            const e = r.error || {};
+            failUpload(row, new ApiError(xhr.status, e.code || 'error', e.message || 'The file could not be indexed.'));
+          }
+        } else {
+          failUpload(row, errorFrom(xhr.status, xhr.statusText, xhr.responseText));
+        }
+        resolve();
+      });
+      xhr.addEventListener('error', () => { failUpload(row, new ApiError(0, 'network_error', 'The upload failed: could not reach the server.')); resolve(); });
+      xhr.addEventListener('timeout', () => { failUpload(row, new ApiError(0, 'timeout', 'The upload timed out.')); resolve(); });
+      xhr.addEventListener('abort', () => { failUpload(row, new ApiError(0, 'aborted', 'The upload was cancelled.')); resolve(); });
+      xhr.send(form);
+    });
+  }
+
+  function failUpload(row, err) {
+    row.progress.value = 100;
+    setUploadState(row, 'error', err.message);
+    row.status.title = err.code || '';
+    row.actions.replaceChildren(make('code', { class: 'alert-code', text: err.code }));
+  }
+
+  function setupDropzone() {
+    let depth = 0;
+    const hasFiles = (e) => e.dataTransfer && Array.from(e.dataTransfer.types || []).includes('Files');
+    el.dropzone.addEventListener('dragenter', (e) => {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      depth++;
+      el.dropzone.dataset.state = 'over';
+    });
+    el.dropzone.addEventListener('dragover', (e) => {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = 'copy';
+    });
+    el.dropzone.addEventListener('dragleave', () => {
+      depth = Math.max(0, depth - 1);
+      if (!depth) el.dropzone.dataset.state = 'idle';
+    });
+    el.dropzone.addEventListener('drop', (e) => {
+      e.preventDefault();
+      depth = 0;
+      el.dropzone.dataset.state = 'idle';
+      addFiles(e.dataTransfer && e.dataTransfer.files);
+    });
+    // A file dropped beside the zone must not make the browser navigate away from the page.
+    window.addEventListener('dragover', (e) => { if (hasFiles(e)) e.preventDefault(); });
+    window.addEventListener('drop', (e) => { if (hasFiles(e)) e.preventDefault(); });
+    el.fileInput.addEventListener('change', () => {
+      addFiles(el.fileInput.files);
+      el.fileInput.value = '';
+    });
+  }
+
+  // ---------------------------------------------------------------- directory jobs
+
+  const ACTIVE = new Set(['queued', 'running']);
+
+  async function submitJob(e) {
+    e.preventDefault();
+    const path = el.jobPath.value.trim();
+    if (!path) {
+      showError(el.jobError, new ApiError(0, '', 'Enter the path of a folder on the server, under one of its image roots.'));
+      el.jobPath.focus();
+      return;
+    }
+    hideError(el.jobError);
+    el.jobSubmit.disabled = true;
+    try {
+      const job = await api('POST', '/ingest/directory', { path, recursive: el.jobRecursive.checked });
+      toast('Ingest of ' + (job && job.path ? job.path : path) + ' queued', 'ok');
+      state.jobsAvailable = true;
+      await loadJobs();
+    } catch (err) {
+      showError(el.jobError, err);
+    } finally {
+      el.jobSubmit.disabled = false;
+    }
+  }
+
+  async function loadJobs() {
+    clearTimeout(state.jobsTimer);
+    let jobs;
+    try {
+      const res = await api('GET', '/jobs');
+      jobs = res && Array.isArray(res.jobs) ? res.jobs : [];
+      state.jobsAvailable = true;
+    } catch (err) {
+      if (err.status === 404 || err.status === 405) {
+        state.jobsAvailable = false;
+        setText(el.jobsEmpty, 'Job list unavailable: ' + err.message);
+        el.jobsEmpty.hidden = false;
+      } else {
+        state.jobsTimer = setTimeout(loadJobs, JOBS_POLL_MS * 3);
+      }
+      return;
+    }
+    renderJobs(jobs);
+    let finishedSome = false;
+    for (const j of jobs) {
+      const before = state.jobStates.get(j.id);
+      if (before && ACTIVE.has(before) && !ACTIVE.has(j.state)) finishedSome = true;
+      state.jobStates.set(j.id, j.state);
+    }
+    if (jobs.some((j) => ACTIVE.has(j.state))) {
+      state.jobsTimer = setTimeout(loadJobs, JOBS_POLL_MS);
+      refreshHealthSoon();
+    }
+    if (finishedSome) {
+      refreshHealth();
+      if (state.mode !== 'idle') runSearch({ quiet: true });
+    }
+  }
+
+  let healthSoon = 0;
+  function refreshHealthSoon() {
+    const now = Date.now();
+    if (now - healthSoon > 2000) { healthSoon = now; refreshHealth(); }
+  }
+
+  function renderJobs(jobs) {
+    el.jobsEmpty.hidden = jobs.length > 0;
+    setText(el.jobsEmpty, 'No ingest jobs yet.');
+    const seen = new Set();
+    let prev = null;
+    for (const job of jobs) {
+      seen.add(job.id);
+      let node = el.jobs.querySelector('[data-job-id="' + CSS.escape(job.id) + '"]');
+      if (!node) node = jobNode(job);
+      updateJob(node, job);
+      const want = prev ? prev.nextSibling : el.jobs.firstChild;
+      if (want !== node) el.jobs.insertBefore(node, want);
+      prev = node;
+    }
+    for (const node of Array.from(el.jobs.children)) {
+      if (!seen.has(node.dataset.jobId)) node.remove();
+    }
+  }
+
+  function jobNode(job) {
+    const node = make('li', { class: 'job', dataset: { jobId: job.id } });
+    const ref = {};
+    ref.path = make('span', { class: 'job-path', title: job.path, text: job.path });
+    ref.badge = make('span', { class: 'badge' });
+    ref.progress = make('progress', { class: 'progress', max: '1', 'aria-label': 'Progress of ' + job.path });
+    ref.counts = make('p', { class: 'job-counts' });
+    ref.rate = make('p', { class: 'job-rate' });
+    ref.cancel = make('button', { type: 'button', class: 'btn btn-small', text: 'Cancel', 'aria-label': 'Cancel ingest of ' + job.path });
+    ref.cancel.addEventListener('click', () => cancelJob(job.id, ref.cancel));
+    ref.failures = make('details', { class: 'job-failures', hidden: true }, [make('summary'), make('ul')]);
+    node.append(
+      make('div', { class: 'job-head' }, [ref.path, ref.badge]),
+      ref.progress,
+      make('div', { class: 'job-line' }, [ref.counts, ref.cancel]),
+      ref.rate,
+      ref.failures,
+    );
+    node._ref = ref;
+    return node;
+  }
+
+  function updateJob(node, job) {
+    const ref = node._ref;
+    node.dataset.state = job.state;
+    setText(ref.badge, job.state);
+    ref.badge.className = 'badge badge-' + job.state;
+    const total = Number(job.total) || 0;
+    const done = Number(job.done) || 0;
+    if (total > 0) {
+      ref.progress.max = total;
+      ref.progress.value = Math.min(done, total);
+    } else if (ACTIVE.has(job.state)) {
+      ref.progress.removeAttribute('value');
+    } else {
+      ref.progress.max = 1;
+      ref.progress.value = 1;
+    }
+    const parts = [
+      numberFmt.format(done) + ' / ' + numberFmt.format(total) + ' done',
+      numberFmt.format(job.indexed || 0) + ' indexed',
+      numberFmt.format(job.skipped || 0) + ' skipped',
+      numberFmt.format(job.failed || 0) + ' failed',
+    ];
+    setText(ref.counts, parts.join(' · '));
+    const more = [];
+    if (job.recursive) more.push('recursive');
+    if (ACTIVE.has(job.state)) {
+      if (job.rate) more.push(Number(job.rate).toFixed(1) + ' img/s');
+      if (job.eta_seconds != null) more.push('ETA ' + formatDuration(job.eta_seconds));
+    } else if (job.finished_at) {
+      more.push('finished ' + formatTime(job.finished_at));
+      if (job.rate) more.push(Number(job.rate).toFixed(1) + ' img/s');
+    }
+    if (job.state === 'queued' && job.created_at) more.push('queued ' + formatTime(job.created_at));
+    setText(ref.rate, more.join(' · '));
+    ref.cancel.hidden = !ACTIVE.has(job.state);
+    const failures = Array.isArray(job.failures) ? job.failures : [];
+    const failedCount = Math.max(failures.length, Number(job.failed) || 0);
+    ref.failures.hidden = failures.length === 0 && !job.error;
+    if (!ref.failures.hidden && ref.failures.dataset.count !== String(failures.length) + (job.error || '')) {
+      ref.failures.dataset.count = String(failures.length) + (job.error || '');
+      const summary = ref.failures.querySelector('summary');
+      summary.textContent = job.error && !failures.length ? 'Why it failed' : failedCount + (failedCount === 1 ? ' failure' : ' failures');
+      const list = ref.failures.querySelector('ul');
+      list.replaceChildren();
+      if (job.error) list.append(make('li', {}, make('span', { class: 'failure-error', text: String(job.error.message || job.error) })));
+      for (const f of failures) {
+        list.append(make('li', {}, [
+          make('code', { class: 'failure-path', text: f.path }),
+          make('span', { class: 'failure-error', text: f.error && f.error.message ? f.error.message : String(f.error) }),
+        ]));
+      }
+    }
+  }
+
+  async function cancelJob(id, button) {
+    button.disabled = true;
+    try {
+      await api('DELETE', '/jobs/' + enc(id));
+      toast('Job cancelled', 'info');
+    } catch (err) {
+      toast('Could not cancel: ' + err.message, 'error');
+    } finally {
+      button.disabled = false;
+      loadJobs();
+    }
+  }
+
+  // ---------------------------------------------------------------- keyboard & wiring
+
+  function isTypingTarget(t) {
+    if (!t) return false;
+    const tag = t.tagName;
+    return tag === 'INPUT' || tag === 'TEXTAREA' || tag === 'SELECT' || t.isContentEditable;
+  }
+
+  function onGlobalKey(e) {
+    if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (el.dialog.open) {
+      if (isTypingTarget(e.target)) return;
+      if (e.key === 'ArrowLeft') { e.preventDefault(); stepDetail(-1); }
+      else if (e.key === 'ArrowRight') { e.preventDefault(); stepDetail(1); }
+      return;
+    }
+    if (e.key === '/' && !isTypingTarget(e.target)) {
+      e.preventDefault();
+      el.q.focus();
+      el.q.select();
+    }
+  }
+
+  function onSearchKey(e) {
+    if (e.key === 'ArrowDown') {
+      const first = cards()[0];
+      if (first) { e.preventDefault(); first.focus(); }
+    } else if (e.key === 'Escape' && !el.q.value && state.mode === 'image') {
+      clearSearch();
+    }
+  }
+
+  function init() {
+    el.form.addEventListener('submit', (e) => { e.preventDefault(); runSearch(); });
+    el.q.addEventListener('input', onQueryInput);
+    el.q.addEventListener('keydown', onSearchKey);
+    el.topK.addEventListener('change', () => { if (state.mode !== 'idle') runSearch(); });
+    el.results.addEventListener('click', onGridClick);
+    el.results.addEventListener('keydown', onGridKey);
+    el.chipClear.addEventListener('click', () => { clearSearch(); el.q.focus(); });
+    document.addEventListener('keydown', onGlobalKey);
+
+    el.detailClose.addEventListener('click', closeDetail);
+    el.dialog.addEventListener('close', onDetailClosed);
+    el.dialog.addEventListener('click', (e) => { if (e.target === el.dialog) closeDetail(); });
+    el.detailSimilar.addEventListener('click', moreLikeThis);
+    el.detailDelete.addEventListener('click', () => {
+      el.detailDelete.hidden = true;
+      el.detailConfirm.hidden = false;
+      el.detailConfirmNo.focus();
+    });
+    el.detailConfirmNo.addEventListener('click', () => {
+      el.detailConfirm.hidden = true;
+      el.detailDelete.hidden = false;
+      el.detailDelete.focus();
+    });
+    el.detailConfirmYes.addEventListener('click', deleteCurrent);
+    el.detailPrev.addEventListener('click', () => stepDetail(-1));
+    el.detailNext.addEventListener('click', () => stepDetail(1));
+    el.detailImg.addEventListener('error', () => {
+      if (el.dialog.open && el.detailImg.getAttribute('src')) {
+        showError(el.detailError, new ApiError(0, 'image_unavailable', 'The image file could not be loaded.'));
+      }
+    });
+
+    setupDropzone();
+    el.jobForm.addEventListener('submit', submitJob);
+
+    renderEmpty();
+    refreshHealth();
+    loadJobs();
+
+    const params = new URLSearchParams(location.search);
+    if (params.get('like')) {
+      startSimilar(params.get('like'), params.get('like'));
+    } else if (params.get('q')) {
+      el.q.value = params.get('q');
+      runSearch();
+    }
+    document.documentElement.dataset.ready = 'true';
+  }
+
+  init();
+})();

@@ -1,0 +1,307 @@
+//! The HTTP API end to end: a real server process on the fixture model and real photos.
+
+mod common;
+
+use std::time::Duration;
+
+use common::server::{client, Server};
+use common::*;
+use serde_json::{json, Value};
+
+fn error_code(response: reqwest::blocking::Response, status: u16) -> String {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let body: Value = response.json().expect("errors are JSON");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "error has a message: {body}");
+    body["error"]["code"].as_str().expect("error has a code").to_string()
+}
+
+/// The twelve real photos the reference search matrix covers, ingested under the image root.
+fn ingest_reference_photos(server: &Server) -> Vec<(String, String)> {
+    let search = read_json("reference/search.json");
+    search["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|name| {
+            let name = name.as_str().unwrap();
+            let file = name.strip_prefix("shared:").unwrap();
+            let path = server.add_image(&image_path(name), file);
+            let body = server.ingest(&path);
+            (name.to_string(), body["id"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn health_answers_at_once_and_ready_follows_the_model() {
+    let server = Server::start();
+    let health: Value = server.get("/health").json().unwrap();
+    assert_eq!(health["status"], "ok");
+    assert!(["loading", "ready"].contains(&health["model"]["state"].as_str().unwrap()), "{health}");
+    server.wait_ready();
+    let health: Value = server.get("/health").json().unwrap();
+    assert_eq!(health["model"]["state"], "ready");
+    assert_eq!(health["model"]["dim"], 32);
+    assert_eq!(health["index"]["images"], 0);
+}
+
+#[test]
+fn search_ranks_and_scores_like_the_reference() {
+    let server = Server::start();
+    server.wait_ready();
+    let ids = ingest_reference_photos(&server);
+    let reference = read_json("reference/search.json");
+    let texts = reference["texts"].as_array().unwrap();
+    let scores = reference["scores"].as_array().unwrap();
+    for (t, text) in texts.iter().enumerate() {
+        let response = server.post_json("/search", &json!({ "query": text, "top_k": 12 }));
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().unwrap();
+        let results = body["results"].as_array().unwrap();
+        assert_eq!(results.len(), 12);
+        let mut previous = f64::INFINITY;
+        for result in results {
+            let id = result["id"].as_str().unwrap();
+            let (name, _) = ids.iter().find(|(_, i)| i == id).expect("result is an ingested image");
+            let column = reference["images"].as_array().unwrap().iter().position(|n| n == name.as_str()).unwrap();
+            let expected = scores[t][column].as_f64().unwrap();
+            let got = result["score"].as_f64().unwrap();
+            assert!((got - expected).abs() <= 2e-3, "{text} / {name}: score {got}, reference {expected}");
+            assert!(got <= previous + 1e-6, "results are best first");
+            previous = got;
+            assert!(result["path"].as_str().unwrap().ends_with(name.strip_prefix("shared:").unwrap()));
+        }
+    }
+}
+
+#[test]
+fn top_k_defaults_to_five_and_the_original_request_shape_works() {
+    let server = Server::start();
+    server.wait_ready();
+    ingest_reference_photos(&server);
+    let body: Value = server.post_json("/search", &json!({ "query": "a dog on a beach" })).json().unwrap();
+    assert_eq!(body["results"].as_array().unwrap().len(), 5);
+    let body: Value = server.post_json("/search", &json!({ "query": "a dog on a beach", "top_k": 1000 })).json().unwrap();
+    assert_eq!(body["results"].as_array().unwrap().len(), 12, "top_k larger than the index returns everything");
+}
+
+#[test]
+fn the_same_content_is_indexed_once() {
+    let server = Server::start();
+    server.wait_ready();
+    let photo = image_path("shared:000000000139.jpg");
+    let first = server.ingest(&server.add_image(&photo, "a.jpg"));
+    let again = server.ingest(&server.image_root.join("a.jpg"));
+    let copy = server.ingest(&server.add_image(&photo, "sub/copy-of-a.jpg"));
+    assert_eq!(first["status"], "ok");
+    assert_eq!(first["duplicate"], false);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(copy["duplicate"], true);
+    assert_eq!(first["id"], again["id"]);
+    assert_eq!(first["id"], copy["id"]);
+    assert_eq!(server.image_count(), 1);
+}
+
+#[test]
+fn an_acknowledged_ingest_survives_kill_9_and_restart() {
+    let mut server = Server::start();
+    server.wait_ready();
+    ingest_reference_photos(&server);
+    let query = json!({ "query": "a man riding a horse", "top_k": 12 });
+    let before: Value = server.post_json("/search", &query).json().unwrap();
+    server.crash_and_restart();
+    assert_eq!(server.image_count(), 12);
+    let after: Value = server.post_json("/search", &query).json().unwrap();
+    assert_eq!(before, after, "same results after a crash and restart");
+}
+
+#[test]
+fn image_metadata_and_file_are_served_for_indexed_images_only() {
+    let server = Server::start();
+    server.wait_ready();
+    let source = image_path("exif_rot6.jpg");
+    let path = server.add_image(&source, "rotated.jpg");
+    let id = server.ingest(&path)["id"].as_str().unwrap().to_string();
+    let info: Value = server.get(&format!("/images/{id}")).json().unwrap();
+    assert_eq!(info["id"], id.as_str());
+    assert_eq!(info["format"], "jpeg");
+    let reference = read_json("reference/images.json");
+    let expected = reference.as_array().unwrap().iter().find(|c| c["file"] == "exif_rot6.jpg").unwrap();
+    assert_eq!(info["width"], expected["width"], "size after EXIF orientation");
+    assert_eq!(info["height"], expected["height"]);
+    assert_eq!(info["bytes"].as_u64().unwrap(), std::fs::metadata(&source).unwrap().len());
+    assert_eq!(info["content_hash"].as_str().unwrap().len(), 64);
+    assert!(info["ingested_at"].as_str().unwrap().contains('T'));
+
+    let file = server.get(info["file_url"].as_str().unwrap());
+    assert_eq!(file.status(), 200);
+    assert_eq!(file.headers()["content-type"], "image/jpeg");
+    assert_eq!(file.bytes().unwrap().as_ref(), std::fs::read(&source).unwrap().as_slice());
+
+    assert_eq!(error_code(server.get("/images/0123456789abcdef"), 404), "image_not_found");
+    assert_eq!(error_code(server.get("/images/0123456789abcdef/file"), 404), "image_not_found");
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(error_code(server.get(&format!("/images/{id}/file")), 404), "image_file_gone");
+}
+
+#[test]
+fn bad_ingest_requests_get_clear_errors_and_change_nothing() {
+    let server = Server::start();
+    server.wait_ready();
+    let root = &server.image_root;
+    let outside = root.parent().unwrap().join("outside.jpg");
+    std::fs::copy(image_path("baseline.jpg"), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("link.jpg")).unwrap();
+    std::fs::create_dir_all(root.join("folder")).unwrap();
+    std::fs::write(root.join("notes.jpg"), "this is text, not a JPEG").unwrap();
+    let jpeg = std::fs::read(image_path("baseline.jpg")).unwrap();
+    std::fs::write(root.join("truncated.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    let mut corrupt = std::fs::read(image_path("rgb.png")).unwrap();
+    corrupt.truncate(corrupt.len() / 3);
+    std::fs::write(root.join("corrupt.png"), &corrupt).unwrap();
+    std::fs::write(root.join("bomb.png"), bomb_png()).unwrap();
+
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (json!({ "path": outside }), 403, "path_outside_roots"),
+        (json!({ "path": format!("{}/../outside.jpg", root.display()) }), 403, "path_outside_roots"),
+        (json!({ "path": "../outside.jpg" }), 403, "path_outside_roots"),
+        (json!({ "path": "/etc/passwd" }), 403, "path_outside_roots"),
+        (json!({ "path": "link.jpg" }), 403, "path_outside_roots"),
+        (json!({ "path": "missing.jpg" }), 404, "file_not_found"),
+        (json!({ "path": "folder" }), 400, "invalid_path"),
+        (json!({ "path": "" }), 400, "invalid_path"),
+        (json!({ "path": "notes.jpg" }), 422, "unsupported_image"),
+        (json!({ "path": "truncated.jpg" }), 422, "corrupt_image"),
+        (json!({ "path": "corrupt.png" }), 422, "corrupt_image"),
+        (json!({ "path": "bomb.png" }), 422, "image_too_large"),
+        (json!({ "path": 42 }), 422, "invalid_request"),
+        (json!({ "file": "a.jpg" }), 422, "invalid_request"),
+    ];
+    for (body, status, code) in cases {
+        let got = error_code(server.post_json("/ingest/image", &body), status);
+        assert_eq!(got, code, "for {body}");
+    }
+    let c = client();
+    let url = format!("{}/ingest/image", server.url);
+    assert_eq!(error_code(c.post(&url).body("{\"path\": ").header("content-type", "application/json").send().unwrap(), 400), "malformed_json");
+    assert_eq!(error_code(c.post(&url).body("path=a.jpg").header("content-type", "text/plain").send().unwrap(), 415), "unsupported_media_type");
+    let huge = json!({ "path": "x".repeat(200_000) });
+    assert_eq!(error_code(c.post(&url).json(&huge).send().unwrap(), 413), "payload_too_large");
+
+    assert_eq!(server.image_count(), 0, "nothing was indexed");
+    assert_eq!(server.get("/health").status(), 200, "the server stays healthy");
+    server.ingest(&server.add_image(&image_path("baseline.jpg"), "good.jpg"));
+    assert_eq!(server.image_count(), 1, "and keeps working");
+}
+
+/// A valid PNG header that claims 30000 x 30000 pixels (a decompression bomb).
+fn bomb_png() -> Vec<u8> {
+    use image::ImageEncoder;
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png).write_image(&[0u8; 12], 2, 2, image::ExtendedColorType::Rgb8).unwrap();
+    png[16..20].copy_from_slice(&30_000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&30_000u32.to_be_bytes());
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&png[12..29]);
+    png[29..33].copy_from_slice(&hasher.finalize().to_be_bytes());
+    png
+}
+
+#[test]
+fn bad_search_requests_get_clear_errors() {
+    let server = Server::start();
+    server.wait_ready();
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (json!({ "query": "" }), 422, "empty_query"),
+        (json!({ "query": "   \n\t" }), 422, "empty_query"),
+        (json!({ "query": "a".repeat(1001) }), 422, "query_too_long"),
+        (json!({ "query": "cat", "top_k": 0 }), 422, "invalid_top_k"),
+        (json!({ "query": "cat", "top_k": -3 }), 422, "invalid_top_k"),
+        (json!({ "query": "cat", "top_k": 1001 }), 422, "invalid_top_k"),
+        (json!({ "query": "cat", "top_k": "ten" }), 422, "invalid_request"),
+        (json!({ "query": "cat", "topk": 3 }), 422, "invalid_request"),
+        (json!({ "top_k": 3 }), 422, "invalid_request"),
+        (json!({ "image_id": "0123456789abcdef" }), 404, "image_not_found"),
+        (json!({ "query": "cat", "image_id": "0123456789abcdef" }), 422, "invalid_request"),
+    ];
+    for (body, status, code) in cases {
+        assert_eq!(error_code(server.post_json("/search", &body), status), code, "for {body}");
+    }
+    // Long but legal queries are cut to the model's 77 tokens, and the answer says so.
+    let long = "a photo of a dog running on the beach ".repeat(20);
+    let body: Value = server.post_json("/search", &json!({ "query": long })).json().unwrap();
+    assert_eq!(body["truncated"], true);
+    assert_eq!(error_code(server.get("/search"), 405), "method_not_allowed");
+    assert_eq!(error_code(server.get("/no/such/endpoint"), 404), "not_found");
+}
+
+#[test]
+fn a_model_that_cannot_load_is_reported_not_hidden() {
+    let missing = tempfile::tempdir().unwrap();
+    let server = Server::start_with(missing.path(), &[]);
+    server.wait_for("/ready", 503);
+    std::thread::sleep(Duration::from_millis(300));
+    let health: Value = server.get("/health").json().unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["model"]["state"], "failed", "{health}");
+    let error = health["model"]["error"].as_str().unwrap();
+    assert!(error.contains("onnx/vision_model.onnx") && error.contains("tokenizer.json"), "{error}");
+    assert_eq!(error_code(server.post_json("/search", &json!({ "query": "cat" })), 503), "model_failed");
+}
+
+#[test]
+fn overload_is_answered_at_once_with_retry_after() {
+    let server = Server::start_with(&tiny_model(), &["--queue-capacity", "1", "--max-batch", "1"]);
+    server.wait_ready();
+    let url = format!("{}/search", server.url);
+    let answers: Vec<(u16, Option<String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..48)
+            .map(|i| {
+                let url = url.clone();
+                s.spawn(move || {
+                    let r = client().post(&url).json(&json!({ "query": format!("picture number {i} of a busy street") })).send().unwrap();
+                    (r.status().as_u16(), r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string()))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let overloaded: Vec<_> = answers.iter().filter(|(s, _)| *s == 503).collect();
+    assert!(answers.iter().all(|(s, _)| *s == 200 || *s == 503), "{answers:?}");
+    assert!(!overloaded.is_empty(), "a queue of one must overflow under 48 concurrent requests");
+    assert!(overloaded.iter().all(|(_, retry)| retry.as_deref() == Some("1")), "503s carry Retry-After");
+    assert!(answers.iter().any(|(s, _)| *s == 200), "some requests are served");
+    assert_eq!(server.post_json("/search", &json!({ "query": "calm again" })).status(), 200);
+}
+
+#[test]
+fn metrics_docs_and_openapi_are_served() {
+    let server = Server::start();
+    server.wait_ready();
+    server.ingest(&server.add_image(&image_path("baseline.jpg"), "m.jpg"));
+    server.post_json("/search", &json!({ "query": "a cat" }));
+    server.post_json("/search", &json!({ "query": "" }));
+    let metrics = server.get("/metrics").text().unwrap();
+    for needle in [
+        "vq_http_requests_total{route=\"/search\",method=\"POST\",status=\"200\"} 1",
+        "vq_http_requests_total{route=\"/search\",method=\"POST\",status=\"422\"} 1",
+        "vq_http_request_duration_seconds_bucket{route=\"/ingest/image\",method=\"POST\",status=\"200\"",
+        "vq_embed_duration_seconds_bucket{modality=\"text\"",
+        "vq_embed_duration_seconds_bucket{modality=\"image\"",
+        "vq_embed_batch_size_bucket{modality=\"image\"",
+        "vq_index_images 1",
+        "vq_model_loaded 1",
+        "vq_model_state{state=\"ready\"} 1",
+        "vq_ingest_images_total{outcome=\"indexed\"} 1",
+    ] {
+        assert!(metrics.contains(needle), "missing `{needle}` in:\n{metrics}");
+    }
+    let spec: Value = server.get("/openapi.json").json().unwrap();
+    for path in ["/health", "/ready", "/search", "/ingest/image", "/images/{id}", "/images/{id}/file", "/metrics"] {
+        assert!(spec["paths"][path].is_object(), "OpenAPI documents {path}");
+    }
+    let docs = server.get("/docs/");
+    assert_eq!(docs.status(), 200);
+    let html = docs.text().unwrap();
+    assert!(html.contains("swagger") && !html.contains("cdn"), "docs page is served offline");
+}

@@ -1,0 +1,147 @@
+//! A real `visionquery serve` process on a free loopback port with its own temp directories,
+//! killed when dropped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub image_root: PathBuf,
+    pub extra_args: Vec<String>,
+    pub model: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client")
+}
+
+impl Server {
+    /// Starts a server on the tiny fixture model and waits until it is ready.
+    pub fn start() -> Self {
+        Self::start_with(&super::tiny_model(), &[])
+    }
+
+    pub fn start_with(model: &Path, extra_args: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = tmp.path().join("index");
+        let image_root = tmp.path().join("images");
+        std::fs::create_dir_all(&image_root).expect("image root");
+        let mut server = Server {
+            child: None,
+            url: String::new(),
+            data_dir,
+            image_root,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            model: model.to_path_buf(),
+            _tmp: tmp,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let port = free_port();
+        self.url = format!("http://127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_visionquery"))
+            .arg("serve")
+            .arg("--model")
+            .arg(&self.model)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--image-root")
+            .arg(&self.image_root)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(&self.extra_args)
+            .env("VQ_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting visionquery serve");
+        self.child = Some(child);
+        self.wait_for("/health", 200);
+    }
+
+    /// Polls `path` until it answers `status` (30 s at most).
+    pub fn wait_for(&self, path: &str, status: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = client();
+        loop {
+            if let Ok(r) = client.get(format!("{}{path}", self.url)).send() {
+                if r.status().as_u16() == status {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "{path} did not answer {status} within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn wait_ready(&self) {
+        self.wait_for("/ready", 200);
+    }
+
+    /// `kill -9` and start again on the same directories.
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reaping");
+        }
+        self.spawn();
+        self.wait_ready();
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::blocking::Response {
+        client().get(format!("{}{path}", self.url)).send().expect("GET")
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> reqwest::blocking::Response {
+        client().post(format!("{}{path}", self.url)).json(body).send().expect("POST")
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::blocking::Response {
+        client().delete(format!("{}{path}", self.url)).send().expect("DELETE")
+    }
+
+    /// Copies a file into the image root and returns its path there.
+    pub fn add_image(&self, source: &Path, name: &str) -> PathBuf {
+        let dest = self.image_root.join(name);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).expect("image sub-folder");
+        }
+        std::fs::copy(source, &dest).unwrap_or_else(|e| panic!("copying {}: {e}", source.display()));
+        dest
+    }
+
+    pub fn ingest(&self, path: &Path) -> Value {
+        let r = self.post_json("/ingest/image", &serde_json::json!({ "path": path }));
+        let status = r.status();
+        let body: Value = r.json().expect("JSON body");
+        assert_eq!(status, 200, "ingest {}: {body}", path.display());
+        body
+    }
+
+    pub fn image_count(&self) -> u64 {
+        let health: Value = self.get("/health").json().expect("health JSON");
+        health["index"]["images"].as_u64().expect("index.images")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
