@@ -99,6 +99,10 @@ pub struct ServeArgs {
     #[arg(long, env = "VQ_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Largest multipart upload (all files of one request), in bytes.
+    #[arg(long, env = "VQ_MAX_UPLOAD_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_upload_bytes: usize,
+
     /// Log format.
     #[arg(long, env = "VQ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

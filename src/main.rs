@@ -2,16 +2,16 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use tokio::task::JoinSet;
 
-use visionquery::api::{self, AppState};
+use visionquery::api::{self, AppState, BodyLimits};
 use visionquery::config::{CommonArgs, LogFormat, ServeArgs};
 use visionquery::embed::{DecodeLimits, Embedder};
-use visionquery::engine::{Engine, EngineError, ImageRoots};
+use visionquery::engine::jobs::{self, FileResult, JobManager};
+use visionquery::engine::{DataDirs, Engine, ImageRoots};
 use visionquery::store::{EmbeddedStore, VectorStore};
 
 #[derive(Debug, Parser)]
@@ -87,8 +87,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let store = open_store(&args.common)?;
     let embedder = Embedder::load_in_background(args.common.model_options());
     let roots = ImageRoots::new(&args.image_roots);
-    let engine = Arc::new(Engine::new(embedder, store, roots, limits(&args.common)));
-    let app = api::router(AppState { engine, metrics }, args.max_body_bytes);
+    let dirs = DataDirs::under(&args.common.data_dir);
+    let engine = Arc::new(Engine::new(embedder, store, roots, limits(&args.common), dirs));
+    let jobs = JobManager::start(engine.clone());
+    let app = api::router(AppState { engine, jobs, metrics }, BodyLimits { json: args.max_body_bytes, upload: args.max_upload_bytes });
     let addr = std::net::SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, roots = ?args.image_roots, data_dir = %args.common.data_dir.display(), "VisionQuery listening");
@@ -117,22 +119,7 @@ async fn load_engine(common: &CommonArgs, roots: ImageRoots) -> Result<Engine> {
     let store = open_store(common)?;
     let options = common.model_options();
     let embedder = tokio::task::spawn_blocking(move || Embedder::load_now(options)).await?.context("loading the model")?;
-    Ok(Engine::new(embedder, store, roots, limits(common)))
-}
-
-const IMAGE_EXTENSIONS: [&str; 9] = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "jfif"];
-
-fn image_files(dir: &std::path::Path, recursive: bool) -> Vec<PathBuf> {
-    let walker = walkdir::WalkDir::new(dir).follow_links(false).max_depth(if recursive { usize::MAX } else { 1 });
-    let mut files: Vec<PathBuf> = walker
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.into_path())
-        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())))
-        .collect();
-    files.sort();
-    files
+    Ok(Engine::new(embedder, store, roots, limits(common), DataDirs::under(&common.data_dir)))
 }
 
 async fn index(dir: PathBuf, recursive: bool, common: CommonArgs) -> Result<()> {
@@ -140,7 +127,7 @@ async fn index(dir: PathBuf, recursive: bool, common: CommonArgs) -> Result<()> 
     if !dir.is_dir() {
         bail!("{} is not a folder", dir.display());
     }
-    let files = image_files(&dir, recursive);
+    let files = jobs::image_files(&dir, recursive);
     if files.is_empty() {
         bail!("no image files (jpg, png, webp, gif, bmp, tiff) in {}{}", dir.display(), if recursive { "" } else { " (use --recursive for sub-folders)" });
     }
@@ -152,45 +139,30 @@ async fn index(dir: PathBuf, recursive: bool, common: CommonArgs) -> Result<()> 
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    // Keep enough files in flight to fill model batches while others decode.
-    let in_flight = common.max_batch.max(1) * 2;
-    let mut tasks: JoinSet<(PathBuf, Result<bool, EngineError>)> = JoinSet::new();
-    let (mut indexed, mut duplicates) = (0usize, 0usize);
+    let (mut indexed, mut skipped) = (0usize, 0usize);
     let mut failures: Vec<(PathBuf, String)> = Vec::new();
-    let mut pending = files.into_iter();
-    loop {
-        while tasks.len() < in_flight {
-            let Some(path) = pending.next() else { break };
-            let engine = engine.clone();
-            tasks.spawn(async move {
-                let outcome = engine.ingest_file(path.clone()).await.map(|i| i.duplicate);
-                (path, outcome)
-            });
-        }
-        let Some(joined) = tasks.join_next().await else { break };
-        let (path, outcome) = joined.context("an indexing task panicked")?;
-        match outcome {
-            Ok(true) => duplicates += 1,
-            Ok(false) => indexed += 1,
-            Err(EngineError::Embed(e)) if matches!(e, visionquery::embed::EmbedError::Overloaded(_)) => {
-                // Cannot happen with in_flight below the queue capacity; retry rather than lose a file.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                pending = std::iter::once(path).chain(pending).collect::<Vec<_>>().into_iter();
-                continue;
-            }
-            Err(e) => {
-                bar.println(format!("failed: {}: {e}", path.display()));
-                failures.push((path, e.to_string()));
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    // The same pipeline as the server's directory jobs: enough files in flight to fill model
+    // batches while others are read and decoded.
+    let window = common.max_batch.max(1) * 2;
+    jobs::ingest_files(engine.clone(), &files, 0..files.len(), window, &cancel, |_, path, result| {
+        match result {
+            FileResult::Indexed => indexed += 1,
+            FileResult::Skipped => skipped += 1,
+            FileResult::Failed(why) => {
+                bar.println(format!("failed: {}: {why}", path.display()));
+                failures.push((path.to_path_buf(), why));
             }
         }
         bar.inc(1);
-    }
+    })
+    .await;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "indexed {indexed}, already indexed {duplicates}, failed {} in {secs:.1}s ({:.1} images/s); index now holds {} images",
+        "indexed {indexed}, already indexed {skipped}, failed {} in {secs:.1}s ({:.1} images/s); index now holds {} images",
         failures.len(),
-        (indexed + duplicates) as f64 / secs.max(1e-9),
+        (indexed + skipped + failures.len()) as f64 / secs.max(1e-9),
         engine.image_count()
     );
     if !failures.is_empty() {

@@ -102,3 +102,11 @@ pub fn index_size(images: usize) {
 pub fn ingest(outcome: &'static str) {
     metrics::counter!(INGEST_IMAGES, "outcome" => outcome).increment(1);
 }
+
+pub fn jobs_running(count: usize) {
+    metrics::gauge!(INGEST_JOBS_RUNNING).set(count as f64);
+}
+
+pub fn job_file(outcome: &'static str) {
+    metrics::counter!(INGEST_JOB_FILES, "outcome" => outcome).increment(1);
+}

@@ -97,7 +97,7 @@ pub struct ImageInfo {
 
 impl From<ImageRecord> for ImageInfo {
     fn from(r: ImageRecord) -> Self {
-        let ingested_at = r.ingested_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let ingested_at = rfc3339(r.ingested_at);
         Self {
             file_url: format!("/images/{}/file", r.id),
             id: r.id,
@@ -137,4 +137,144 @@ pub struct HealthResponse {
     pub version: &'static str,
     pub model: ModelStatus,
     pub index: IndexStatus,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListImagesQuery {
+    /// Images to skip.
+    #[serde(default)]
+    pub offset: usize,
+    /// Page size, 1 to 1000.
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImageList {
+    pub images: Vec<ImageInfo>,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedImage {
+    /// Always `deleted`.
+    pub status: &'static str,
+    pub id: String,
+}
+
+fn default_thumbnail_size() -> u32 {
+    256
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ThumbnailQuery {
+    /// Longest side in pixels, 32 to 1024.
+    #[serde(default = "default_thumbnail_size")]
+    pub size: u32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadResult {
+    pub filename: String,
+    /// `ok` or `error`.
+    pub status: &'static str,
+    pub id: Option<String>,
+    pub duplicate: Option<bool>,
+    pub error: Option<super::error::ErrorDetail>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadResponse {
+    /// One entry per uploaded file, in request order.
+    pub results: Vec<UploadResult>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IngestDirectoryRequest {
+    /// Folder to index: absolute, or relative to an image root; must lie under an image root.
+    pub path: String,
+    /// Descend into sub-folders.
+    #[serde(default)]
+    pub recursive: bool,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SearchImageQuery {
+    /// Number of results, 1 to 1000.
+    #[serde(default = "default_top_k")]
+    pub top_k: i64,
+}
+
+/// A directory ingest job (see `GET /jobs/{id}`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobInfo {
+    pub id: String,
+    pub path: String,
+    pub recursive: bool,
+    /// `queued`, `running`, `cancelling`, `completed`, `cancelled` or `failed`.
+    pub state: String,
+    pub total: usize,
+    pub done: usize,
+    pub indexed: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    /// Files per second in the current run.
+    pub rate: f64,
+    pub eta_seconds: Option<f64>,
+    pub failures: Vec<FailureInfo>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailureInfo {
+    pub path: String,
+    pub error: String,
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+impl From<crate::engine::jobs::JobView> for JobInfo {
+    fn from(view: crate::engine::jobs::JobView) -> Self {
+        let r = view.record;
+        let state = serde_json::to_value(r.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        Self {
+            id: r.id,
+            path: r.path,
+            recursive: r.recursive,
+            state,
+            total: r.total,
+            done: r.done,
+            indexed: r.indexed,
+            skipped: r.skipped,
+            failed: r.failed,
+            rate: view.rate,
+            eta_seconds: view.eta_seconds,
+            failures: r.failures.into_iter().map(|f| FailureInfo { path: f.path, error: f.error }).collect(),
+            error: r.error,
+            created_at: rfc3339(r.created_at),
+            started_at: r.started_at.map(rfc3339),
+            finished_at: r.finished_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    /// Newest first.
+    pub jobs: Vec<JobInfo>,
 }

@@ -80,6 +80,20 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+impl From<axum::extract::multipart::MultipartRejection> for ApiError {
+    fn from(rejection: axum::extract::multipart::MultipartRejection) -> Self {
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", format!("expected multipart/form-data: {}", rejection.body_text()))
+    }
+}
+
+impl From<axum::extract::multipart::MultipartError> for ApiError {
+    fn from(err: axum::extract::multipart::MultipartError) -> Self {
+        let status = err.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "invalid_request" };
+        Self::new(status, code, err.body_text())
+    }
+}
+
 impl From<ImageError> for ApiError {
     fn from(err: ImageError) -> Self {
         let message = err.to_string();
@@ -132,6 +146,8 @@ impl From<EngineError> for ApiError {
             EngineError::Unreadable { .. } => Self::new(StatusCode::FORBIDDEN, "file_unreadable", message),
             EngineError::ImageNotFound(_) => Self::new(StatusCode::NOT_FOUND, "image_not_found", message),
             EngineError::ImageFileGone { .. } => Self::new(StatusCode::NOT_FOUND, "image_file_gone", message),
+            EngineError::JobNotFound(_) => Self::new(StatusCode::NOT_FOUND, "job_not_found", message),
+            EngineError::Write { .. } => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "write_failed", message),
             EngineError::EmptyQuery => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_query", message),
             EngineError::QueryTooLong { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "query_too_long", message),
             EngineError::InvalidTopK { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_top_k", message),

@@ -1,7 +1,7 @@
 //! HTTP handlers: parse, call the engine, shape the answer. No model or storage details here.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -60,7 +60,8 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     (status = 503, description = "Model loading or overloaded", body = ErrorBody)))]
 pub async fn ingest_image(State(state): State<AppState>, ApiJson(req): ApiJson<IngestImageRequest>) -> Result<ApiJson<IngestImageResponse>, ApiError> {
     let ingested = state.engine.ingest_path(&req.path).await?;
-    Ok(ApiJson(IngestImageResponse { status: "ok", id: ingested.record.id, path: ingested.record.path, duplicate: ingested.duplicate }))
+    let duplicate = !ingested.is_new();
+    Ok(ApiJson(IngestImageResponse { status: "ok", id: ingested.record.id, path: ingested.record.path, duplicate }))
 }
 
 /// Top-k images by cosine similarity to a text (`query`) or to an indexed image (`image_id`).
@@ -107,6 +108,128 @@ pub async fn image_file(State(state): State<AppState>, Path(id): Path<String>) -
         Body::from(bytes),
     )
         .into_response())
+}
+
+/// A page of indexed images.
+#[utoipa::path(get, path = "/images", tag = "images", params(ListImagesQuery), responses((status = 200, body = ImageList), (status = 400, body = ErrorBody)))]
+pub async fn list_images(State(state): State<AppState>, query: Result<Query<ListImagesQuery>, axum::extract::rejection::QueryRejection>) -> Result<ApiJson<ImageList>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    if !(1..=1000).contains(&q.limit) {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit", format!("limit must be between 1 and 1000, got {}", q.limit)));
+    }
+    let engine = state.engine.clone();
+    let (records, total) = tokio::task::spawn_blocking(move || engine.list_images(q.offset, q.limit))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    Ok(ApiJson(ImageList { images: records.into_iter().map(ImageInfo::from).collect(), total, offset: q.offset, limit: q.limit }))
+}
+
+/// Remove an image from the index (and its thumbnails; for uploads, the stored file).
+#[utoipa::path(delete, path = "/images/{id}", tag = "images", params(("id" = String, Path, description = "Image id")), responses(
+    (status = 200, body = DeletedImage), (status = 404, body = ErrorBody)))]
+pub async fn delete_image(State(state): State<AppState>, Path(id): Path<String>) -> Result<ApiJson<DeletedImage>, ApiError> {
+    let record = state.engine.delete_image(&id).await?;
+    Ok(ApiJson(DeletedImage { status: "deleted", id: record.id }))
+}
+
+/// A cached JPEG thumbnail of an indexed image.
+#[utoipa::path(get, path = "/images/{id}/thumbnail", tag = "images", params(("id" = String, Path, description = "Image id"), ThumbnailQuery), responses(
+    (status = 200, description = "JPEG thumbnail", content_type = "image/jpeg"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn image_thumbnail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<ThumbnailQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    let (min, max) = (engine::thumbnails::MIN_SIZE, engine::thumbnails::MAX_SIZE);
+    if !(min..=max).contains(&q.size) {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_size", format!("size must be between {min} and {max}, got {}", q.size)));
+    }
+    let jpeg = state.engine.thumbnail(&id, q.size).await?;
+    // Ids are content hashes: a thumbnail of an id never changes.
+    Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")], Body::from(jpeg)).into_response())
+}
+
+/// Upload one or more images (multipart parts named `files`); each is stored content-addressed
+/// in the data directory and indexed. Failures are reported per file.
+#[utoipa::path(post, path = "/ingest/upload", tag = "ingest", request_body(content_type = "multipart/form-data", description = "One or more parts named `files`"), responses(
+    (status = 200, body = UploadResponse), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn ingest_upload(State(state): State<AppState>, multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>) -> Result<ApiJson<UploadResponse>, ApiError> {
+    let mut multipart = multipart?;
+    // Fail fast (503) rather than accept a large upload the model cannot process.
+    state.engine.embedder().model()?;
+    let mut results = Vec::new();
+    while let Some(field) = multipart.next_field().await? {
+        if field.name() != Some("files") && field.name() != Some("file") {
+            continue;
+        }
+        let filename = field.file_name().unwrap_or("upload").to_string();
+        let bytes = field.bytes().await?;
+        let result = match state.engine.ingest_upload(&filename, bytes.to_vec()).await {
+            Ok(ingested) => {
+                let duplicate = !ingested.is_new();
+                UploadResult { filename, status: "ok", id: Some(ingested.record.id), duplicate: Some(duplicate), error: None }
+            }
+            Err(e) => {
+                let e = ApiError::from(e);
+                if e.status.is_server_error() && e.status != StatusCode::INTERNAL_SERVER_ERROR {
+                    return Err(e);
+                }
+                UploadResult { filename, status: "error", id: None, duplicate: None, error: Some(super::error::ErrorDetail { code: e.code, message: e.message }) }
+            }
+        };
+        results.push(result);
+    }
+    if results.is_empty() {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_files", "no file parts named `files` in the upload"));
+    }
+    Ok(ApiJson(UploadResponse { results }))
+}
+
+/// Search with an uploaded image (multipart part `file`) without indexing it.
+#[utoipa::path(post, path = "/search/image", tag = "search", params(SearchImageQuery), request_body(content_type = "multipart/form-data", description = "A part named `file`"), responses(
+    (status = 200, body = SearchResponse), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn search_image(
+    State(state): State<AppState>,
+    query: Result<Query<SearchImageQuery>, axum::extract::rejection::QueryRejection>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<ApiJson<SearchResponse>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    let mut multipart = multipart?;
+    while let Some(field) = multipart.next_field().await? {
+        if field.name() == Some("file") || field.name() == Some("files") {
+            let bytes = field.bytes().await?;
+            let hits = state.engine.search_by_image(bytes.to_vec(), q.top_k).await?;
+            return Ok(ApiJson(SearchResponse { results: hits.into_iter().map(SearchResult::from).collect(), truncated: false }));
+        }
+    }
+    Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_files", "no part named `file` in the upload"))
+}
+
+/// Index a whole folder in the background. Answers 202 with the job at once.
+#[utoipa::path(post, path = "/ingest/directory", tag = "ingest", request_body = IngestDirectoryRequest, responses(
+    (status = 202, body = JobInfo), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn ingest_directory(State(state): State<AppState>, ApiJson(req): ApiJson<IngestDirectoryRequest>) -> Result<(StatusCode, ApiJson<JobInfo>), ApiError> {
+    let job = state.jobs.submit(&req.path, req.recursive)?;
+    Ok((StatusCode::ACCEPTED, ApiJson(job.into())))
+}
+
+/// Directory jobs, newest first.
+#[utoipa::path(get, path = "/jobs", tag = "ingest", responses((status = 200, body = JobList)))]
+pub async fn list_jobs(State(state): State<AppState>) -> ApiJson<JobList> {
+    ApiJson(JobList { jobs: state.jobs.list().into_iter().map(JobInfo::from).collect() })
+}
+
+/// A job's state, progress, rate, ETA and per-file failures.
+#[utoipa::path(get, path = "/jobs/{id}", tag = "ingest", params(("id" = String, Path, description = "Job id")), responses((status = 200, body = JobInfo), (status = 404, body = ErrorBody)))]
+pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<ApiJson<JobInfo>, ApiError> {
+    Ok(ApiJson(state.jobs.get(&id)?.into()))
+}
+
+/// Cancel a job (files in flight finish; the rest are not ingested).
+#[utoipa::path(delete, path = "/jobs/{id}", tag = "ingest", params(("id" = String, Path, description = "Job id")), responses((status = 200, body = JobInfo), (status = 404, body = ErrorBody)))]
+pub async fn cancel_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<ApiJson<JobInfo>, ApiError> {
+    Ok(ApiJson(state.jobs.cancel(&id)?.into()))
 }
 
 /// Prometheus metrics in the text exposition format.

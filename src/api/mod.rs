@@ -6,6 +6,7 @@ pub mod dto;
 pub mod error;
 pub mod handlers;
 mod observe;
+mod web;
 
 use std::sync::Arc;
 
@@ -14,28 +15,50 @@ use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::engine::jobs::JobManager;
 use crate::engine::Engine;
 
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    pub jobs: Arc<JobManager>,
     pub metrics: PrometheusHandle,
 }
 
+/// Request size limits.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// JSON bodies.
+    pub json: usize,
+    /// Multipart uploads (all files of one request).
+    pub upload: usize,
+}
+
 /// The whole HTTP API.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, limits: BodyLimits) -> Router {
+    let uploads = Router::new()
+        .route("/ingest/upload", post(handlers::ingest_upload))
+        .route("/search/image", post(handlers::search_image))
+        .layer(DefaultBodyLimit::max(limits.upload));
     Router::new()
         .route("/health", get(handlers::health))
         .route("/ready", get(handlers::ready))
         .route("/metrics", get(handlers::metrics))
         .route("/ingest/image", post(handlers::ingest_image))
+        .route("/ingest/directory", post(handlers::ingest_directory))
+        .route("/jobs", get(handlers::list_jobs))
+        .route("/jobs/{id}", get(handlers::get_job).delete(handlers::cancel_job))
         .route("/search", post(handlers::search))
-        .route("/images/{id}", get(handlers::image_info))
+        .route("/images", get(handlers::list_images))
+        .route("/images/{id}", get(handlers::image_info).delete(handlers::delete_image))
         .route("/images/{id}/file", get(handlers::image_file))
+        .route("/images/{id}/thumbnail", get(handlers::image_thumbnail))
+        .layer(DefaultBodyLimit::max(limits.json))
+        .merge(uploads)
         .merge(docs::routes())
+        .merge(web::routes())
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(observe::record))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(observe::panic_response))
         .with_state(state)

@@ -2,14 +2,16 @@
 //! search by text or by image. Used by the HTTP handlers and the CLI alike, so both run the
 //! same pipeline. Knows no HTTP: errors are typed and mapped to statuses by `api`.
 
+pub mod jobs;
 pub mod paths;
+pub mod thumbnails;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
 
-use crate::embed::{preprocess, ClipModel, DecodeLimits, EmbedError, Embedder, ImageError};
+use crate::embed::{preprocess, ClipModel, DecodeLimits, DecodedImage, EmbedError, Embedder, ImageError};
 use crate::metrics;
 use crate::store::{Hit, ImageRecord, StoreError, VectorStore};
 
@@ -24,7 +26,7 @@ pub const MAX_TOP_K: usize = 1000;
 pub enum EngineError {
     #[error("path is outside the allowed image roots: {0}")]
     PathOutsideRoots(String),
-    #[error("no such file: {0}")]
+    #[error("no such file or folder: {0}")]
     FileNotFound(String),
     #[error("invalid path: {0}")]
     InvalidPath(String),
@@ -34,6 +36,8 @@ pub enum EngineError {
     ImageNotFound(String),
     #[error("the file of image {id} is no longer available at {path}")]
     ImageFileGone { id: String, path: String },
+    #[error("no job with id {0}")]
+    JobNotFound(String),
     #[error("query is empty")]
     EmptyQuery,
     #[error("query is {chars} characters long; the limit is {limit}")]
@@ -46,16 +50,33 @@ pub enum EngineError {
     Embed(#[from] EmbedError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("could not write {path}: {message}")]
+    Write { path: String, message: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-/// The result of ingesting one file.
+/// What ingesting one file did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// New content, embedded and stored.
+    Indexed,
+    /// The same bytes were already indexed (possibly under another path).
+    Duplicate,
+    /// The file is indexed and has not changed since (size and modification time); not read.
+    Unchanged,
+}
+
 #[derive(Debug, Clone)]
 pub struct Ingested {
     pub record: ImageRecord,
-    /// The same bytes were already indexed; nothing new was added.
-    pub duplicate: bool,
+    pub outcome: IngestOutcome,
+}
+
+impl Ingested {
+    pub fn is_new(&self) -> bool {
+        self.outcome == IngestOutcome::Indexed
+    }
 }
 
 /// Results of a text search.
@@ -66,25 +87,45 @@ pub struct TextSearch {
     pub truncated: bool,
 }
 
+/// Where the engine keeps files it owns, under the data directory.
+#[derive(Debug, Clone)]
+pub struct DataDirs {
+    /// Uploaded images, content-addressed.
+    pub uploads: PathBuf,
+    /// Cached thumbnails.
+    pub thumbnails: PathBuf,
+    /// Job records.
+    pub jobs_file: PathBuf,
+}
+
+impl DataDirs {
+    pub fn under(data_dir: &Path) -> Self {
+        Self { uploads: data_dir.join("uploads"), thumbnails: data_dir.join("thumbnails"), jobs_file: data_dir.join("jobs.json") }
+    }
+}
+
 pub struct Engine {
     embedder: Embedder,
     store: Arc<dyn VectorStore>,
     roots: ImageRoots,
     limits: DecodeLimits,
+    dirs: DataDirs,
     /// Fingerprint of the model the store has been bound to in this process.
     bound_model: Mutex<Option<String>>,
 }
 
-/// Reads and hashes a file, then decodes and preprocesses it unless the content is known.
+/// The file-reading half of an ingest, done on a blocking thread.
 enum Prepared {
-    Known(ImageRecord),
-    New { record: ImageRecord, pixels: ndarray::Array3<f32> },
+    Known(Ingested),
+    New { record: ImageRecord, pixels: ndarray::Array3<f32>, replaces: Option<String> },
 }
 
 impl Engine {
-    pub fn new(embedder: Embedder, store: Arc<dyn VectorStore>, roots: ImageRoots, limits: DecodeLimits) -> Self {
+    pub fn new(embedder: Embedder, store: Arc<dyn VectorStore>, roots: ImageRoots, limits: DecodeLimits, dirs: DataDirs) -> Self {
         metrics::index_size(store.count());
-        Self { embedder, store, roots, limits, bound_model: Mutex::new(None) }
+        // Uploaded files are ours to serve like files under a root.
+        let roots = roots.with_internal_root(&dirs.uploads);
+        Self { embedder, store, roots, limits, dirs, bound_model: Mutex::new(None) }
     }
 
     pub fn embedder(&self) -> &Embedder {
@@ -93,6 +134,14 @@ impl Engine {
 
     pub fn roots(&self) -> &ImageRoots {
         &self.roots
+    }
+
+    pub fn dirs(&self) -> &DataDirs {
+        &self.dirs
+    }
+
+    pub fn limits(&self) -> &DecodeLimits {
+        &self.limits
     }
 
     pub fn image_count(&self) -> usize {
@@ -112,38 +161,70 @@ impl Engine {
 
     /// Ingests one file named by a request (confined to the image roots).
     pub async fn ingest_path(&self, requested: &str) -> Result<Ingested, EngineError> {
-        let path = self.roots.resolve(requested)?;
-        let outcome = self.ingest_file(path).await;
+        let outcome = match self.roots.resolve(requested) {
+            Ok(path) => self.ingest_file(path).await,
+            Err(e) => Err(e),
+        };
         metrics::ingest(match &outcome {
-            Ok(Ingested { duplicate: true, .. }) => "duplicate",
-            Ok(_) => "indexed",
+            Ok(i) if i.is_new() => "indexed",
+            Ok(_) => "duplicate",
             Err(_) => "failed",
         });
         outcome
     }
 
-    /// Ingests a file already known to be under a root.
+    /// Ingests a file already known to be under a root (canonical path).
     pub async fn ingest_file(&self, path: PathBuf) -> Result<Ingested, EngineError> {
         let model = self.model()?;
         let store = self.store.clone();
         let limits = self.limits;
         let prep_model = model.clone();
-        let prepared = tokio::task::spawn_blocking(move || prepare(&path, &limits, store.as_ref(), &prep_model))
-            .await
-            .map_err(|e| EngineError::Internal(format!("ingest worker: {e}")))??;
-        match prepared {
-            Prepared::Known(record) => Ok(Ingested { record, duplicate: true }),
-            Prepared::New { record, pixels } => {
-                let vector = model.embed_pixels(pixels).await?;
-                let store = self.store.clone();
-                let saved = record.clone();
-                tokio::task::spawn_blocking(move || store.upsert(&saved, &vector))
-                    .await
-                    .map_err(|e| EngineError::Internal(format!("store worker: {e}")))??;
-                metrics::index_size(self.store.count());
-                Ok(Ingested { record, duplicate: false })
+        let prepared = blocking(move || prepare(&path, &limits, store.as_ref(), &prep_model)).await?;
+        let (record, pixels, replaces) = match prepared {
+            Prepared::Known(ingested) => return Ok(ingested),
+            Prepared::New { record, pixels, replaces } => (record, pixels, replaces),
+        };
+        let vector = model.embed_pixels(pixels).await?;
+        let store = self.store.clone();
+        let saved = record.clone();
+        blocking(move || {
+            store.upsert(&saved, &vector)?;
+            if let Some(stale) = replaces {
+                // The file at this path changed: its old content is no longer there.
+                store.delete(&stale)?;
             }
-        }
+            Ok(())
+        })
+        .await?;
+        metrics::index_size(self.store.count());
+        Ok(Ingested { record, outcome: IngestOutcome::Indexed })
+    }
+
+    /// Stores uploaded bytes content-addressed under the data directory and indexes them.
+    /// The bytes are checked to be a decodable image before anything is written.
+    pub async fn ingest_upload(&self, filename: &str, bytes: Vec<u8>) -> Result<Ingested, EngineError> {
+        self.model()?;
+        let limits = self.limits;
+        let uploads = self.dirs.uploads.clone();
+        let path = blocking(move || {
+            let decoded = preprocess::decode(&bytes, &limits)?;
+            let hash = blake3::hash(&bytes).to_hex().to_string();
+            let dir = uploads.join(&hash[..2]);
+            let path = dir.join(format!("{hash}.{}", extension(&decoded)));
+            if !path.exists() {
+                write_atomically(&dir, &path, &bytes)?;
+            }
+            Ok(path)
+        })
+        .await?;
+        let outcome = self.ingest_file(path).await;
+        metrics::ingest(match &outcome {
+            Ok(i) if i.is_new() => "indexed",
+            Ok(_) => "duplicate",
+            Err(_) => "failed",
+        });
+        tracing::debug!(filename, ok = outcome.is_ok(), "upload");
+        outcome
     }
 
     /// The `top_k` images closest to a text.
@@ -170,15 +251,50 @@ impl Engine {
         self.search_vector(vector, k).await
     }
 
+    /// The `top_k` indexed images closest to an image that is not (and will not be) indexed.
+    pub async fn search_by_image(&self, bytes: Vec<u8>, top_k: i64) -> Result<Vec<Hit>, EngineError> {
+        let k = check_top_k(top_k)?;
+        let model = self.model()?;
+        let limits = self.limits;
+        let prep_model = model.clone();
+        let pixels = blocking(move || Ok(prep_model.pixels(&preprocess::decode(&bytes, &limits)?)?)).await?;
+        let vector = model.embed_pixels(pixels).await?;
+        self.search_vector(vector, k).await
+    }
+
     async fn search_vector(&self, vector: Vec<f32>, k: usize) -> Result<Vec<Hit>, EngineError> {
         let store = self.store.clone();
-        Ok(tokio::task::spawn_blocking(move || store.search(&vector, k))
-            .await
-            .map_err(|e| EngineError::Internal(format!("search worker: {e}")))??)
+        blocking(move || Ok(store.search(&vector, k)?)).await
     }
 
     pub fn image(&self, id: &str) -> Result<ImageRecord, EngineError> {
         self.store.get(id)?.ok_or_else(|| EngineError::ImageNotFound(id.to_string()))
+    }
+
+    /// A page of indexed images and the total count.
+    pub fn list_images(&self, offset: usize, limit: usize) -> Result<(Vec<ImageRecord>, usize), EngineError> {
+        Ok((self.store.list(offset, limit)?, self.store.count()))
+    }
+
+    /// Removes an image from the index, with its cached thumbnails and, for uploads, the stored
+    /// bytes. The user's own files under the image roots are never touched.
+    pub async fn delete_image(&self, id: &str) -> Result<ImageRecord, EngineError> {
+        let record = self.image(id)?;
+        let store = self.store.clone();
+        let dirs = self.dirs.clone();
+        let removed = record.clone();
+        blocking(move || {
+            store.delete(&removed.id)?;
+            thumbnails::forget(&dirs.thumbnails, &removed.id);
+            let path = Path::new(&removed.path);
+            if path.starts_with(&dirs.uploads) {
+                let _ = std::fs::remove_file(path);
+            }
+            Ok(())
+        })
+        .await?;
+        metrics::index_size(self.store.count());
+        Ok(record)
     }
 
     /// The file behind an indexed image, if it is still there and still under a root.
@@ -191,6 +307,19 @@ impl Engine {
         }
         Ok((record, canonical))
     }
+
+    /// A JPEG thumbnail whose longer side is `size` pixels, cached on disk.
+    pub async fn thumbnail(&self, id: &str, size: u32) -> Result<Vec<u8>, EngineError> {
+        let (record, path) = self.image_file(id)?;
+        let dir = self.dirs.thumbnails.clone();
+        let limits = self.limits;
+        blocking(move || thumbnails::get_or_make(&dir, &record.id, &path, size, &limits)).await
+    }
+}
+
+/// Runs blocking work (file I/O, decoding, database) off the async threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, EngineError> + Send + 'static) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| EngineError::Internal(format!("worker thread: {e}")))?
 }
 
 fn check_top_k(top_k: i64) -> Result<usize, EngineError> {
@@ -207,20 +336,39 @@ pub fn image_id(content_hash: &str) -> String {
     content_hash[..16].to_string()
 }
 
-fn prepare(path: &std::path::Path, limits: &DecodeLimits, store: &dyn VectorStore, model: &ClipModel) -> Result<Prepared, EngineError> {
+fn modified_nanos(meta: &std::fs::Metadata) -> Option<i128> {
+    let modified = meta.modified().ok()?;
+    Some(OffsetDateTime::from(modified).unix_timestamp_nanos())
+}
+
+fn prepare(path: &Path, limits: &DecodeLimits, store: &dyn VectorStore, model: &ClipModel) -> Result<Prepared, EngineError> {
     let shown = path.display().to_string();
     let unreadable = |e: std::io::Error| EngineError::Unreadable { path: shown.clone(), message: e.to_string() };
-    let size = std::fs::metadata(path).map_err(unreadable)?.len();
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    let size = meta.len();
+    let modified = modified_nanos(&meta);
+    let previous = store.find_by_path(&shown)?;
+    if let Some(previous) = &previous {
+        if previous.bytes == size && previous.modified.is_some() && previous.modified == modified {
+            return Ok(Prepared::Known(Ingested { record: previous.clone(), outcome: IngestOutcome::Unchanged }));
+        }
+    }
     if size > limits.max_bytes {
         return Err(ImageError::TooManyBytes { bytes: size, limit: limits.max_bytes }.into());
     }
     let bytes = std::fs::read(path).map_err(unreadable)?;
     let content_hash = blake3::hash(&bytes).to_hex().to_string();
     let id = image_id(&content_hash);
-    if let Some(existing) = store.get(&id)? {
-        if existing.content_hash == content_hash {
-            return Ok(Prepared::Known(existing));
+    if let Some(existing) = store.get(&id)?.filter(|r| r.content_hash == content_hash) {
+        // Known content. If its recorded file is gone (moved or renamed), it lives here now.
+        if existing.path != shown && !Path::new(&existing.path).exists() {
+            if let Some(vector) = store.vector(&id)? {
+                let moved = ImageRecord { path: shown, modified, ..existing };
+                store.upsert(&moved, &vector)?;
+                return Ok(Prepared::Known(Ingested { record: moved, outcome: IngestOutcome::Duplicate }));
+            }
         }
+        return Ok(Prepared::Known(Ingested { record: existing, outcome: IngestOutcome::Duplicate }));
     }
     let decoded = preprocess::decode(&bytes, limits)?;
     let pixels = model.pixels(&decoded)?;
@@ -231,10 +379,27 @@ fn prepare(path: &std::path::Path, limits: &DecodeLimits, store: &dyn VectorStor
         width: decoded.width(),
         height: decoded.height(),
         bytes: bytes.len() as u64,
+        modified,
         format: format_name(decoded.format),
         ingested_at: OffsetDateTime::now_utc(),
     };
-    Ok(Prepared::New { record, pixels })
+    let replaces = previous.map(|p| p.id).filter(|old| *old != record.id);
+    Ok(Prepared::New { record, pixels, replaces })
+}
+
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
+    use std::io::Write;
+    let failed = |e: std::io::Error| EngineError::Write { path: path.display().to_string(), message: e.to_string() };
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    let mut file = std::fs::File::create(&tmp).map_err(failed)?;
+    file.write_all(bytes).map_err(failed)?;
+    file.sync_all().map_err(failed)?;
+    std::fs::rename(&tmp, path).map_err(failed)
+}
+
+fn extension(decoded: &DecodedImage) -> &'static str {
+    decoded.format.extensions_str().first().copied().unwrap_or("img")
 }
 
 fn format_name(format: image::ImageFormat) -> String {

@@ -29,12 +29,35 @@ impl ImageRoots {
         Self { roots }
     }
 
+    /// Adds a directory the service itself owns (uploads): served and ingested like a root.
+    pub fn with_internal_root(mut self, dir: &Path) -> Self {
+        let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        self.roots.push((normalize(dir), canonical));
+        self
+    }
+
+    /// The canonical path of an existing directory under a root.
+    pub fn resolve_dir(&self, requested: &str) -> Result<PathBuf, EngineError> {
+        match self.resolve_any(requested)? {
+            path if path.is_dir() => Ok(path),
+            _ => Err(EngineError::InvalidPath(format!("{requested} is not a folder"))),
+        }
+    }
+
     pub fn dirs(&self) -> impl Iterator<Item = &Path> {
         self.roots.iter().map(|(_, canonical)| canonical.as_path())
     }
 
     /// The canonical path of an existing regular file under a root.
     pub fn resolve(&self, requested: &str) -> Result<PathBuf, EngineError> {
+        match self.resolve_any(requested)? {
+            path if path.is_file() => Ok(path),
+            _ => Err(EngineError::InvalidPath(format!("{requested} is not a regular file"))),
+        }
+    }
+
+    /// The canonical path of anything that exists under a root.
+    fn resolve_any(&self, requested: &str) -> Result<PathBuf, EngineError> {
         if requested.trim().is_empty() {
             return Err(EngineError::InvalidPath("path is empty".into()));
         }
@@ -59,9 +82,6 @@ impl ImageRoots {
                 Ok(canonical) => {
                     if !self.contains(&canonical) {
                         return Err(EngineError::PathOutsideRoots(requested.to_string()));
-                    }
-                    if !canonical.is_file() {
-                        return Err(EngineError::InvalidPath(format!("{requested} is not a regular file")));
                     }
                     return Ok(canonical);
                 }

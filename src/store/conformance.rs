@@ -15,6 +15,7 @@ pub fn record(id: &str) -> ImageRecord {
         width: 640,
         height: 480,
         bytes: 12_345,
+        modified: Some(1_700_000_000_000_000_000),
         format: "jpeg".into(),
         ingested_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("constant timestamp"),
     }
@@ -33,6 +34,22 @@ pub fn run_all(open: impl Fn(&Path) -> Box<dyn VectorStore>) {
     data_survives_reopen(&open);
     wrong_dimension_and_wrong_model_are_refused(&open);
     list_pages_through_everything_once(&open);
+    paths_find_their_current_image(&open);
+}
+
+fn paths_find_their_current_image(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    store.upsert(&record("a"), &unit(&[1.0, 0.0])).unwrap();
+    assert_eq!(store.find_by_path("/photos/a.jpg").unwrap(), Some(record("a")));
+    assert_eq!(store.find_by_path("/photos/nope.jpg").unwrap(), None);
+    let mut moved = record("a");
+    moved.path = "/photos/renamed.jpg".into();
+    store.upsert(&moved, &unit(&[1.0, 0.0])).unwrap();
+    assert_eq!(store.find_by_path("/photos/a.jpg").unwrap(), None, "the old path no longer names the image");
+    assert_eq!(store.find_by_path("/photos/renamed.jpg").unwrap(), Some(moved));
+    store.delete("a").unwrap();
+    assert_eq!(store.find_by_path("/photos/renamed.jpg").unwrap(), None);
 }
 
 fn upsert_get_count_and_replace(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {

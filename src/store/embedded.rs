@@ -13,6 +13,8 @@ use super::{Hit, ImageRecord, StoreError, Upserted, VectorStore};
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const VECTORS: TableDefinition<&str, &[u8]> = TableDefinition::new("vectors");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+/// Ingested path -> image id.
+const PATHS: TableDefinition<&str, &str> = TableDefinition::new("paths");
 
 const DB_FILE: &str = "index.redb";
 
@@ -44,6 +46,7 @@ impl EmbeddedStore {
             txn.open_table(IMAGES).map_err(db_err)?;
             txn.open_table(VECTORS).map_err(db_err)?;
             txn.open_table(META).map_err(db_err)?;
+            txn.open_table(PATHS).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         let store = Self { db, path, matrix: RwLock::new(None), writer: Mutex::new(()) };
@@ -128,7 +131,16 @@ impl VectorStore for EmbeddedStore {
             if meta.get("dim").map_err(db_err)?.is_none() {
                 meta.insert("dim", vector.len().to_string().as_str()).map_err(db_err)?;
             }
-            txn.open_table(IMAGES).map_err(db_err)?.insert(record.id.as_str(), json.as_slice()).map_err(db_err)?;
+            let mut images = txn.open_table(IMAGES).map_err(db_err)?;
+            let mut paths = txn.open_table(PATHS).map_err(db_err)?;
+            let previous = images.insert(record.id.as_str(), json.as_slice()).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
+            if let Some(previous) = previous.filter(|p| p.path != record.path) {
+                // The image moved: its old path no longer names it.
+                if paths.get(previous.path.as_str()).map_err(db_err)?.is_some_and(|id| id.value() == record.id) {
+                    paths.remove(previous.path.as_str()).map_err(db_err)?;
+                }
+            }
+            paths.insert(record.path.as_str(), record.id.as_str()).map_err(db_err)?;
             txn.open_table(VECTORS).map_err(db_err)?.insert(record.id.as_str(), encode_vector(vector).as_slice()).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
@@ -144,6 +156,16 @@ impl VectorStore for EmbeddedStore {
         value.map(|v| decode_record(v.value())).transpose()
     }
 
+    fn find_by_path(&self, path: &str) -> Result<Option<ImageRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let Some(id) = txn.open_table(PATHS).map_err(db_err)?.get(path).map_err(db_err)?.map(|v| v.value().to_string()) else {
+            return Ok(None);
+        };
+        let images = txn.open_table(IMAGES).map_err(db_err)?;
+        let record = images.get(id.as_str()).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
+        Ok(record.filter(|r| r.path == path))
+    }
+
     fn vector(&self, id: &str) -> Result<Option<Vec<f32>>, StoreError> {
         Ok(self.matrix.read().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|m| m.get(id).map(<[f32]>::to_vec)))
     }
@@ -152,9 +174,15 @@ impl VectorStore for EmbeddedStore {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let txn = self.db.begin_write().map_err(db_err)?;
         let existed = {
-            let existed = txn.open_table(IMAGES).map_err(db_err)?.remove(id).map_err(db_err)?.is_some();
+            let removed = txn.open_table(IMAGES).map_err(db_err)?.remove(id).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
             txn.open_table(VECTORS).map_err(db_err)?.remove(id).map_err(db_err)?;
-            existed
+            if let Some(record) = &removed {
+                let mut paths = txn.open_table(PATHS).map_err(db_err)?;
+                if paths.get(record.path.as_str()).map_err(db_err)?.is_some_and(|v| v.value() == id) {
+                    paths.remove(record.path.as_str()).map_err(db_err)?;
+                }
+            }
+            removed.is_some()
         };
         txn.commit().map_err(db_err)?;
         if let Some(m) = self.matrix.write().unwrap_or_else(|p| p.into_inner()).as_mut() {

@@ -25,6 +25,10 @@ pub struct ImageRecord {
     pub width: u32,
     pub height: u32,
     pub bytes: u64,
+    /// File modification time (Unix nanoseconds) when ingested: with `bytes`, lets a re-index
+    /// skip unchanged files without reading them.
+    #[serde(default)]
+    pub modified: Option<i128>,
     /// Encoding, e.g. `jpeg`.
     pub format: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -68,6 +72,8 @@ pub trait VectorStore: Send + Sync {
     /// Adds or replaces the image with `record.id`.
     fn upsert(&self, record: &ImageRecord, vector: &[f32]) -> Result<Upserted, StoreError>;
     fn get(&self, id: &str) -> Result<Option<ImageRecord>, StoreError>;
+    /// The image last ingested from `path`, if any.
+    fn find_by_path(&self, path: &str) -> Result<Option<ImageRecord>, StoreError>;
     fn vector(&self, id: &str) -> Result<Option<Vec<f32>>, StoreError>;
     /// Removes the image; `false` when it was not there.
     fn delete(&self, id: &str) -> Result<bool, StoreError>;

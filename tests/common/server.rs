@@ -109,6 +109,14 @@ impl Server {
         client().post(format!("{}{path}", self.url)).json(body).send().expect("POST")
     }
 
+    pub fn upload(&self, path: &str, files: &[(&str, Vec<u8>)]) -> reqwest::blocking::Response {
+        let mut form = reqwest::blocking::multipart::Form::new();
+        for (name, bytes) in files {
+            form = form.part("files", reqwest::blocking::multipart::Part::bytes(bytes.clone()).file_name(name.to_string()));
+        }
+        client().post(format!("{}{path}", self.url)).multipart(form).send().expect("multipart POST")
+    }
+
     pub fn delete(&self, path: &str) -> reqwest::blocking::Response {
         client().delete(format!("{}{path}", self.url)).send().expect("DELETE")
     }

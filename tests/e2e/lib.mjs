@@ -74,7 +74,7 @@ export async function withPage(browser, name, fn, { viewport = DESKTOP, path: st
   } catch (err) {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     const file = path.join(ARTIFACTS, 'fail-' + name.replace(/[^a-z0-9]+/gi, '-').toLowerCase() + '.png');
-    await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+    await page.screenshot({ path: file }).catch(() => {});
     err.message += '\n(screenshot: ' + path.relative(REPO, file) + ')';
     throw err;
   } finally {

@@ -12,7 +12,7 @@
 
   const $ = (id) => document.getElementById(id);
   const el = {
-    form: $('search-form'), q: $('q'), topK: $('top-k'),
+    form: $('search-form'), q: $('q'), topK: $('top-k'), photoInput: $('photo-input'),
     results: $('results'), resultsTitle: $('results-title'), resultsMeta: $('results-meta'),
     searchError: $('search-error'), empty: $('empty'), emptyTitle: $('empty-title'), emptyText: $('empty-text'),
     chip: $('similar-chip'), chipImg: $('similar-chip-img'), chipName: $('similar-chip-name'), chipClear: $('similar-clear'),
@@ -30,7 +30,9 @@
   };
 
   const state = {
-    mode: 'idle',          // 'idle' | 'text' | 'image'
+    mode: 'idle',          // 'idle' | 'text' | 'image' (an indexed image) | 'photo' (an uploaded one)
+    photo: null,           // the File of a 'photo' search
+    photoUrl: null,
     query: '',
     imageId: null,
     imageName: '',
@@ -79,7 +81,9 @@
 
   async function api(method, path, body, options = {}) {
     const init = { method, headers: { Accept: 'application/json' }, signal: options.signal };
-    if (body !== undefined) {
+    if (body instanceof FormData) {
+      init.body = body;
+    } else if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
@@ -267,6 +271,7 @@
     state.mode = 'idle';
     state.query = '';
     state.imageId = null;
+    setPhoto(null);
     state.results = [];
     state.pendingRetry = false;
     el.results.replaceChildren();
@@ -297,12 +302,13 @@
   function onQueryInput() {
     const text = el.q.value;
     if (!text.trim()) {
-      if (state.mode !== 'image') clearSearch();
+      if (state.mode !== 'image' && state.mode !== 'photo') clearSearch();
       else clearTimeout(state.debounce);
       return;
     }
     state.mode = 'text';
     state.imageId = null;
+    setPhoto(null);
     el.chip.hidden = true;
     scheduleSearch();
   }
@@ -315,8 +321,13 @@
   async function runSearch(opts = {}) {
     clearTimeout(state.debounce);
     let body;
+    let url = '/search';
     if (state.mode === 'image' && state.imageId) {
       body = { image_id: state.imageId, top_k: topK() };
+    } else if (state.mode === 'photo' && state.photo) {
+      url = '/search/image?top_k=' + topK();
+      body = new FormData();
+      body.append('file', state.photo, state.photo.name);
     } else {
       const text = el.q.value;
       if (!text.trim()) { clearSearch(); return; }
@@ -334,7 +345,7 @@
     if (!opts.quiet) setText(el.resultsMeta, 'Searching…');
     const started = performance.now();
     try {
-      const res = await api('POST', '/search', body, { signal: controller.signal });
+      const res = await api('POST', url, body, { signal: controller.signal });
       if (seq !== state.seq) return;
       state.pendingRetry = false;
       hideError(el.searchError);
@@ -347,7 +358,7 @@
       el.results.replaceChildren();
       el.empty.hidden = true;
       setText(el.resultsMeta, '');
-      setText(el.resultsTitle, state.mode === 'image' ? 'Similar images' : 'Results');
+      setText(el.resultsTitle, state.mode === 'text' ? 'Results' : 'Similar images');
       state.pendingRetry = err.code === 'model_loading' || err.code === 'model_unavailable';
       showError(el.searchError, err, hintFor(err));
     } finally {
@@ -361,7 +372,7 @@
 
   function renderResults(res, ms) {
     const results = state.results;
-    if (state.mode === 'image') {
+    if (state.mode === 'image' || state.mode === 'photo') {
       setText(el.resultsTitle, 'Similar images');
     } else {
       setText(el.resultsTitle, 'Results for “' + state.query.trim() + '”');
@@ -410,7 +421,8 @@
       thumb,
       make('span', { class: 'card-body' }, [
         make('span', { class: 'card-name', text: name }),
-        make('span', { class: 'card-dir', text: dirName(r.path) }),
+        // LRM marks keep the slashes in place in the right-to-left box that ellipsizes the start.
+        make('span', { class: 'card-dir', text: '\u200E' + dirName(r.path) + '\u200E' }),
       ]),
     ]);
     return make('li', { class: 'grid-item' }, button);
@@ -566,9 +578,29 @@
     state.mode = 'image';
     state.imageId = id;
     state.imageName = name;
+    setPhoto(null);
     el.q.value = '';
     el.chipImg.src = thumbUrl(id, 64);
     setText(el.chipName, name);
+    el.chip.hidden = false;
+    runSearch();
+  }
+
+  function setPhoto(file) {
+    if (state.photoUrl) URL.revokeObjectURL(state.photoUrl);
+    state.photo = file;
+    state.photoUrl = file ? URL.createObjectURL(file) : null;
+  }
+
+  /** Searches with a photo from this computer; the server does not add it to the index. */
+  function startPhotoSearch(file) {
+    if (!file) return;
+    state.mode = 'photo';
+    state.imageId = null;
+    setPhoto(file);
+    el.q.value = '';
+    el.chipImg.src = state.photoUrl;
+    setText(el.chipName, file.name);
     el.chip.hidden = false;
     runSearch();
   }
@@ -752,7 +784,9 @@
 
   // ---------------------------------------------------------------- directory jobs
 
-  const ACTIVE = new Set(['queued', 'running']);
+  const ACTIVE = new Set(['queued', 'running', 'cancelling']);
+  const CANCELLABLE = new Set(['queued', 'running']);
+  const JOBS_IDLE_POLL_MS = 10000;
 
   async function submitJob(e) {
     e.preventDefault();
@@ -803,6 +837,8 @@
     if (jobs.some((j) => ACTIVE.has(j.state))) {
       state.jobsTimer = setTimeout(loadJobs, JOBS_POLL_MS);
       refreshHealthSoon();
+    } else {
+      state.jobsTimer = setTimeout(loadJobs, JOBS_IDLE_POLL_MS); // jobs started elsewhere show up too
     }
     if (finishedSome) {
       refreshHealth();
@@ -838,7 +874,7 @@
   function jobNode(job) {
     const node = make('li', { class: 'job', dataset: { jobId: job.id } });
     const ref = {};
-    ref.path = make('span', { class: 'job-path', title: job.path, text: job.path });
+    ref.path = make('span', { class: 'job-path', title: job.path, text: '\u200E' + job.path + '\u200E' });
     ref.badge = make('span', { class: 'badge' });
     ref.progress = make('progress', { class: 'progress', max: '1', 'aria-label': 'Progress of ' + job.path });
     ref.counts = make('p', { class: 'job-counts' });
@@ -891,7 +927,7 @@
     }
     if (job.state === 'queued' && job.created_at) more.push('queued ' + formatTime(job.created_at));
     setText(ref.rate, more.join(' · '));
-    ref.cancel.hidden = !ACTIVE.has(job.state);
+    ref.cancel.hidden = !CANCELLABLE.has(job.state);
     const failures = Array.isArray(job.failures) ? job.failures : [];
     const failedCount = Math.max(failures.length, Number(job.failed) || 0);
     ref.failures.hidden = failures.length === 0 && !job.error;
@@ -951,7 +987,7 @@
     if (e.key === 'ArrowDown') {
       const first = cards()[0];
       if (first) { e.preventDefault(); first.focus(); }
-    } else if (e.key === 'Escape' && !el.q.value && state.mode === 'image') {
+    } else if (e.key === 'Escape' && !el.q.value && (state.mode === 'image' || state.mode === 'photo')) {
       clearSearch();
     }
   }
@@ -990,6 +1026,25 @@
     });
 
     setupDropzone();
+    el.photoInput.addEventListener('change', () => {
+      startPhotoSearch(el.photoInput.files[0]);
+      el.photoInput.value = '';
+    });
+    // An image dropped on the search bar searches with it (without indexing it).
+    el.form.addEventListener('dragover', (e) => {
+      if (!e.dataTransfer || !Array.from(e.dataTransfer.types || []).includes('Files')) return;
+      e.preventDefault();
+      el.form.dataset.drop = 'over';
+    });
+    el.form.addEventListener('dragleave', () => { delete el.form.dataset.drop; });
+    el.form.addEventListener('drop', (e) => {
+      delete el.form.dataset.drop;
+      const file = e.dataTransfer && e.dataTransfer.files && e.dataTransfer.files[0];
+      if (!file) return;
+      e.preventDefault();
+      e.stopPropagation();
+      startPhotoSearch(file);
+    });
     el.jobForm.addEventListener('submit', submitJob);
 
     renderEmpty();

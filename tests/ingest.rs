@@ -1,0 +1,351 @@
+//! Bulk and upload ingestion, image-to-image search, listing, deletion and thumbnails, against
+//! a real server process.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::server::Server;
+use common::*;
+use serde_json::{json, Value};
+
+fn shared_photo_names(n: usize) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(shared_photos())
+        .expect("shared photos")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().to_string()))
+        .filter(|n| n.ends_with(".jpg"))
+        .collect();
+    names.sort();
+    names.truncate(n);
+    names
+}
+
+fn copy_photos(server: &Server, folder: &str, n: usize) -> Vec<String> {
+    let names = shared_photo_names(n);
+    for name in &names {
+        server.add_image(&shared_photos().join(name), &format!("{folder}/{name}"));
+    }
+    names
+}
+
+fn wait_job(server: &Server, id: &str, until: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let job: Value = server.get(&format!("/jobs/{id}")).json().unwrap();
+        if until(&job) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job did not reach the expected state: {job}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn finished(job: &Value) -> bool {
+    ["completed", "cancelled", "failed"].contains(&job["state"].as_str().unwrap())
+}
+
+fn status_and_body(r: reqwest::blocking::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    (status, r.json().expect("JSON body"))
+}
+
+#[test]
+fn a_directory_job_indexes_everything_reports_failures_and_skips_unchanged_files_next_time() {
+    let server = Server::start();
+    server.wait_ready();
+    let names = copy_photos(&server, "album/2024", 30);
+    std::fs::write(server.image_root.join("album/broken.jpg"), b"not a jpeg at all").unwrap();
+    std::fs::write(server.image_root.join("album/notes.txt"), b"ignored: not an image name").unwrap();
+
+    let (status, job) = status_and_body(server.post_json("/ingest/directory", &json!({ "path": "album", "recursive": true })));
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let job = wait_job(&server, &id, finished);
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["total"], names.len() + 1);
+    assert_eq!(job["done"], names.len() + 1);
+    assert_eq!(job["indexed"], names.len());
+    assert_eq!(job["failed"], 1);
+    let failure = &job["failures"][0];
+    assert!(failure["path"].as_str().unwrap().ends_with("broken.jpg"));
+    assert!(!failure["error"].as_str().unwrap().is_empty());
+    assert_eq!(server.image_count(), names.len() as u64);
+
+    // Without --recursive only the top level is read.
+    let (_, flat) = status_and_body(server.post_json("/ingest/directory", &json!({ "path": "album" })));
+    let flat = wait_job(&server, flat["id"].as_str().unwrap(), finished);
+    assert_eq!(flat["total"], 1, "{flat}");
+
+    // A second run over the same folder skips every unchanged file.
+    let (_, again) = status_and_body(server.post_json("/ingest/directory", &json!({ "path": server.image_root.join("album"), "recursive": true })));
+    let again = wait_job(&server, again["id"].as_str().unwrap(), finished);
+    assert_eq!(again["indexed"], 0, "{again}");
+    assert_eq!(again["skipped"], names.len());
+
+    let jobs: Value = server.get("/jobs").json().unwrap();
+    assert_eq!(jobs["jobs"][0]["id"], again["id"], "newest first");
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 3);
+
+    let metrics = server.get("/metrics").text().unwrap();
+    assert!(metrics.contains(&format!("vq_ingest_job_files_total{{outcome=\"indexed\"}} {}", names.len())), "{metrics}");
+    assert!(metrics.contains(&format!("vq_ingest_job_files_total{{outcome=\"skipped\"}} {}", names.len())));
+}
+
+#[test]
+fn directory_jobs_are_confined_to_the_roots_and_unknown_jobs_are_404() {
+    let server = Server::start();
+    server.wait_ready();
+    let outside = server.image_root.parent().unwrap().join("elsewhere");
+    std::fs::create_dir_all(&outside).unwrap();
+    let cases = [
+        (json!({ "path": outside }), 403),
+        (json!({ "path": "../elsewhere" }), 403),
+        (json!({ "path": "no-such-folder" }), 404),
+        (json!({ "path": "" }), 400),
+        (json!({ "path": "a", "recursive": "yes" }), 422),
+    ];
+    for (body, status) in cases {
+        let (got, error) = status_and_body(server.post_json("/ingest/directory", &body));
+        assert_eq!(got, status, "{body}: {error}");
+        assert!(error["error"]["message"].is_string());
+    }
+    server.add_image(&image_path("baseline.jpg"), "one.jpg");
+    let (status, error) = status_and_body(server.post_json("/ingest/directory", &json!({ "path": "one.jpg" })));
+    assert_eq!((status, error["error"]["code"].as_str()), (400, Some("invalid_path")));
+    let (status, error) = status_and_body(server.get("/jobs/nope"));
+    assert_eq!((status, error["error"]["code"].as_str()), (404, Some("job_not_found")));
+    assert_eq!(server.delete("/jobs/nope").status(), 404);
+}
+
+#[test]
+fn jobs_can_be_cancelled_queued_or_running() {
+    let server = Server::start_with(&tiny_model(), &["--max-batch", "1"]);
+    server.wait_ready();
+    copy_photos(&server, "many", 200);
+    let (_, running) = status_and_body(server.post_json("/ingest/directory", &json!({ "path": "many" })));
+    let (_, queued) = status_and_body(server.post_json("/ingest/directory", &json!({ "path": "many" })));
+    let (status, cancelled) = status_and_body(server.delete(&format!("/jobs/{}", queued["id"].as_str().unwrap())));
+    assert_eq!(status, 200);
+    assert_eq!(cancelled["state"], "cancelled", "a queued job is cancelled at once");
+    assert_eq!(cancelled["done"], 0);
+
+    let id = running["id"].as_str().unwrap();
+    let (_, cancelling) = status_and_body(server.delete(&format!("/jobs/{id}")));
+    assert!(["cancelling", "cancelled"].contains(&cancelling["state"].as_str().unwrap()), "{cancelling}");
+    let job = wait_job(&server, id, finished);
+    assert_eq!(job["state"], "cancelled");
+    let done = job["done"].as_u64().unwrap();
+    assert!(done < 200, "cancelled before the end ({done} of 200)");
+    assert_eq!(server.image_count(), job["indexed"].as_u64().unwrap(), "everything counted as indexed is in the index");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.image_count(), job["indexed"].as_u64().unwrap(), "nothing more is ingested after cancelling");
+}
+
+#[test]
+fn a_job_interrupted_by_a_restart_resumes_where_it_stopped() {
+    let mut server = Server::start();
+    server.wait_ready();
+    let names = copy_photos(&server, "resume", 60);
+    // A job record as a server killed at file 40 of 60 leaves it (files 40 and 42 were done
+    // out of order): the restarted server must do only the 18 others.
+    let record = json!([{
+        "id": "resumable01", "path": std::fs::canonicalize(server.image_root.join("resume")).unwrap(),
+        "recursive": false, "state": "running", "total": 60, "done": 42, "indexed": 42, "skipped": 0,
+        "failed": 0, "failures": [], "error": null, "created_at": "2026-01-01T00:00:00Z",
+        "started_at": "2026-01-01T00:00:01Z", "finished_at": null, "resume_from": 40, "done_after": [40, 42]
+    }]);
+    std::fs::create_dir_all(&server.data_dir).unwrap();
+    std::fs::write(server.data_dir.join("jobs.json"), serde_json::to_vec(&record).unwrap()).unwrap();
+    server.crash_and_restart();
+    let job = wait_job(&server, "resumable01", finished);
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["done"], 60);
+    assert_eq!(job["indexed"], 42 + 18);
+    assert_eq!(server.image_count(), 18, "only the files not done before the restart were ingested");
+    let skipped: Vec<&String> = names.iter().enumerate().filter(|(i, _)| *i < 40 || *i == 42).map(|(_, n)| n).collect();
+    let listed: Value = server.get("/images?limit=1000").json().unwrap();
+    let paths: Vec<&str> = listed["images"].as_array().unwrap().iter().map(|i| i["path"].as_str().unwrap()).collect();
+    assert!(skipped.iter().all(|n| !paths.iter().any(|p| p.ends_with(n.as_str()))));
+
+    // And a real kill -9 in the middle of a job loses nothing: after the restart the job
+    // finishes and every file is in the index exactly once.
+    copy_photos(&server, "crash", 150);
+    let (_, job) = status_and_body(server.post_json("/ingest/directory", &json!({ "path": "crash" })));
+    let id = job["id"].as_str().unwrap().to_string();
+    wait_job(&server, &id, |j| j["done"].as_u64().unwrap() >= 5 || finished(j));
+    std::thread::sleep(Duration::from_millis(1100));
+    server.crash_and_restart();
+    let job = wait_job(&server, &id, finished);
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["total"], 150);
+    assert_eq!(job["done"], 150, "no file counted twice: {job}");
+    // The crash/ folder holds the same first 150 photos, 18 of which were indexed from resume/.
+    assert_eq!(job["indexed"].as_u64().unwrap() + job["skipped"].as_u64().unwrap(), 150, "{job}");
+    assert_eq!(server.image_count(), 150, "every distinct picture exactly once");
+}
+
+#[test]
+fn uploads_are_stored_content_addressed_and_indexed_with_per_file_errors() {
+    let server = Server::start_with(&tiny_model(), &["--max-image-bytes", "400000", "--max-upload-bytes", "3000000"]);
+    server.wait_ready();
+    let jpeg = std::fs::read(image_path("baseline.jpg")).unwrap();
+    let png = std::fs::read(image_path("rgb.png")).unwrap();
+    let big = std::fs::read(shared_photos().join(&shared_photo_names(1)[0])).unwrap();
+    let mut too_big = big.clone();
+    while too_big.len() <= 400_000 {
+        too_big.extend_from_slice(&big);
+    }
+    let (status, body) = status_and_body(server.upload(
+        "/ingest/upload",
+        &[("holiday.jpg", jpeg.clone()), ("scan.png", png), ("notes.jpg", b"plain text".to_vec()), ("huge.jpg", too_big)],
+    ));
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0]["status"], "ok");
+    assert_eq!(results[0]["filename"], "holiday.jpg");
+    assert_eq!(results[1]["status"], "ok");
+    assert_eq!(results[2]["status"], "error");
+    assert_eq!(results[2]["error"]["code"], "unsupported_image");
+    assert_eq!(results[3]["error"]["code"], "image_too_large");
+    assert_eq!(server.image_count(), 2);
+
+    let id = results[0]["id"].as_str().unwrap();
+    let info: Value = server.get(&format!("/images/{id}")).json().unwrap();
+    let stored = Path::new(info["path"].as_str().unwrap());
+    assert!(stored.starts_with(server.data_dir.join("uploads")), "{info}");
+    assert_eq!(std::fs::read(stored).unwrap(), jpeg, "bytes stored as uploaded");
+    assert_eq!(server.get(&format!("/images/{id}/file")).bytes().unwrap().as_ref(), jpeg.as_slice());
+
+    let (_, again) = status_and_body(server.upload("/ingest/upload", &[("copy.jpg", jpeg)]));
+    assert_eq!(again["results"][0]["duplicate"], true);
+    assert_eq!(again["results"][0]["id"], id);
+    assert_eq!(server.image_count(), 2);
+
+    let (status, error) = status_and_body(server.upload("/ingest/upload", &[("a.jpg", vec![0u8; 3_100_000])]));
+    assert_eq!((status, error["error"]["code"].as_str()), (413, Some("payload_too_large")));
+    let c = common::server::client();
+    let (status, error) = status_and_body(c.post(format!("{}/ingest/upload", server.url)).json(&json!({ "path": "x" })).send().unwrap());
+    assert_eq!((status, error["error"]["code"].as_str()), (415, Some("unsupported_media_type")));
+    let empty = reqwest::blocking::multipart::Form::new().text("note", "no files here");
+    let (status, _) = status_and_body(c.post(format!("{}/ingest/upload", server.url)).multipart(empty).send().unwrap());
+    assert_eq!(status, 422);
+    assert_eq!(server.image_count(), 2, "failed uploads left nothing behind");
+}
+
+#[test]
+fn image_to_image_search_by_id_and_by_uploaded_picture() {
+    let server = Server::start();
+    server.wait_ready();
+    for name in shared_photo_names(12) {
+        server.ingest(&server.add_image(&shared_photos().join(&name), &name));
+    }
+    let target = shared_photo_names(12)[5].clone();
+    let id = server.ingest(&server.image_root.join(&target))["id"].as_str().unwrap().to_string();
+
+    let (status, body) = status_and_body(server.post_json("/search", &json!({ "image_id": id, "top_k": 3 })));
+    assert_eq!(status, 200);
+    assert_eq!(body["results"][0]["id"], id.as_str(), "an image is most similar to itself");
+    assert!((body["results"][0]["score"].as_f64().unwrap() - 1.0).abs() < 1e-4);
+    assert!(body["results"][1]["score"].as_f64().unwrap() < 0.9999);
+
+    // The same picture re-encoded as PNG, uploaded for searching only.
+    let decoded = image::open(shared_photos().join(&target)).unwrap();
+    let mut png = Vec::new();
+    decoded.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+    let form = reqwest::blocking::multipart::Form::new().part("file", reqwest::blocking::multipart::Part::bytes(png).file_name("query.png"));
+    let r = common::server::client().post(format!("{}/search/image?top_k=2", server.url)).multipart(form).send().unwrap();
+    let (status, body) = status_and_body(r);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["id"], id.as_str());
+    assert!(body["results"][0]["score"].as_f64().unwrap() > 0.999);
+    assert_eq!(server.image_count(), 12, "searching with a picture does not index it");
+}
+
+#[test]
+fn listing_pages_through_the_index_and_delete_is_consistent_everywhere() {
+    let mut server = Server::start();
+    server.wait_ready();
+    let mut ids = Vec::new();
+    for name in shared_photo_names(7) {
+        ids.push(server.ingest(&server.add_image(&shared_photos().join(&name), &name))["id"].as_str().unwrap().to_string());
+    }
+    let uploaded = std::fs::read(image_path("webp_lossy.webp")).unwrap();
+    let (_, up) = status_and_body(server.upload("/ingest/upload", &[("u.webp", uploaded)]));
+    let upload_id = up["results"][0]["id"].as_str().unwrap().to_string();
+    let upload_path: String = server.get(&format!("/images/{upload_id}")).json::<Value>().unwrap()["path"].as_str().unwrap().into();
+
+    let mut seen = Vec::new();
+    for page in 0..3 {
+        let list: Value = server.get(&format!("/images?offset={}&limit=3", page * 3)).json().unwrap();
+        assert_eq!(list["total"], 8);
+        seen.extend(list["images"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()));
+    }
+    seen.sort();
+    let mut all = ids.clone();
+    all.push(upload_id.clone());
+    all.sort();
+    assert_eq!(seen, all);
+    assert_eq!(server.get("/images?limit=0").status(), 422);
+    assert_eq!(server.get("/images?limit=abc").status(), 400);
+
+    // Thumbnails are cached per size, and go away with the image.
+    let thumb = server.get(&format!("/images/{}/thumbnail?size=64", ids[0]));
+    assert_eq!(thumb.headers()["content-type"], "image/jpeg");
+    let small = image::load_from_memory(&thumb.bytes().unwrap()).unwrap();
+    assert_eq!(small.width().max(small.height()), 64);
+    assert!(server.data_dir.join(format!("thumbnails/{}-64.jpg", ids[0])).exists());
+    assert_eq!(server.get(&format!("/images/{}/thumbnail?size=5000", ids[0])).status(), 422);
+
+    let (status, body) = status_and_body(server.delete(&format!("/images/{}", ids[0])));
+    assert_eq!((status, body["status"].as_str()), (200, Some("deleted")));
+    let (status, _) = status_and_body(server.delete(&format!("/images/{upload_id}")));
+    assert_eq!(status, 200);
+    assert!(!Path::new(&upload_path).exists(), "an uploaded file is removed with its image");
+    assert!(!server.data_dir.join(format!("thumbnails/{}-64.jpg", ids[0])).exists());
+    assert!(server.image_root.join(&shared_photo_names(1)[0]).exists(), "the user's own file is never deleted");
+    for gone in [&ids[0], &upload_id] {
+        assert_eq!(server.get(&format!("/images/{gone}")).status(), 404);
+        assert_eq!(server.delete(&format!("/images/{gone}")).status(), 404);
+    }
+    let check = |server: &Server| {
+        assert_eq!(server.image_count(), 6);
+        let body: Value = server.post_json("/search", &json!({ "query": "anything", "top_k": 100 })).json().unwrap();
+        let found: Vec<&str> = body["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(found.len(), 6);
+        assert!(!found.contains(&ids[0].as_str()) && !found.contains(&upload_id.as_str()));
+    };
+    check(&server);
+    server.crash_and_restart();
+    check(&server);
+    // Deleted content can be ingested again.
+    let again = server.ingest(&server.image_root.join(&shared_photo_names(1)[0]));
+    assert_eq!(again["id"], ids[0].as_str());
+    assert_eq!(again["duplicate"], false);
+}
+
+#[test]
+fn moved_and_edited_files_keep_the_index_truthful() {
+    let server = Server::start();
+    server.wait_ready();
+    let a = server.add_image(&image_path("baseline.jpg"), "a.jpg");
+    let first = server.ingest(&a);
+    let id = first["id"].as_str().unwrap().to_string();
+    // Renamed: same content, new path; the image follows its file.
+    let b = server.image_root.join("b.jpg");
+    std::fs::rename(&a, &b).unwrap();
+    let moved = server.ingest(&b);
+    assert_eq!((moved["id"].as_str(), moved["duplicate"].as_bool()), (Some(id.as_str()), Some(true)));
+    let info: Value = server.get(&format!("/images/{id}")).json().unwrap();
+    assert!(info["path"].as_str().unwrap().ends_with("b.jpg"), "{info}");
+    assert_eq!(server.get(&format!("/images/{id}/file")).status(), 200);
+    // Edited in place: new content replaces the old entry of that path.
+    std::fs::copy(image_path("progressive.jpg"), &b).unwrap();
+    std::fs::write(&b, std::fs::read(image_path("exif_rot3.jpg")).unwrap()).unwrap();
+    let edited = server.ingest(&b);
+    assert_ne!(edited["id"].as_str(), Some(id.as_str()));
+    assert_eq!(edited["duplicate"], false);
+    assert_eq!(server.get(&format!("/images/{id}")).status(), 404, "the old content is gone from the index");
+    assert_eq!(server.image_count(), 1);
+}
