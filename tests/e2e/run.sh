@@ -61,7 +61,7 @@ if [ -z "${VQ_URL:-}" ]; then
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
       echo "e2e: the server exited early:" >&2; tail -n 40 "$TMP/server.log" >&2; exit 1
     fi
-    if curl -fsS -m 2 -o /dev/null "$VQ_URL/ready" 2>/dev/null; then ready=1; break; fi
+    if node -e 'fetch(process.argv[1], { signal: AbortSignal.timeout(2000) }).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' "$VQ_URL/ready"; then ready=1; break; fi
     sleep 0.25
   done
   if [ -z "$ready" ]; then
@@ -72,7 +72,8 @@ fi
 echo "e2e: testing $VQ_URL"
 status=0
 node --test --test-concurrency=1 --test-timeout=120000 "$HERE"/*.test.mjs || status=$?
-if [ "$status" -ne 0 ] && [ -n "$TMP" ]; then
-  mkdir -p "$HERE/artifacts"
+if [ "$status" -ne 0 ]; then
+  mkdir -p "$HERE/artifacts"   # the server log is copied here on exit
+  echo "e2e: FAILED; screenshots and the server log are in tests/e2e/artifacts/" >&2
 fi
 exit "$status"

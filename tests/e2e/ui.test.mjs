@@ -401,6 +401,16 @@ describe('directory ingest job', () => {
     fs.writeFileSync(path.join(IMAGE_ROOT, dirName, 'broken.jpg'), 'not a jpeg at all');
     const before = await imageCount();
     await withPage(browser, 'job', async (page) => {
+      // Record every state the job list shows, to see the live progress.
+      await page.evaluate(() => {
+        window.__jobStates = [];
+        new MutationObserver(() => {
+          for (const li of document.querySelectorAll('#jobs .job')) {
+            const seen = li.dataset.state + ' ' + li.querySelector('.job-counts').textContent;
+            if (window.__jobStates[window.__jobStates.length - 1] !== seen) window.__jobStates.push(seen);
+          }
+        }).observe(document.getElementById('jobs'), { subtree: true, childList: true, attributes: true, characterData: true });
+      });
       await page.locator('#job-path').fill(dirName);
       assert.ok(await page.locator('#job-recursive').isChecked(), 'recursive by default');
       const posted = page.waitForResponse((r) => r.url() === BASE + '/ingest/directory');
@@ -417,14 +427,17 @@ describe('directory ingest job', () => {
         return li && !['queued', 'running', 'cancelling'].includes(li.dataset.state);
       }, job.id, { timeout: 60_000 });
       assert.equal(await node.getAttribute('data-state'), 'completed');
+      const seen = await page.evaluate(() => window.__jobStates);
+      assert.match(seen[0], /^(queued|running) /, 'the job shows up while it is still to do: ' + JSON.stringify(seen));
       const final = (await api('GET', '/jobs/' + job.id)).json;
       assert.equal(final.total, 4);
       assert.equal(final.indexed, 3);
       assert.equal(final.failed, 1);
-      const counts = await node.locator('.job-counts').textContent();
-      assert.match(counts, /4 \/ 4 done/);
-      assert.match(counts, /3 indexed/);
-      assert.match(counts, /1 failed/);
+      assert.match(await node.locator('.job-counts').textContent(), /^4 \/ 4\sdone · 100%$/);
+      const breakdown = await node.locator('.job-breakdown').textContent();
+      assert.match(breakdown, /3\sindexed/);
+      assert.match(breakdown, /0\sskipped/);
+      assert.match(breakdown, /1\sfailed/);
       assert.equal(await node.locator('.badge').textContent(), 'completed');
       assert.deepEqual(await node.locator('progress').evaluate((p) => [p.value, p.max]), [4, 4]);
       assert.ok(await node.getByRole('button', { name: /Cancel/ }).isHidden(), 'no cancel button once finished');
@@ -435,6 +448,44 @@ describe('directory ingest job', () => {
       assert.ok(failure.includes(final.failures[0].error.message || final.failures[0].error), 'shows the reason: ' + failure);
       assert.equal(await imageCount(), before + 3);
       await page.waitForFunction((n) => document.getElementById('status-images-count').textContent.replace(/\D/g, '') === String(n), before + 3, { timeout: 10_000 });
+    });
+  });
+});
+
+describe('cancel a job', () => {
+  test('Cancel stops a running directory job', T, async (t) => {
+    if (!IMAGE_ROOT) return t.skip('VQ_IMAGE_ROOT is not set');
+    const dirName = 'big-' + RUN_ID;
+    const numbers = Array.from({ length: 160 }, (_, i) => 40 + i);
+    writePhotos(path.join(IMAGE_ROOT, dirName), numbers);
+    await withPage(browser, 'job-cancel', async (page) => {
+      await page.locator('#job-path').fill(dirName);
+      const posted = page.waitForResponse((r) => r.url() === BASE + '/ingest/directory');
+      await page.locator('#job-submit').click();
+      const job = await (await posted).json();
+      const node = page.locator('#jobs .job[data-job-id="' + job.id + '"]');
+      await node.waitFor();
+      const cancel = node.getByRole('button', { name: /Cancel/ });
+      assert.ok(await cancel.isVisible(), 'a queued or running job can be cancelled');
+      // Cancel once it runs (160 files take the tiny model several seconds).
+      await page.waitForFunction((id) => {
+        const li = document.querySelector('#jobs .job[data-job-id="' + id + '"]');
+        return li && li.dataset.state !== 'queued' && /\/ [1-9]/.test(li.querySelector('.job-counts').textContent);
+      }, job.id, { timeout: 30_000 });
+      const del = page.waitForResponse((r) => r.url() === BASE + '/jobs/' + job.id && r.request().method() === 'DELETE');
+      await cancel.click();
+      assert.equal((await del).status(), 200);
+      await page.waitForFunction((id) => {
+        const li = document.querySelector('#jobs .job[data-job-id="' + id + '"]');
+        return li && !['queued', 'running', 'cancelling'].includes(li.dataset.state);
+      }, job.id, { timeout: 60_000 });
+      const final = (await api('GET', '/jobs/' + job.id)).json;
+      assert.equal(final.state, 'cancelled', 'job ended ' + final.state + ' after ' + final.done + ' of ' + final.total);
+      assert.ok(final.done < final.total, 'stopped early: ' + final.done + ' / ' + final.total);
+      assert.equal(await node.getAttribute('data-state'), 'cancelled');
+      assert.equal(await node.locator('.badge').textContent(), 'cancelled');
+      assert.ok(await cancel.isHidden());
+      assert.match(await node.locator('.job-counts').textContent(), new RegExp('^' + final.done + ' / ' + final.total + '\\sdone'));
     });
   });
 });

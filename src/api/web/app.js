@@ -802,6 +802,14 @@
       const job = await api('POST', '/ingest/directory', { path, recursive: el.jobRecursive.checked });
       toast('Ingest of ' + (job && job.path ? job.path : path) + ' queued', 'ok');
       state.jobsAvailable = true;
+      if (job && job.id) {
+        // Show it at once, before the next poll.
+        el.jobsEmpty.hidden = true;
+        let node = el.jobs.querySelector('[data-job-id="' + CSS.escape(job.id) + '"]');
+        if (!node) { node = jobNode(job); el.jobs.prepend(node); }
+        updateJob(node, job);
+        state.jobStates.set(job.id, job.state);
+      }
       await loadJobs();
     } catch (err) {
       showError(el.jobError, err);
@@ -878,6 +886,7 @@
     ref.badge = make('span', { class: 'badge' });
     ref.progress = make('progress', { class: 'progress', max: '1', 'aria-label': 'Progress of ' + job.path });
     ref.counts = make('p', { class: 'job-counts' });
+    ref.breakdown = make('p', { class: 'job-breakdown' });
     ref.rate = make('p', { class: 'job-rate' });
     ref.cancel = make('button', { type: 'button', class: 'btn btn-small', text: 'Cancel', 'aria-label': 'Cancel ingest of ' + job.path });
     ref.cancel.addEventListener('click', () => cancelJob(job.id, ref.cancel));
@@ -886,6 +895,7 @@
       make('div', { class: 'job-head' }, [ref.path, ref.badge]),
       ref.progress,
       make('div', { class: 'job-line' }, [ref.counts, ref.cancel]),
+      ref.breakdown,
       ref.rate,
       ref.failures,
     );
@@ -909,13 +919,12 @@
       ref.progress.max = 1;
       ref.progress.value = 1;
     }
-    const parts = [
-      numberFmt.format(done) + ' / ' + numberFmt.format(total) + ' done',
-      numberFmt.format(job.indexed || 0) + ' indexed',
-      numberFmt.format(job.skipped || 0) + ' skipped',
-      numberFmt.format(job.failed || 0) + ' failed',
-    ];
-    setText(ref.counts, parts.join(' · '));
+    const nb = (n, word) => numberFmt.format(n || 0) + '\u00A0' + word; // keep "3 indexed" on one line
+    let counts = numberFmt.format(done) + ' / ' + numberFmt.format(total) + '\u00A0done';
+    if (total > 0) counts += ' · ' + Math.floor((Math.min(done, total) / total) * 100) + '%';
+    else if (ACTIVE.has(job.state)) counts = 'Listing files…';
+    setText(ref.counts, counts);
+    setText(ref.breakdown, [nb(job.indexed, 'indexed'), nb(job.skipped, 'skipped'), nb(job.failed, 'failed')].join(' · '));
     const more = [];
     if (job.recursive) more.push('recursive');
     if (ACTIVE.has(job.state)) {
