@@ -318,9 +318,49 @@ def torch_embed_all(model, pixels):
     return np.concatenate(out)
 
 
-def image_features(out):
-    # transformers 5 returns a model output whose pooler_output is the projected embedding.
-    return out.pooler_output if hasattr(out, "pooler_output") else out
+class CpuMonitor:
+    """Other processes' share of the machine's CPU time while a block runs (from /proc/stat
+    minus this process and its waited-for children), and this side's own CPU use."""
+
+    @staticmethod
+    def _snap():
+        with open("/proc/stat") as f:
+            vals = [int(x) for x in f.readline().split()[1:9]]
+        t = os.times()
+        return sum(vals), vals[3] + vals[4], t.user + t.system + t.children_user + t.children_system, time.monotonic()
+
+    def __enter__(self):
+        self._start = self._snap()
+        return self
+
+    def __exit__(self, *exc):
+        end = self._snap()
+        tick = os.sysconf("SC_CLK_TCK")
+        total = (end[0] - self._start[0]) / tick
+        busy = total - (end[1] - self._start[1]) / tick
+        own = end[2] - self._start[2]
+        self.wall = end[3] - self._start[3]
+        self.foreign_share = max(0.0, busy - own) / total if total > 0 else 0.0
+        self.own_cpus = own / self.wall if self.wall > 0 else 0.0
+
+
+def wait_quiet(max_wait: float, threshold: float = 0.10, quiet_seconds: int = 3) -> float:
+    """Waits (up to max_wait s) until other processes use < threshold of the CPUs for
+    quiet_seconds consecutive seconds; returns the seconds waited."""
+    start = time.monotonic()
+    quiet = 0
+    warned = False
+    while time.monotonic() - start < max_wait:
+        with CpuMonitor() as mon:
+            time.sleep(1.0)
+        quiet = quiet + 1 if mon.foreign_share < threshold else 0
+        if quiet >= quiet_seconds:
+            return time.monotonic() - start
+        if not warned and time.monotonic() - start > 5:
+            log(f"  waiting for a quiet machine (other processes use {100 * mon.foreign_share:.0f}% of the CPUs)...")
+            warned = True
+    log(f"  machine still busy after {max_wait:.0f} s; measuring anyway (see the contention row)")
+    return time.monotonic() - start
 
 
 def sgemm_peak(threads: int, seconds: float = 3.0) -> dict:
@@ -499,8 +539,8 @@ def render(results: dict) -> str:
     cols = [k for k in ("torch_fp32", "torch_int8", "ours_fp32", "ours_quantized") if k in eng]
     names = {"torch_fp32": "PyTorch fp32", "torch_int8": "PyTorch int8 (dynamic)",
              "ours_fp32": "ours fp32", "ours_quantized": "ours quantized"}
-    peak = results["machine"]["sgemm_gflops"]
-    img_flop = results["model"]["image_gflop"]
+    peak = results["machine"]["sgemm_gflops"] * 1e9
+    img_flop = results["model"]["image_flop"]
     threads = results["machine"]["threads_used"]
 
     def get(e, *path):
@@ -533,6 +573,11 @@ def render(results: dict) -> str:
     row("text latency p50 ms, batch 1", ("text_latency", "p50_ms"), hib=False, digits=2)
     row("text latency p99 ms, batch 1", ("text_latency", "p99_ms"), hib=False, digits=2)
     row(f"text texts/s, batch {results['params']['text_batch']}", ("text_throughput", "texts_per_s"))
+    vals = []
+    for c in cols:
+        cs = [x["foreign_cpu_share"] for x in results["contention"].get(c, [])]
+        vals.append(f"{100 * max(cs):.0f}%" if cs else "—")
+    rows.append("| other processes' CPU share during the run (max over rounds) | " + " | ".join(vals) + " | | |")
     table = "\n".join(rows)
 
     pre = results.get("preprocess", {})
@@ -656,6 +701,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-build", action="store_true", help="do not run cargo build (use the existing binary)")
     ap.add_argument("--no-torch-int8", action="store_true", help="skip the PyTorch dynamic-int8 baseline")
     ap.add_argument("--no-ort-python", action="store_true", help="skip the onnxruntime-Python diagnostic rows")
+    ap.add_argument("--wait-quiet", type=float, default=300,
+                    help="before each measurement wait up to this many seconds for other processes to go quiet (default 300)")
     ap.add_argument("--no-markdown", action="store_true", help="do not rewrite BENCHMARKS.md")
     args = ap.parse_args(argv)
     args.batches = [int(b) for b in args.batches.split(",")]
@@ -692,6 +739,7 @@ def main(argv=None) -> int:
     mean_tokens = sum(t["input_ids"].shape[1] for t in tok_single) / len(tok_single)
 
     log("machine: sgemm peak")
+    wait_quiet(args.wait_quiet)
     peak = sgemm_peak(args.threads)
     log(f"  {peak['gflops']:.0f} GFLOP/s")
 
@@ -717,6 +765,18 @@ def main(argv=None) -> int:
     pre_ref_rounds = []
     ort_py = {}
     pixels = None
+    contention = {k: [] for k in rounds}
+
+    def timed(key, fn):
+        wait_quiet(args.wait_quiet)
+        with CpuMonitor() as mon:
+            res = fn()
+        res["contention"] = {"foreign_cpu_share": mon.foreign_share, "own_cpus": mon.own_cpus, "wall_s": mon.wall}
+        contention[key].append(res["contention"])
+        rounds[key].append(res)
+        log("  " + json.dumps({b: round(v["images_per_s"], 1) for b, v in res["image"].items()})
+            + f"  (other processes: {100 * mon.foreign_share:.0f}% of CPU)")
+
     for r in range(args.rounds):
         log(f"== round {r + 1}/{args.rounds}")
         log("reference preprocessing (PIL + CLIPImageProcessorPil, one thread)")
@@ -725,23 +785,20 @@ def main(argv=None) -> int:
         log(f"  {pre_stats['images_per_s']:.1f} images/s")
 
         log("PyTorch fp32")
-        rounds["torch_fp32"].append(bench_torch(model, pixels, tok_single, tok_batches, args.batches, args.seconds, args.text_batch))
-        log("  " + json.dumps({b: round(v["images_per_s"], 1) for b, v in rounds["torch_fp32"][-1]["image"].items()}))
+        timed("torch_fp32", lambda: bench_torch(model, pixels, tok_single, tok_batches, args.batches, args.seconds, args.text_batch))
         log("ours fp32")
-        rounds["ours_fp32"].append(run_rust(binary, ckpt, "fp32", args, captions_file,
+        timed("ours_fp32", lambda: run_rust(binary, ckpt, "fp32", args, captions_file,
                                             emb_dir / "ours_fp32.json" if r == 0 else None))
-        log("  " + json.dumps({b: round(v["images_per_s"], 1) for b, v in rounds["ours_fp32"][-1]["image"].items()}))
         if qmodel is not None:
             log("PyTorch int8")
-            rounds["torch_int8"].append(bench_torch(qmodel, pixels, tok_single, tok_batches, args.batches, args.seconds, args.text_batch))
-            log("  " + json.dumps({b: round(v["images_per_s"], 1) for b, v in rounds["torch_int8"][-1]["image"].items()}))
+            timed("torch_int8", lambda: bench_torch(qmodel, pixels, tok_single, tok_batches, args.batches, args.seconds, args.text_batch))
         log("ours quantized")
-        rounds["ours_quantized"].append(run_rust(binary, ckpt, "quantized", args, captions_file,
+        timed("ours_quantized", lambda: run_rust(binary, ckpt, "quantized", args, captions_file,
                                                  emb_dir / "ours_quantized.json" if r == 0 else None,
                                                  skip=["preprocess"]))
-        log("  " + json.dumps({b: round(v["images_per_s"], 1) for b, v in rounds["ours_quantized"][-1]["image"].items()}))
         if not args.no_ort_python and r == 0:
             log("diagnostic: onnxruntime Python API on the same files")
+            wait_quiet(args.wait_quiet)
             ort_py = {
                 "fp32": ort_python_bench(ckpt, "", pixels, args.threads, args.batches, args.seconds),
                 "quantized": ort_python_bench(ckpt, "_quantized", pixels, args.threads, args.batches, args.seconds),
@@ -796,9 +853,10 @@ def main(argv=None) -> int:
                      "rustc": rustc, "ort_crate": ort_crate,
                      "torch_quantized_engine": torch.backends.quantized.engine},
         "model": {"checkpoint": str(ckpt), "stamp": stamp, "image_gmac": macs["image"] / 1e9,
-                  "image_gflop": 2 * macs["image"], "text_gflop_at_mean_length": 2 * macs["text"](round(mean_tokens)) / 1e9},
+                  "image_flop": 2 * macs["image"], "text_gflop_at_mean_length": 2 * macs["text"](round(mean_tokens)) / 1e9},
         "engines": engines,
         "rounds": rounds,
+        "contention": contention,
         "preprocess": {"reference": max(pre_ref_rounds, key=lambda x: x["images_per_s"]),
                        "ours": engines["ours_fp32"].get("preprocess")},
         "fidelity": fid,

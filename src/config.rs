@@ -106,6 +106,11 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "VQ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Export traces with OpenTelemetry (OTLP over HTTP) to this collector, e.g.
+    /// `http://localhost:4318`. Off when unset.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

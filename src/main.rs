@@ -49,28 +49,64 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let log_format = match &cli.command {
-        Command::Serve(args) => args.log_format,
-        _ => LogFormat::Text,
+    let (log_format, otlp) = match &cli.command {
+        Command::Serve(args) => (args.log_format, args.otlp_endpoint.clone()),
+        _ => (LogFormat::Text, None),
     };
-    init_logging(log_format);
+    let tracer = init_telemetry(log_format, otlp.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Index { dir, recursive, common } => index(dir, recursive, common).await,
             Command::Search { query, top_k, common } => search(query, top_k, common).await,
         }
-    })
+    });
+    if let Some(provider) = tracer {
+        // Flush the spans still in the batch before exiting.
+        if let Err(e) = provider.shutdown() {
+            eprintln!("OpenTelemetry shutdown: {e}");
+        }
+    }
+    outcome
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr (text or JSON), plus OpenTelemetry trace export when an OTLP endpoint is set.
+fn init_telemetry(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>> {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = tracing_subscriber::EnvFilter::try_from_env("VQ_LOG").unwrap_or_else(|_| "info,ort=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+    let logs = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+    };
+    let provider = match otlp_endpoint {
+        Some(endpoint) => {
+            let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(url.clone())
+                .build()
+                .with_context(|| format!("setting up OTLP export to {url}"))?;
+            let resource = opentelemetry_sdk::Resource::builder().with_service_name("visionquery").build();
+            Some(opentelemetry_sdk::trace::SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+        }
+        None => None,
+    };
+    let traces = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("visionquery"))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    tracing_subscriber::registry().with(logs.with_filter(filter)).with(traces).init();
+    if let Some(endpoint) = otlp_endpoint {
+        tracing::info!(endpoint, "exporting traces with OpenTelemetry");
     }
+    Ok(provider)
 }
 
 fn limits(common: &CommonArgs) -> DecodeLimits {
@@ -90,7 +126,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let dirs = DataDirs::under(&args.common.data_dir);
     let engine = Arc::new(Engine::new(embedder, store, roots, limits(&args.common), dirs));
     let jobs = JobManager::start(engine.clone());
-    let app = api::router(AppState { engine, jobs, metrics }, BodyLimits { json: args.max_body_bytes, upload: args.max_upload_bytes });
+    let limits = BodyLimits { json: args.max_body_bytes, upload: args.max_upload_bytes };
+    let app = api::router(AppState { engine, jobs, metrics, limits });
     let addr = std::net::SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, roots = ?args.image_roots, data_dir = %args.common.data_dir.display(), "VisionQuery listening");

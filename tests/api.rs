@@ -305,3 +305,58 @@ fn metrics_docs_and_openapi_are_served() {
     let html = docs.text().unwrap();
     assert!(html.contains("swagger") && !html.contains("cdn"), "docs page is served offline");
 }
+
+#[test]
+fn traces_are_exported_over_otlp_when_configured() {
+    use std::io::{Read, Write};
+    // A minimal OTLP/HTTP collector: accepts POSTs and keeps their path and body.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let (sender, received) = std::sync::mpsc::channel::<(String, Vec<u8>)>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut data = Vec::new();
+            let mut buf = [0u8; 65536];
+            let (head_end, length) = loop {
+                let n = stream.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break (data.len(), 0);
+                }
+                data.extend_from_slice(&buf[..n]);
+                if let Some(pos) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&data[..pos]).to_lowercase();
+                    let length = head.lines().find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))).unwrap_or(0);
+                    break (pos + 4, length);
+                }
+            };
+            while data.len() < head_end + length {
+                let n = stream.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..n]);
+            }
+            let request_line = String::from_utf8_lossy(&data[..data.iter().position(|&b| b == b'\r').unwrap_or(0)]).to_string();
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n");
+            let _ = sender.send((request_line, data[head_end.min(data.len())..].to_vec()));
+        }
+    });
+    let server = Server::start_with_env(&tiny_model(), &["--otlp-endpoint", &endpoint], &[("OTEL_BSP_SCHEDULE_DELAY", "100")]);
+    server.wait_ready();
+    server.post_json("/search", &json!({ "query": "a traced search" }));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut bodies = Vec::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok((line, body)) = received.recv_timeout(Duration::from_millis(200)) {
+            assert!(line.starts_with("POST /v1/traces"), "{line}");
+            bodies.extend(body);
+            let text = String::from_utf8_lossy(&bodies);
+            if text.contains("visionquery") && text.contains("search_text") && text.contains("/search") {
+                return;
+            }
+        }
+    }
+    panic!("no trace with the search spans arrived: {}", String::from_utf8_lossy(&bodies));
+}

@@ -215,6 +215,8 @@ fn uploads_are_stored_content_addressed_and_indexed_with_per_file_errors() {
     let info: Value = server.get(&format!("/images/{id}")).json().unwrap();
     let stored = Path::new(info["path"].as_str().unwrap());
     assert!(stored.starts_with(server.data_dir.join("uploads")), "{info}");
+    assert_eq!(stored.file_name().unwrap(), "holiday.jpg", "the stored file keeps the uploaded name");
+    assert!(stored.parent().unwrap().ends_with(info["content_hash"].as_str().unwrap()), "in a folder named by its content hash");
     assert_eq!(std::fs::read(stored).unwrap(), jpeg, "bytes stored as uploaded");
     assert_eq!(server.get(&format!("/images/{id}/file")).bytes().unwrap().as_ref(), jpeg.as_slice());
 
@@ -223,8 +225,9 @@ fn uploads_are_stored_content_addressed_and_indexed_with_per_file_errors() {
     assert_eq!(again["results"][0]["id"], id);
     assert_eq!(server.image_count(), 2);
 
-    let (status, error) = status_and_body(server.upload("/ingest/upload", &[("a.jpg", vec![0u8; 3_100_000])]));
-    assert_eq!((status, error["error"]["code"].as_str()), (413, Some("payload_too_large")));
+    // An oversized upload is refused from its declared length, before its body is read.
+    let (status, error) = oversized_upload(&server.url, 3_100_000);
+    assert_eq!((status, error["error"]["code"].as_str()), (413, Some("payload_too_large")), "{error}");
     let c = common::server::client();
     let (status, error) = status_and_body(c.post(format!("{}/ingest/upload", server.url)).json(&json!({ "path": "x" })).send().unwrap());
     assert_eq!((status, error["error"]["code"].as_str()), (415, Some("unsupported_media_type")));
@@ -348,4 +351,22 @@ fn moved_and_edited_files_keep_the_index_truthful() {
     assert_eq!(edited["duplicate"], false);
     assert_eq!(server.get(&format!("/images/{id}")).status(), 404, "the old content is gone from the index");
     assert_eq!(server.image_count(), 1);
+}
+
+/// Sends upload headers declaring `length` bytes and only the start of the body, then reads the
+/// answer (a well-behaved server answers without waiting for the rest).
+fn oversized_upload(url: &str, length: usize) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST /ingest/upload HTTP/1.1\r\nhost: {address}\r\ncontent-type: multipart/form-data; boundary=XyZ\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n--XyZ\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status: u16 = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("{}");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }

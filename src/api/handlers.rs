@@ -154,7 +154,12 @@ pub async fn image_thumbnail(
 /// in the data directory and indexed. Failures are reported per file.
 #[utoipa::path(post, path = "/ingest/upload", tag = "ingest", request_body(content_type = "multipart/form-data", description = "One or more parts named `files`"), responses(
     (status = 200, body = UploadResponse), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub async fn ingest_upload(State(state): State<AppState>, multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>) -> Result<ApiJson<UploadResponse>, ApiError> {
+pub async fn ingest_upload(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<ApiJson<UploadResponse>, ApiError> {
+    check_declared_length(&headers, state.limits.upload)?;
     let mut multipart = multipart?;
     // Fail fast (503) rather than accept a large upload the model cannot process.
     state.engine.embedder().model()?;
@@ -186,15 +191,30 @@ pub async fn ingest_upload(State(state): State<AppState>, multipart: Result<Mult
     Ok(ApiJson(UploadResponse { results }))
 }
 
+/// Refuses an upload whose declared size is over the limit before reading any of it.
+fn check_declared_length(headers: &axum::http::HeaderMap, limit: usize) -> Result<(), ApiError> {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("upload of {length} bytes is over the limit of {limit} bytes"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Search with an uploaded image (multipart part `file`) without indexing it.
 #[utoipa::path(post, path = "/search/image", tag = "search", params(SearchImageQuery), request_body(content_type = "multipart/form-data", description = "A part named `file`"), responses(
     (status = 200, body = SearchResponse), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn search_image(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     query: Result<Query<SearchImageQuery>, axum::extract::rejection::QueryRejection>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<ApiJson<SearchResponse>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    check_declared_length(&headers, state.limits.upload)?;
     let mut multipart = multipart?;
     while let Some(field) = multipart.next_field().await? {
         if field.name() == Some("file") || field.name() == Some("files") {

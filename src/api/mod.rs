@@ -23,6 +23,7 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub jobs: Arc<JobManager>,
     pub metrics: PrometheusHandle,
+    pub limits: BodyLimits,
 }
 
 /// Request size limits.
@@ -35,7 +36,8 @@ pub struct BodyLimits {
 }
 
 /// The whole HTTP API.
-pub fn router(state: AppState, limits: BodyLimits) -> Router {
+pub fn router(state: AppState) -> Router {
+    let limits = state.limits;
     let uploads = Router::new()
         .route("/ingest/upload", post(handlers::ingest_upload))
         .route("/search/image", post(handlers::search_image))
@@ -60,6 +62,14 @@ pub fn router(state: AppState, limits: BodyLimits) -> Router {
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::middleware::from_fn(observe::record))
+        // One span per request (exported when OpenTelemetry is on); logging is `observe`'s job.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .on_request(())
+                .on_response(())
+                .on_failure(()),
+        )
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(observe::panic_response))
         .with_state(state)
 }

@@ -135,6 +135,7 @@ impl ClipModel {
     }
 
     /// Unit-length text embedding.
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn embed_text(&self, text: &str) -> Result<TextEmbedding, EmbedError> {
         let tokens = self.tokenize(text)?;
         let vector = normalized(self.text.embed(tokens.ids).await?);
@@ -142,6 +143,7 @@ impl ClipModel {
     }
 
     /// Unit-length image embedding of a preprocessed pixel tensor.
+    #[tracing::instrument(level = "info", skip_all)]
     pub async fn embed_pixels(&self, pixels: Array3<f32>) -> Result<Vec<f32>, EmbedError> {
         Ok(normalized(self.image.embed(pixels).await?))
     }

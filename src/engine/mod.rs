@@ -174,6 +174,7 @@ impl Engine {
     }
 
     /// Ingests a file already known to be under a root (canonical path).
+    #[tracing::instrument(level = "info", skip(self), fields(path = %path.display()))]
     pub async fn ingest_file(&self, path: PathBuf) -> Result<Ingested, EngineError> {
         let model = self.model()?;
         let store = self.store.clone();
@@ -206,14 +207,18 @@ impl Engine {
         self.model()?;
         let limits = self.limits;
         let uploads = self.dirs.uploads.clone();
+        let filename = filename.to_string();
         let path = blocking(move || {
             let decoded = preprocess::decode(&bytes, &limits)?;
             let hash = blake3::hash(&bytes).to_hex().to_string();
-            let dir = uploads.join(&hash[..2]);
-            let path = dir.join(format!("{hash}.{}", extension(&decoded)));
-            if !path.exists() {
-                write_atomically(&dir, &path, &bytes)?;
+            // One folder per content hash keeps storage content-addressed while the file keeps
+            // the name the user knows it by.
+            let dir = uploads.join(&hash[..2]).join(&hash);
+            if let Some(existing) = std::fs::read_dir(&dir).ok().and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path()))) {
+                return Ok(existing);
             }
+            let path = dir.join(upload_file_name(&filename, extension(&decoded)));
+            write_atomically(&dir, &path, &bytes)?;
             Ok(path)
         })
         .await?;
@@ -223,11 +228,11 @@ impl Engine {
             Ok(_) => "duplicate",
             Err(_) => "failed",
         });
-        tracing::debug!(filename, ok = outcome.is_ok(), "upload");
         outcome
     }
 
     /// The `top_k` images closest to a text.
+    #[tracing::instrument(level = "info", skip(self, query), fields(chars = query.len()))]
     pub async fn search_text(&self, query: &str, top_k: i64) -> Result<TextSearch, EngineError> {
         let k = check_top_k(top_k)?;
         let chars = query.chars().count();
@@ -262,6 +267,7 @@ impl Engine {
         self.search_vector(vector, k).await
     }
 
+    #[tracing::instrument(level = "info", skip(self, vector))]
     async fn search_vector(&self, vector: Vec<f32>, k: usize) -> Result<Vec<Hit>, EngineError> {
         let store = self.store.clone();
         blocking(move || Ok(store.search(&vector, k)?)).await
@@ -289,6 +295,9 @@ impl Engine {
             let path = Path::new(&removed.path);
             if path.starts_with(&dirs.uploads) {
                 let _ = std::fs::remove_file(path);
+                if let Some(folder) = path.parent() {
+                    let _ = std::fs::remove_dir(folder);
+                }
             }
             Ok(())
         })
@@ -396,6 +405,22 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), EngineE
     file.write_all(bytes).map_err(failed)?;
     file.sync_all().map_err(failed)?;
     std::fs::rename(&tmp, path).map_err(failed)
+}
+
+/// A safe file name from an uploaded one: its last component, with anything unusual replaced.
+fn upload_file_name(original: &str, extension: &str) -> String {
+    let base = original.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = base
+        .chars()
+        .map(|c| if c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | ' ') { c } else { '_' })
+        .take(120)
+        .collect();
+    let cleaned = cleaned.trim_matches(|c| c == '.' || c == ' ');
+    if cleaned.is_empty() {
+        format!("upload.{extension}")
+    } else {
+        cleaned.to_string()
+    }
 }
 
 fn extension(decoded: &DecodedImage) -> &'static str {

@@ -14,6 +14,7 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub image_root: PathBuf,
     pub extra_args: Vec<String>,
+    pub extra_env: Vec<(String, String)>,
     pub model: PathBuf,
     _tmp: tempfile::TempDir,
 }
@@ -33,6 +34,10 @@ impl Server {
     }
 
     pub fn start_with(model: &Path, extra_args: &[&str]) -> Self {
+        Self::start_with_env(model, extra_args, &[])
+    }
+
+    pub fn start_with_env(model: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("index");
         let image_root = tmp.path().join("images");
@@ -43,6 +48,7 @@ impl Server {
             data_dir,
             image_root,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             model: model.to_path_buf(),
             _tmp: tmp,
         };
@@ -64,6 +70,7 @@ impl Server {
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(&self.extra_args)
             .env("VQ_LOG", "warn")
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
