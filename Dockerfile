@@ -21,6 +21,12 @@ ARG ONNXRUNTIME_VERSION=1.32.0
 FROM rust:1-bookworm AS builder
 WORKDIR /build
 
+# nasm: libjpeg-turbo's SIMD JPEG decoder (the default `jpeg-simd` feature) is assembled with it.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nasm \
+ && rm -rf /var/lib/apt/lists/*
+
 # 1) Dependencies only: the manifest and lock file with a dummy main.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src \

@@ -277,6 +277,7 @@ def bench_torch(model, pixels, tok_single, tok_batches, batches, seconds, text_b
     import torch
 
     res = {"image": {}, "text_latency": None, "text_throughput": None}
+    mon = CpuMonitor().__enter__()
     with torch.inference_mode():
         for b in batches:
             chunks = [torch.from_numpy(pixels[[(k * b + j) % len(pixels) for j in range(b)]].copy())
@@ -287,7 +288,9 @@ def bench_torch(model, pixels, tok_single, tok_batches, batches, seconds, text_b
                 "iterations": len(times),
                 "images_per_s": b * len(times) / sum(times),
                 "batch_ms_p50": pct(times, 50) * 1e3,
+                "foreign_cpu_share": mon.lap(),
             }
+        mon.lap()
         times = measure(seconds, lambda i: model.get_text_features(**tok_single[i % len(tok_single)]))
         res["text_latency"] = {
             "batch": 1,
@@ -296,6 +299,7 @@ def bench_torch(model, pixels, tok_single, tok_batches, batches, seconds, text_b
             "p99_ms": pct(times, 99) * 1e3,
             "mean_ms": sum(times) / len(times) * 1e3,
             "texts_per_s": len(times) / sum(times),
+            "foreign_cpu_share": mon.lap(),
         }
         times = measure(seconds, lambda i: model.get_text_features(**tok_batches[i % len(tok_batches)]))
         res["text_throughput"] = {
@@ -303,6 +307,7 @@ def bench_torch(model, pixels, tok_single, tok_batches, batches, seconds, text_b
             "iterations": len(times),
             "texts_per_s": text_batch * len(times) / sum(times),
             "batch_ms_p50": pct(times, 50) * 1e3,
+            "foreign_cpu_share": mon.lap(),
         }
     return res
 
@@ -322,16 +327,39 @@ class CpuMonitor:
     """Other processes' share of the machine's CPU time while a block runs (from /proc/stat
     minus this process and its waited-for children), and this side's own CPU use."""
 
-    @staticmethod
-    def _snap():
+    def __init__(self, child_pid: int | None = None):
+        self.child_pid = child_pid
+
+    def _snap(self):
         with open("/proc/stat") as f:
             vals = [int(x) for x in f.readline().split()[1:9]]
         t = os.times()
-        return sum(vals), vals[3] + vals[4], t.user + t.system + t.children_user + t.children_system, time.monotonic()
+        own = t.user + t.system + t.children_user + t.children_system
+        if self.child_pid is not None:
+            try:
+                with open(f"/proc/{self.child_pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                own += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, IndexError, ValueError):
+                pass
+        return sum(vals), vals[3] + vals[4], own, time.monotonic()
 
     def __enter__(self):
         self._start = self._snap()
         return self
+
+    def lap(self) -> float:
+        """Other processes' CPU share since the last lap (or the start); restarts the lap."""
+        end = self._snap()
+        start = getattr(self, "_lap", self._start)
+        self._lap = end
+        return self._share(start, end)
+
+    def _share(self, start, end) -> float:
+        tick = os.sysconf("SC_CLK_TCK")
+        total = (end[0] - start[0]) / tick
+        busy = total - (end[1] - start[1]) / tick
+        return max(0.0, busy - (end[2] - start[2])) / total if total > 0 else 0.0
 
     def __exit__(self, *exc):
         end = self._snap()
@@ -397,10 +425,12 @@ def ort_python_bench(ckpt: Path, suffix: str, pixels, threads: int, batches, sec
     so.log_severity_level = 3
     sess = ort.InferenceSession(str(ckpt / "onnx" / f"vision_model{suffix}.onnx"), so, providers=["CPUExecutionProvider"])
     res = {}
+    mon = CpuMonitor().__enter__()
     for b in batches:
         chunks = [pixels[[(k * b + j) % len(pixels) for j in range(b)]].copy() for k in range(max(1, -(-len(pixels) // b)))]
         times = measure(seconds, lambda i: sess.run(["image_embeds"], {"pixel_values": chunks[i % len(chunks)]}))
-        res[b] = {"batch": b, "iterations": len(times), "images_per_s": b * len(times) / sum(times)}
+        res[b] = {"batch": b, "iterations": len(times), "images_per_s": b * len(times) / sum(times),
+                  "foreign_cpu_share": mon.lap()}
     return res
 
 
@@ -432,15 +462,20 @@ def run_rust(binary: Path, ckpt: Path, precision: str, args, captions_file: Path
     if skip:
         cmd += ["--skip", ",".join(skip)]
     log("running:", " ".join(cmd))
-    proc = subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    mon = CpuMonitor(proc.pid).__enter__()
     res = {"image": {}}
-    for line in proc.stdout.splitlines():
+    for line in proc.stdout:
         rec = json.loads(line)
+        # Each line is printed when its measurement ends: contention since the previous line.
+        rec["foreign_cpu_share"] = mon.lap()
         kind = rec.pop("kind")
         if kind == "image":
             res["image"][rec["batch"]] = rec
         else:
             res[kind] = rec
+    if proc.wait() != 0:
+        sys.exit(f"{binary.name} failed with exit code {proc.returncode}")
     return res
 
 
@@ -575,9 +610,11 @@ def render(results: dict) -> str:
     row(f"text texts/s, batch {results['params']['text_batch']}", ("text_throughput", "texts_per_s"))
     vals = []
     for c in cols:
-        cs = [x["foreign_cpu_share"] for x in results["contention"].get(c, [])]
+        e = eng.get(c, {})
+        cells = list(e.get("image", {}).values()) + [e.get("text_latency"), e.get("text_throughput")]
+        cs = [x["foreign_cpu_share"] for x in cells if x and "foreign_cpu_share" in x]
         vals.append(f"{100 * max(cs):.0f}%" if cs else "—")
-    rows.append("| other processes' CPU share during the run (max over rounds) | " + " | ".join(vals) + " | | |")
+    rows.append("| other processes' CPU share during the reported measurements (max) | " + " | ".join(vals) + " | | |")
     table = "\n".join(rows)
 
     pre = results.get("preprocess", {})

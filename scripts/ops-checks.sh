@@ -11,7 +11,10 @@ python3 tests/ops/check_dockerfile.py
 python3 tests/ops/check_dashboard_metrics.py --self-test
 
 bin="${VQ_BIN:-target/debug/visionquery}"
-[ -x "$bin" ] || cargo build --locked
+if [ ! -x "$bin" ]; then
+  source scripts/build-env.sh
+  cargo build --locked "${CARGO_FEATURE_FLAGS[@]}"
+fi
 work="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 mkdir -p "$work/images"

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-runtime.sh
-cargo build --release --locked
+source scripts/build-env.sh
+cargo build --release --locked "${CARGO_FEATURE_FLAGS[@]}"
 mkdir -p data/images
 exec target/release/visionquery serve "$@"

@@ -7,9 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/install-runtime.sh
+source scripts/build-env.sh
 
 echo "== cargo test"
-cargo test --locked 2>&1
+cargo test --locked "${CARGO_FEATURE_FLAGS[@]}" 2>&1
 
 if [ "${1:-}" = "--rust" ]; then
   exit 0

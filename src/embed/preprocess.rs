@@ -29,22 +29,32 @@ impl Default for DecodeLimits {
 /// A decoded picture the right way up, in 8-bit RGB.
 #[derive(Debug, Clone)]
 pub struct DecodedImage {
+    /// The pixels; smaller than the picture when a reduced decode was asked for.
     pub rgb: RgbImage,
     pub format: ImageFormat,
+    /// The picture's full size after EXIF orientation.
+    pub width: u32,
+    pub height: u32,
 }
 
 impl DecodedImage {
     pub fn width(&self) -> u32 {
-        self.rgb.width()
+        self.width
     }
     pub fn height(&self) -> u32 {
-        self.rgb.height()
+        self.height
     }
 }
 
 /// Decodes an encoded image (JPEG, PNG, WebP, GIF first frame, BMP, TIFF), applies its EXIF
 /// orientation and converts it to RGB as Pillow's `convert("RGB")` does (alpha dropped).
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage, ImageError> {
+    decode_reduced(bytes, limits, None)
+}
+
+/// Like [`decode`], but a large JPEG may be decoded at 1/8 .. 7/8 of its size (libjpeg's scaled
+/// IDCT, several times faster) as long as its short side stays at least `min_short_side`.
+pub fn decode_reduced(bytes: &[u8], limits: &DecodeLimits, min_short_side: Option<u32>) -> Result<DecodedImage, ImageError> {
     let byte_count = bytes.len() as u64;
     if byte_count > limits.max_bytes {
         return Err(ImageError::TooManyBytes { bytes: byte_count, limit: limits.max_bytes });
@@ -68,27 +78,48 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage, Image
         return Err(ImageError::Corrupt("JPEG data ends before the end-of-image marker (truncated file)".into()));
     }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let exact_jpeg = if format == ImageFormat::Jpeg { decode_jpeg_like_pillow(bytes)? } else { None };
+    let exact_jpeg = if format == ImageFormat::Jpeg { decode_jpeg_like_pillow(bytes, jpeg_scale(width, height, min_short_side))? } else { None };
     let mut image = match exact_jpeg {
         Some(rgb) => DynamicImage::ImageRgb8(rgb),
         None => DynamicImage::from_decoder(decoder).map_err(classify)?,
     };
     image.apply_orientation(orientation);
+    let (width, height) = if matches!(
+        orientation,
+        image::metadata::Orientation::Rotate90
+            | image::metadata::Orientation::Rotate270
+            | image::metadata::Orientation::Rotate90FlipH
+            | image::metadata::Orientation::Rotate270FlipH
+    ) {
+        (height, width)
+    } else {
+        (width, height)
+    };
     let palette_transparency = match format {
         ImageFormat::Png => png_palette_has_transparency(bytes),
         ImageFormat::Gif => true,
         _ => false,
     };
-    Ok(DecodedImage { rgb: to_rgb(image, palette_transparency), format })
+    Ok(DecodedImage { rgb: to_rgb(image, palette_transparency), format, width, height })
+}
+
+/// The smallest libjpeg scale (n/8) that keeps the short side at `min_short_side` or more.
+fn jpeg_scale(width: u32, height: u32, min_short_side: Option<u32>) -> u8 {
+    let Some(min) = min_short_side else { return 8 };
+    let short = u64::from(width.min(height));
+    (1..8u8).find(|&n| (short * u64::from(n)).div_ceil(8) >= u64::from(min)).unwrap_or(8)
 }
 
 /// Decodes a JPEG with libjpeg-turbo's code (through mozjpeg, whose decoder is libjpeg-turbo's):
 /// the same integer IDCT and fancy chroma upsampling as Pillow, so pixels match the reference
 /// exactly. Other Rust decoders differ by a level on a few percent of pixels, which moves search
 /// scores by up to ~3e-3. CMYK/YCCK files return `None` and take the general path.
-fn decode_jpeg_like_pillow(bytes: &[u8]) -> Result<Option<RgbImage>, ImageError> {
+fn decode_jpeg_like_pillow(bytes: &[u8], scale_eighths: u8) -> Result<Option<RgbImage>, ImageError> {
     let corrupt = |e: std::io::Error| ImageError::Corrupt(format!("JPEG: {e}"));
-    let decompress = mozjpeg::Decompress::new_mem(bytes).map_err(corrupt)?;
+    let mut decompress = mozjpeg::Decompress::new_mem(bytes).map_err(corrupt)?;
+    if scale_eighths < 8 {
+        decompress.scale(scale_eighths);
+    }
     if matches!(decompress.color_space(), mozjpeg::ColorSpace::JCS_CMYK | mozjpeg::ColorSpace::JCS_YCCK) {
         return Ok(None);
     }
@@ -155,10 +186,10 @@ fn png_palette_has_transparency(bytes: &[u8]) -> bool {
     false
 }
 
-/// Decodes a file; see [`decode`].
-pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<DecodedImage, ImageError> {
+/// Decodes a file; see [`decode_reduced`].
+pub fn decode_file(path: &Path, limits: &DecodeLimits, min_short_side: Option<u32>) -> Result<DecodedImage, ImageError> {
     let bytes = std::fs::read(path).map_err(|e| ImageError::Corrupt(format!("{}: {e}", path.display())))?;
-    decode(&bytes, limits)
+    decode_reduced(&bytes, limits, min_short_side)
 }
 
 /// A cut-off JPEG has no EOI marker (FF D9) near its end. Some writers append padding or

@@ -21,7 +21,7 @@ pub fn get_or_make(dir: &Path, id: &str, source: &Path, size: u32, limits: &Deco
     if let Ok(bytes) = std::fs::read(&path) {
         return Ok(bytes);
     }
-    let decoded = preprocess::decode_file(source, limits)?;
+    let decoded = preprocess::decode_file(source, limits, Some(size))?;
     let small = shrink(&decoded.rgb, size)?;
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
