@@ -3,23 +3,9 @@
 
 use std::path::Path;
 
-use time::OffsetDateTime;
-
 use super::{ImageRecord, StoreError, Upserted, VectorStore};
 
-pub fn record(id: &str) -> ImageRecord {
-    ImageRecord {
-        id: id.to_string(),
-        path: format!("/photos/{id}.jpg"),
-        content_hash: format!("{id:0<64}"),
-        width: 640,
-        height: 480,
-        bytes: 12_345,
-        modified: Some(1_700_000_000_000_000_000),
-        format: "jpeg".into(),
-        ingested_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("constant timestamp"),
-    }
-}
+pub use super::conformance_record as record;
 
 fn unit(v: &[f32]) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -35,6 +21,25 @@ pub fn run_all(open: impl Fn(&Path) -> Box<dyn VectorStore>) {
     wrong_dimension_and_wrong_model_are_refused(&open);
     list_pages_through_everything_once(&open);
     paths_find_their_current_image(&open);
+    many_upserts_land_together(&open);
+}
+
+fn many_upserts_land_together(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let items: Vec<(ImageRecord, Vec<f32>)> = (0..50).map(|i| (record(&format!("b{i:02}")), unit(&[1.0, i as f32]))).collect();
+    {
+        let store = open(dir.path());
+        let outcomes = store.upsert_many(&items).unwrap();
+        assert!(outcomes.iter().all(|o| *o == Upserted::Inserted));
+        assert_eq!(store.upsert_many(&items[..3]).unwrap(), vec![Upserted::Replaced; 3]);
+        let mut mixed = items[..2].to_vec();
+        mixed.push((record("bad"), vec![1.0, 0.0, 0.0]));
+        assert!(matches!(store.upsert_many(&mixed), Err(StoreError::DimensionMismatch { .. })));
+    }
+    let store = open(dir.path());
+    assert_eq!(store.count(), 50, "a refused batch writes none of its items");
+    assert_eq!(store.search(&unit(&[1.0, 0.0]), 1).unwrap()[0].record.id, "b00");
+    assert_eq!(store.get("b49").unwrap(), Some(record("b49")));
 }
 
 fn paths_find_their_current_image(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {

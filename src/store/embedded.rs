@@ -121,32 +121,42 @@ impl VectorStore for EmbeddedStore {
         Ok(())
     }
 
-    fn upsert(&self, record: &ImageRecord, vector: &[f32]) -> Result<Upserted, StoreError> {
+    fn upsert_many(&self, items: &[(ImageRecord, Vec<f32>)]) -> Result<Vec<Upserted>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dim = items[0].1.len();
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        self.check_dim(vector.len())?;
-        let json = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.check_dim(dim)?;
+        if let Some((_, v)) = items.iter().find(|(_, v)| v.len() != dim) {
+            return Err(StoreError::DimensionMismatch { expected: dim, got: v.len() });
+        }
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut meta = txn.open_table(META).map_err(db_err)?;
             if meta.get("dim").map_err(db_err)?.is_none() {
-                meta.insert("dim", vector.len().to_string().as_str()).map_err(db_err)?;
+                meta.insert("dim", dim.to_string().as_str()).map_err(db_err)?;
             }
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
+            let mut vectors = txn.open_table(VECTORS).map_err(db_err)?;
             let mut paths = txn.open_table(PATHS).map_err(db_err)?;
-            let previous = images.insert(record.id.as_str(), json.as_slice()).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
-            if let Some(previous) = previous.filter(|p| p.path != record.path) {
-                // The image moved: its old path no longer names it.
-                if paths.get(previous.path.as_str()).map_err(db_err)?.is_some_and(|id| id.value() == record.id) {
-                    paths.remove(previous.path.as_str()).map_err(db_err)?;
+            for (record, vector) in items {
+                let json = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let previous = images.insert(record.id.as_str(), json.as_slice()).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
+                if let Some(previous) = previous.filter(|p| p.path != record.path) {
+                    // The image moved: its old path no longer names it.
+                    if paths.get(previous.path.as_str()).map_err(db_err)?.is_some_and(|id| id.value() == record.id) {
+                        paths.remove(previous.path.as_str()).map_err(db_err)?;
+                    }
                 }
+                paths.insert(record.path.as_str(), record.id.as_str()).map_err(db_err)?;
+                vectors.insert(record.id.as_str(), encode_vector(vector).as_slice()).map_err(db_err)?;
             }
-            paths.insert(record.path.as_str(), record.id.as_str()).map_err(db_err)?;
-            txn.open_table(VECTORS).map_err(db_err)?.insert(record.id.as_str(), encode_vector(vector).as_slice()).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         let mut matrix = self.matrix.write().unwrap_or_else(|p| p.into_inner());
-        let matrix = matrix.get_or_insert_with(|| Matrix::new(vector.len()));
-        Ok(if matrix.upsert(&record.id, vector) { Upserted::Inserted } else { Upserted::Replaced })
+        let matrix = matrix.get_or_insert_with(|| Matrix::new(dim));
+        Ok(items.iter().map(|(r, v)| if matrix.upsert(&r.id, v) { Upserted::Inserted } else { Upserted::Replaced }).collect())
     }
 
     fn get(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {

@@ -4,8 +4,24 @@
 
 #[cfg(test)]
 pub mod conformance;
+
+/// A sample record for tests and benchmarks.
+#[doc(hidden)]
+pub fn conformance_record(id: &str) -> ImageRecord {
+    ImageRecord {
+        id: id.to_string(),
+        path: format!("/photos/{id}.jpg"),
+        content_hash: format!("{id:0<64}"),
+        width: 640,
+        height: 480,
+        bytes: 12_345,
+        modified: Some(1_700_000_000_000_000_000),
+        format: "jpeg".into(),
+        ingested_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("constant timestamp"),
+    }
+}
 pub mod embedded;
-mod matrix;
+pub mod matrix;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -70,7 +86,11 @@ pub trait VectorStore: Send + Sync {
     /// Ties the store to one model; a store built with another model refuses it.
     fn bind_model(&self, fingerprint: &str, dim: usize) -> Result<(), StoreError>;
     /// Adds or replaces the image with `record.id`.
-    fn upsert(&self, record: &ImageRecord, vector: &[f32]) -> Result<Upserted, StoreError>;
+    fn upsert(&self, record: &ImageRecord, vector: &[f32]) -> Result<Upserted, StoreError> {
+        Ok(self.upsert_many(&[(record.clone(), vector.to_vec())])?.remove(0))
+    }
+    /// Adds or replaces many images in one durable write (one transaction, one sync).
+    fn upsert_many(&self, items: &[(ImageRecord, Vec<f32>)]) -> Result<Vec<Upserted>, StoreError>;
     fn get(&self, id: &str) -> Result<Option<ImageRecord>, StoreError>;
     /// The image last ingested from `path`, if any.
     fn find_by_path(&self, path: &str) -> Result<Option<ImageRecord>, StoreError>;
