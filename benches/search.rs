@@ -43,7 +43,21 @@ fn per_vector_loop(data: &[Vec<f32>], query: &[f32], k: usize) -> Vec<(usize, f3
     scored
 }
 
+/// Child-process mode: open the store in `dir` and print the memory it took, so the figure is
+/// not blurred by what the parent process allocated and freed before.
+fn measure_load(dir: &str) {
+    let before = rss_bytes();
+    let t = Instant::now();
+    let store = EmbeddedStore::open(std::path::Path::new(dir)).expect("reopen");
+    let load_s = t.elapsed().as_secs_f64();
+    println!("{} {load_s} {}", rss_bytes().saturating_sub(before), store.count());
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--measure-load") {
+        return measure_load(&args[i + 1]);
+    }
     let sizes: Vec<usize> = std::env::var("VQ_BENCH_SIZES")
         .ok()
         .map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
@@ -102,11 +116,16 @@ fn main() {
         }
     }
     let write_s = t.elapsed().as_secs_f64();
-    let before = rss_bytes();
-    let t = Instant::now();
+    let child = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .arg("--measure-load")
+        .arg(dir.path())
+        .output()
+        .expect("measuring the store in a child process");
+    let measured = String::from_utf8_lossy(&child.stdout).to_string();
+    let fields: Vec<f64> = measured.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    assert_eq!(fields.get(2).copied(), Some(n as f64), "the reopened store holds every image: {measured}");
+    let (store_bytes, load_s) = (fields[0] / n as f64, fields[1]);
     let store = EmbeddedStore::open(dir.path()).expect("reopen");
-    let load_s = t.elapsed().as_secs_f64();
-    let store_bytes = rss_bytes().saturating_sub(before) as f64 / n as f64;
     let mut lat = Vec::new();
     for _ in 0..queries {
         let q = rng.unit();

@@ -112,6 +112,9 @@ pub struct Engine {
     dirs: DataDirs,
     /// Fingerprint of the model the store has been bound to in this process.
     bound_model: Mutex<Option<String>>,
+    /// Files being read and decoded at once: one per core, so decoding keeps the model fed
+    /// without crowding out its threads.
+    decoding: tokio::sync::Semaphore,
 }
 
 /// The file-reading half of an ingest, done on a blocking thread.
@@ -125,7 +128,8 @@ impl Engine {
         metrics::index_size(store.count());
         // Uploaded files are ours to serve like files under a root.
         let roots = roots.with_internal_root(&dirs.uploads);
-        Self { embedder, store, roots, limits, dirs, bound_model: Mutex::new(None) }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self { embedder, store, roots, limits, dirs, bound_model: Mutex::new(None), decoding: tokio::sync::Semaphore::new(cores) }
     }
 
     pub fn embedder(&self) -> &Embedder {
@@ -180,7 +184,9 @@ impl Engine {
         let store = self.store.clone();
         let limits = self.limits;
         let prep_model = model.clone();
+        let permit = self.decoding.acquire().await.map_err(|e| EngineError::Internal(e.to_string()))?;
         let prepared = blocking(move || prepare(&path, &limits, store.as_ref(), &prep_model)).await?;
+        drop(permit);
         let (record, pixels, replaces) = match prepared {
             Prepared::Known(ingested) => return Ok(ingested),
             Prepared::New { record, pixels, replaces } => (record, pixels, replaces),

@@ -1,9 +1,18 @@
 //! The in-memory search side of the embedded store: all vectors in one contiguous row-major
-//! matrix, scored with a single matrix product (SIMD GEMM) and a partial sort for top-k.
+//! matrix, scored by SIMD matrix-vector products over blocks of rows in parallel, then a
+//! partial sort for top-k.
+//!
+//! (A GEMM with a one-column right-hand side was 20% slower than even a scalar loop: it copies
+//! the whole matrix into packed panels per query. Scoring is memory-bound, so the win is
+//! streaming each row once through vectorised dot products on every core.)
 
 use std::collections::HashMap;
 
-use ndarray::ArrayView2;
+use ndarray::{ArrayView1, ArrayView2};
+use rayon::prelude::*;
+
+/// Rows scored per parallel task: large enough to amortise scheduling, small enough to balance.
+const ROWS_PER_TASK: usize = 8192;
 
 pub struct Matrix {
     dim: usize,
@@ -64,10 +73,16 @@ impl Matrix {
         if n == 0 || k == 0 {
             return Vec::new();
         }
-        let vectors = ArrayView2::from_shape((n, self.dim), &self.data).expect("matrix shape matches its data: this is a bug");
-        let query = ArrayView2::from_shape((self.dim, 1), query).expect("query length checked by the caller: this is a bug");
-        let scores = vectors.dot(&query);
-        let scores = scores.as_slice().expect("a fresh column vector is contiguous: this is a bug");
+        let dim = self.dim;
+        let query = ArrayView1::from(query);
+        let scores: Vec<f32> = self
+            .data
+            .par_chunks(dim * ROWS_PER_TASK)
+            .flat_map_iter(|block| {
+                let rows = ArrayView2::from_shape((block.len() / dim, dim), block).expect("blocks hold whole rows: this is a bug");
+                rows.dot(&query).into_raw_vec_and_offset().0
+            })
+            .collect();
         let mut order: Vec<usize> = (0..n).collect();
         let better = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then_with(|| self.ids[*a].cmp(&self.ids[*b]));
         if k < n {
