@@ -32,21 +32,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "monitoring/grafana/dashboards/visionquery.json"
 
-# The service's metric contract (names as they appear in queries; histograms via _bucket etc.).
-CONTRACT = {
-    "vq_http_requests_total": "counter",
-    "vq_http_request_duration_seconds": "histogram",
-    "vq_embed_duration_seconds": "histogram",
-    "vq_embed_batch_size": "histogram",
-    "vq_embed_queue_depth": "gauge",
-    "vq_index_images": "gauge",
-    "vq_model_loaded": "gauge",
-    "vq_model_state": "gauge",
-    "vq_ingest_images_total": "counter",
-    "vq_ingest_jobs_running": "gauge",
-    "vq_ingest_job_files_total": "counter",
-    "vq_build_info": "gauge",
-}
+# The service's metric contract, read from src/metrics.rs (the one place the service names its
+# metrics), so a metric added there without a dashboard panel fails the self-test.
+def _read_contract() -> dict:
+    import re
+    source = (ROOT / "src/metrics.rs").read_text()
+    names = dict(re.findall(r'pub const (\w+): &str = "(vq_\w+)";', source))
+    kinds = dict((const, kind) for kind, const in re.findall(r"describe_(counter|gauge|histogram)!\((\w+)", source))
+    contract = {names[const]: kinds.get(const, "untyped") for const in names}
+    if len(contract) < 10:
+        raise SystemExit(f"could not read the metric contract from src/metrics.rs (found {contract})")
+    return contract
+
+
+CONTRACT = _read_contract()
 
 GRAFANA_VARS = {
     "__rate_interval": "1m", "__interval": "15s", "__interval_ms": "15000", "__range": "5m",
