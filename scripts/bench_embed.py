@@ -94,6 +94,9 @@ CAPTIONS = [
 
 def ensure_reference_python() -> None:
     """Re-exec under a Python that has the reference stack."""
+    # numpy's OpenBLAS reads its thread count at import: make it match --threads.
+    if "--threads" in sys.argv[:-1]:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", sys.argv[sys.argv.index("--threads") + 1])
     try:
         import onnxruntime  # noqa: F401
         import PIL  # noqa: F401
@@ -126,19 +129,36 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
-def measure(seconds: float, call) -> list[float]:
-    """Two warm-up calls, then calls until `seconds` have passed (at least 3)."""
-    call(0)
-    call(1)
-    times = []
-    start = time.perf_counter()
-    i = 0
-    while len(times) < 3 or time.perf_counter() - start < seconds:
-        t = time.perf_counter()
-        call(i)
-        times.append(time.perf_counter() - t)
-        i += 1
-    return times
+CLEAN = {"max_foreign_share": 0.10, "retries": 3}
+
+
+def measure(seconds: float, call) -> tuple[list[float], dict]:
+    """Two warm-up calls, then calls until `seconds` have passed (at least 3): per-call times.
+
+    Repeated (after waiting for a quiet machine) while other processes used more than
+    CLEAN["max_foreign_share"] of the CPUs, up to CLEAN["retries"] times; the least
+    disturbed attempt is kept. Same rule as examples/bench_embed.rs."""
+    best = None
+    attempts = 0
+    while True:
+        attempts += 1
+        call(0)
+        call(1)
+        times = []
+        with CpuMonitor() as mon:
+            start = time.perf_counter()
+            i = 0
+            while len(times) < 3 or time.perf_counter() - start < seconds:
+                t = time.perf_counter()
+                call(i)
+                times.append(time.perf_counter() - t)
+                i += 1
+        if best is None or mon.foreign_share < best[1]:
+            best = (times, mon.foreign_share)
+        if mon.foreign_share <= CLEAN["max_foreign_share"] or attempts > CLEAN["retries"]:
+            return best[0], {"foreign_cpu_share": best[1], "attempts": attempts}
+        log(f"  measurement disturbed (other processes used {100 * mon.foreign_share:.0f}% of the CPUs); repeating it")
+        wait_quiet(120, CLEAN["max_foreign_share"])
 
 
 def pct(times: list[float], p: float) -> float:
@@ -277,21 +297,19 @@ def bench_torch(model, pixels, tok_single, tok_batches, batches, seconds, text_b
     import torch
 
     res = {"image": {}, "text_latency": None, "text_throughput": None}
-    mon = CpuMonitor().__enter__()
     with torch.inference_mode():
         for b in batches:
             chunks = [torch.from_numpy(pixels[[(k * b + j) % len(pixels) for j in range(b)]].copy())
                       for k in range(max(1, -(-len(pixels) // b)))]
-            times = measure(seconds, lambda i: model.get_image_features(pixel_values=chunks[i % len(chunks)]))
+            times, info = measure(seconds, lambda i: model.get_image_features(pixel_values=chunks[i % len(chunks)]))
             res["image"][b] = {
                 "batch": b,
                 "iterations": len(times),
                 "images_per_s": b * len(times) / sum(times),
                 "batch_ms_p50": pct(times, 50) * 1e3,
-                "foreign_cpu_share": mon.lap(),
+                **info,
             }
-        mon.lap()
-        times = measure(seconds, lambda i: model.get_text_features(**tok_single[i % len(tok_single)]))
+        times, info = measure(seconds, lambda i: model.get_text_features(**tok_single[i % len(tok_single)]))
         res["text_latency"] = {
             "batch": 1,
             "iterations": len(times),
@@ -299,15 +317,15 @@ def bench_torch(model, pixels, tok_single, tok_batches, batches, seconds, text_b
             "p99_ms": pct(times, 99) * 1e3,
             "mean_ms": sum(times) / len(times) * 1e3,
             "texts_per_s": len(times) / sum(times),
-            "foreign_cpu_share": mon.lap(),
+            **info,
         }
-        times = measure(seconds, lambda i: model.get_text_features(**tok_batches[i % len(tok_batches)]))
+        times, info = measure(seconds, lambda i: model.get_text_features(**tok_batches[i % len(tok_batches)]))
         res["text_throughput"] = {
             "batch": text_batch,
             "iterations": len(times),
             "texts_per_s": text_batch * len(times) / sum(times),
             "batch_ms_p50": pct(times, 50) * 1e3,
-            "foreign_cpu_share": mon.lap(),
+            **info,
         }
     return res
 
@@ -392,25 +410,30 @@ def wait_quiet(max_wait: float, threshold: float = 0.10, quiet_seconds: int = 3)
 
 
 def sgemm_peak(threads: int, seconds: float = 3.0) -> dict:
-    """Best fp32 matmul rate of torch (oneDNN/MKL) on `threads` threads."""
+    """Best fp32 matmul rate on `threads` threads: torch `mm` (MKL here) and numpy (OpenBLAS),
+    square 1024-4096."""
+    import numpy as np
     import torch
 
-    best = {}
-    for n in (1024, 2048, 4096):
-        a = torch.randn(n, n)
-        b = torch.randn(n, n)
-        c = torch.empty(n, n)
-        torch.mm(a, b, out=c)
-        flops = 2 * n**3
+    def rate(mm, n):
+        mm()
         rates = []
         start = time.perf_counter()
-        while len(rates) < 3 or time.perf_counter() - start < seconds / 3:
+        while len(rates) < 3 or time.perf_counter() - start < seconds / 6:
             t = time.perf_counter()
-            torch.mm(a, b, out=c)
-            rates.append(flops / (time.perf_counter() - t))
-        best[n] = max(rates)
-    size = max(best, key=best.get)
-    return {"gflops": best[size] / 1e9, "matrix": size, "by_size": {str(k): v / 1e9 for k, v in best.items()}}
+            mm()
+            rates.append(2 * n**3 / (time.perf_counter() - t))
+        return max(rates)
+
+    by = {}
+    for n in (1024, 2048, 4096):
+        a, b, c = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+        by[f"torch_{n}"] = rate(lambda: torch.mm(a, b, out=c), n) / 1e9
+        an, bn = a.numpy(), b.numpy()
+        cn = np.empty((n, n), dtype=np.float32)
+        by[f"numpy_{n}"] = rate(lambda: np.matmul(an, bn, out=cn), n) / 1e9
+    best = max(by, key=by.get)
+    return {"gflops": by[best], "best": best, "by_size": by}
 
 
 def ort_python_bench(ckpt: Path, suffix: str, pixels, threads: int, batches, seconds) -> dict:
@@ -425,12 +448,10 @@ def ort_python_bench(ckpt: Path, suffix: str, pixels, threads: int, batches, sec
     so.log_severity_level = 3
     sess = ort.InferenceSession(str(ckpt / "onnx" / f"vision_model{suffix}.onnx"), so, providers=["CPUExecutionProvider"])
     res = {}
-    mon = CpuMonitor().__enter__()
     for b in batches:
         chunks = [pixels[[(k * b + j) % len(pixels) for j in range(b)]].copy() for k in range(max(1, -(-len(pixels) // b)))]
-        times = measure(seconds, lambda i: sess.run(["image_embeds"], {"pixel_values": chunks[i % len(chunks)]}))
-        res[b] = {"batch": b, "iterations": len(times), "images_per_s": b * len(times) / sum(times),
-                  "foreign_cpu_share": mon.lap()}
+        times, info = measure(seconds, lambda i: sess.run(["image_embeds"], {"pixel_values": chunks[i % len(chunks)]}))
+        res[b] = {"batch": b, "iterations": len(times), "images_per_s": b * len(times) / sum(times), **info}
     return res
 
 
@@ -463,12 +484,9 @@ def run_rust(binary: Path, ckpt: Path, precision: str, args, captions_file: Path
         cmd += ["--skip", ",".join(skip)]
     log("running:", " ".join(cmd))
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
-    mon = CpuMonitor(proc.pid).__enter__()
     res = {"image": {}}
     for line in proc.stdout:
         rec = json.loads(line)
-        # Each line is printed when its measurement ends: contention since the previous line.
-        rec["foreign_cpu_share"] = mon.lap()
         kind = rec.pop("kind")
         if kind == "image":
             res["image"][rec["batch"]] = rec
@@ -612,7 +630,7 @@ def render(results: dict) -> str:
     for c in cols:
         e = eng.get(c, {})
         cells = list(e.get("image", {}).values()) + [e.get("text_latency"), e.get("text_throughput")]
-        cs = [x["foreign_cpu_share"] for x in cells if x and "foreign_cpu_share" in x]
+        cs = [x["foreign_cpu_share"] for x in cells if x and x.get("foreign_cpu_share") is not None]
         vals.append(f"{100 * max(cs):.0f}%" if cs else "—")
     rows.append("| other processes' CPU share during the reported measurements (max) | " + " | ".join(vals) + " | | |")
     table = "\n".join(rows)
@@ -670,7 +688,8 @@ def render(results: dict) -> str:
         f"**Goals**: fp32 ≥ 1.15× PyTorch fp32 → **{goals['fp32']['verdict']}** ({goals['fp32']['detail']}); "
         f"quantized ≥ 3× PyTorch fp32 → **{goals['quantized']['verdict']}** ({goals['quantized']['detail']}).",
         "",
-        f"Machine fp32 matmul peak (torch `mm`, {threads} threads, best of 1024–4096 square): "
+        f"Machine fp32 matmul peak (best of torch `mm` and numpy `matmul`, {threads} threads, square 1024–4096; "
+        f"best: {m['sgemm']['best']}): "
         f"**{m['sgemm_gflops']:.0f} GFLOP/s**. One ViT-B/32 image = {results['model']['image_gmac']:.2f} GMAC = "
         f"{img_flop / 1e9:.2f} GFLOP (matmuls + patch conv; the often-quoted \"4.4 GFLOPs\" counts multiply-adds), "
         f"so the fp32 ceiling is ≈ {peak / img_flop:.0f} images/s. For int8 rows the percentage is of the fp32 peak.",
@@ -682,7 +701,7 @@ def render(results: dict) -> str:
         *diag_lines,
         "" if diag_lines else "",
         f"Versions: onnxruntime {v['onnxruntime']} (ours: `ort` {v['ort_crate']}, load-dynamic), torch {v['torch']}, "
-        f"transformers {v['transformers']}, numpy {v['numpy']}, Pillow {v['pillow']}, rustc {v['rustc']}.",
+        f"transformers {v['transformers']}, numpy {v['numpy']}, Pillow {v['pillow']}, {v['rustc']}.",
         "",
         "Command:",
         "",
@@ -707,16 +726,29 @@ def update_markdown(md: Path, section: str) -> None:
     md.write_text(text)
 
 
-def goal(ours: dict, torch_fp32: dict, batches: list[int], target: float) -> dict:
+def goal(ours: dict, torch_fp32: dict, batches: list[int], target: float, ours_rounds=(), torch_rounds=()) -> dict:
     rs = {b: ours["image"][b]["images_per_s"] / torch_fp32["image"][b]["images_per_s"] for b in batches}
     b_ours = max(batches, key=lambda b: ours["image"][b]["images_per_s"])
     b_torch = max(batches, key=lambda b: torch_fp32["image"][b]["images_per_s"])
     best = ours["image"][b_ours]["images_per_s"] / torch_fp32["image"][b_torch]["images_per_s"]
+    # Same-round ratios show how much the verdict depends on noise.
+    per_round = {b: [o["image"][b]["images_per_s"] / t["image"][b]["images_per_s"]
+                     for o, t in zip(ours_rounds, torch_rounds)] for b in batches}
     met_all = all(r >= target for r in rs.values())
     met_best = best >= target
-    verdict = "met" if met_all else ("met at the best batch size only" if met_best else "NOT met")
-    detail = ", ".join(f"batch {b}: {r:.2f}×" for b, r in rs.items()) + f"; best vs best: {best:.2f}×"
-    return {"verdict": verdict, "detail": detail, "by_batch": rs, "best_vs_best": best}
+    met_some = [b for b, r in rs.items() if r >= target]
+    if met_all:
+        verdict = "met"
+    elif met_best:
+        verdict = "met at the best batch size"
+    elif met_some:
+        verdict = "met at batch " + ", ".join(map(str, met_some)) + " only"
+    else:
+        verdict = "NOT met"
+    detail = ", ".join(
+        f"batch {b}: {r:.2f}×" + (f" (rounds {min(per_round[b]):.2f}–{max(per_round[b]):.2f})" if len(per_round[b]) > 1 else "")
+        for b, r in rs.items()) + f"; best batch vs best batch: {best:.2f}×"
+    return {"verdict": verdict, "detail": detail, "by_batch": rs, "best_vs_best": best, "per_round": per_round}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -900,8 +932,8 @@ def main(argv=None) -> int:
         "diagnostics": {"ort_python": ort_py},
     }
     results["goals"] = {
-        "fp32": goal(engines["ours_fp32"], engines["torch_fp32"], args.batches, 1.15),
-        "quantized": goal(engines["ours_quantized"], engines["torch_fp32"], args.batches, 3.0),
+        "fp32": goal(engines["ours_fp32"], engines["torch_fp32"], args.batches, 1.15, rounds["ours_fp32"], rounds["torch_fp32"]),
+        "quantized": goal(engines["ours_quantized"], engines["torch_fp32"], args.batches, 3.0, rounds["ours_quantized"], rounds["torch_fp32"]),
     }
     out_dir = REPO / "bench-results"
     out_dir.mkdir(exist_ok=True)

@@ -13,8 +13,8 @@
    (exif_transpose + convert RGB), `CLIPImageProcessorPil`, PyTorch `CLIPModel` fp32 in
    batches (torch.inference_mode, same threads), unit-normalised vectors kept in memory
    (no database: that favours the reference). Decoding runs on a thread pool overlapping
-   the model (Pillow releases the GIL while decoding and resizing); the best of the tried
-   pool sizes is reported;
+   the model (Pillow releases the GIL while decoding and resizing), at most two batches
+   ahead; the best of the tried pool sizes is reported;
 4. writes bench-results/ingest-<timestamp>.json and the `bench:ingest` section of BENCHMARKS.md.
 
 The model checkpoint is the one scripts/bench_embed.py builds (built here if missing).
@@ -173,10 +173,22 @@ def run_reference(files: list[Path], ckpt: Path, threads: int, batch: int, worke
             e = torch.nn.functional.normalize(e, dim=-1)
         vectors.append(e.numpy())
 
+    def bounded(pool, window):
+        """pool.map in order, with at most `window` files decoded ahead (bounded memory)."""
+        from collections import deque
+
+        pending = deque()
+        for f in files:
+            pending.append(pool.submit(prep, f))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
     buf = []
     if workers > 0:
         pool = ThreadPoolExecutor(max_workers=workers)
-        results = pool.map(prep, files)
+        results = bounded(pool, 2 * batch)
     else:
         pool = None
         results = map(prep, files)
@@ -221,7 +233,9 @@ def render(res: dict) -> str:
         "",
         *rows,
         "",
-        f"Reference decode-pool sizes tried (images/s): {tried}.",
+        f"Reference decode-pool sizes tried (images/s): {tried}. Other processes' CPU share during the runs: "
+        + ", ".join(f"{k} {100 * v:.0f}%" for k, v in res["contention"].items())
+        + f", reference ≤ {100 * max(t['foreign_cpu_share'] for t in res['reference_tried']):.0f}%.",
         "",
         "Command:",
         "",
@@ -238,7 +252,7 @@ def main(argv=None) -> int:
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--max-batch", type=int, default=32)
-    ap.add_argument("--workers", default="0,2,4", help="reference decode thread-pool sizes to try (0 = inline)")
+    ap.add_argument("--workers", default="2,4", help="reference decode thread-pool sizes to try (0 = inline)")
     ap.add_argument("--cache", type=Path, default=be.DEFAULT_CACHE)
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--no-markdown", action="store_true")

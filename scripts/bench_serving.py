@@ -1,0 +1,841 @@
+#!/usr/bin/env python3
+"""Serving benchmark: text-query latency through the real HTTP server under concurrent load.
+
+One command does everything (standard library only; needs `wrk`, Debian package `wrk`):
+
+    python3 scripts/bench_serving.py                      # fp32 and quantized, 20 s per level
+    python3 scripts/bench_serving.py --no-quantized --seconds 5 --wait-quiet 0   # quick look
+
+1. builds the release binary (`cargo build --release --locked`) and, if missing, the
+   random-weight ViT-B/32 CLIP checkpoint in .cache/bench/vit-b32/ (scripts/export_clip_onnx.py
+   run by the reference Python: /root/vqref, .cache/bench/venv, or a new venv made from
+   scripts/requirements-reference.txt). Speed does not depend on the weight values;
+2. for each precision, starts `target/release/visionquery serve` on a free loopback port with a
+   fresh data directory, waits for `GET /ready`, and indexes the shared COCO photos with a
+   `POST /ingest/directory` job (the photos are read in place, never copied);
+3. runs `wrk --latency` at 1, 8 and 32 connections (a discarded warm-up run first, then a fixed
+   duration). A generated Lua script POSTs `/search {"query": <caption>, "top_k": 10}` bodies
+   rotating through the real COCO captions (each wrk thread starts at a different caption) and
+   counts response statuses;
+4. reads the server's `/metrics` before and after every run: the average text batch the dynamic
+   batcher formed (`vq_embed_batch_size{modality="text"}` sum / count), the mean model time per
+   text batch, and `/search` responses by status; records the CPU used by the server, by wrk and
+   by other processes during every run;
+5. stops the server (always), prints a table, writes bench-results/serving-<UTC timestamp>.json
+   and rewrites the section between the `bench:serving` markers in BENCHMARKS.md.
+
+Before building and before every measured run the script waits (up to --wait-quiet seconds) until
+no other benchmark or cargo build is running and the machine is idle, and it measures a level again
+(up to --retries times) when other processes used more than --max-other of the CPUs during the run.
+wrk itself runs on the same cores as the server; its CPU use is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import datetime as dt
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / "scripts"
+DEFAULT_CACHE = REPO / ".cache" / "bench"
+DEFAULT_CONFIG = Path("/work/shared/models/clip-tokenizer/config.json")
+DEFAULT_IMAGES = Path("/work/shared/data/photos/images")
+DEFAULT_CAPTIONS = Path("/work/shared/data/photos/captions.json")
+MARK_START = "<!-- bench:serving:start -->"
+MARK_END = "<!-- bench:serving:end -->"
+HEADING = "## Query latency under load"
+CHECKPOINT_SEED = 0
+CHECKPOINT_FILES = ["config.json", "tokenizer.json", "preprocessor_config.json",
+                    "onnx/vision_model.onnx", "onnx/text_model.onnx",
+                    "onnx/vision_model_quantized.onnx", "onnx/text_model_quantized.onnx"]
+# Processes that mean "someone else is measuring or compiling": argv[0] basenames, and script
+# names anywhere in the command line.
+COMPETING_EXES = {"cargo", "rustc"}
+COMPETING_SCRIPTS = re.compile(r"(^|/)bench_(embed|ingest|search|ort_variants)(\.py)?$|(^|/)bench_embed$")
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Quiet machine
+# ---------------------------------------------------------------------------------------------
+
+
+def cpu_seconds_of(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+class CpuMonitor:
+    """Machine CPU time split into: the watched pids (e.g. the server), this process and its
+    waited-for children (wrk), and everything else ("foreign")."""
+
+    def __init__(self, pids=()):
+        self.pids = list(pids)
+
+    def _snap(self):
+        with open("/proc/stat") as f:
+            vals = [int(x) for x in f.readline().split()[1:9]]
+        tick = os.sysconf("SC_CLK_TCK")
+        t = os.times()
+        return {
+            "total": sum(vals) / tick,
+            "idle": (vals[3] + vals[4]) / tick,
+            "self": t.user + t.system,
+            "children": t.children_user + t.children_system,
+            "pids": sum(cpu_seconds_of(p) for p in self.pids),
+            "wall": time.monotonic(),
+        }
+
+    def __enter__(self):
+        self.start = self._snap()
+        return self
+
+    def __exit__(self, *exc):
+        a, b = self.start, self._snap()
+        wall = b["wall"] - a["wall"]
+        total = b["total"] - a["total"]
+        busy = total - (b["idle"] - a["idle"])
+        pids = b["pids"] - a["pids"]
+        children = b["children"] - a["children"]
+        own = pids + children + (b["self"] - a["self"])
+        self.wall = wall
+        self.cpus = total / wall if wall > 0 else 0.0  # logical CPUs the kernel accounted
+        self.pids_cores = pids / wall if wall > 0 else 0.0
+        self.children_cores = children / wall if wall > 0 else 0.0
+        self.foreign_share = max(0.0, busy - own) / total if total > 0 else 0.0
+        return False
+
+
+def competing_processes() -> list[str]:
+    """Other benchmarks or cargo/rustc processes (not this script or its children)."""
+    mine = {os.getpid()}
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in mine:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if not argv:
+            continue
+        exe = os.path.basename(argv[0])
+        if exe in COMPETING_EXES or any(COMPETING_SCRIPTS.search(a) for a in argv[:3]):
+            found.append(f"{entry} {' '.join(argv)[:120]}")
+    return found
+
+
+def wait_quiet(max_wait: float, exclude_pids=(), threshold: float = 0.10, quiet_seconds: int = 3) -> dict:
+    """Waits (up to max_wait s) until no competing process runs and other processes use less
+    than `threshold` of the CPUs for `quiet_seconds` consecutive seconds."""
+    start = time.monotonic()
+    quiet = 0
+    last_note = -1e9
+    while True:
+        others = competing_processes()
+        with CpuMonitor(exclude_pids) as mon:
+            time.sleep(1.0)
+        quiet = quiet + 1 if (not others and mon.foreign_share < threshold) else 0
+        waited = time.monotonic() - start
+        if quiet >= quiet_seconds:
+            return {"waited_s": round(waited, 1), "quiet": True}
+        if waited >= max_wait:
+            if max_wait > 0:
+                log(f"  machine still busy after {max_wait:.0f} s; measuring anyway (see the 'other CPU' column)")
+            return {"waited_s": round(waited, 1), "quiet": False, "competing": others,
+                    "foreign_share": mon.foreign_share}
+        if time.monotonic() - last_note > 60:
+            what = "; ".join(others[:3]) if others else f"other processes use {100 * mon.foreign_share:.0f}% of the CPUs"
+            log(f"  waiting for a quiet machine ({waited:.0f}/{max_wait:.0f} s): {what}")
+            last_note = time.monotonic()
+
+
+# ---------------------------------------------------------------------------------------------
+# Build: checkpoint + binary
+# ---------------------------------------------------------------------------------------------
+
+
+def reference_python() -> Path:
+    for c in (Path("/root/vqref/bin/python"), DEFAULT_CACHE / "venv" / "bin" / "python"):
+        if c.is_file():
+            return c
+    venv = DEFAULT_CACHE / "venv"
+    log(f"creating {venv} from scripts/requirements-reference.txt")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(SCRIPTS / "requirements-reference.txt")],
+                   check=True)
+    return python
+
+
+def ensure_checkpoint(ckpt: Path, config: Path) -> str:
+    if all((ckpt / f).is_file() for f in CHECKPOINT_FILES):
+        log(f"checkpoint: reusing {ckpt}")
+        return "reused"
+    python = reference_python()
+    log(f"checkpoint: building a random-weight ViT-B/32 CLIP (seed {CHECKPOINT_SEED}) into {ckpt} with {python}")
+    cmd = [str(python), str(SCRIPTS / "export_clip_onnx.py"), "--random-config", str(config),
+           "--seed", str(CHECKPOINT_SEED), "--tokenizer-dir", str(config.parent), "--out", str(ckpt), "--quantize"]
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=sys.stderr)
+    missing = [f for f in CHECKPOINT_FILES if not (ckpt / f).is_file()]
+    if missing:
+        sys.exit(f"export_clip_onnx.py did not write {missing} into {ckpt}")
+    return "built"
+
+
+def build_binary(no_build: bool) -> Path:
+    binary = REPO / "target" / "release" / "visionquery"
+    if not no_build:
+        log("building: cargo build --release --locked")
+        subprocess.run(["cargo", "build", "--release", "--locked"], cwd=REPO, check=True, stdout=sys.stderr)
+    if not binary.is_file():
+        sys.exit(f"{binary} is missing (build with: cargo build --release --locked)")
+    return binary
+
+
+# ---------------------------------------------------------------------------------------------
+# Server
+# ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent():
+    """Child side of Popen: get SIGKILL if this script dies without cleaning up."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def http(method: str, url: str, body=None, timeout: float = 30.0):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"} if data is not None else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+            status = r.status
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        status = e.code
+    text = raw.decode(errors="replace")
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+class Server:
+    def __init__(self, binary: Path, model: Path, precision: str, images: Path, threads: int, max_batch: int | None,
+                 workdir: Path):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.data_dir = workdir / f"data-{precision}"
+        self.log_path = workdir / f"server-{precision}.log"
+        self.cmd = [str(binary), "serve", "--model", str(model), "--data-dir", str(self.data_dir),
+                    "--image-root", str(images), "--host", "127.0.0.1", "--port", str(self.port),
+                    "--precision", precision, "--threads", str(threads)]
+        if max_batch:
+            self.cmd += ["--max-batch", str(max_batch)]
+        self.proc = None
+
+    def start(self, timeout: float = 300.0) -> float:
+        log("starting:", " ".join(self.cmd))
+        self._log = open(self.log_path, "w")
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(self.cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with code {self.proc.returncode}; log:\n{self.log_tail()}")
+            try:
+                status, _ = http("GET", self.base + "/ready", timeout=2)
+                if status == 200:
+                    return time.monotonic() - t0
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server not ready after {timeout:.0f} s; log:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def log_lines(self) -> list[str]:
+        try:
+            return self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                log("server did not stop after SIGTERM; killing it")
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def metrics(self) -> dict:
+        status, text = http("GET", self.base + "/metrics")
+        if status != 200:
+            raise RuntimeError(f"/metrics answered {status}")
+        return parse_prometheus(text)
+
+    def index(self, images: Path, timeout: float = 1800.0) -> dict:
+        status, job = http("POST", self.base + "/ingest/directory", {"path": str(images), "recursive": False})
+        if status != 202:
+            raise RuntimeError(f"POST /ingest/directory answered {status}: {job}")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            time.sleep(0.5)
+            status, job = http("GET", f"{self.base}/jobs/{job['id']}")
+            if status != 200:
+                raise RuntimeError(f"GET /jobs answered {status}: {job}")
+            if job["state"] in ("completed", "failed", "cancelled"):
+                break
+        else:
+            raise RuntimeError("indexing job did not finish")
+        if job["state"] != "completed":
+            raise RuntimeError(f"indexing job ended {job['state']}: {job.get('error')}")
+        job["wall_s"] = time.monotonic() - t0
+        return job
+
+
+def parse_prometheus(text: str) -> dict:
+    """{(name, frozenset(labels)): value} for every sample line."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([A-Za-z_:][A-Za-z0-9_:]*)(\{(.*)\})?\s+(\S+)', line)
+        if not m:
+            continue
+        labels = frozenset(re.findall(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        try:
+            out[(m.group(1), labels)] = float(m.group(4))
+        except ValueError:
+            pass
+    return out
+
+
+def metric_sum(metrics: dict, name: str, **want) -> float:
+    return sum(v for (n, labels), v in metrics.items()
+               if n == name and all((k, str(w)) in labels for k, w in want.items()))
+
+
+def metric_deltas(before: dict, after: dict) -> dict:
+    def d(name, **kw):
+        return metric_sum(after, name, **kw) - metric_sum(before, name, **kw)
+
+    n_batches = d("vq_embed_batch_size_count", modality="text")
+    texts = d("vq_embed_batch_size_sum", modality="text")
+    model_s = d("vq_embed_duration_seconds_sum", modality="text")
+    statuses = {}
+    for (name, labels), v in after.items():
+        if name == "vq_http_requests_total" and ("route", "/search") in labels:
+            code = dict(labels).get("status", "?")
+            delta = v - metric_sum(before, name, route="/search", status=code)
+            if delta:
+                statuses[code] = int(delta)
+    buckets = {}
+    for (name, labels), v in after.items():
+        if name == "vq_embed_batch_size_bucket" and ("modality", "text") in labels:
+            le = dict(labels).get("le")
+            buckets[le] = int(v - metric_sum(before, name, modality="text", le=le))
+    return {
+        "text_batches": int(n_batches),
+        "texts_embedded": int(texts),
+        "avg_text_batch": texts / n_batches if n_batches else None,
+        "model_ms_per_text_batch": 1e3 * model_s / n_batches if n_batches else None,
+        "model_busy_s": model_s,
+        "search_status_counts": statuses,
+        "text_batch_size_buckets": dict(sorted(buckets.items(), key=lambda kv: float("inf") if kv[0] == "+Inf" else float(kv[0]))),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# wrk
+# ---------------------------------------------------------------------------------------------
+
+
+def load_queries(captions: Path, seed: int = 0) -> list[str]:
+    doc = json.loads(captions.read_text())
+    queries = [c.strip() for k in sorted(doc) for c in doc[k] if c.strip()]
+    random.Random(seed).shuffle(queries)  # neighbours in the rotation come from different photos
+    return queries
+
+
+def lua_string(s: str) -> str:
+    level = 0
+    while f"]{'=' * level}]" in s:
+        level += 1
+    return f"[{'=' * level}[{s}]{'=' * level}]"
+
+
+def write_lua(path: Path, queries: list[str], top_k: int) -> None:
+    bodies = ",\n".join("  " + lua_string(json.dumps({"query": q, "top_k": top_k})) for q in queries)
+    path.write_text(f"""-- generated by scripts/bench_serving.py: POST /search rotating through real captions
+local bodies = {{
+{bodies}
+}}
+local headers = {{ ["Content-Type"] = "application/json" }}
+local threads = {{}}
+local next_id = 0
+
+function setup(thread)
+  thread:set("id", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  -- each thread starts at a different place in the rotation
+  counter = math.floor((id or 0) * #bodies / 7)
+  ok = 0; s503 = 0; s4xx = 0; s5xx = 0; other = 0
+end
+
+function request()
+  counter = counter + 1
+  return wrk.format("POST", "/search", headers, bodies[(counter % #bodies) + 1])
+end
+
+function response(status, hdrs, body)
+  if status == 200 then ok = ok + 1
+  elseif status == 503 then s503 = s503 + 1
+  elseif status >= 500 then s5xx = s5xx + 1
+  elseif status >= 400 then s4xx = s4xx + 1
+  else other = other + 1 end
+end
+
+function done(summary, latency, requests)
+  local c = {{ ok = 0, s503 = 0, s4xx = 0, s5xx = 0, other = 0 }}
+  for _, t in ipairs(threads) do
+    for k, _ in pairs(c) do c[k] = c[k] + (tonumber(t:get(k)) or 0) end
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {{"duration_us":%d,"requests":%d,"bytes":%d,' ..
+    '"errors":{{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}},' ..
+    '"status":{{"200":%d,"503":%d,"4xx":%d,"5xx_other":%d,"other":%d}},' ..
+    '"latency_us":{{"min":%d,"mean":%.1f,"stdev":%.1f,"max":%d,' ..
+    '"p50":%d,"p75":%d,"p90":%d,"p99":%d,"p99_9":%d}}}}\\n',
+    summary.duration, summary.requests, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    c.ok, c.s503, c.s4xx, c.s5xx, c.other,
+    latency.min, latency.mean, latency.stdev, latency.max,
+    latency:percentile(50), latency:percentile(75), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9)))
+end
+""")
+
+
+def wrk_version() -> str:
+    p = subprocess.run(["wrk", "-v"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = p.stdout.strip().splitlines()[0] if p.stdout.strip() else "?"
+    return first.split(" Copyright")[0].strip()
+
+
+def run_wrk(base: str, lua: Path, connections: int, threads: int, seconds: float, timeout_s: float) -> dict:
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", f"{timeout_s:g}s",
+           "--latency", "-s", str(lua), base + "/search"]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = next((l for l in p.stdout.splitlines() if l.startswith("WRKJSON ")), None)
+    if p.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({p.returncode}):\n{p.stdout}")
+    res = json.loads(line[len("WRKJSON "):])
+    res["rps"] = res["requests"] / (res["duration_us"] / 1e6)
+    res["command"] = " ".join(cmd)
+    res["stdout"] = "\n".join(l for l in p.stdout.splitlines() if not l.startswith("WRKJSON "))
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# One precision
+# ---------------------------------------------------------------------------------------------
+
+
+def run_pass(precision: str, args, binary: Path, lua: Path, workdir: Path, queries: list[str]) -> dict:
+    server = Server(binary, args.model, precision, args.images, args.server_threads, args.max_batch, workdir)
+    out = {"precision": precision, "server_command": None, "levels": []}
+    try:
+        out["ready_s"] = server.start()
+        out["server_command"] = " ".join(server.cmd)
+        log(f"  ready after {out['ready_s']:.1f} s on port {server.port}; indexing {args.images}")
+        job = server.index(args.images)
+        out["index"] = {k: job[k] for k in ("total", "indexed", "skipped", "failed", "wall_s")}
+        log(f"  indexed {job['indexed']}/{job['total']} photos in {job['wall_s']:.1f} s ({job['failed']} failed)")
+        status, ready = http("GET", server.base + "/ready")
+        out["index"]["images_in_index"] = ready["index"]["images"] if isinstance(ready, dict) else None
+        # Sanity: one query answers top_k results from the index.
+        status, body = http("POST", server.base + "/search", {"query": queries[0], "top_k": args.top_k})
+        if status != 200 or len(body.get("results", [])) != min(args.top_k, out["index"]["images_in_index"] or 0):
+            raise RuntimeError(f"sanity search failed: {status} {str(body)[:300]}")
+        log_mark = len(server.log_lines())
+
+        for c in args.connections:
+            t = min(c, args.wrk_threads)
+            discarded = []
+            for attempt in range(args.retries + 1):
+                q = wait_quiet(args.wait_quiet, exclude_pids=[server.proc.pid])
+                if args.warmup > 0:
+                    run_wrk(server.base, lua, c, t, args.warmup, args.wrk_timeout)
+                before = server.metrics()
+                with CpuMonitor([server.proc.pid]) as mon:
+                    res = run_wrk(server.base, lua, c, t, args.seconds, args.wrk_timeout)
+                after = server.metrics()
+                if mon.foreign_share <= args.max_other or attempt == args.retries:
+                    break
+                log(f"  c={c}: other processes used {100 * mon.foreign_share:.0f}% of the CPUs during the run "
+                    f"({res['rps']:.1f} req/s); discarding it and measuring again")
+                discarded.append({"foreign_share": mon.foreign_share, "rps": res["rps"], "latency_us": res["latency_us"]})
+            level = {"connections": c, "wrk_threads": t, "seconds": args.seconds, "wrk": res,
+                     "server": metric_deltas(before, after),
+                     "queue_depth_after": metric_sum(after, "vq_embed_queue_depth", modality="text"),
+                     "cpu": {"server_cores": mon.pids_cores, "wrk_cores": mon.children_cores,
+                             "foreign_share": mon.foreign_share, "logical_cpus": mon.cpus},
+                     "quiet_wait": q, "discarded_attempts": discarded}
+            out["levels"].append(level)
+            lat = res["latency_us"]
+            log(f"  c={c:>3} t={t}: {res['rps']:7.1f} req/s  p50 {lat['p50'] / 1e3:7.1f} ms  p90 {lat['p90'] / 1e3:7.1f}"
+                f"  p99 {lat['p99'] / 1e3:7.1f}  max {lat['max'] / 1e3:7.1f}  non-200 {res['requests'] - res['status']['200']}"
+                f"  socket errors {sum(v for k, v in res['errors'].items() if k != 'status')}"
+                f"  avg text batch {fmt(level['server']['avg_text_batch'], 2)}"
+                f"  server {mon.pids_cores:.2f} cores, wrk {mon.children_cores:.2f}, other {100 * mon.foreign_share:.0f}%")
+
+        status, _ = http("GET", server.base + "/ready")
+        out["ready_after_load"] = status
+        lines = server.log_lines()[log_mark:]
+        noisy = [l for l in lines if re.search(r"\b(WARN|ERROR)\b", l)]
+        out["server_log"] = {"lines_during_load": len(lines), "warn_or_error": len(noisy), "examples": noisy[:10]}
+    finally:
+        out["exit_code"] = server.stop()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+
+def fmt(x, digits=1):
+    if x is None:
+        return "—"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}f}"
+
+
+def ms(us) -> str:
+    return fmt(us / 1e3)
+
+
+def machine_info() -> dict:
+    info = {"cpu": "?", "logical_cpus": os.cpu_count()}
+    try:
+        out = subprocess.run(["lscpu"], stdout=subprocess.PIPE, text=True, check=True).stdout
+        f = {k.strip(): v.strip() for k, v in (l.split(":", 1) for l in out.splitlines() if ":" in l)}
+        info["cpu"] = f.get("Model name", "?")
+        info["logical_cpus"] = int(f.get("CPU(s)", os.cpu_count()))
+        info["threads_per_core"] = int(f.get("Thread(s) per core", 1))
+        info["cores_per_socket"] = int(f.get("Core(s) per socket", 0)) or None
+        info["sockets"] = int(f.get("Socket(s)", 1))
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            info["mem_gib"] = round(int(fh.readline().split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    import platform
+
+    info["kernel"] = platform.release()
+    return info
+
+
+def git_state() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip()
+        return head + (" + uncommitted src changes" if dirty else "")
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
+def per_query_model_ms(level: dict):
+    s = level["server"]
+    if not s["avg_text_batch"] or s["model_ms_per_text_batch"] is None:
+        return None
+    return s["model_ms_per_text_batch"] / s["avg_text_batch"]
+
+
+def table(results: dict) -> list[str]:
+    rows = ["| precision | clients (wrk -c / -t) | req/s | p50 ms | p90 ms | p99 ms | max ms | non-200 / socket errors "
+            "| avg text batch | model ms per batch | model ms per query | other CPU |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for p in results["passes"]:
+        for lv in p["levels"]:
+            w, s, cpu = lv["wrk"], lv["server"], lv["cpu"]
+            lat = w["latency_us"]
+            non200 = w["requests"] - w["status"]["200"]
+            sock = sum(v for k, v in w["errors"].items() if k != "status")
+            rows.append(f"| {p['precision']} | {lv['connections']} ({lv['connections']} / {lv['wrk_threads']}) | "
+                        f"{fmt(w['rps'])} | {ms(lat['p50'])} | {ms(lat['p90'])} | {ms(lat['p99'])} | {ms(lat['max'])} | "
+                        f"{non200} / {sock} | {fmt(s['avg_text_batch'], 2)} | {fmt(s['model_ms_per_text_batch'])} | "
+                        f"{fmt(per_query_model_ms(lv), 2)} | {100 * cpu['foreign_share']:.0f}% |")
+    return rows
+
+
+def interpret(results: dict) -> list[str]:
+    out = []
+    for p in results["passes"]:
+        lv = {l["connections"]: l for l in p["levels"]}
+        if len(lv) < 2:
+            continue
+        lo, hi = min(lv), max(lv)
+        a, b = lv[lo], lv[hi]
+        best_c = max(lv, key=lambda c: lv[c]["wrk"]["rps"])
+        ra, rb, rbest = a["wrk"]["rps"], b["wrk"]["rps"], lv[best_c]["wrk"]["rps"]
+        ba, bb = a["server"]["avg_text_batch"] or 1, b["server"]["avg_text_batch"] or 1
+        qa, qb = per_query_model_ms(a), per_query_model_ms(b)
+        model_hi = b["server"]["model_ms_per_text_batch"] or 0
+        busy = b["server"]["model_busy_s"] / b["seconds"] if b["seconds"] else 0
+        mean_hi = b["wrk"]["latency_us"]["mean"] / 1e3
+        little = 1e3 * hi / rb if rb else 0
+        change = rb / ra if ra else 0
+        if change >= 1.15:
+            trend = f"raises throughput {change:.1f}× ({fmt(ra)} → {fmt(rb)} req/s)"
+        elif change <= 0.87:
+            trend = f"*lowers* throughput to {change:.2f}× ({fmt(ra)} → {fmt(rb)} req/s)"
+        else:
+            trend = f"leaves throughput about flat ({fmt(ra)} → {fmt(rb)} req/s)"
+        if qa and qb and qb < qa * 0.87:
+            why = (f"batching makes each query cheaper: the batcher packed {bb:.1f} queries per model call on "
+                   f"average (vs {ba:.1f}), and the model time per query fell from {fmt(qa, 2)} to {fmt(qb, 2)} ms")
+        else:
+            why = (f"the batcher did pack {bb:.1f} queries per model call on average (vs {ba:.1f}), but the model "
+                   f"time per query did not fall ({fmt(qa, 2)} ms alone, {fmt(qb, 2)} ms in those batches), most "
+                   f"likely because every text in a batch is padded to the batch's longest caption, which costs about "
+                   f"what the larger matrix products save")
+        peak = "" if best_c in (lo, hi) else f" (peak: {fmt(rbest)} req/s at {best_c} clients)"
+        out.append(
+            f"**{p['precision']}**: going from {lo} to {hi} concurrent clients {trend}{peak}; {why}. "
+            f"The text model was busy {100 * busy:.0f}% of the time at {hi} clients, so the server is saturated and "
+            f"the {hi}-client latency is queueing, not slower queries: the mean ({fmt(mean_hi)} ms) matches Little's "
+            f"law, clients / throughput = {fmt(little)} ms, and only {fmt(model_hi)} ms of it is the model call the "
+            f"query rides in; the rest is waiting for the calls ahead of it.")
+    byp = {p["precision"]: {l["connections"]: l["wrk"]["rps"] for l in p["levels"]} for p in results["passes"]}
+    if "fp32" in byp and "quantized" in byp:
+        common = sorted(set(byp["fp32"]) & set(byp["quantized"]))
+        ratios = ", ".join(f"{c} client{'s' if c > 1 else ''}: {byp['quantized'][c] / byp['fp32'][c]:.1f}×"
+                           for c in common if byp["fp32"][c])
+        out.append(f"Throughput of `--precision quantized` (int8 towers) relative to fp32: {ratios}.")
+    return out
+
+
+def render(results: dict) -> str:
+    m = results["machine"]
+    prm = results["params"]
+    cores = (f"{m.get('logical_cpus')} logical CPUs"
+             + (f" ({m['cores_per_socket'] * m.get('sockets', 1)} cores, {m['threads_per_core']} thread(s) per core)"
+                if m.get("cores_per_socket") and m.get("threads_per_core") else ""))
+    anomalies = []
+    for p in results["passes"]:
+        for lv in p["levels"]:
+            w = lv["wrk"]
+            bad = {k: v for k, v in w["status"].items() if k != "200" and v}
+            sock = {k: v for k, v in w["errors"].items() if k != "status" and v}
+            if bad or sock:
+                anomalies.append(f"{p['precision']} at {lv['connections']} clients: statuses {bad}, socket errors {sock}")
+        if p.get("server_log", {}).get("warn_or_error"):
+            anomalies.append(f"{p['precision']}: {p['server_log']['warn_or_error']} WARN/ERROR server log lines under load")
+    cpu_rows = [lv["cpu"] for p in results["passes"] for lv in p["levels"]]
+    noisy = [f"{p['precision']} at {lv['connections']} clients ({100 * lv['cpu']['foreign_share']:.0f}%)"
+             for p in results["passes"] for lv in p["levels"]
+             if lv["cpu"]["foreign_share"] > prm.get("max_other", 0.1)]
+    wrk_max = max((c["wrk_cores"] for c in cpu_rows), default=None)
+    srv_min = min((c["server_cores"] for c in cpu_rows), default=None)
+    srv_max = max((c["server_cores"] for c in cpu_rows), default=None)
+    index_s = ", ".join(f"{p['precision']} {p['index']['indexed']} photos in {p['index']['wall_s']:.0f} s"
+                        for p in results["passes"] if "index" in p)
+    lines = [
+        f"Measured {results['timestamp']} on **{m['cpu']}**, {cores}, {m.get('mem_gib', '?')} GiB, "
+        f"Linux {m.get('kernel', '?')}; VisionQuery {results['git']}; load tool **{results['wrk_version']}**.",
+        "",
+        f"What is measured: `POST /search {{\"query\": <caption>, \"top_k\": {prm['top_k']}}}` against "
+        f"`target/release/visionquery serve` (model `.cache/bench/vit-b32`: random-weight CLIP with the real "
+        f"ViT-B/32 shapes; ONNX Runtime threads = {prm['server_threads'] or 'all cores'}, "
+        f"max batch = {prm['max_batch'] or 'default (32)'}) over loopback, with {results['index_size']} indexed COCO photos "
+        f"({index_s} through a `/ingest/directory` job). Each request carries a different real COCO caption "
+        f"(rotating through {results['queries']} captions). wrk is closed-loop: each connection sends its next "
+        f"query when the previous answer arrives, so *clients* = queries in flight. {prm['warmup']:g} s warm-up "
+        f"(discarded), then {prm['seconds']:g} s per row. Latencies are wrk's (`--latency`; p50/p90/p99 from its "
+        f"histogram, max exact); avg text batch and model time per batch come from the server's `/metrics` "
+        f"(`vq_embed_batch_size` / `vq_embed_duration_seconds`, `modality=\"text\"`) over the same {prm['seconds']:g} s.",
+        "",
+        *table(results),
+        "",
+        *[f"- {s}" for s in interpret(results)],
+        f"- wrk runs on the same {m.get('logical_cpus')} CPUs as the server: it used {fmt(wrk_max, 2)} CPU cores at most "
+        f"(the server {fmt(srv_min, 2)}–{fmt(srv_max, 2)}), so at these request rates the load generator takes "
+        f"little from the server; loopback also hides the network latency a remote client would add. *Other CPU* "
+        f"is the share of the machine used by anything else during the row.",
+        *([f"- **Noisy rows** (other processes used more than {100 * prm.get('max_other', 0.1):.0f}% of the CPUs "
+           f"after up to {prm.get('retries', 0)} re-measurements): " + ", ".join(noisy) + "; treat them with care."]
+          if noisy else []),
+        "- No non-200 answers or socket errors." if not anomalies else
+        "- **Anomalies**: " + "; ".join(anomalies) + ".",
+        "",
+        "Reproduce (≈ 2–3 min per precision on 2 cores, after the build; needs `wrk`, e.g. `apt-get install wrk`):",
+        "",
+        "```sh",
+        results["command"],
+        "```",
+        "",
+        f"Raw numbers, wrk output and the server commands: `bench-results/{results['json_name']}` (not committed).",
+    ]
+    return "\n".join(lines)
+
+
+def update_markdown(md: Path, section: str) -> None:
+    text = md.read_text() if md.is_file() else "# Benchmarks\n"
+    block = f"{MARK_START}\n{section}\n{MARK_END}"
+    if MARK_START in text and MARK_END in text:
+        pre, rest = text.split(MARK_START, 1)
+        post = rest.split(MARK_END, 1)[1]
+        text = pre + block + post
+    else:
+        text = text.rstrip() + f"\n\n{HEADING}\n\n" + block + "\n"
+    md.write_text(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--connections", default="1,8,32", help="wrk -c levels (default 1,8,32)")
+    ap.add_argument("--wrk-threads", type=int, default=2, help="wrk -t, capped at the connections (default 2)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="measured wrk run per level (default 20)")
+    ap.add_argument("--warmup", type=float, default=3.0, help="discarded wrk run before each level (default 3)")
+    ap.add_argument("--wrk-timeout", type=float, default=30.0, help="wrk --timeout seconds (default 30)")
+    ap.add_argument("--quantized", action=argparse.BooleanOptionalAction, default=True,
+                    help="also measure --precision quantized (default: yes; --no-quantized for fp32 only)")
+    ap.add_argument("--top-k", type=int, default=10)
+    ap.add_argument("--server-threads", type=int, default=0, help="serve --threads (default 0 = all cores)")
+    ap.add_argument("--max-batch", type=int, default=None, help="serve --max-batch (default: the server's)")
+    ap.add_argument("--model", type=Path, default=DEFAULT_CACHE / "vit-b32")
+    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="CLIP config.json for a missing checkpoint")
+    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="photos to index (read in place)")
+    ap.add_argument("--captions", type=Path, default=DEFAULT_CAPTIONS, help="JSON file -> captions, used as queries")
+    ap.add_argument("--no-build", action="store_true", help="do not run cargo build (use the existing binary)")
+    ap.add_argument("--wait-quiet", type=float, default=1800,
+                    help="wait up to this many seconds for other benchmarks/builds to finish before building and "
+                         "before each measured run (default 1800; 0 = don't wait)")
+    ap.add_argument("--max-other", type=float, default=0.10,
+                    help="re-measure a level when other processes used more than this share of the CPUs (default 0.10)")
+    ap.add_argument("--retries", type=int, default=3, help="re-measurements per level at most (default 3)")
+    ap.add_argument("--no-markdown", action="store_true", help="do not rewrite BENCHMARKS.md")
+    args = ap.parse_args(argv)
+    args.connections = [int(c) for c in args.connections.split(",")]
+    args.model = args.model.resolve()
+    args.images = args.images.resolve()
+    command = "python3 scripts/bench_serving.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian/Ubuntu: apt-get install wrk)")
+    # SIGTERM → SystemExit, so the finally blocks stop the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    ckpt_state = ensure_checkpoint(args.model, args.config)
+    if not args.no_build:
+        wait_quiet(args.wait_quiet)
+    binary = build_binary(args.no_build)
+    queries = load_queries(args.captions)
+    n_images = sum(1 for p in args.images.iterdir() if p.is_file())
+
+    results = {"passes": []}
+    with tempfile.TemporaryDirectory(prefix="vq-bench-serving-") as tmp:
+        workdir = Path(tmp)
+        lua = workdir / "search.lua"
+        write_lua(lua, queries, args.top_k)
+        precisions = ["fp32"] + (["quantized"] if args.quantized else [])
+        for precision in precisions:
+            log(f"== {precision}")
+            try:
+                results["passes"].append(run_pass(precision, args, binary, lua, workdir, queries))
+            except RuntimeError as e:
+                log(f"{precision} pass failed: {e}")
+                raise
+
+    stamp = dt.datetime.now(dt.timezone.utc)
+    json_name = f"serving-{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
+    results.update({
+        "timestamp": stamp.strftime("%Y-%m-%d %H:%M UTC"),
+        "json_name": json_name,
+        "command": command,
+        "params": {"connections": args.connections, "wrk_threads": args.wrk_threads, "seconds": args.seconds,
+                   "warmup": args.warmup, "top_k": args.top_k, "server_threads": args.server_threads,
+                   "max_batch": args.max_batch, "model": str(args.model), "images": str(args.images),
+                   "captions": str(args.captions), "checkpoint": ckpt_state,
+                   "max_other": args.max_other, "retries": args.retries},
+        "queries": len(queries),
+        "index_size": next((p["index"]["images_in_index"] for p in results["passes"] if "index" in p), n_images),
+        "machine": machine_info(),
+        "wrk_version": wrk_version(),
+        "git": git_state(),
+    })
+    out_dir = REPO / "bench-results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / json_name).write_text(json.dumps(results, indent=1, default=str))
+    section = render(results)
+    print(section)
+    if not args.no_markdown:
+        update_markdown(REPO / "BENCHMARKS.md", section)
+        log(f"updated BENCHMARKS.md; raw results in bench-results/{json_name}")
+    else:
+        log(f"raw results in bench-results/{json_name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
