@@ -98,7 +98,7 @@ fn main() -> Result<()> {
     let skip = |part: &str| args.skip.iter().any(|s| s == part);
     let clean = Clean { max_foreign_share: args.max_foreign_share, retries: args.retries };
     let files = model_files::resolve(args.model.to_str().context("model path is not UTF-8")?, precision)?;
-    let env = runtime::init(args.ort_library.as_deref())?;
+    let env = runtime::init(args.ort_library.as_deref(), args.threads)?;
     let config = PreprocessConfig::from_file(&files.preprocessor_config)?;
     emit(json!({
         "kind": "meta",
@@ -149,7 +149,7 @@ fn main() -> Result<()> {
     // ---- image tower --------------------------------------------------------------------
     if !skip("image") || args.embeddings_out.is_some() {
         let t = Instant::now();
-        let mut image = OnnxImageEncoder::load(env, &files.vision_model, args.threads)?;
+        let mut image = OnnxImageEncoder::load(env, &files.vision_model)?;
         let load_s = t.elapsed().as_secs_f64();
         if !skip("image") {
             for &batch in &args.batches {
@@ -202,7 +202,7 @@ fn main() -> Result<()> {
         };
         let ids: Vec<Vec<i64>> = captions.iter().map(|c| tokenizer.encode(c).map(|t| t.ids)).collect::<Result<_, _>>()?;
         let mean_tokens = ids.iter().map(Vec::len).sum::<usize>() as f64 / ids.len() as f64;
-        let mut text = OnnxTextEncoder::load(env, &files.text_model, args.threads, tokenizer.pad_id())?;
+        let mut text = OnnxTextEncoder::load(env, &files.text_model, tokenizer.pad_id())?;
 
         let singles = batches_of(&ids, 1);
         let (times, m) = measure(&clean, args.seconds, &mut text, |i, text: &mut OnnxTextEncoder| {

@@ -623,6 +623,23 @@ def table(results: dict) -> list[str]:
     return rows
 
 
+def batch_distribution(buckets: dict) -> list[tuple[str, int]]:
+    """Cumulative Prometheus buckets (le -> count) as (range label, count) pairs."""
+    items = sorted(((float("inf") if k == "+Inf" else float(k)), v) for k, v in buckets.items())
+    out, prev_le, prev_n = [], 0.0, 0
+    for le, n in items:
+        lo = int(prev_le) + 1
+        if le == float("inf"):
+            label = f">{int(prev_le)}"
+        elif lo >= int(le):
+            label = f"{int(le)}"
+        else:
+            label = f"{lo}–{int(le)}"
+        out.append((label, n - prev_n))
+        prev_le, prev_n = le, n
+    return out
+
+
 def interpret(results: dict) -> list[str]:
     out = []
     for p in results["passes"]:
@@ -636,31 +653,43 @@ def interpret(results: dict) -> list[str]:
         ba, bb = a["server"]["avg_text_batch"] or 1, b["server"]["avg_text_batch"] or 1
         qa, qb = per_query_model_ms(a), per_query_model_ms(b)
         model_hi = b["server"]["model_ms_per_text_batch"] or 0
-        busy = b["server"]["model_busy_s"] / b["seconds"] if b["seconds"] else 0
+        busy_lo = a["server"]["model_busy_s"] / a["seconds"] if a["seconds"] else 0
+        busy_hi = b["server"]["model_busy_s"] / b["seconds"] if b["seconds"] else 0
         mean_hi = b["wrk"]["latency_us"]["mean"] / 1e3
         little = 1e3 * hi / rb if rb else 0
         change = rb / ra if ra else 0
-        if change >= 1.15:
-            trend = f"raises throughput {change:.1f}× ({fmt(ra)} → {fmt(rb)} req/s)"
-        elif change <= 0.87:
-            trend = f"*lowers* throughput to {change:.2f}× ({fmt(ra)} → {fmt(rb)} req/s)"
-        else:
-            trend = f"leaves throughput about flat ({fmt(ra)} → {fmt(rb)} req/s)"
-        if qa and qb and qb < qa * 0.87:
-            why = (f"batching makes each query cheaper: the batcher packed {bb:.1f} queries per model call on "
-                   f"average (vs {ba:.1f}), and the model time per query fell from {fmt(qa, 2)} to {fmt(qb, 2)} ms")
-        else:
-            why = (f"the batcher did pack {bb:.1f} queries per model call on average (vs {ba:.1f}), but the model "
-                   f"time per query did not fall ({fmt(qa, 2)} ms alone, {fmt(qb, 2)} ms in those batches), most "
-                   f"likely because every text in a batch is padded to the batch's longest caption, which costs about "
-                   f"what the larger matrix products save")
-        peak = "" if best_c in (lo, hi) else f" (peak: {fmt(rbest)} req/s at {best_c} clients)"
-        out.append(
-            f"**{p['precision']}**: going from {lo} to {hi} concurrent clients {trend}{peak}; {why}. "
-            f"The text model was busy {100 * busy:.0f}% of the time at {hi} clients, so the server is saturated and "
-            f"the {hi}-client latency is queueing, not slower queries: the mean ({fmt(mean_hi)} ms) matches Little's "
-            f"law, clients / throughput = {fmt(little)} ms, and only {fmt(model_hi)} ms of it is the model call the "
-            f"query rides in; the rest is waiting for the calls ahead of it.")
+        peak = "" if best_c in (lo, hi) else f"; peak {fmt(rbest)} req/s at {best_c} clients"
+        text = (f"**{p['precision']}**: from {lo} to {hi} concurrent clients throughput goes {fmt(ra)} → {fmt(rb)} "
+                f"req/s ({change:.2f}×{peak}). ")
+        if qa and qb:
+            saving = 1 - qb / qa
+            sign = "−" if saving > 0 else "+"
+            text += (f"Two effects: the text model is busy {100 * busy_lo:.0f}% of the time at {lo} client and "
+                     f"{100 * busy_hi:.0f}% at {hi} (HTTP, tokenising and ranking then overlap inference instead of "
+                     f"running between model calls); and the batcher packs {bb:.1f} queries per model call, which "
+                     f"changes the model time per query from {fmt(qa, 2)} to {fmt(qb, 2)} ms "
+                     f"({sign}{abs(100 * saving):.0f}%)")
+            if saving < 0.2:
+                text += (", a small saving, most likely because every text in a batch is padded to the batch's "
+                         "longest caption, which eats most of what the larger matrix products save")
+            text += ". "
+        text += (f"The {hi}-client latency is queueing, not slower queries: the mean ({fmt(mean_hi)} ms) matches "
+                 f"Little's law for a saturated server, clients / throughput = {fmt(little)} ms, and only "
+                 f"{fmt(model_hi)} ms of it is the model call the query rides in; the rest is waiting for the calls "
+                 f"ahead of it.")
+        out.append(text)
+        dist = batch_distribution(b["server"]["text_batch_size_buckets"])
+        if dist:
+            total = sum(n for _, n in dist)
+            small = sum(n for label, n in dist if label in ("1", "2", "3–4"))
+            parts = ", ".join(f"{label}: {n}" for label, n in dist if n)
+            line = f"{p['precision']} at {hi} clients, model calls by texts per call: {parts}."
+            big = sum(n for label, n in dist if label in ("17–32", "33–64", "65–128", ">128"))
+            if total and small / total >= 0.2 and big / total >= 0.3:
+                line += (" The sizes alternate between large and small: the batcher takes whatever is queued the "
+                         "moment the model frees up, so the clients answered by a large call come back just after "
+                         "the next (small) call has started and wait it out.")
+            out.append(line)
     byp = {p["precision"]: {l["connections"]: l["wrk"]["rps"] for l in p["levels"]} for p in results["passes"]}
     if "fp32" in byp and "quantized" in byp:
         common = sorted(set(byp["fp32"]) & set(byp["quantized"]))
@@ -775,7 +804,14 @@ def main(argv=None) -> int:
                     help="re-measure a level when other processes used more than this share of the CPUs (default 0.10)")
     ap.add_argument("--retries", type=int, default=3, help="re-measurements per level at most (default 3)")
     ap.add_argument("--no-markdown", action="store_true", help="do not rewrite BENCHMARKS.md")
+    ap.add_argument("--from-json", type=Path, help="measure nothing: re-render BENCHMARKS.md from a saved results file")
     args = ap.parse_args(argv)
+    if args.from_json:
+        section = render(json.loads(args.from_json.read_text()))
+        print(section)
+        if not args.no_markdown:
+            update_markdown(REPO / "BENCHMARKS.md", section)
+        return 0
     args.connections = [int(c) for c in args.connections.split(",")]
     args.model = args.model.resolve()
     args.images = args.images.resolve()
@@ -790,6 +826,7 @@ def main(argv=None) -> int:
     if not args.no_build:
         wait_quiet(args.wait_quiet)
     binary = build_binary(args.no_build)
+    git = git_state()  # the state the binary was built from
     queries = load_queries(args.captions)
     n_images = sum(1 for p in args.images.iterdir() if p.is_file())
 
@@ -822,7 +859,7 @@ def main(argv=None) -> int:
         "index_size": next((p["index"]["images_in_index"] for p in results["passes"] if "index" in p), n_images),
         "machine": machine_info(),
         "wrk_version": wrk_version(),
-        "git": git_state(),
+        "git": git,
     })
     out_dir = REPO / "bench-results"
     out_dir.mkdir(exist_ok=True)

@@ -19,11 +19,11 @@ fn preprocess_config() -> PreprocessConfig {
 }
 
 fn image_encoder(file: &str) -> OnnxImageEncoder {
-    OnnxImageEncoder::load(ort_env(), &tiny_model().join("onnx").join(file), 2).unwrap()
+    OnnxImageEncoder::load(ort_env(), &tiny_model().join("onnx").join(file)).unwrap()
 }
 
 fn text_encoder(file: &str) -> OnnxTextEncoder {
-    OnnxTextEncoder::load(ort_env(), &tiny_model().join("onnx").join(file), 2, tokenizer().pad_id()).unwrap()
+    OnnxTextEncoder::load(ort_env(), &tiny_model().join("onnx").join(file), tokenizer().pad_id()).unwrap()
 }
 
 fn our_pixels(name: &str) -> Array3<f32> {

@@ -74,11 +74,11 @@ impl ClipModel {
     /// Finds, loads and warms up both towers. Blocking: run it off the async runtime.
     pub fn load(options: &ModelOptions) -> Result<Self, LoadError> {
         let files = model_files::resolve(&options.source, options.precision)?;
-        let env = runtime::init(options.ort_library.as_deref())?;
+        let env = runtime::init(options.ort_library.as_deref(), options.threads)?;
         let tokenizer = ClipTokenizer::from_file(&files.tokenizer)?;
         let preprocess = PreprocessConfig::from_file(&files.preprocessor_config)?;
-        let mut text_encoder = OnnxTextEncoder::load(env, &files.text_model, options.threads, tokenizer.pad_id())?;
-        let mut image_encoder = OnnxImageEncoder::load(env, &files.vision_model, options.threads)?;
+        let mut text_encoder = OnnxTextEncoder::load(env, &files.text_model, tokenizer.pad_id())?;
+        let mut image_encoder = OnnxImageEncoder::load(env, &files.vision_model)?;
 
         // Warm up both towers once: this proves the files are CLIP towers that agree on a
         // dimension before the service calls itself ready, and pays one-off allocation costs now.

@@ -22,15 +22,12 @@ pub trait ImageEncoder: Send {
     fn encode(&mut self, batch: &[Array3<f32>]) -> Result<Vec<Vec<f32>>, EmbedError>;
 }
 
-fn open(env: &Environment, path: &Path, threads: usize, tower: &'static str) -> Result<Session, LoadError> {
+/// Sessions run on the environment's shared thread pool (see `runtime::init`).
+fn open(env: &Environment, path: &Path, tower: &'static str) -> Result<Session, LoadError> {
     let session_err = |message: String| LoadError::Session { path: path.to_path_buf(), message };
     Session::builder(env)
         .map_err(|e| session_err(e.to_string()))?
         .with_optimization_level(GraphOptimizationLevel::Level3)
-        .map_err(|e| session_err(e.to_string()))?
-        .with_intra_threads(threads)
-        .map_err(|e| session_err(e.to_string()))?
-        .with_inter_threads(1)
         .map_err(|e| session_err(e.to_string()))?
         .commit_from_file(path)
         .map_err(|e| {
@@ -73,8 +70,8 @@ pub struct OnnxTextEncoder {
 }
 
 impl OnnxTextEncoder {
-    pub fn load(env: &Environment, path: &Path, threads: usize, pad_id: i64) -> Result<Self, LoadError> {
-        let session = open(env, path, threads, "text")?;
+    pub fn load(env: &Environment, path: &Path, pad_id: i64) -> Result<Self, LoadError> {
+        let session = open(env, path, "text")?;
         if !has_input(&session, "input_ids") {
             return Err(LoadError::BadModel { path: path.to_path_buf(), tower: "text", message: "no `input_ids` input".into() });
         }
@@ -114,8 +111,8 @@ pub struct OnnxImageEncoder {
 }
 
 impl OnnxImageEncoder {
-    pub fn load(env: &Environment, path: &Path, threads: usize) -> Result<Self, LoadError> {
-        let session = open(env, path, threads, "vision")?;
+    pub fn load(env: &Environment, path: &Path) -> Result<Self, LoadError> {
+        let session = open(env, path, "vision")?;
         if !has_input(&session, "pixel_values") {
             return Err(LoadError::BadModel { path: path.to_path_buf(), tower: "vision", message: "no `pixel_values` input".into() });
         }

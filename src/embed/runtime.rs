@@ -14,8 +14,10 @@ pub const ORT_WHEEL_VERSION: &str = "1.32.0";
 
 static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
 
-/// Initialises ONNX Runtime from `explicit` or the first library found; later calls reuse it.
-pub fn init(explicit: Option<&Path>) -> Result<&'static ort::environment::Environment, LoadError> {
+/// Initialises ONNX Runtime from `explicit` or the first library found, with one process-wide
+/// pool of `threads` compute threads that every session shares (the text and image towers
+/// running at once would otherwise put two full pools on the same cores). Later calls reuse it.
+pub fn init(explicit: Option<&Path>, threads: usize) -> Result<&'static ort::environment::Environment, LoadError> {
     let mut failure = None;
     let env = ENVIRONMENT.get_or_init(|| {
         let path = match locate(explicit) {
@@ -27,9 +29,14 @@ pub fn init(explicit: Option<&Path>) -> Result<&'static ort::environment::Enviro
             }
         };
         tracing::info!(path = %path.display(), "loading ONNX Runtime");
-        let built = ort::init_from(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| b.with_name("visionquery").build().map_err(|e| e.to_string()));
+        // The library must be loaded (init_from) before any other ONNX Runtime call.
+        let built = ort::init_from(&path).map_err(|e| e.to_string()).and_then(|builder| {
+            let pool = ort::environment::GlobalThreadPoolOptions::default()
+                .with_intra_threads(threads.max(1))
+                .and_then(|p| p.with_inter_threads(1))
+                .map_err(|e| e.to_string())?;
+            builder.with_name("visionquery").with_global_thread_pool(pool).build().map_err(|e| e.to_string())
+        });
         built.map_err(|message| {
             let err = LoadError::Runtime { path, message };
             let msg = err.to_string();

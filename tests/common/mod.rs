@@ -53,7 +53,7 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 pub fn ort_env() -> &'static ort::environment::Environment {
-    visionquery::embed::runtime::init(None).expect("ONNX Runtime: run scripts/install-runtime.sh (the test script does)")
+    visionquery::embed::runtime::init(None, 2).expect("ONNX Runtime: run scripts/install-runtime.sh (the test script does)")
 }
 
 pub fn exists(path: &Path) -> bool {
