@@ -664,12 +664,15 @@ def interpret(results: dict) -> list[str]:
         if qa and qb:
             saving = 1 - qb / qa
             sign = "−" if saving > 0 else "+"
-            text += (f"Two effects: the text model is busy {100 * busy_lo:.0f}% of the time at {lo} client and "
+            text += (f"Behind this: the text model is busy {100 * busy_lo:.0f}% of the time at {lo} client and "
                      f"{100 * busy_hi:.0f}% at {hi} (HTTP, tokenising and ranking then overlap inference instead of "
                      f"running between model calls); and the batcher packs {bb:.1f} queries per model call, which "
                      f"changes the model time per query from {fmt(qa, 2)} to {fmt(qb, 2)} ms "
                      f"({sign}{abs(100 * saving):.0f}%)")
-            if saving < 0.2:
+            if saving <= 0:
+                text += (", i.e. batching saves nothing here, most likely because every text in a batch is padded to "
+                         "the batch's longest caption, which eats what the larger matrix products save")
+            elif saving < 0.2:
                 text += (", a small saving, most likely because every text in a batch is padded to the batch's "
                          "longest caption, which eats most of what the larger matrix products save")
             text += ". "
