@@ -126,7 +126,11 @@ enum Prepared {
 impl Engine {
     pub fn new(embedder: Embedder, store: Arc<dyn VectorStore>, roots: ImageRoots, limits: DecodeLimits, dirs: DataDirs) -> Self {
         metrics::index_size(store.count());
-        // Uploaded files are ours to serve like files under a root.
+        // Uploaded files are ours to serve like files under a root. Create the folder now so the
+        // root is known by its canonical path (a symlinked data dir would otherwise not match).
+        if let Err(e) = std::fs::create_dir_all(&dirs.uploads) {
+            tracing::warn!(dir = %dirs.uploads.display(), error = %e, "cannot create the uploads folder");
+        }
         let roots = roots.with_internal_root(&dirs.uploads);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self { embedder, store, roots, limits, dirs, bound_model: Mutex::new(None), decoding: tokio::sync::Semaphore::new(cores) }
