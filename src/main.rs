@@ -168,7 +168,7 @@ async fn index(dir: PathBuf, recursive: bool, common: CommonArgs) -> Result<()> 
     if files.is_empty() {
         bail!("no image files (jpg, png, webp, gif, bmp, tiff) in {}{}", dir.display(), if recursive { "" } else { " (use --recursive for sub-folders)" });
     }
-    let engine = Arc::new(load_engine(&common, ImageRoots::new(&[dir.clone()])).await?);
+    let engine = Arc::new(load_engine(&common, ImageRoots::new(std::slice::from_ref(&dir))).await?);
 
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(

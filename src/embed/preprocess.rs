@@ -269,9 +269,12 @@ fn bicubic() -> u8 {
 fn one_over_255() -> f64 {
     1.0 / 255.0
 }
+// The published CLIP values, kept digit for digit as in `preprocessor_config.json`.
+#[allow(clippy::excessive_precision)]
 fn clip_mean() -> [f32; 3] {
     [0.481_454_66, 0.457_827_5, 0.408_210_73]
 }
+#[allow(clippy::excessive_precision)]
 fn clip_std() -> [f32; 3] {
     [0.268_629_54, 0.261_302_58, 0.275_777_11]
 }
@@ -394,6 +397,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::excessive_precision)]
     fn tensor_has_model_shape_and_normalised_values() {
         let img = RgbImage::from_pixel(300, 200, image::Rgb([255, 0, 128]));
         let t = pixel_tensor(&img, &clip()).unwrap();

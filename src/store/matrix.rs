@@ -34,6 +34,10 @@ impl Matrix {
         self.ids.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
     /// Inserts or overwrites the row of `id`. The caller checks the dimension.
     pub fn upsert(&mut self, id: &str, vector: &[f32]) -> bool {
         debug_assert_eq!(vector.len(), self.dim);
