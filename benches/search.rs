@@ -140,7 +140,10 @@ fn main() {
     let store_row = serde_json::json!({"images": n, "bulk_write_s": write_s, "load_s": load_s, "search_p50_ms": percentile(&lat, 0.5),
         "search_p99_ms": percentile(&lat, 0.99), "memory_bytes_per_image": store_bytes, "disk_bytes_per_image": disk});
 
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default();
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let result = serde_json::json!({"cpu": cpu, "threads": 1, "matrix": rows, "store": store_row});
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -157,8 +160,12 @@ fn update_benchmarks_md(root: &std::path::Path, rows: &[serde_json::Value], stor
     for r in rows {
         section.push_str(&format!(
             "| {} | {:.2} | {:.2} | {:.2} | {:.1}x | {:.0} B |\n",
-            r["vectors"], r["matrix_p50_ms"].as_f64().unwrap_or(0.0), r["matrix_p99_ms"].as_f64().unwrap_or(0.0),
-            r["loop_p50_ms"].as_f64().unwrap_or(0.0), r["speedup"].as_f64().unwrap_or(0.0), r["memory_bytes_per_vector"].as_f64().unwrap_or(0.0)
+            r["vectors"],
+            r["matrix_p50_ms"].as_f64().unwrap_or(0.0),
+            r["matrix_p99_ms"].as_f64().unwrap_or(0.0),
+            r["loop_p50_ms"].as_f64().unwrap_or(0.0),
+            r["speedup"].as_f64().unwrap_or(0.0),
+            r["memory_bytes_per_vector"].as_f64().unwrap_or(0.0)
         ));
     }
     section.push_str(&format!(

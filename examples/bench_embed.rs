@@ -180,8 +180,7 @@ fn main() -> Result<()> {
             for chunk in pixels.chunks(32) {
                 embeddings.extend(image.encode(chunk)?);
             }
-            let names: Vec<String> =
-                paths.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
+            let names: Vec<String> = paths.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
             let doc = json!({ "precision": precision.as_str(), "files": names, "embeddings": embeddings });
             std::fs::write(out, serde_json::to_vec(&doc)?).with_context(|| format!("writing {}", out.display()))?;
             emit(json!({ "kind": "embeddings", "path": out, "images": names.len() }));
@@ -192,12 +191,7 @@ fn main() -> Result<()> {
     if !skip("text") {
         let tokenizer = ClipTokenizer::from_file(&files.tokenizer)?;
         let captions: Vec<String> = match &args.captions {
-            Some(path) => std::fs::read_to_string(path)?
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from)
-                .collect(),
+            Some(path) => std::fs::read_to_string(path)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
             None => DEFAULT_CAPTIONS.iter().map(|s| s.to_string()).collect(),
         };
         let ids: Vec<Vec<i64>> = captions.iter().map(|c| tokenizer.encode(c).map(|t| t.ids)).collect::<Result<_, _>>()?;

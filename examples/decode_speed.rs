@@ -21,7 +21,9 @@ fn main() {
             }
             let img = image::load_from_memory(&bytes).expect("image");
             let s = long as f32 / img.width().max(img.height()) as f32;
-            let big = img.resize_exact((img.width() as f32 * s) as u32, (img.height() as f32 * s) as u32, image::imageops::FilterType::Triangle).to_rgb8();
+            let big = img
+                .resize_exact((img.width() as f32 * s) as u32, (img.height() as f32 * s) as u32, image::imageops::FilterType::Triangle)
+                .to_rgb8();
             let mut out = Vec::new();
             image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode_image(&big).expect("encode");
             out

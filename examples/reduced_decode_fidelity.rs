@@ -51,7 +51,13 @@ fn main() -> anyhow::Result<()> {
             .map(|p| {
                 let img = image::open(p)?;
                 let s = long as f32 / img.width().max(img.height()) as f32;
-                let big = img.resize_exact((img.width() as f32 * s) as u32, (img.height() as f32 * s) as u32, image::imageops::FilterType::CatmullRom).to_rgb8();
+                let big = img
+                    .resize_exact(
+                        (img.width() as f32 * s) as u32,
+                        (img.height() as f32 * s) as u32,
+                        image::imageops::FilterType::CatmullRom,
+                    )
+                    .to_rgb8();
                 let mut out = Vec::new();
                 image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90).encode_image(&big)?;
                 Ok(out)

@@ -58,11 +58,7 @@ pub enum PrecisionArg {
 
 impl CommonArgs {
     pub fn model_options(&self) -> ModelOptions {
-        let threads = if self.threads == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-        } else {
-            self.threads
-        };
+        let threads = if self.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { self.threads };
         ModelOptions {
             source: self.model.clone(),
             precision: match self.precision {

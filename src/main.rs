@@ -98,9 +98,7 @@ fn init_telemetry(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Opti
         None => None,
     };
     let traces = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("visionquery"))
-            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+        tracing_opentelemetry::layer().with_tracer(p.tracer("visionquery")).with_filter(tracing_subscriber::filter::LevelFilter::INFO)
     });
     tracing_subscriber::registry().with(logs.with_filter(filter)).with(traces).init();
     if let Some(endpoint) = otlp_endpoint {
@@ -166,7 +164,11 @@ async fn index(dir: PathBuf, recursive: bool, common: CommonArgs) -> Result<()> 
     }
     let files = jobs::image_files(&dir, recursive);
     if files.is_empty() {
-        bail!("no image files (jpg, png, webp, gif, bmp, tiff) in {}{}", dir.display(), if recursive { "" } else { " (use --recursive for sub-folders)" });
+        bail!(
+            "no image files (jpg, png, webp, gif, bmp, tiff) in {}{}",
+            dir.display(),
+            if recursive { "" } else { " (use --recursive for sub-folders)" }
+        );
     }
     let engine = Arc::new(load_engine(&common, ImageRoots::new(std::slice::from_ref(&dir))).await?);
 

@@ -183,8 +183,14 @@ fn bad_ingest_requests_get_clear_errors_and_change_nothing() {
     }
     let c = client();
     let url = format!("{}/ingest/image", server.url);
-    assert_eq!(error_code(c.post(&url).body("{\"path\": ").header("content-type", "application/json").send().unwrap(), 400), "malformed_json");
-    assert_eq!(error_code(c.post(&url).body("path=a.jpg").header("content-type", "text/plain").send().unwrap(), 415), "unsupported_media_type");
+    assert_eq!(
+        error_code(c.post(&url).body("{\"path\": ").header("content-type", "application/json").send().unwrap(), 400),
+        "malformed_json"
+    );
+    assert_eq!(
+        error_code(c.post(&url).body("path=a.jpg").header("content-type", "text/plain").send().unwrap(), 415),
+        "unsupported_media_type"
+    );
     let huge = json!({ "path": "x".repeat(200_000) });
     assert_eq!(error_code(c.post(&url).json(&huge).send().unwrap(), 413), "payload_too_large");
 
@@ -327,7 +333,8 @@ fn traces_are_exported_over_otlp_when_configured() {
                 data.extend_from_slice(&buf[..n]);
                 if let Some(pos) = data.windows(4).position(|w| w == b"\r\n\r\n") {
                     let head = String::from_utf8_lossy(&data[..pos]).to_lowercase();
-                    let length = head.lines().find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))).unwrap_or(0);
+                    let length =
+                        head.lines().find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))).unwrap_or(0);
                     break (pos + 4, length);
                 }
             };

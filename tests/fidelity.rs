@@ -136,11 +136,8 @@ fn every_encoding_of_a_picture_embeds_like_the_reference() {
         let target = expected;
         let cos = cosine(&ours, target);
         // The test can fail: the best match among the other pictures must be clearly worse.
-        let nearest_other = reference
-            .iter()
-            .filter(|r| &r.0 != name && cosine(&r.1, target) < 0.999)
-            .map(|r| cosine(&ours, &r.1))
-            .fold(f32::MIN, f32::max);
+        let nearest_other =
+            reference.iter().filter(|r| &r.0 != name && cosine(&r.1, target) < 0.999).map(|r| cosine(&ours, &r.1)).fold(f32::MIN, f32::max);
         println!("{name:32} cos {cos:.6} (nearest other picture {nearest_other:.4})");
         // The bar is 0.999; exact decoding and resizing give far better, so hold it.
         if cos < 0.9999 {

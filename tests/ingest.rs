@@ -78,7 +78,8 @@ fn a_directory_job_indexes_everything_reports_failures_and_skips_unchanged_files
     assert_eq!(flat["total"], 1, "{flat}");
 
     // A second run over the same folder skips every unchanged file.
-    let (_, again) = status_and_body(server.post_json("/ingest/directory", &json!({ "path": server.image_root.join("album"), "recursive": true })));
+    let (_, again) =
+        status_and_body(server.post_json("/ingest/directory", &json!({ "path": server.image_root.join("album"), "recursive": true })));
     let again = wait_job(&server, again["id"].as_str().unwrap(), finished);
     assert_eq!(again["indexed"], 0, "{again}");
     assert_eq!(again["skipped"], names.len());
@@ -257,7 +258,8 @@ fn image_to_image_search_by_id_and_by_uploaded_picture() {
     let decoded = image::open(shared_photos().join(&target)).unwrap();
     let mut png = Vec::new();
     decoded.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
-    let form = reqwest::blocking::multipart::Form::new().part("file", reqwest::blocking::multipart::Part::bytes(png).file_name("query.png"));
+    let form =
+        reqwest::blocking::multipart::Form::new().part("file", reqwest::blocking::multipart::Part::bytes(png).file_name("query.png"));
     let r = common::server::client().post(format!("{}/search/image?top_k=2", server.url)).multipart(form).send().unwrap();
     let (status, body) = status_and_body(r);
     assert_eq!(status, 200, "{body}");

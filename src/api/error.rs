@@ -82,7 +82,11 @@ impl From<JsonRejection> for ApiError {
 
 impl From<axum::extract::multipart::MultipartRejection> for ApiError {
     fn from(rejection: axum::extract::multipart::MultipartRejection) -> Self {
-        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", format!("expected multipart/form-data: {}", rejection.body_text()))
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("expected multipart/form-data: {}", rejection.body_text()),
+        )
     }
 }
 
@@ -128,10 +132,9 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::ModelMismatch { .. } => Self::new(StatusCode::CONFLICT, "model_mismatch", message),
             StoreError::Locked { .. } => Self::new(StatusCode::SERVICE_UNAVAILABLE, "index_locked", message).retry(5),
-            StoreError::DimensionMismatch { .. }
-            | StoreError::Database(_)
-            | StoreError::Corrupt(_)
-            | StoreError::Open { .. } => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "index_error", message),
+            StoreError::DimensionMismatch { .. } | StoreError::Database(_) | StoreError::Corrupt(_) | StoreError::Open { .. } => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "index_error", message)
+            }
         }
     }
 }

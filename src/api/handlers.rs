@@ -58,7 +58,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     (status = 413, description = "Body or image file too large", body = ErrorBody),
     (status = 422, description = "Not an image, corrupt, or too many pixels", body = ErrorBody),
     (status = 503, description = "Model loading or overloaded", body = ErrorBody)))]
-pub async fn ingest_image(State(state): State<AppState>, ApiJson(req): ApiJson<IngestImageRequest>) -> Result<ApiJson<IngestImageResponse>, ApiError> {
+pub async fn ingest_image(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<IngestImageRequest>,
+) -> Result<ApiJson<IngestImageResponse>, ApiError> {
     let ingested = state.engine.ingest_path(&req.path).await?;
     let duplicate = !ingested.is_new();
     Ok(ApiJson(IngestImageResponse { status: "ok", id: ingested.record.id, path: ingested.record.path, duplicate }))
@@ -101,10 +104,7 @@ pub async fn image_file(State(state): State<AppState>, Path(id): Path<String>) -
         .await
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "image_file_gone", format!("the file of image {id} is no longer readable")))?;
     Ok((
-        [
-            (header::CONTENT_TYPE, engine::content_type(&record.format)),
-            (header::CACHE_CONTROL, "private, max-age=3600"),
-        ],
+        [(header::CONTENT_TYPE, engine::content_type(&record.format)), (header::CACHE_CONTROL, "private, max-age=3600")],
         Body::from(bytes),
     )
         .into_response())
@@ -112,10 +112,17 @@ pub async fn image_file(State(state): State<AppState>, Path(id): Path<String>) -
 
 /// A page of indexed images.
 #[utoipa::path(get, path = "/images", tag = "images", params(ListImagesQuery), responses((status = 200, body = ImageList), (status = 400, body = ErrorBody)))]
-pub async fn list_images(State(state): State<AppState>, query: Result<Query<ListImagesQuery>, axum::extract::rejection::QueryRejection>) -> Result<ApiJson<ImageList>, ApiError> {
+pub async fn list_images(
+    State(state): State<AppState>,
+    query: Result<Query<ListImagesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<ApiJson<ImageList>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     if !(1..=1000).contains(&q.limit) {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit", format!("limit must be between 1 and 1000, got {}", q.limit)));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_limit",
+            format!("limit must be between 1 and 1000, got {}", q.limit),
+        ));
     }
     let engine = state.engine.clone();
     let (records, total) = tokio::task::spawn_blocking(move || engine.list_images(q.offset, q.limit))
@@ -143,11 +150,16 @@ pub async fn image_thumbnail(
     let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     let (min, max) = (engine::thumbnails::MIN_SIZE, engine::thumbnails::MAX_SIZE);
     if !(min..=max).contains(&q.size) {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_size", format!("size must be between {min} and {max}, got {}", q.size)));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_size",
+            format!("size must be between {min} and {max}, got {}", q.size),
+        ));
     }
     let jpeg = state.engine.thumbnail(&id, q.size).await?;
     // Ids are content hashes: a thumbnail of an id never changes.
-    Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")], Body::from(jpeg)).into_response())
+    Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")], Body::from(jpeg))
+        .into_response())
 }
 
 /// Upload one or more images (multipart parts named `files`); each is stored content-addressed
@@ -180,7 +192,13 @@ pub async fn ingest_upload(
                 if e.status.is_server_error() && e.status != StatusCode::INTERNAL_SERVER_ERROR {
                     return Err(e);
                 }
-                UploadResult { filename, status: "error", id: None, duplicate: None, error: Some(super::error::ErrorDetail { code: e.code, message: e.message }) }
+                UploadResult {
+                    filename,
+                    status: "error",
+                    id: None,
+                    duplicate: None,
+                    error: Some(super::error::ErrorDetail { code: e.code, message: e.message }),
+                }
             }
         };
         results.push(result);
@@ -229,7 +247,10 @@ pub async fn search_image(
 /// Index a whole folder in the background. Answers 202 with the job at once.
 #[utoipa::path(post, path = "/ingest/directory", tag = "ingest", request_body = IngestDirectoryRequest, responses(
     (status = 202, body = JobInfo), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn ingest_directory(State(state): State<AppState>, ApiJson(req): ApiJson<IngestDirectoryRequest>) -> Result<(StatusCode, ApiJson<JobInfo>), ApiError> {
+pub async fn ingest_directory(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<IngestDirectoryRequest>,
+) -> Result<(StatusCode, ApiJson<JobInfo>), ApiError> {
     let job = state.jobs.submit(&req.path, req.recursive)?;
     Ok((StatusCode::ACCEPTED, ApiJson(job.into())))
 }

@@ -87,11 +87,8 @@ impl ClipModel {
         // The warm-up batches are real inference: record them so the embedding series exist
         // from start-up (dashboards and alerts need them before the first request).
         let started = std::time::Instant::now();
-        let text_dim = text_encoder
-            .encode(&[probe_ids])
-            .map_err(|e| bad(&files.text_model, "text", e.to_string()))?
-            .first()
-            .map_or(0, Vec::len);
+        let text_dim =
+            text_encoder.encode(&[probe_ids]).map_err(|e| bad(&files.text_model, "text", e.to_string()))?.first().map_or(0, Vec::len);
         crate::metrics::embed_batch(Modality::Text.as_str(), 1, started.elapsed());
         let (h, w) = preprocess.output_size();
         let started = std::time::Instant::now();
@@ -102,7 +99,11 @@ impl ClipModel {
             .map_or(0, Vec::len);
         crate::metrics::embed_batch(Modality::Image.as_str(), 1, started.elapsed());
         if text_dim == 0 || text_dim != image_dim {
-            return Err(bad(&files.vision_model, "vision", format!("image embeddings have {image_dim} dimensions, text embeddings {text_dim}")));
+            return Err(bad(
+                &files.vision_model,
+                "vision",
+                format!("image embeddings have {image_dim} dimensions, text embeddings {text_dim}"),
+            ));
         }
         let fingerprint = fingerprint(&files, options.precision, text_dim)?;
 

@@ -40,7 +40,8 @@ pub fn resolve(source: &str, precision: Precision) -> Result<ModelFiles, LoadErr
             return Err(LoadError::MissingFiles {
                 source_name: source.to_string(),
                 missing,
-                hint: "export a checkpoint with scripts/export_clip_onnx.py or download the Hugging Face ONNX layout into this directory".into(),
+                hint: "export a checkpoint with scripts/export_clip_onnx.py or download the Hugging Face ONNX layout into this directory"
+                    .into(),
             });
         }
         return Ok(files_from(source, |f| path.join(f), precision));
@@ -127,10 +128,9 @@ mod tests {
         std::fs::write(dir.path().join("tokenizer.json"), "{}").unwrap();
         let err = resolve(dir.path().to_str().unwrap(), Precision::Quantized).unwrap_err();
         match err {
-            LoadError::MissingFiles { missing, .. } => assert_eq!(
-                missing,
-                ["onnx/vision_model_quantized.onnx", "onnx/text_model_quantized.onnx", "preprocessor_config.json"]
-            ),
+            LoadError::MissingFiles { missing, .. } => {
+                assert_eq!(missing, ["onnx/vision_model_quantized.onnx", "onnx/text_model_quantized.onnx", "preprocessor_config.json"])
+            }
             other => panic!("unexpected {other}"),
         }
     }

@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use ndarray::{Array2, Array3, Array4, ArrayViewD, Axis};
-use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::environment::Environment;
+use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::TensorRef;
 
 use super::error::{EmbedError, LoadError};

@@ -59,9 +59,7 @@ pub fn decode_reduced(bytes: &[u8], limits: &DecodeLimits, min_short_side: Optio
     if byte_count > limits.max_bytes {
         return Err(ImageError::TooManyBytes { bytes: byte_count, limit: limits.max_bytes });
     }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| ImageError::Corrupt(e.to_string()))?;
     let format = reader.format().ok_or(ImageError::UnsupportedFormat)?;
     let mut decoder = reader.into_decoder().map_err(classify)?;
     let (width, height) = decoder.dimensions();
@@ -78,7 +76,8 @@ pub fn decode_reduced(bytes: &[u8], limits: &DecodeLimits, min_short_side: Optio
         return Err(ImageError::Corrupt("JPEG data ends before the end-of-image marker (truncated file)".into()));
     }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let exact_jpeg = if format == ImageFormat::Jpeg { decode_jpeg_like_pillow(bytes, jpeg_scale(width, height, min_short_side))? } else { None };
+    let exact_jpeg =
+        if format == ImageFormat::Jpeg { decode_jpeg_like_pillow(bytes, jpeg_scale(width, height, min_short_side))? } else { None };
     let mut image = match exact_jpeg {
         Some(rgb) => DynamicImage::ImageRgb8(rgb),
         None => DynamicImage::from_decoder(decoder).map_err(classify)?,
@@ -418,9 +417,7 @@ mod tests {
     fn oversized_dimensions_are_refused_before_decoding() {
         // A PNG header claiming 100000 x 100000 pixels: the decoder must not try to allocate it.
         let mut png = Vec::new();
-        image::codecs::png::PngEncoder::new(&mut png)
-            .write_image(&[0u8; 3 * 4], 2, 2, image::ExtendedColorType::Rgb8)
-            .unwrap();
+        image::codecs::png::PngEncoder::new(&mut png).write_image(&[0u8; 3 * 4], 2, 2, image::ExtendedColorType::Rgb8).unwrap();
         // Patch IHDR width/height (bytes 16..24) and its CRC.
         png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
         png[20..24].copy_from_slice(&100_000u32.to_be_bytes());

@@ -95,11 +95,7 @@ fn library_in(dir: &Path) -> Option<PathBuf> {
     let mut versioned: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libonnxruntime.so.") && p.is_file())
-        })
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so.") && p.is_file()))
         .collect();
     versioned.sort();
     versioned.pop()

@@ -25,8 +25,7 @@ pub struct ClipTokenizer {
 
 impl ClipTokenizer {
     pub fn from_file(path: &Path) -> Result<Self, LoadError> {
-        let mut inner = Tokenizer::from_file(path)
-            .map_err(|e| LoadError::File { path: path.to_path_buf(), message: e.to_string() })?;
+        let mut inner = Tokenizer::from_file(path).map_err(|e| LoadError::File { path: path.to_path_buf(), message: e.to_string() })?;
         // Padding is the batcher's job (it pads to the longest text of each batch).
         inner.with_padding(None);
         inner

@@ -238,7 +238,8 @@ impl JobManager {
     pub fn submit(&self, requested: &str, recursive: bool) -> Result<JobView, EngineError> {
         let dir = self.engine.roots().resolve_dir(requested)?;
         let now = OffsetDateTime::now_utc();
-        let id = blake3::hash(format!("{}{}{}", dir.display(), now.unix_timestamp_nanos(), std::process::id()).as_bytes()).to_hex()[..12].to_string();
+        let id = blake3::hash(format!("{}{}{}", dir.display(), now.unix_timestamp_nanos(), std::process::id()).as_bytes()).to_hex()[..12]
+            .to_string();
         let job = Job::new(JobRecord {
             id,
             path: dir.display().to_string(),

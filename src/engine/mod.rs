@@ -420,11 +420,8 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), EngineE
 /// A safe file name from an uploaded one: its last component, with anything unusual replaced.
 fn upload_file_name(original: &str, extension: &str) -> String {
     let base = original.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String = base
-        .chars()
-        .map(|c| if c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | ' ') { c } else { '_' })
-        .take(120)
-        .collect();
+    let cleaned: String =
+        base.chars().map(|c| if c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | ' ') { c } else { '_' }).take(120).collect();
     let cleaned = cleaned.trim_matches(|c| c == '.' || c == ' ');
     if cleaned.is_empty() {
         format!("upload.{extension}")

@@ -69,7 +69,8 @@ impl EmbeddedStore {
         let mut matrix = Matrix::new(dim);
         for entry in vectors.iter().map_err(db_err)? {
             let (id, bytes) = entry.map_err(db_err)?;
-            let vector = decode_vector(bytes.value(), dim).ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", id.value())))?;
+            let vector = decode_vector(bytes.value(), dim)
+                .ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", id.value())))?;
             matrix.upsert(id.value(), &vector);
         }
         tracing::info!(images = matrix.len(), dim, path = %self.path.display(), "index loaded");
@@ -142,7 +143,8 @@ impl VectorStore for EmbeddedStore {
             let mut paths = txn.open_table(PATHS).map_err(db_err)?;
             for (record, vector) in items {
                 let json = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let previous = images.insert(record.id.as_str(), json.as_slice()).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
+                let previous =
+                    images.insert(record.id.as_str(), json.as_slice()).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
                 if let Some(previous) = previous.filter(|p| p.path != record.path) {
                     // The image moved: its old path no longer names it.
                     if paths.get(previous.path.as_str()).map_err(db_err)?.is_some_and(|id| id.value() == record.id) {
@@ -184,7 +186,8 @@ impl VectorStore for EmbeddedStore {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let txn = self.db.begin_write().map_err(db_err)?;
         let existed = {
-            let removed = txn.open_table(IMAGES).map_err(db_err)?.remove(id).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
+            let removed =
+                txn.open_table(IMAGES).map_err(db_err)?.remove(id).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
             txn.open_table(VECTORS).map_err(db_err)?.remove(id).map_err(db_err)?;
             if let Some(record) = &removed {
                 let mut paths = txn.open_table(PATHS).map_err(db_err)?;

@@ -130,8 +130,7 @@ mod tests {
             all.push((format!("{i:04}"), v));
         }
         let q: Vec<f32> = (0..dim).map(|_| rand()).collect();
-        let mut expected: Vec<(String, f32)> =
-            all.iter().map(|(id, v)| (id.clone(), v.iter().zip(&q).map(|(a, b)| a * b).sum())).collect();
+        let mut expected: Vec<(String, f32)> = all.iter().map(|(id, v)| (id.clone(), v.iter().zip(&q).map(|(a, b)| a * b).sum())).collect();
         expected.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let got = m.top_k(&q, 10);
         for ((gid, gs), (eid, es)) in got.iter().zip(&expected) {
