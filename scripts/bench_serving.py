@@ -3,25 +3,29 @@
 
 One command does everything (standard library only; needs `wrk`, Debian package `wrk`):
 
-    python3 scripts/bench_serving.py                      # fp32 and quantized, 20 s per level
-    python3 scripts/bench_serving.py --no-quantized --seconds 5 --wait-quiet 0   # quick look
+    python3 scripts/bench_serving.py                      # fp32 and quantized, 3 rounds of 15 s per level
+    python3 scripts/bench_serving.py --no-quantized --rounds 1 --seconds 5 --wait-quiet 0   # quick look
+    python3 scripts/bench_serving.py --from-json bench-results/serving-<ts>.json  # re-render only
 
 1. builds the release binary (`cargo build --release --locked`) and, if missing, the
    random-weight ViT-B/32 CLIP checkpoint in .cache/bench/vit-b32/ (scripts/export_clip_onnx.py
    run by the reference Python: /root/vqref, .cache/bench/venv, or a new venv made from
    scripts/requirements-reference.txt). Speed does not depend on the weight values;
-2. for each precision, starts `target/release/visionquery serve` on a free loopback port with a
-   fresh data directory, waits for `GET /ready`, and indexes the shared COCO photos with a
-   `POST /ingest/directory` job (the photos are read in place, never copied);
-3. runs `wrk --latency` at 1, 8 and 32 connections (a discarded warm-up run first, then a fixed
-   duration). A generated Lua script POSTs `/search {"query": <caption>, "top_k": 10}` bodies
-   rotating through the real COCO captions (each wrk thread starts at a different caption) and
-   counts response statuses;
+2. starts one `target/release/visionquery serve` per precision (fp32, and quantized unless
+   --no-quantized) on free loopback ports with fresh data directories, waits for `GET /ready`,
+   and indexes the shared COCO photos into each with a `POST /ingest/directory` job (the photos
+   are read in place, never copied). An idle server uses no CPU, so both stay up;
+3. runs `wrk --latency` at 1, 8 and 32 connections against each server (a discarded warm-up run
+   first, then a fixed duration), repeated --rounds times with the precisions interleaved so slow
+   drift of a shared machine hits both alike; each level reports its median-throughput round.
+   A generated Lua script POSTs `/search {"query": <caption>, "top_k": 10}` bodies rotating
+   through the real COCO captions (each wrk thread starts at a different caption) and counts
+   response statuses;
 4. reads the server's `/metrics` before and after every run: the average text batch the dynamic
    batcher formed (`vq_embed_batch_size{modality="text"}` sum / count), the mean model time per
-   text batch, and `/search` responses by status; records the CPU used by the server, by wrk and
-   by other processes during every run;
-5. stops the server (always), prints a table, writes bench-results/serving-<UTC timestamp>.json
+   text batch, the batch-size histogram and `/search` responses by status; records the CPU used
+   by the server, by wrk and by other processes during every run;
+5. stops the servers (always), prints a table, writes bench-results/serving-<UTC timestamp>.json
    and rewrites the section between the `bench:serving` markers in BENCHMARKS.md.
 
 Before building and before every measured run the script waits (up to --wait-quiet seconds) until
@@ -256,8 +260,10 @@ def http(method: str, url: str, body=None, timeout: float = 30.0):
 class Server:
     def __init__(self, binary: Path, model: Path, precision: str, images: Path, threads: int, max_batch: int | None,
                  workdir: Path):
+        self.precision = precision
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.log_mark = 0
         self.data_dir = workdir / f"data-{precision}"
         self.log_path = workdir / f"server-{precision}.log"
         self.cmd = [str(binary), "serve", "--model", str(model), "--data-dir", str(self.data_dir),
@@ -490,62 +496,99 @@ def run_wrk(base: str, lua: Path, connections: int, threads: int, seconds: float
 # ---------------------------------------------------------------------------------------------
 
 
-def run_pass(precision: str, args, binary: Path, lua: Path, workdir: Path, queries: list[str]) -> dict:
-    server = Server(binary, args.model, precision, args.images, args.server_threads, args.max_batch, workdir)
-    out = {"precision": precision, "server_command": None, "levels": []}
-    try:
-        out["ready_s"] = server.start()
-        out["server_command"] = " ".join(server.cmd)
-        log(f"  ready after {out['ready_s']:.1f} s on port {server.port}; indexing {args.images}")
-        job = server.index(args.images)
-        out["index"] = {k: job[k] for k in ("total", "indexed", "skipped", "failed", "wall_s")}
-        log(f"  indexed {job['indexed']}/{job['total']} photos in {job['wall_s']:.1f} s ({job['failed']} failed)")
-        status, ready = http("GET", server.base + "/ready")
-        out["index"]["images_in_index"] = ready["index"]["images"] if isinstance(ready, dict) else None
-        # Sanity: one query answers top_k results from the index.
-        status, body = http("POST", server.base + "/search", {"query": queries[0], "top_k": args.top_k})
-        if status != 200 or len(body.get("results", [])) != min(args.top_k, out["index"]["images_in_index"] or 0):
-            raise RuntimeError(f"sanity search failed: {status} {str(body)[:300]}")
-        log_mark = len(server.log_lines())
-
-        for c in args.connections:
-            t = min(c, args.wrk_threads)
-            discarded = []
-            for attempt in range(args.retries + 1):
-                q = wait_quiet(args.wait_quiet, exclude_pids=[server.proc.pid])
-                if args.warmup > 0:
-                    run_wrk(server.base, lua, c, t, args.warmup, args.wrk_timeout)
-                before = server.metrics()
-                with CpuMonitor([server.proc.pid]) as mon:
-                    res = run_wrk(server.base, lua, c, t, args.seconds, args.wrk_timeout)
-                after = server.metrics()
-                if mon.foreign_share <= args.max_other or attempt == args.retries:
-                    break
-                log(f"  c={c}: other processes used {100 * mon.foreign_share:.0f}% of the CPUs during the run "
-                    f"({res['rps']:.1f} req/s); discarding it and measuring again")
-                discarded.append({"foreign_share": mon.foreign_share, "rps": res["rps"], "latency_us": res["latency_us"]})
-            level = {"connections": c, "wrk_threads": t, "seconds": args.seconds, "wrk": res,
-                     "server": metric_deltas(before, after),
-                     "queue_depth_after": metric_sum(after, "vq_embed_queue_depth", modality="text"),
-                     "cpu": {"server_cores": mon.pids_cores, "wrk_cores": mon.children_cores,
-                             "foreign_share": mon.foreign_share, "logical_cpus": mon.cpus},
-                     "quiet_wait": q, "discarded_attempts": discarded}
-            out["levels"].append(level)
-            lat = res["latency_us"]
-            log(f"  c={c:>3} t={t}: {res['rps']:7.1f} req/s  p50 {lat['p50'] / 1e3:7.1f} ms  p90 {lat['p90'] / 1e3:7.1f}"
-                f"  p99 {lat['p99'] / 1e3:7.1f}  max {lat['max'] / 1e3:7.1f}  non-200 {res['requests'] - res['status']['200']}"
-                f"  socket errors {sum(v for k, v in res['errors'].items() if k != 'status')}"
-                f"  avg text batch {fmt(level['server']['avg_text_batch'], 2)}"
-                f"  server {mon.pids_cores:.2f} cores, wrk {mon.children_cores:.2f}, other {100 * mon.foreign_share:.0f}%")
-
-        status, _ = http("GET", server.base + "/ready")
-        out["ready_after_load"] = status
-        lines = server.log_lines()[log_mark:]
-        noisy = [l for l in lines if re.search(r"\b(WARN|ERROR)\b", l)]
-        out["server_log"] = {"lines_during_load": len(lines), "warn_or_error": len(noisy), "examples": noisy[:10]}
-    finally:
-        out["exit_code"] = server.stop()
+def prepare(server: "Server", args, queries: list[str]) -> dict:
+    """Starts a server, indexes the photos and checks one query; returns the pass record."""
+    out = {"precision": server.precision, "server_command": " ".join(server.cmd), "levels": []}
+    out["ready_s"] = server.start()
+    log(f"  ready after {out['ready_s']:.1f} s on port {server.port}; indexing {args.images}")
+    job = server.index(args.images)
+    out["index"] = {k: job[k] for k in ("total", "indexed", "skipped", "failed", "wall_s")}
+    log(f"  indexed {job['indexed']}/{job['total']} photos in {job['wall_s']:.1f} s ({job['failed']} failed)")
+    status, ready = http("GET", server.base + "/ready")
+    out["index"]["images_in_index"] = ready["index"]["images"] if isinstance(ready, dict) else None
+    # Sanity: one query answers top_k results from the index.
+    status, body = http("POST", server.base + "/search", {"query": queries[0], "top_k": args.top_k})
+    if status != 200 or len(body.get("results", [])) != min(args.top_k, out["index"]["images_in_index"] or 0):
+        raise RuntimeError(f"sanity search failed: {status} {str(body)[:300]}")
+    server.log_mark = len(server.log_lines())
     return out
+
+
+def measure_level(server: "Server", c: int, args, lua: Path) -> dict:
+    """One wrk run at `c` connections (after a discarded warm-up), re-measured while other
+    processes used more than --max-other of the CPUs. Idle servers of other precisions are not
+    excluded from "other" CPU (they use none when idle)."""
+    t = min(c, args.wrk_threads)
+    discarded = []
+    for attempt in range(args.retries + 1):
+        q = wait_quiet(args.wait_quiet, exclude_pids=[server.proc.pid])
+        if args.warmup > 0:
+            run_wrk(server.base, lua, c, t, args.warmup, args.wrk_timeout)
+        before = server.metrics()
+        with CpuMonitor([server.proc.pid]) as mon:
+            res = run_wrk(server.base, lua, c, t, args.seconds, args.wrk_timeout)
+        after = server.metrics()
+        if mon.foreign_share <= args.max_other or attempt == args.retries:
+            break
+        log(f"  c={c}: other processes used {100 * mon.foreign_share:.0f}% of the CPUs during the run "
+            f"({res['rps']:.1f} req/s); discarding it and measuring again")
+        discarded.append({"foreign_share": mon.foreign_share, "rps": res["rps"], "latency_us": res["latency_us"]})
+    level = {"connections": c, "wrk_threads": t, "seconds": args.seconds, "wrk": res,
+             "server": metric_deltas(before, after),
+             "queue_depth_after": metric_sum(after, "vq_embed_queue_depth", modality="text"),
+             "cpu": {"server_cores": mon.pids_cores, "wrk_cores": mon.children_cores,
+                     "foreign_share": mon.foreign_share, "logical_cpus": mon.cpus},
+             "quiet_wait": q, "discarded_attempts": discarded}
+    lat = res["latency_us"]
+    log(f"  {server.precision:>9} c={c:>3} t={t}: {res['rps']:7.1f} req/s  p50 {lat['p50'] / 1e3:7.1f} ms"
+        f"  p90 {lat['p90'] / 1e3:7.1f}  p99 {lat['p99'] / 1e3:7.1f}  max {lat['max'] / 1e3:7.1f}"
+        f"  non-200 {res['requests'] - res['status']['200']}"
+        f"  socket errors {sum(v for k, v in res['errors'].items() if k != 'status')}"
+        f"  avg text batch {fmt(level['server']['avg_text_batch'], 2)}"
+        f"  server {mon.pids_cores:.2f} cores, wrk {mon.children_cores:.2f}, other {100 * mon.foreign_share:.0f}%")
+    return level
+
+
+def median_round(rounds: list[dict]) -> dict:
+    """The round with the median throughput (the lower middle one for an even count), with a
+    summary of all rounds attached."""
+    order = sorted(rounds, key=lambda l: l["wrk"]["rps"])
+    chosen = dict(order[(len(order) - 1) // 2])
+    chosen["rounds"] = [{"rps": l["wrk"]["rps"], "p50_us": l["wrk"]["latency_us"]["p50"],
+                         "p99_us": l["wrk"]["latency_us"]["p99"], "max_us": l["wrk"]["latency_us"]["max"],
+                         "avg_text_batch": l["server"]["avg_text_batch"], "foreign_share": l["cpu"]["foreign_share"],
+                         "non_200": l["wrk"]["requests"] - l["wrk"]["status"]["200"]} for l in rounds]
+    chosen["all_rounds"] = rounds
+    return chosen
+
+
+def run_all(precisions: list[str], args, binary: Path, lua: Path, workdir: Path, queries: list[str]) -> list[dict]:
+    """All servers up at once (an idle one uses no CPU); rounds interleave the precisions so slow
+    drift of the machine hits them alike; each level reports its median round."""
+    servers = [Server(binary, args.model, pr, args.images, args.server_threads, args.max_batch, workdir)
+               for pr in precisions]
+    passes = []
+    try:
+        for server in servers:
+            log(f"== {server.precision}: start and index")
+            passes.append(prepare(server, args, queries))
+        raw = {(sv.precision, c): [] for sv in servers for c in args.connections}
+        for r in range(args.rounds):
+            log(f"== round {r + 1}/{args.rounds}")
+            for server in servers:
+                for c in args.connections:
+                    raw[(server.precision, c)].append(measure_level(server, c, args, lua))
+        for server, out in zip(servers, passes):
+            out["levels"] = [median_round(raw[(server.precision, c)]) for c in args.connections]
+            status, _ = http("GET", server.base + "/ready")
+            out["ready_after_load"] = status
+            lines = server.log_lines()[server.log_mark:]
+            noisy = [l for l in lines if re.search(r"\b(WARN|ERROR)\b", l)]
+            out["server_log"] = {"lines_during_load": len(lines), "warn_or_error": len(noisy), "examples": noisy[:10]}
+    finally:
+        for server, out in zip(servers, passes + [{}] * (len(servers) - len(passes))):
+            out["exit_code"] = server.stop()
+    return passes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -606,10 +649,15 @@ def per_query_model_ms(level: dict):
     return s["model_ms_per_text_batch"] / s["avg_text_batch"]
 
 
+def all_rounds(level: dict) -> str:
+    rounds = level.get("rounds") or [{"rps": level["wrk"]["rps"]}]
+    return ", ".join(fmt(r["rps"]) for r in sorted(rounds, key=lambda r: r["rps"]))
+
+
 def table(results: dict) -> list[str]:
-    rows = ["| precision | clients (wrk -c / -t) | req/s | p50 ms | p90 ms | p99 ms | max ms | non-200 / socket errors "
-            "| avg text batch | model ms per batch | model ms per query | other CPU |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| precision | clients (wrk -c / -t) | req/s | req/s, all rounds | p50 ms | p90 ms | p99 ms | max ms "
+            "| non-200 / socket errors | avg text batch | model ms per batch | model ms per query | other CPU |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in results["passes"]:
         for lv in p["levels"]:
             w, s, cpu = lv["wrk"], lv["server"], lv["cpu"]
@@ -617,7 +665,7 @@ def table(results: dict) -> list[str]:
             non200 = w["requests"] - w["status"]["200"]
             sock = sum(v for k, v in w["errors"].items() if k != "status")
             rows.append(f"| {p['precision']} | {lv['connections']} ({lv['connections']} / {lv['wrk_threads']}) | "
-                        f"{fmt(w['rps'])} | {ms(lat['p50'])} | {ms(lat['p90'])} | {ms(lat['p99'])} | {ms(lat['max'])} | "
+                        f"{fmt(w['rps'])} | {all_rounds(lv)} | {ms(lat['p50'])} | {ms(lat['p90'])} | {ms(lat['p99'])} | {ms(lat['max'])} | "
                         f"{non200} / {sock} | {fmt(s['avg_text_batch'], 2)} | {fmt(s['model_ms_per_text_batch'])} | "
                         f"{fmt(per_query_model_ms(lv), 2)} | {100 * cpu['foreign_share']:.0f}% |")
     return rows
@@ -640,6 +688,24 @@ def batch_distribution(buckets: dict) -> list[tuple[str, int]]:
     return out
 
 
+def round_ratios(num: dict, den: dict) -> list[float]:
+    """Throughput ratios of two levels measured in the same rounds (close in time), round by round."""
+    a = [r["wrk"]["rps"] for r in num.get("all_rounds", [num])]
+    b = [r["wrk"]["rps"] for r in den.get("all_rounds", [den])]
+    if len(a) != len(b):
+        return [num["wrk"]["rps"] / den["wrk"]["rps"]] if den["wrk"]["rps"] else []
+    return [x / y for x, y in zip(a, b) if y]
+
+
+def ratio_text(ratios: list[float]) -> str:
+    if not ratios:
+        return "—"
+    if len(ratios) == 1:
+        return f"{ratios[0]:.2f}×"
+    lo, hi = min(ratios), max(ratios)
+    return f"{sorted(ratios)[(len(ratios) - 1) // 2]:.2f}× (rounds: {lo:.2f}–{hi:.2f}×)"
+
+
 def interpret(results: dict) -> list[str]:
     out = []
     for p in results["passes"]:
@@ -657,18 +723,28 @@ def interpret(results: dict) -> list[str]:
         busy_hi = b["server"]["model_busy_s"] / b["seconds"] if b["seconds"] else 0
         mean_hi = b["wrk"]["latency_us"]["mean"] / 1e3
         little = 1e3 * hi / rb if rb else 0
-        change = rb / ra if ra else 0
-        peak = "" if best_c in (lo, hi) else f"; peak {fmt(rbest)} req/s at {best_c} clients"
+        peak = "" if best_c in (lo, hi) else f"; the best median is {fmt(rbest)} req/s at {best_c} clients"
         text = (f"**{p['precision']}**: from {lo} to {hi} concurrent clients throughput goes {fmt(ra)} → {fmt(rb)} "
-                f"req/s ({change:.2f}×{peak}). ")
+                f"req/s; measured in the same round, {hi} clients get {ratio_text(round_ratios(b, a))} the "
+                f"throughput of {lo}{peak}. ")
         if qa and qb:
-            saving = 1 - qb / qa
-            sign = "−" if saving > 0 else "+"
+            pairs = list(zip(a.get("all_rounds", [a]), b.get("all_rounds", [b])))
+            changes = sorted(per_query_model_ms(y) / per_query_model_ms(x) - 1 for x, y in pairs
+                             if per_query_model_ms(x) and per_query_model_ms(y))
+            if len(changes) != len(pairs) or not changes:
+                changes = [qb / qa - 1]
+            med = changes[(len(changes) - 1) // 2]
+            saving = -med
+
+            def pc(x):
+                return f"{'−' if x < 0 else '+'}{abs(100 * x):.0f}%"
+
+            spread = f"; rounds: {pc(changes[0])} to {pc(changes[-1])}" if len(changes) > 1 else ""
             text += (f"Behind this: the text model is busy {100 * busy_lo:.0f}% of the time at {lo} client and "
                      f"{100 * busy_hi:.0f}% at {hi} (HTTP, tokenising and ranking then overlap inference instead of "
                      f"running between model calls); and the batcher packs {bb:.1f} queries per model call, which "
-                     f"changes the model time per query from {fmt(qa, 2)} to {fmt(qb, 2)} ms "
-                     f"({sign}{abs(100 * saving):.0f}%)")
+                     f"changes the model time per query by {pc(med)} in the same round{spread} "
+                     f"({fmt(qa, 2)} → {fmt(qb, 2)} ms in the rows above)")
             if saving <= 0:
                 text += (", i.e. batching saves nothing here, most likely because every text in a batch is padded to "
                          "the batch's longest caption, which eats what the larger matrix products save")
@@ -693,12 +769,25 @@ def interpret(results: dict) -> list[str]:
                          "moment the model frees up, so the clients answered by a large call come back just after "
                          "the next (small) call has started and wait it out.")
             out.append(line)
-    byp = {p["precision"]: {l["connections"]: l["wrk"]["rps"] for l in p["levels"]} for p in results["passes"]}
+    byp = {p["precision"]: {l["connections"]: l for l in p["levels"]} for p in results["passes"]}
     if "fp32" in byp and "quantized" in byp:
         common = sorted(set(byp["fp32"]) & set(byp["quantized"]))
-        ratios = ", ".join(f"{c} client{'s' if c > 1 else ''}: {byp['quantized'][c] / byp['fp32'][c]:.1f}×"
-                           for c in common if byp["fp32"][c])
-        out.append(f"Throughput of `--precision quantized` (int8 towers) relative to fp32: {ratios}.")
+        ratios = "; ".join(f"{c} client{'s' if c > 1 else ''}: "
+                           f"{ratio_text(round_ratios(byp['quantized'][c], byp['fp32'][c]))}" for c in common)
+        out.append(f"Throughput of `--precision quantized` (int8 towers) relative to fp32, same round: {ratios}.")
+    spreads = []
+    for p in results["passes"]:
+        for l in p["levels"]:
+            rps = [r["rps"] for r in l.get("rounds", [])]
+            if len(rps) > 1:
+                spreads.append(((max(rps) - min(rps)) / l["wrk"]["rps"], p["precision"], l["connections"]))
+    if spreads:
+        worst = max(spreads)
+        quiet = max(l["cpu"]["foreign_share"] for p in results["passes"] for l in p["levels"])
+        out.append(f"Noise: repeating a row moved its throughput by up to {100 * worst[0]:.0f}% of the median "
+                   f"({worst[1]} at {worst[2]} clients) while other processes used at most {100 * quiet:.0f}% of "
+                   f"the CPUs: the shared VM's own speed drifts. Read differences of a few tens of percent between "
+                   f"rows with care; the same-round ratios above are the steadier comparison.")
     return out
 
 
@@ -708,6 +797,10 @@ def render(results: dict) -> str:
     cores = (f"{m.get('logical_cpus')} logical CPUs"
              + (f" ({m['cores_per_socket'] * m.get('sockets', 1)} cores, {m['threads_per_core']} thread(s) per core)"
                 if m.get("cores_per_socket") and m.get("threads_per_core") else ""))
+    n_rounds = prm.get("rounds", 1)
+    rounds_text = (f"all levels of both precisions are repeated {n_rounds} times, interleaved (both servers stay up; an idle "
+                   f"one uses no CPU), and each row is the round with the median throughput; *req/s, all rounds* shows "
+                   f"the spread, which is the machine's noise." if n_rounds > 1 else "one round.")
     anomalies = []
     for p in results["passes"]:
         for lv in p["levels"]:
@@ -737,10 +830,11 @@ def render(results: dict) -> str:
         f"max batch = {prm['max_batch'] or 'default (32)'}) over loopback, with {results['index_size']} indexed COCO photos "
         f"({index_s} through a `/ingest/directory` job). Each request carries a different real COCO caption "
         f"(rotating through {results['queries']} captions). wrk is closed-loop: each connection sends its next "
-        f"query when the previous answer arrives, so *clients* = queries in flight. {prm['warmup']:g} s warm-up "
-        f"(discarded), then {prm['seconds']:g} s per row. Latencies are wrk's (`--latency`; p50/p90/p99 from its "
-        f"histogram, max exact); avg text batch and model time per batch come from the server's `/metrics` "
-        f"(`vq_embed_batch_size` / `vq_embed_duration_seconds`, `modality=\"text\"`) over the same {prm['seconds']:g} s.",
+        f"query when the previous answer arrives, so *clients* = queries in flight. Each level: {prm['warmup']:g} s "
+        f"warm-up (discarded), then {prm['seconds']:g} s measured; {rounds_text} Latencies are wrk's (`--latency`; "
+        f"p50/p90/p99 from its histogram, max exact); avg text batch and model time per batch come from the server's "
+        f"`/metrics` (`vq_embed_batch_size` / `vq_embed_duration_seconds`, `modality=\"text\"`) over the same "
+        f"{prm['seconds']:g} s.",
         "",
         *table(results),
         "",
@@ -755,7 +849,8 @@ def render(results: dict) -> str:
         "- No non-200 answers or socket errors." if not anomalies else
         "- **Anomalies**: " + "; ".join(anomalies) + ".",
         "",
-        "Reproduce (≈ 2–3 min per precision on 2 cores, after the build; needs `wrk`, e.g. `apt-get install wrk`):",
+        f"Reproduce (≈ {2 + len(results['passes']) * n_rounds * len(prm['connections']) * (prm['warmup'] + prm['seconds'] + 3) / 60:.0f} min "
+        f"on a quiet machine, after the build; needs `wrk`, e.g. `apt-get install wrk`):",
         "",
         "```sh",
         results["command"],
@@ -787,7 +882,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--connections", default="1,8,32", help="wrk -c levels (default 1,8,32)")
     ap.add_argument("--wrk-threads", type=int, default=2, help="wrk -t, capped at the connections (default 2)")
-    ap.add_argument("--seconds", type=float, default=20.0, help="measured wrk run per level (default 20)")
+    ap.add_argument("--seconds", type=float, default=15.0, help="measured wrk run per level and round (default 15)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="repeat every level this many times, precisions interleaved; the median round is reported "
+                         "(default 3)")
     ap.add_argument("--warmup", type=float, default=3.0, help="discarded wrk run before each level (default 3)")
     ap.add_argument("--wrk-timeout", type=float, default=30.0, help="wrk --timeout seconds (default 30)")
     ap.add_argument("--quantized", action=argparse.BooleanOptionalAction, default=True,
@@ -839,13 +937,7 @@ def main(argv=None) -> int:
         lua = workdir / "search.lua"
         write_lua(lua, queries, args.top_k)
         precisions = ["fp32"] + (["quantized"] if args.quantized else [])
-        for precision in precisions:
-            log(f"== {precision}")
-            try:
-                results["passes"].append(run_pass(precision, args, binary, lua, workdir, queries))
-            except RuntimeError as e:
-                log(f"{precision} pass failed: {e}")
-                raise
+        results["passes"] = run_all(precisions, args, binary, lua, workdir, queries)
 
     stamp = dt.datetime.now(dt.timezone.utc)
     json_name = f"serving-{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
@@ -854,6 +946,7 @@ def main(argv=None) -> int:
         "json_name": json_name,
         "command": command,
         "params": {"connections": args.connections, "wrk_threads": args.wrk_threads, "seconds": args.seconds,
+                   "rounds": args.rounds,
                    "warmup": args.warmup, "top_k": args.top_k, "server_threads": args.server_threads,
                    "max_batch": args.max_batch, "model": str(args.model), "images": str(args.images),
                    "captions": str(args.captions), "checkpoint": ckpt_state,
