@@ -739,12 +739,12 @@ def interpret(results: dict) -> list[str]:
             def pc(x):
                 return f"{'−' if x < 0 else '+'}{abs(100 * x):.0f}%"
 
-            spread = f"; rounds: {pc(changes[0])} to {pc(changes[-1])}" if len(changes) > 1 else ""
+            spread = (f" (median of the same-round comparisons; range {pc(changes[0])} to {pc(changes[-1])})"
+                      if len(changes) > 1 else "")
             text += (f"Behind this: the text model is busy {100 * busy_lo:.0f}% of the time at {lo} client and "
                      f"{100 * busy_hi:.0f}% at {hi} (HTTP, tokenising and ranking then overlap inference instead of "
                      f"running between model calls); and the batcher packs {bb:.1f} queries per model call, which "
-                     f"changes the model time per query by {pc(med)} in the same round{spread} "
-                     f"({fmt(qa, 2)} → {fmt(qb, 2)} ms in the rows above)")
+                     f"changes the model time per query by {pc(med)}{spread}")
             if saving <= 0:
                 text += (", i.e. batching saves nothing here, most likely because every text in a batch is padded to "
                          "the batch's longest caption, which eats what the larger matrix products save")
