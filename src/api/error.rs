@@ -80,6 +80,12 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", rejection.body_text())
+    }
+}
+
 impl From<axum::extract::multipart::MultipartRejection> for ApiError {
     fn from(rejection: axum::extract::multipart::MultipartRejection) -> Self {
         Self::new(

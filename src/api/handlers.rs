@@ -116,7 +116,7 @@ pub async fn list_images(
     State(state): State<AppState>,
     query: Result<Query<ListImagesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<ApiJson<ImageList>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    let Query(q) = query?;
     if !(1..=1000).contains(&q.limit) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -147,7 +147,7 @@ pub async fn image_thumbnail(
     Path(id): Path<String>,
     query: Result<Query<ThumbnailQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    let Query(q) = query?;
     let (min, max) = (engine::thumbnails::MIN_SIZE, engine::thumbnails::MAX_SIZE);
     if !(min..=max).contains(&q.size) {
         return Err(ApiError::new(
@@ -231,7 +231,7 @@ pub async fn search_image(
     query: Result<Query<SearchImageQuery>, axum::extract::rejection::QueryRejection>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<ApiJson<SearchResponse>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    let Query(q) = query?;
     check_declared_length(&headers, state.limits.upload)?;
     let mut multipart = multipart?;
     while let Some(field) = multipart.next_field().await? {

@@ -173,11 +173,7 @@ impl Engine {
             Ok(path) => self.ingest_file(path).await,
             Err(e) => Err(e),
         };
-        metrics::ingest(match &outcome {
-            Ok(i) if i.is_new() => "indexed",
-            Ok(_) => "duplicate",
-            Err(_) => "failed",
-        });
+        count_ingest(&outcome);
         outcome
     }
 
@@ -233,11 +229,7 @@ impl Engine {
         })
         .await?;
         let outcome = self.ingest_file(path).await;
-        metrics::ingest(match &outcome {
-            Ok(i) if i.is_new() => "indexed",
-            Ok(_) => "duplicate",
-            Err(_) => "failed",
-        });
+        count_ingest(&outcome);
         outcome
     }
 
@@ -339,6 +331,15 @@ impl Engine {
 /// Runs blocking work (file I/O, decoding, database) off the async threads.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, EngineError> + Send + 'static) -> Result<T, EngineError> {
     tokio::task::spawn_blocking(work).await.map_err(|e| EngineError::Internal(format!("worker thread: {e}")))?
+}
+
+/// Counts one single-image ingest (by path or upload) in the metrics.
+fn count_ingest(outcome: &Result<Ingested, EngineError>) {
+    metrics::ingest(match outcome {
+        Ok(i) if i.is_new() => "indexed",
+        Ok(_) => "duplicate",
+        Err(_) => "failed",
+    });
 }
 
 fn check_top_k(top_k: i64) -> Result<usize, EngineError> {
