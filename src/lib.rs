@@ -12,5 +12,6 @@ pub mod api;
 pub mod config;
 pub mod embed;
 pub mod engine;
+pub mod fsutil;
 pub mod metrics;
 pub mod store;

@@ -17,13 +17,11 @@ pub fn tiny_model() -> PathBuf {
     fixtures().join("tiny-clip")
 }
 
-/// The shared data folder (`../shared` beside the repo, or `VQ_SHARED`).
-pub fn shared() -> PathBuf {
-    std::env::var_os("VQ_SHARED").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared"))
-}
-
+/// Real photos committed with the tests (a COCO subset; sources and licences in its SOURCES.md),
+/// so a clone of the repository alone passes. Reference names say `shared:<file>` because the
+/// reference scores were recorded on the shared COCO set these files come from.
 pub fn shared_photos() -> PathBuf {
-    shared().join("data/photos/images")
+    fixtures().join("photos")
 }
 
 /// A reference file name (`shared:<name>` or a name under `tests/fixtures/images`) as a path.
