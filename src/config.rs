@@ -95,6 +95,10 @@ pub struct ServeArgs {
     #[arg(long, env = "VQ_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Directory jobs that may be queued or running at once; more are refused with 429.
+    #[arg(long, env = "VQ_MAX_QUEUED_JOBS", default_value_t = 32)]
+    pub max_queued_jobs: usize,
+
     /// Largest multipart upload (all files of one request), in bytes.
     #[arg(long, env = "VQ_MAX_UPLOAD_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_upload_bytes: usize,

@@ -10,9 +10,10 @@ use clap::{Parser, Subcommand};
 use visionquery::api::{self, AppState, BodyLimits};
 use visionquery::config::{CommonArgs, LogFormat, ServeArgs};
 use visionquery::embed::{DecodeLimits, Embedder};
-use visionquery::engine::jobs::{self, FileResult, JobManager};
+use visionquery::engine::jobs::{self, JobManager};
+use visionquery::engine::pipeline::{self, FileResult};
 use visionquery::engine::{DataDirs, Engine, ImageRoots};
-use visionquery::store::{EmbeddedStore, VectorStore};
+use visionquery::store::{EmbeddedStore, JobStore};
 
 #[derive(Debug, Parser)]
 #[command(name = "visionquery", version, about = "Find your images by describing them (CLIP semantic search)")]
@@ -111,7 +112,7 @@ fn limits(common: &CommonArgs) -> DecodeLimits {
     DecodeLimits { max_pixels: common.max_image_pixels, max_bytes: common.max_image_bytes }
 }
 
-fn open_store(common: &CommonArgs) -> Result<Arc<dyn VectorStore>> {
+fn open_store(common: &CommonArgs) -> Result<Arc<EmbeddedStore>> {
     let store = EmbeddedStore::open(&common.data_dir).with_context(|| format!("opening the index in {}", common.data_dir.display()))?;
     Ok(Arc::new(store))
 }
@@ -122,8 +123,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let embedder = Embedder::load_in_background(args.common.model_options());
     let roots = ImageRoots::new(&args.image_roots);
     let dirs = DataDirs::under(&args.common.data_dir);
+    let job_store: Arc<dyn JobStore> = store.clone();
+    jobs::import_legacy_jobs(&dirs.jobs_file, job_store.as_ref());
     let engine = Arc::new(Engine::new(embedder, store, roots, limits(&args.common), dirs));
-    let jobs = JobManager::start(engine.clone());
+    let jobs = JobManager::start(engine.clone(), job_store, args.max_queued_jobs);
     let limits = BodyLimits { json: args.max_body_bytes, upload: args.max_upload_bytes };
     let app = api::router(AppState { engine, jobs, metrics, limits });
     let addr = std::net::SocketAddr::new(args.host, args.port);
@@ -162,7 +165,8 @@ async fn index(dir: PathBuf, recursive: bool, common: CommonArgs) -> Result<()> 
     if !dir.is_dir() {
         bail!("{} is not a folder", dir.display());
     }
-    let files = jobs::image_files(&dir, recursive);
+    let walk = pipeline::walk_images(&dir, recursive)?;
+    let files = walk.files;
     if files.is_empty() {
         bail!(
             "no image files (jpg, png, webp, gif, bmp, tiff) in {}{}",
@@ -179,12 +183,13 @@ async fn index(dir: PathBuf, recursive: bool, common: CommonArgs) -> Result<()> 
     );
     let started = Instant::now();
     let (mut indexed, mut skipped) = (0usize, 0usize);
-    let mut failures: Vec<(PathBuf, String)> = Vec::new();
+    // Folders that could not be read count as failures, as in the server's jobs.
+    let mut failures: Vec<(PathBuf, String)> = walk.errors.into_iter().map(|(path, why)| (PathBuf::from(path), why)).collect();
     let cancel = std::sync::atomic::AtomicBool::new(false);
     // The same pipeline as the server's directory jobs: enough files in flight to fill model
     // batches while others are read and decoded.
     let window = common.max_batch.max(1) * 2;
-    jobs::ingest_files(engine.clone(), &files, 0..files.len(), window, &cancel, |_, path, result| {
+    pipeline::ingest_files(engine.clone(), files, window, &cancel, |path, result| {
         match result {
             FileResult::Indexed => indexed += 1,
             FileResult::Skipped => skipped += 1,

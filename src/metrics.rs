@@ -19,6 +19,7 @@ pub const MODEL_STATE: &str = "vq_model_state";
 pub const INGEST_IMAGES: &str = "vq_ingest_images_total";
 pub const INGEST_JOBS_RUNNING: &str = "vq_ingest_jobs_running";
 pub const INGEST_JOB_FILES: &str = "vq_ingest_job_files_total";
+pub const IMAGE_DECODES: &str = "vq_image_decodes_total";
 pub const BUILD_INFO: &str = "vq_build_info";
 
 const MODEL_STATES: [&str; 3] = ["loading", "ready", "failed"];
@@ -58,6 +59,7 @@ fn describe_and_preregister() {
     describe_counter!(INGEST_IMAGES, "Single-image ingests by outcome (indexed, duplicate, failed)");
     describe_gauge!(INGEST_JOBS_RUNNING, "Directory ingest jobs running");
     describe_counter!(INGEST_JOB_FILES, "Files handled by directory jobs, by outcome (indexed, skipped, failed)");
+    describe_counter!(IMAGE_DECODES, "Full-size image decodes for embedding, by purpose (ingest, upload)");
     describe_gauge!(BUILD_INFO, "Build information");
 
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -71,6 +73,9 @@ fn describe_and_preregister() {
         metrics::counter!(INGEST_JOB_FILES, "outcome" => outcome).increment(0);
     }
     metrics::gauge!(INGEST_JOBS_RUNNING).set(0.0);
+    for purpose in ["ingest", "upload"] {
+        metrics::counter!(IMAGE_DECODES, "purpose" => purpose).increment(0);
+    }
 }
 
 pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {
@@ -109,4 +114,8 @@ pub fn jobs_running(count: usize) {
 
 pub fn job_file(outcome: &'static str) {
     metrics::counter!(INGEST_JOB_FILES, "outcome" => outcome).increment(1);
+}
+
+pub fn image_decode(purpose: &'static str) {
+    metrics::counter!(IMAGE_DECODES, "purpose" => purpose).increment(1);
 }

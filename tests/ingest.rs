@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::server::Server;
@@ -21,10 +21,20 @@ fn shared_photo_names(n: usize) -> Vec<String> {
     names
 }
 
+/// `n` distinct real photos in `folder`: the committed photos, and beyond them the same photos
+/// with distinct trailing bytes after the JPEG end marker (the same picture, another content
+/// hash). The same `n` always gives the same files.
 fn copy_photos(server: &Server, folder: &str, n: usize) -> Vec<String> {
-    let names = shared_photo_names(n);
-    for name in &names {
-        server.add_image(&shared_photos().join(name), &format!("{folder}/{name}"));
+    let sources = shared_photo_names(usize::MAX);
+    let names: Vec<String> = (0..n).map(|i| format!("photo_{i:04}.jpg")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let mut bytes = std::fs::read(shared_photos().join(&sources[i % sources.len()])).unwrap();
+        if i >= sources.len() {
+            bytes.extend_from_slice(format!("copy {i}").as_bytes());
+        }
+        let dest = server.image_root.join(folder).join(name);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::write(dest, bytes).unwrap();
     }
     names
 }
@@ -148,23 +158,32 @@ fn a_job_interrupted_by_a_restart_resumes_where_it_stopped() {
     let mut server = Server::start();
     server.wait_ready();
     let names = copy_photos(&server, "resume", 60);
-    // A job record as a server killed at file 40 of 60 leaves it (files 40 and 42 were done
-    // out of order): the restarted server must do only the 18 others.
-    let record = json!([{
-        "id": "resumable01", "path": std::fs::canonicalize(server.image_root.join("resume")).unwrap(),
-        "recursive": false, "state": "running", "total": 60, "done": 42, "indexed": 42, "skipped": 0,
-        "failed": 0, "failures": [], "error": null, "created_at": "2026-01-01T00:00:00Z",
-        "started_at": "2026-01-01T00:00:01Z", "finished_at": null, "resume_from": 40, "done_after": [40, 42]
-    }]);
-    std::fs::create_dir_all(&server.data_dir).unwrap();
-    std::fs::write(server.data_dir.join("jobs.json"), serde_json::to_vec(&record).unwrap()).unwrap();
-    server.crash_and_restart();
+    let folder = std::fs::canonicalize(server.image_root.join("resume")).unwrap();
+    // A job as a server killed after 42 of 60 files leaves it in the index (files finish out
+    // of order: 0-40 and 42): the restarted server must do only the 18 others.
+    server.kill();
+    {
+        use visionquery::store::{DoneFile, EmbeddedStore, JobRecord, JobState, JobStore};
+        let store = EmbeddedStore::open(&server.data_dir).unwrap();
+        let mut job = JobRecord::queued("resumable01".into(), folder.display().to_string(), false);
+        (job.state, job.total, job.done, job.indexed) = (JobState::Running, 60, 42, 42);
+        store.create_job(&job, 10).unwrap();
+        let done: Vec<DoneFile> = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i < 41 || *i == 42)
+            .map(|(_, n)| DoneFile { path: folder.join(n).display().to_string(), failure: None })
+            .collect();
+        assert_eq!(done.len(), 42);
+        store.record_progress(&job, &done).unwrap();
+    }
+    server.start_again();
     let job = wait_job(&server, "resumable01", finished);
     assert_eq!(job["state"], "completed", "{job}");
     assert_eq!(job["done"], 60);
     assert_eq!(job["indexed"], 42 + 18);
     assert_eq!(server.image_count(), 18, "only the files not done before the restart were ingested");
-    let skipped: Vec<&String> = names.iter().enumerate().filter(|(i, _)| *i < 40 || *i == 42).map(|(_, n)| n).collect();
+    let skipped: Vec<&String> = names.iter().enumerate().filter(|(i, _)| *i < 41 || *i == 42).map(|(_, n)| n).collect();
     let listed: Value = server.get("/images?limit=1000").json().unwrap();
     let paths: Vec<&str> = listed["images"].as_array().unwrap().iter().map(|i| i["path"].as_str().unwrap()).collect();
     assert!(skipped.iter().all(|n| !paths.iter().any(|p| p.ends_with(n.as_str()))));
@@ -294,6 +313,18 @@ fn listing_pages_through_the_index_and_delete_is_consistent_everywhere() {
     assert_eq!(seen, all);
     assert_eq!(server.get("/images?limit=0").status(), 422);
     assert_eq!(server.get("/images?limit=abc").status(), 400);
+    // Ingestion order, newest first by default, as a photo library lists.
+    let order = |query: &str| -> Vec<String> {
+        let list: Value = server.get(&format!("/images?limit=100{query}")).json().unwrap();
+        list["images"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
+    };
+    let mut ingested = ids.clone();
+    ingested.push(upload_id.clone());
+    assert_eq!(order("&sort=ingested_at"), ingested);
+    ingested.reverse();
+    assert_eq!(order(""), ingested);
+    assert_eq!(order("&sort=-ingested_at"), ingested);
+    assert_eq!(server.get("/images?sort=name").status(), 400);
 
     // Thumbnails are cached per size, and go away with the image.
     let thumb = server.get(&format!("/images/{}/thumbnail?size=64", ids[0]));
@@ -371,4 +402,199 @@ fn oversized_upload(url: &str, length: usize) -> (u16, Value) {
     let status: u16 = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = response.split("\r\n\r\n").nth(1).unwrap_or("{}");
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// Regression (issue 14): a resumed job trusted saved positions in a listing made afresh, so a
+/// file added or renamed before the restart shifted which files counted as done.
+#[test]
+fn a_resumed_job_follows_paths_not_positions_after_the_folder_changed() {
+    let mut server = Server::start();
+    server.wait_ready();
+    let names = copy_photos(&server, "album", 30);
+    let folder = std::fs::canonicalize(server.image_root.join("album")).unwrap();
+    for name in &names[..10] {
+        server.ingest(&folder.join(name));
+    }
+    server.kill();
+    // As an earlier version left a job killed after its first ten files (by position).
+    let record = json!([{
+        "id": "shifted01", "path": folder, "recursive": false, "state": "running", "total": 30, "done": 10,
+        "indexed": 10, "skipped": 0, "failed": 0, "failures": [], "error": null,
+        "created_at": "2026-01-01T00:00:00Z", "started_at": "2026-01-01T00:00:01Z", "finished_at": null,
+        "resume_from": 10, "done_after": []
+    }]);
+    std::fs::write(server.data_dir.join("jobs.json"), serde_json::to_vec(&record).unwrap()).unwrap();
+    // Meanwhile the folder changed: a file added early in the order, one removed, one renamed.
+    let extra = copy_photos(&server, "spare", 31).pop().unwrap();
+    std::fs::rename(server.image_root.join("spare").join(&extra), folder.join("photo_0000a.jpg")).unwrap();
+    std::fs::remove_file(folder.join(&names[5])).unwrap();
+    std::fs::rename(folder.join(&names[20]), folder.join("photo_0001b.jpg")).unwrap();
+    server.start_again();
+
+    let job = wait_job(&server, "shifted01", finished);
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["done"], job["total"], "{job}");
+    assert_eq!(job["failed"], 0, "{job}");
+    let listed: Value = server.get("/images?limit=1000").json().unwrap();
+    let indexed: Vec<&str> = listed["images"].as_array().unwrap().iter().map(|i| i["path"].as_str().unwrap()).collect();
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let path = entry.unwrap().path();
+        assert!(indexed.contains(&path.to_str().unwrap()), "{} was never visited: {job}", path.display());
+    }
+    assert!(!server.data_dir.join("jobs.json").exists(), "old job records are moved into the index once");
+}
+
+/// Regression (issue 14): `POST /ingest/directory` queued jobs without bound.
+#[test]
+fn too_many_waiting_jobs_are_refused_with_429_and_retry_after() {
+    let server = Server::start_with(&tiny_model(), &["--max-queued-jobs", "2", "--max-batch", "1"]);
+    server.wait_ready();
+    copy_photos(&server, "big", 60);
+    let answers: Vec<(u16, Option<String>, Value)> = (0..6)
+        .map(|_| {
+            let r = server.post_json("/ingest/directory", &json!({ "path": "big" }));
+            let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            let status = r.status().as_u16();
+            (status, retry, r.json().unwrap())
+        })
+        .collect();
+    let refused: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 429).collect();
+    assert!(!refused.is_empty(), "six jobs at once with a limit of two: {answers:?}");
+    for (_, retry, body) in &refused {
+        assert!(retry.is_some(), "429 carries Retry-After");
+        assert_eq!(body["error"]["code"], "too_many_jobs");
+    }
+    for (_, _, job) in answers.iter().filter(|(s, _, _)| *s == 202) {
+        let done = wait_job(&server, job["id"].as_str().unwrap(), finished);
+        assert_eq!(done["state"], "completed");
+        assert!(done["rate"].as_f64().unwrap() > 0.0, "a finished job reports its average rate: {done}");
+    }
+    // Room again once they finished.
+    assert_eq!(server.post_json("/ingest/directory", &json!({ "path": "big" })).status(), 202);
+}
+
+fn metric(server: &Server, name_and_labels: &str) -> f64 {
+    let text = server.get("/metrics").text().unwrap();
+    text.lines().find_map(|l| l.strip_prefix(name_and_labels)).map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// Regression (issue 14): on `Overloaded` a job retried the whole ingest, reading, hashing and
+/// decoding the file again every 20 ms.
+#[test]
+fn a_busy_model_makes_jobs_retry_only_the_embedding() {
+    let server = Server::start_with(&tiny_model(), &["--queue-capacity", "1", "--max-batch", "4"]);
+    server.wait_ready();
+    copy_photos(&server, "busy", 40);
+    let (_, job) = status_and_body(server.post_json("/ingest/directory", &json!({ "path": "busy" })));
+    let job = wait_job(&server, job["id"].as_str().unwrap(), finished);
+    assert_eq!((job["state"].as_str(), job["indexed"].as_u64()), (Some("completed"), Some(40)), "{job}");
+    assert_eq!(metric(&server, "vq_image_decodes_total{purpose=\"ingest\"}"), 40.0, "each file decoded once");
+}
+
+/// Regression (issue 14): walk errors were dropped, so unreadable folders went unreported.
+#[test]
+fn folders_that_cannot_be_read_are_reported_as_failures() {
+    let server = Server::start();
+    server.wait_ready();
+    copy_photos(&server, "deep", 3);
+    // A folder nested deeper than PATH_MAX cannot be listed, even by root.
+    let status = std::process::Command::new("sh")
+        .current_dir(server.image_root.join("deep"))
+        .arg("-c")
+        .arg("n=$(printf 'd%.0s' $(seq 200)); for i in $(seq 24); do mkdir $n && cd $n || break; done; true")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (_, job) = status_and_body(server.post_json("/ingest/directory", &json!({ "path": "deep", "recursive": true })));
+    let job = wait_job(&server, job["id"].as_str().unwrap(), finished);
+    assert_eq!(job["indexed"], 3, "{job}");
+    assert!(job["failed"].as_u64().unwrap() >= 1, "the unreadable folder is a failure: {job}");
+    assert!(job["failures"][0]["error"].as_str().unwrap().contains("cannot read"), "{job}");
+}
+
+/// Regression (issue 14): upload dedup took any entry of the content folder as the stored file,
+/// including a temp file left by a crash.
+#[test]
+fn a_temp_file_left_by_a_crashed_upload_is_never_taken_for_the_stored_file() {
+    let server = Server::start();
+    server.wait_ready();
+    let bytes = std::fs::read(image_path("baseline.jpg")).unwrap();
+    let hash = blake3_hex(&bytes);
+    let folder = server.data_dir.join("uploads").join(&hash[..2]).join(&hash);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join(".12345.tmp"), b"half a file").unwrap();
+    let (status, body) = status_and_body(server.upload("/ingest/upload", &[("cat.jpg", bytes.clone())]));
+    assert_eq!((status, body["results"][0]["status"].as_str()), (200, Some("ok")), "{body}");
+    let id = body["results"][0]["id"].as_str().unwrap();
+    assert_eq!(server.get(&format!("/images/{id}/file")).bytes().unwrap().as_ref(), bytes.as_slice());
+}
+
+/// Regression (issue 14): concurrent uploads of the same picture shared one temp name.
+#[test]
+fn concurrent_uploads_of_one_picture_store_one_file_and_one_row() {
+    let server = Server::start();
+    server.wait_ready();
+    let bytes = std::fs::read(image_path("progressive.jpg")).unwrap();
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let uploads: Vec<_> = (0..8)
+            .map(|i| {
+                let bytes = bytes.clone();
+                let server = &server;
+                s.spawn(move || {
+                    let (status, body) = status_and_body(server.upload("/ingest/upload", &[(&format!("copy{i}.jpg"), bytes)]));
+                    assert_eq!(status, 200, "{body}");
+                    assert_eq!(body["results"][0]["status"], "ok", "{body}");
+                    body["results"][0]["id"].as_str().unwrap().to_string()
+                })
+            })
+            .collect();
+        uploads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    assert_eq!(server.image_count(), 1);
+    let hash = blake3_hex(&bytes);
+    let folder = server.data_dir.join("uploads").join(&hash[..2]).join(&hash);
+    let entries: Vec<String> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    assert_eq!(entries.len(), 1, "one stored file, no temp files: {entries:?}");
+    let leftovers: Vec<_> =
+        std::fs::read_dir(server.data_dir.join("uploads")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with('.')).collect();
+    assert!(leftovers.is_empty(), "no temp files left in the uploads folder");
+}
+
+/// Regression (issue 14): upload records kept the uploads path as configured (relative), so
+/// deleting the image never found the stored file.
+#[test]
+fn uploads_under_a_relative_data_dir_are_recorded_canonically_and_deleted_with_their_image() {
+    let server = Server::start_with_relative_data_dir();
+    server.wait_ready();
+    let (_, body) = status_and_body(server.upload("/ingest/upload", &[("a.png", std::fs::read(image_path("rgb.png")).unwrap())]));
+    let id = body["results"][0]["id"].as_str().unwrap().to_string();
+    let info: Value = server.get(&format!("/images/{id}")).json().unwrap();
+    let stored = PathBuf::from(info["path"].as_str().unwrap());
+    assert!(stored.is_absolute(), "{stored:?}");
+    assert!(stored.exists());
+    assert_eq!(server.delete(&format!("/images/{id}")).status(), 200);
+    assert!(!stored.exists(), "the stored upload goes with its image");
+}
+
+/// Regression (issue 14): when a path's new content was already indexed under another path, the
+/// path's old record stayed searchable.
+#[test]
+fn new_content_at_a_path_that_is_indexed_elsewhere_retires_the_old_record() {
+    let server = Server::start();
+    server.wait_ready();
+    let names = shared_photo_names(2);
+    let p = server.add_image(&shared_photos().join(&names[0]), "p.jpg");
+    let q = server.add_image(&shared_photos().join(&names[1]), "q.jpg");
+    let old = server.ingest(&p)["id"].as_str().unwrap().to_string();
+    let other = server.ingest(&q)["id"].as_str().unwrap().to_string();
+    std::fs::copy(&q, &p).unwrap();
+    let again = server.ingest(&p);
+    assert_eq!((again["id"].as_str(), again["duplicate"].as_bool()), (Some(other.as_str()), Some(true)));
+    assert_eq!(server.get(&format!("/images/{old}")).status(), 404, "p.jpg no longer shows the old picture");
+    assert_eq!(server.image_count(), 1);
+}
+
+fn blake3_hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
 }

@@ -152,6 +152,28 @@ pub struct ListImagesQuery {
     /// Page size, 1 to 1000.
     #[serde(default = "default_limit")]
     pub limit: usize,
+    /// Order: `-ingested_at` (newest first, the default) or `ingested_at` (oldest first).
+    #[serde(default)]
+    pub sort: ListSort,
+}
+
+/// Listing order, by ingestion time.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+pub enum ListSort {
+    #[default]
+    #[serde(rename = "-ingested_at")]
+    NewestFirst,
+    #[serde(rename = "ingested_at")]
+    OldestFirst,
+}
+
+impl From<ListSort> for crate::store::ListOrder {
+    fn from(sort: ListSort) -> Self {
+        match sort {
+            ListSort::NewestFirst => crate::store::ListOrder::NewestFirst,
+            ListSort::OldestFirst => crate::store::ListOrder::OldestFirst,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -8,18 +8,11 @@ use axum::response::{IntoResponse, Response};
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
-use crate::embed::ModelState;
 use crate::engine;
 
 fn model_status(state: &AppState) -> ModelStatus {
-    let options = &state.engine.embedder().options;
-    let current = state.engine.embedder().state();
-    let (dim, error) = match &current {
-        ModelState::Ready(model) => (Some(model.dim()), None),
-        ModelState::Failed(msg) => (None, Some(msg.clone())),
-        ModelState::Loading => (None, None),
-    };
-    ModelStatus { state: current.name(), source: options.source.clone(), precision: options.precision.as_str(), dim, error }
+    let model = state.engine.model_info();
+    ModelStatus { state: model.state, source: model.source, precision: model.precision, dim: model.dim, error: model.error }
 }
 
 /// Liveness: answers at once, even while the model loads, and says what the model is doing.
@@ -125,7 +118,7 @@ pub async fn list_images(
         ));
     }
     let engine = state.engine.clone();
-    let (records, total) = tokio::task::spawn_blocking(move || engine.list_images(q.offset, q.limit))
+    let (records, total) = tokio::task::spawn_blocking(move || engine.list_images(q.offset, q.limit, q.sort.into()))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     Ok(ApiJson(ImageList { images: records.into_iter().map(ImageInfo::from).collect(), total, offset: q.offset, limit: q.limit }))
@@ -174,15 +167,23 @@ pub async fn ingest_upload(
     check_declared_length(&headers, state.limits.upload)?;
     let mut multipart = multipart?;
     // Fail fast (503) rather than accept a large upload the model cannot process.
-    state.engine.embedder().model()?;
+    state.engine.ensure_model_ready()?;
     let mut results = Vec::new();
     while let Some(field) = multipart.next_field().await? {
         if field.name() != Some("files") && field.name() != Some("file") {
             continue;
         }
         let filename = field.file_name().unwrap_or("upload").to_string();
-        let bytes = field.bytes().await?;
-        let result = match state.engine.ingest_upload(&filename, bytes.to_vec()).await {
+        // Streamed to disk as it arrives: a large upload is never held in memory whole.
+        let mut sink = state.engine.upload_sink()?;
+        let mut field = field;
+        while let Some(chunk) = field.chunk().await? {
+            if !sink.write(chunk).await {
+                break;
+            }
+        }
+        let received = sink.finish().await;
+        let result = match async { state.engine.ingest_upload(&filename, received?).await }.await {
             Ok(ingested) => {
                 let duplicate = !ingested.is_new();
                 UploadResult { filename, status: "ok", id: Some(ingested.record.id), duplicate: Some(duplicate), error: None }
@@ -251,26 +252,26 @@ pub async fn ingest_directory(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<IngestDirectoryRequest>,
 ) -> Result<(StatusCode, ApiJson<JobInfo>), ApiError> {
-    let job = state.jobs.submit(&req.path, req.recursive)?;
+    let job = state.jobs.submit(&req.path, req.recursive).await?;
     Ok((StatusCode::ACCEPTED, ApiJson(job.into())))
 }
 
 /// Directory jobs, newest first.
 #[utoipa::path(get, path = "/jobs", tag = "ingest", responses((status = 200, body = JobList)))]
-pub async fn list_jobs(State(state): State<AppState>) -> ApiJson<JobList> {
-    ApiJson(JobList { jobs: state.jobs.list().into_iter().map(JobInfo::from).collect() })
+pub async fn list_jobs(State(state): State<AppState>) -> Result<ApiJson<JobList>, ApiError> {
+    Ok(ApiJson(JobList { jobs: state.jobs.list().await?.into_iter().map(JobInfo::from).collect() }))
 }
 
 /// A job's state, progress, rate, ETA and per-file failures.
 #[utoipa::path(get, path = "/jobs/{id}", tag = "ingest", params(("id" = String, Path, description = "Job id")), responses((status = 200, body = JobInfo), (status = 404, body = ErrorBody)))]
 pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<ApiJson<JobInfo>, ApiError> {
-    Ok(ApiJson(state.jobs.get(&id)?.into()))
+    Ok(ApiJson(state.jobs.get(&id).await?.into()))
 }
 
 /// Cancel a job (files in flight finish; the rest are not ingested).
 #[utoipa::path(delete, path = "/jobs/{id}", tag = "ingest", params(("id" = String, Path, description = "Job id")), responses((status = 200, body = JobInfo), (status = 404, body = ErrorBody)))]
 pub async fn cancel_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<ApiJson<JobInfo>, ApiError> {
-    Ok(ApiJson(state.jobs.cancel(&id)?.into()))
+    Ok(ApiJson(state.jobs.cancel(&id).await?.into()))
 }
 
 /// Prometheus metrics in the text exposition format.

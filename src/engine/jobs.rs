@@ -1,319 +1,229 @@
-//! Directory ingestion: the pipeline shared by bulk jobs and `visionquery index`, and the job
-//! manager that runs jobs one after another, persists their progress, and resumes them where
-//! they stopped after a restart.
+//! The directory job scheduler: runs queued jobs one after another through the ingest pipeline,
+//! and keeps their progress in a [`JobStore`].
+//!
+//! Progress is persisted by path: every second the files finished since the last write are
+//! recorded done together with the counters (one transaction, off the async threads). A job
+//! interrupted by a crash or restart resumes by walking its folder again and skipping the paths
+//! it had recorded done, so files added, removed or renamed in between are handled truthfully.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 
+use super::pipeline::{self, FileResult};
 use super::{Engine, EngineError};
-use crate::embed::EmbedError;
 use crate::metrics;
+use crate::store::{DoneFile, JobRecord, JobState, JobStore, StoreError};
 
-/// File endings treated as images when walking a folder.
-pub const IMAGE_EXTENSIONS: [&str; 10] = ["jpg", "jpeg", "jfif", "png", "webp", "gif", "bmp", "tif", "tiff", "jpe"];
-/// Failure reasons kept per job (all failures are counted).
-const MAX_FAILURES_KEPT: usize = 1000;
 /// Finished jobs remembered.
 const MAX_FINISHED_KEPT: usize = 100;
+/// How often a running job's progress is written.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
-/// Image files in `dir` (and below, if `recursive`), sorted so a resumed job sees the same order.
-pub fn image_files(dir: &Path, recursive: bool) -> Vec<PathBuf> {
-    let walker = walkdir::WalkDir::new(dir).follow_links(false).max_depth(if recursive { usize::MAX } else { 1 });
-    let mut files: Vec<PathBuf> = walker
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file() || e.path_is_symlink())
-        .map(|e| e.into_path())
-        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())))
-        .collect();
-    files.sort();
-    files
-}
-
-/// How one file of a directory went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileResult {
-    Indexed,
-    /// Already indexed: unchanged, or the same content under another name.
-    Skipped,
-    Failed(String),
-}
-
-/// Ingests the files at the indices `todo`, keeping `window` files in flight so reading and
-/// decoding overlap inference and model batches fill. `on_done` gets each file's index and
-/// result as it finishes. Stops taking new files once `cancel` is set.
-pub async fn ingest_files(
-    engine: Arc<Engine>,
-    files: &[PathBuf],
-    todo: impl IntoIterator<Item = usize>,
-    window: usize,
-    cancel: &AtomicBool,
-    mut on_done: impl FnMut(usize, &Path, FileResult),
-) {
-    let mut tasks: JoinSet<(usize, FileResult)> = JoinSet::new();
-    let mut todo = todo.into_iter().filter(|&i| i < files.len());
-    loop {
-        while tasks.len() < window.max(1) && !cancel.load(Ordering::Relaxed) {
-            let Some(index) = todo.next() else { break };
-            let engine = engine.clone();
-            let path = files[index].clone();
-            tasks.spawn(async move { (index, ingest_one(&engine, &path).await) });
-        }
-        let Some(joined) = tasks.join_next().await else { break };
-        match joined {
-            Ok((index, result)) => on_done(index, &files[index], result),
-            Err(e) => tracing::error!(error = %e, "an ingest task panicked"),
-        }
-    }
-}
-
-async fn ingest_one(engine: &Engine, path: &Path) -> FileResult {
-    let Some(requested) = path.to_str() else {
-        return FileResult::Failed("file name is not valid UTF-8".into());
-    };
-    let canonical = match engine.roots().resolve(requested) {
-        Ok(p) => p,
-        Err(e) => return FileResult::Failed(e.to_string()),
-    };
-    loop {
-        match engine.ingest_file(canonical.clone()).await {
-            Ok(ingested) if ingested.is_new() => return FileResult::Indexed,
-            Ok(_) => return FileResult::Skipped,
-            // Jobs share the model with live requests; wait for room rather than lose a file.
-            Err(EngineError::Embed(EmbedError::Overloaded(_))) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(e) => return FileResult::Failed(e.to_string()),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    Queued,
-    Running,
-    Cancelling,
-    Completed,
-    Cancelled,
-    Failed,
-}
-
-impl JobState {
-    pub fn is_finished(self) -> bool {
-        matches!(self, JobState::Completed | JobState::Cancelled | JobState::Failed)
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FileFailure {
-    pub path: String,
-    pub error: String,
-}
-
-/// A job as persisted in `jobs.json` and shown by the API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobRecord {
-    pub id: String,
-    /// Canonical folder being ingested.
-    pub path: String,
-    pub recursive: bool,
-    pub state: JobState,
-    /// Image files found (0 until the folder has been listed).
-    pub total: usize,
-    /// Files handled so far (indexed + skipped + failed).
-    pub done: usize,
-    pub indexed: usize,
-    pub skipped: usize,
-    pub failed: usize,
-    /// Why files failed (the first 1000).
-    pub failures: Vec<FileFailure>,
-    /// Why the whole job failed, if it did.
-    pub error: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub started_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub finished_at: Option<OffsetDateTime>,
-    /// Every file before this index (in sorted order) is done: where a restart resumes.
-    pub resume_from: usize,
-    /// Files after `resume_from` that are done too (files finish out of order).
-    #[serde(default)]
-    pub done_after: Vec<usize>,
-}
-
-/// A job with its live rates.
+/// A job with its rates.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobView {
     #[serde(flatten)]
     pub record: JobRecord,
-    /// Files per second in the current run.
+    /// Files per second: the current run's while running, the job's average once finished.
     pub rate: f64,
     /// Seconds left at the current rate, while running.
     pub eta_seconds: Option<f64>,
 }
 
-struct Job {
-    record: Mutex<JobRecord>,
-    cancel: AtomicBool,
-    /// When this process started running it, and how many files were done then.
-    run: Mutex<Option<(Instant, usize)>>,
+impl JobView {
+    fn stored(record: JobRecord) -> Self {
+        let rate = match (record.state.is_finished(), record.started_at, record.finished_at) {
+            (true, Some(start), Some(end)) => {
+                let secs = (end - start).as_seconds_f64();
+                if secs > 0.0 {
+                    record.done as f64 / secs
+                } else {
+                    0.0
+                }
+            }
+            _ => 0.0,
+        };
+        Self { record, rate, eta_seconds: None }
+    }
 }
 
-impl Job {
-    fn new(record: JobRecord) -> Arc<Self> {
-        Arc::new(Self { record: Mutex::new(record), cancel: AtomicBool::new(false), run: Mutex::new(None) })
-    }
+/// The job this process is running: its live counters and what is not yet written.
+struct LiveJob {
+    record: Mutex<JobRecord>,
+    /// Files finished since the last write.
+    pending: Mutex<Vec<DoneFile>>,
+    cancel: AtomicBool,
+    started: Instant,
+    done_at_start: usize,
+}
 
+impl LiveJob {
     fn record(&self) -> std::sync::MutexGuard<'_, JobRecord> {
         self.record.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn finished_file(&self, path: &Path, result: FileResult) {
+        let mut record = self.record();
+        record.done += 1;
+        let failure = match result {
+            FileResult::Indexed => {
+                record.indexed += 1;
+                metrics::job_file("indexed");
+                None
+            }
+            FileResult::Skipped => {
+                record.skipped += 1;
+                metrics::job_file("skipped");
+                None
+            }
+            FileResult::Failed(error) => {
+                record.failed += 1;
+                metrics::job_file("failed");
+                Some(error)
+            }
+        };
+        // Taken under the record's lock, so a snapshot never separates counters from files.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).push(DoneFile { path: path.display().to_string(), failure });
+    }
+
+    /// The counters and the files they count, taken together.
+    fn snapshot(&self) -> (JobRecord, Vec<DoneFile>) {
+        let record = self.record();
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        (record.clone(), pending)
+    }
+
     fn view(&self) -> JobView {
         let record = self.record().clone();
-        let (rate, eta_seconds) = match *self.run.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some((since, done_then)) if record.state == JobState::Running => {
-                let secs = since.elapsed().as_secs_f64();
-                let rate = if secs > 0.0 { (record.done.saturating_sub(done_then)) as f64 / secs } else { 0.0 };
-                let left = record.total.saturating_sub(record.done) as f64;
-                (rate, (rate > 0.0 && record.total > 0).then(|| left / rate))
-            }
-            _ => (0.0, None),
-        };
+        let secs = self.started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 { record.done.saturating_sub(self.done_at_start) as f64 / secs } else { 0.0 };
+        let left = record.total.saturating_sub(record.done) as f64;
+        let eta_seconds = (rate > 0.0 && record.total > 0).then(|| left / rate);
         JobView { record, rate, eta_seconds }
     }
 }
 
-/// Runs directory jobs one at a time on a background task; persists them in `jobs.json`.
+/// Runs directory jobs one at a time on a background task.
 pub struct JobManager {
     engine: Arc<Engine>,
-    jobs: Mutex<Vec<Arc<Job>>>,
+    store: Arc<dyn JobStore>,
+    live: Mutex<Option<Arc<LiveJob>>>,
+    /// Held while a queued job changes hands (picked by the runner, or cancelled).
+    claim: tokio::sync::Mutex<()>,
     wake: Notify,
-    file: PathBuf,
-    save_lock: Mutex<Instant>,
+    max_unfinished: usize,
 }
 
 impl JobManager {
-    /// Loads saved jobs (unfinished ones are queued again, to resume) and starts the runner.
-    pub fn start(engine: Arc<Engine>) -> Arc<Self> {
-        let file = engine.dirs().jobs_file.clone();
-        let saved: Vec<JobRecord> = std::fs::read(&file)
-            .ok()
-            .and_then(|bytes| match serde_json::from_slice(&bytes) {
-                Ok(jobs) => Some(jobs),
-                Err(e) => {
-                    tracing::error!(file = %file.display(), error = %e, "job records unreadable; starting without them");
-                    None
-                }
-            })
-            .unwrap_or_default();
-        let jobs = saved
-            .into_iter()
-            .map(|mut record| {
-                match record.state {
-                    JobState::Running | JobState::Queued => {
-                        tracing::info!(job = %record.id, from = record.resume_from, "resuming job");
-                        record.state = JobState::Queued;
-                    }
-                    JobState::Cancelling => record.state = JobState::Cancelled,
-                    _ => {}
-                }
-                Job::new(record)
-            })
-            .collect();
-        let manager = Arc::new(Self { engine, jobs: Mutex::new(jobs), wake: Notify::new(), file, save_lock: Mutex::new(Instant::now()) });
+    /// Starts the runner: jobs a previous process left running resume first.
+    pub fn start(engine: Arc<Engine>, store: Arc<dyn JobStore>, max_unfinished: usize) -> Arc<Self> {
+        let manager = Arc::new(Self {
+            engine,
+            store,
+            live: Mutex::new(None),
+            claim: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
+            max_unfinished: max_unfinished.max(1),
+        });
         let runner = manager.clone();
         tokio::spawn(async move { runner.run_forever().await });
         manager
     }
 
-    /// Queues a folder (confined to the image roots).
-    pub fn submit(&self, requested: &str, recursive: bool) -> Result<JobView, EngineError> {
+    /// Queues a folder (confined to the image roots); refused when too many jobs wait.
+    pub async fn submit(&self, requested: &str, recursive: bool) -> Result<JobView, EngineError> {
         let dir = self.engine.roots().resolve_dir(requested)?;
-        let now = OffsetDateTime::now_utc();
-        let id = blake3::hash(format!("{}{}{}", dir.display(), now.unix_timestamp_nanos(), std::process::id()).as_bytes()).to_hex()[..12]
-            .to_string();
-        let job = Job::new(JobRecord {
-            id,
-            path: dir.display().to_string(),
-            recursive,
-            state: JobState::Queued,
-            total: 0,
-            done: 0,
-            indexed: 0,
-            skipped: 0,
-            failed: 0,
-            failures: Vec::new(),
-            error: None,
-            created_at: now,
-            started_at: None,
-            finished_at: None,
-            resume_from: 0,
-            done_after: Vec::new(),
-        });
-        let view = job.view();
-        {
-            let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-            jobs.push(job);
-            prune(&mut jobs);
-        }
-        self.save(true);
+        let seed = format!("{}{}{}", dir.display(), OffsetDateTime::now_utc().unix_timestamp_nanos(), std::process::id());
+        let record = JobRecord::queued(blake3::hash(seed.as_bytes()).to_hex()[..12].to_string(), dir.display().to_string(), recursive);
+        let saved = record.clone();
+        let max = self.max_unfinished;
+        self.with_store(move |store| store.create_job(&saved, max)).await?;
         self.wake.notify_one();
-        Ok(view)
+        Ok(JobView::stored(record))
     }
 
     /// Newest first.
-    pub fn list(&self) -> Vec<JobView> {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).iter().rev().map(|j| j.view()).collect()
+    pub async fn list(&self) -> Result<Vec<JobView>, EngineError> {
+        let jobs = self.with_store(|store| store.jobs()).await?;
+        Ok(jobs.into_iter().map(|record| self.view_of(record)).collect())
     }
 
-    pub fn get(&self, id: &str) -> Result<JobView, EngineError> {
-        self.find(id).map(|j| j.view())
+    pub async fn get(&self, id: &str) -> Result<JobView, EngineError> {
+        let wanted = id.to_string();
+        let record = self.with_store(move |store| store.job(&wanted)).await?;
+        record.map(|r| self.view_of(r)).ok_or_else(|| EngineError::JobNotFound(id.to_string()))
     }
 
-    /// Cancels a queued job at once, or asks a running one to stop after its files in flight.
-    pub fn cancel(&self, id: &str) -> Result<JobView, EngineError> {
-        let job = self.find(id)?;
-        job.cancel.store(true, Ordering::Relaxed);
-        {
-            let mut record = job.record();
-            match record.state {
-                JobState::Queued => {
-                    record.state = JobState::Cancelled;
-                    record.finished_at = Some(OffsetDateTime::now_utc());
+    /// Cancels a queued job at once, or asks the running one to stop after its files in flight.
+    pub async fn cancel(&self, id: &str) -> Result<JobView, EngineError> {
+        if let Some(live) = self.live_job(id) {
+            live.cancel.store(true, Ordering::Relaxed);
+            {
+                let mut record = live.record();
+                if record.state == JobState::Running {
+                    record.state = JobState::Cancelling;
                 }
-                JobState::Running => record.state = JobState::Cancelling,
-                _ => {}
             }
+            self.flush(&live).await;
+            return Ok(live.view());
         }
-        self.save(true);
-        Ok(job.view())
+        let _claim = self.claim.lock().await;
+        let mut record = self.get(id).await?.record;
+        if record.state == JobState::Queued {
+            record.state = JobState::Cancelled;
+            record.finished_at = Some(OffsetDateTime::now_utc());
+            let saved = record.clone();
+            self.with_store(move |store| store.save_job(&saved)).await?;
+        }
+        Ok(self.view_of(record))
     }
 
-    fn find(&self, id: &str) -> Result<Arc<Job>, EngineError> {
-        self.jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find(|j| j.record().id == id)
-            .cloned()
-            .ok_or_else(|| EngineError::JobNotFound(id.to_string()))
+    fn live_job(&self, id: &str) -> Option<Arc<LiveJob>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).as_ref().filter(|j| j.record().id == id).cloned()
+    }
+
+    /// The live view when this process runs the job (counters ahead of the last write).
+    fn view_of(&self, record: JobRecord) -> JobView {
+        match self.live_job(&record.id) {
+            Some(live) => live.view(),
+            None => JobView::stored(record),
+        }
+    }
+
+    async fn with_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&dyn JobStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || work(store.as_ref()))
+            .await
+            .map_err(|e| EngineError::Internal(format!("job store thread: {e}")))?
+            .map_err(EngineError::from)
     }
 
     async fn run_forever(self: Arc<Self>) {
         loop {
-            let next = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).iter().find(|j| j.record().state == JobState::Queued).cloned();
+            let next = {
+                let _claim = self.claim.lock().await;
+                match self.next_job().await {
+                    Ok(next) => next,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the job records; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            };
             match next {
-                Some(job) => {
+                Some(record) => {
                     metrics::jobs_running(1);
-                    self.run(&job).await;
+                    self.run(record).await;
                     metrics::jobs_running(0);
                 }
                 None => self.wake.notified().await,
@@ -321,110 +231,149 @@ impl JobManager {
         }
     }
 
-    async fn run(&self, job: &Job) {
-        let (dir, recursive, resume_from, done_after) = {
-            let mut record = job.record();
-            record.state = JobState::Running;
-            record.started_at.get_or_insert(OffsetDateTime::now_utc());
-            (PathBuf::from(&record.path), record.recursive, record.resume_from, record.done_after.clone())
-        };
-        self.save(true);
-        if let Err(e) = self.engine.embedder().wait_loaded().await {
-            return self.finish(job, JobState::Failed, Some(e.to_string()));
+    /// The job to run next, marked running: one a previous process left running (a job being
+    /// cancelled then is cancelled), else the oldest queued.
+    async fn next_job(&self) -> Result<Option<JobRecord>, EngineError> {
+        let jobs = self.with_store(|store| store.jobs()).await?;
+        for job in jobs.iter().filter(|j| j.state == JobState::Cancelling) {
+            let mut cancelled = job.clone();
+            cancelled.state = JobState::Cancelled;
+            cancelled.finished_at = Some(OffsetDateTime::now_utc());
+            self.with_store(move |store| store.save_job(&cancelled)).await?;
         }
-        let files = match tokio::task::spawn_blocking(move || image_files(&dir, recursive)).await {
-            Ok(files) => files,
-            Err(e) => return self.finish(job, JobState::Failed, Some(format!("listing the folder: {e}"))),
-        };
-        {
-            let mut record = job.record();
-            record.total = files.len();
-            *job.run.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), record.done));
+        let next = jobs.iter().rev().find(|j| j.state == JobState::Running).or_else(|| jobs.iter().rev().find(|j| j.state == JobState::Queued));
+        let Some(mut record) = next.cloned() else { return Ok(None) };
+        if record.state == JobState::Running {
+            tracing::info!(job = %record.id, done = record.done, "resuming an interrupted job");
         }
-        // Resume: the files a previous run finished (as last saved) are not done again.
-        let mut finished_beyond: BTreeSet<usize> = done_after.into_iter().collect();
-        let mut prefix = resume_from.min(files.len());
-        let todo: Vec<usize> = (prefix..files.len()).filter(|i| !finished_beyond.contains(i)).collect();
-        let window = self.engine.embedder().options.max_batch * 2;
-        ingest_files(self.engine.clone(), &files, todo, window, &job.cancel, |index, path, result| {
-            {
-                let mut record = job.record();
-                record.done += 1;
-                match result {
-                    FileResult::Indexed => {
-                        record.indexed += 1;
-                        metrics::job_file("indexed");
-                    }
-                    FileResult::Skipped => {
-                        record.skipped += 1;
-                        metrics::job_file("skipped");
-                    }
-                    FileResult::Failed(error) => {
-                        record.failed += 1;
-                        metrics::job_file("failed");
-                        if record.failures.len() < MAX_FAILURES_KEPT {
-                            record.failures.push(FileFailure { path: path.display().to_string(), error });
-                        }
-                    }
-                }
-                finished_beyond.insert(index);
-                while finished_beyond.remove(&prefix) {
-                    prefix += 1;
-                }
-                record.resume_from = prefix;
-                record.done_after = finished_beyond.iter().copied().collect();
-            }
-            self.save(false);
-        })
-        .await;
-        let state = if job.cancel.load(Ordering::Relaxed) { JobState::Cancelled } else { JobState::Completed };
-        self.finish(job, state, None);
+        record.state = JobState::Running;
+        record.started_at.get_or_insert(OffsetDateTime::now_utc());
+        let saved = record.clone();
+        self.with_store(move |store| store.save_job(&saved)).await?;
+        Ok(Some(record))
     }
 
-    fn finish(&self, job: &Job, state: JobState, error: Option<String>) {
+    async fn run(&self, mut record: JobRecord) {
+        if let Err(e) = self.engine.embedder().wait_loaded().await {
+            record.error = Some(e.to_string());
+            return self.finish_stored(record, JobState::Failed).await;
+        }
+        let (dir, recursive, id) = (PathBuf::from(&record.path), record.recursive, record.id.clone());
+        let walked = tokio::task::spawn_blocking(move || pipeline::walk_images(&dir, recursive)).await;
+        let walk = match walked {
+            Ok(Ok(walk)) => walk,
+            Ok(Err(e)) => {
+                record.error = Some(e.to_string());
+                return self.finish_stored(record, JobState::Failed).await;
+            }
+            Err(e) => {
+                record.error = Some(format!("listing the folder: {e}"));
+                return self.finish_stored(record, JobState::Failed).await;
+            }
+        };
+        let done = match self.with_store(move |store| store.done_paths(&id)).await {
+            Ok(done) => done,
+            Err(e) => {
+                record.error = Some(format!("reading the job's progress: {e}"));
+                return self.finish_stored(record, JobState::Failed).await;
+            }
+        };
+        // Resume by path: what a previous run finished is not done again; anything else the
+        // folder holds now (added or renamed since) is.
+        let is_new = |path: &str| !done.contains(path);
+        let walk_errors: Vec<(String, String)> = walk.errors.into_iter().filter(|(p, _)| is_new(p)).collect();
+        let todo: Vec<PathBuf> = walk.files.into_iter().filter(|p| is_new(&p.display().to_string())).collect();
+        record.total = record.done + walk_errors.len() + todo.len();
+        let live = Arc::new(LiveJob {
+            done_at_start: record.done,
+            record: Mutex::new(record),
+            pending: Mutex::new(Vec::new()),
+            cancel: AtomicBool::new(false),
+            started: Instant::now(),
+        });
+        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(live.clone());
+        for (path, error) in walk_errors {
+            live.finished_file(Path::new(&path), FileResult::Failed(error));
+        }
+        self.flush(&live).await;
+
+        let window = self.engine.embedder().options.max_batch * 2;
+        let ingest = pipeline::ingest_files(self.engine.clone(), todo, window, &live.cancel, |path, result| live.finished_file(path, result));
+        tokio::pin!(ingest);
+        let mut ticker = tokio::time::interval(FLUSH_EVERY);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut ingest => break,
+                _ = ticker.tick() => self.flush(&live).await,
+            }
+        }
+        let state = if live.cancel.load(Ordering::Relaxed) { JobState::Cancelled } else { JobState::Completed };
         {
-            let mut record = job.record();
+            let mut record = live.record();
             record.state = state;
-            record.error = error;
             record.finished_at = Some(OffsetDateTime::now_utc());
             tracing::info!(job = %record.id, state = ?state, indexed = record.indexed, skipped = record.skipped, failed = record.failed, "job finished");
         }
-        self.save(true);
+        self.flush(&live).await;
+        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.prune().await;
     }
 
-    /// Writes all job records atomically; progress saves are throttled to one a second.
-    fn save(&self, force: bool) {
-        let mut last = self.save_lock.lock().unwrap_or_else(|p| p.into_inner());
-        if !force && last.elapsed() < Duration::from_secs(1) {
-            return;
+    /// Writes the files finished since the last write with the counters that include them.
+    async fn flush(&self, live: &LiveJob) {
+        let (record, pending) = live.snapshot();
+        let kept = pending.clone();
+        if let Err(e) = self.with_store(move |store| store.record_progress(&record, &pending)).await {
+            tracing::error!(error = %e, "could not save job progress; will retry");
+            // Put them back in front so the next write includes them.
+            let mut queue = live.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let later = std::mem::replace(&mut *queue, kept);
+            queue.extend(later);
         }
-        *last = Instant::now();
-        let records: Vec<JobRecord> = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|j| j.record().clone()).collect();
-        let result = serde_json::to_vec_pretty(&records).map_err(std::io::Error::other).and_then(|bytes| {
-            if let Some(dir) = self.file.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = self.file.with_extension("json.tmp");
-            std::fs::write(&tmp, bytes)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &self.file)
-        });
-        if let Err(e) = result {
-            tracing::error!(file = %self.file.display(), error = %e, "could not save job records");
+    }
+
+    async fn finish_stored(&self, mut record: JobRecord, state: JobState) {
+        record.state = state;
+        record.finished_at = Some(OffsetDateTime::now_utc());
+        tracing::info!(job = %record.id, state = ?state, error = ?record.error, "job finished");
+        if let Err(e) = self.with_store(move |store| store.save_job(&record)).await {
+            tracing::error!(error = %e, "could not save the job record");
+        }
+        self.prune().await;
+    }
+
+    async fn prune(&self) {
+        if let Err(e) = self.with_store(|store| store.prune_finished_jobs(MAX_FINISHED_KEPT)).await {
+            tracing::warn!(error = %e, "could not prune old job records");
         }
     }
 }
 
-/// Keeps every unfinished job and the newest finished ones.
-fn prune(jobs: &mut Vec<Arc<Job>>) {
-    let finished = jobs.iter().filter(|j| j.record().state.is_finished()).count();
-    let mut excess = finished.saturating_sub(MAX_FINISHED_KEPT);
-    jobs.retain(|j| {
-        if excess > 0 && j.record().state.is_finished() {
-            excess -= 1;
-            false
-        } else {
-            true
+/// Moves job records of versions that kept them in `jobs.json` into the job store, once.
+/// Unfinished ones resume by walking their folder again (the path index skips what is indexed).
+pub fn import_legacy_jobs(file: &Path, store: &dyn JobStore) {
+    let Ok(bytes) = std::fs::read(file) else { return };
+    let records: Vec<JobRecord> = match serde_json::from_slice(&bytes) {
+        Ok(records) => records,
+        Err(e) => {
+            tracing::error!(file = %file.display(), error = %e, "old job records unreadable; left in place");
+            return;
         }
-    });
+    };
+    for mut record in records {
+        if matches!(store.job(&record.id), Ok(Some(_))) {
+            continue;
+        }
+        if !record.state.is_finished() {
+            // Its finished paths were not kept by path: count afresh as the walk finds them.
+            (record.done, record.indexed, record.skipped, record.failed) = (0, 0, 0, 0);
+            record.failures.clear();
+        }
+        if let Err(e) = store.create_job(&record, usize::MAX) {
+            tracing::error!(job = %record.id, error = %e, "could not import an old job record");
+            return;
+        }
+    }
+    let _ = std::fs::rename(file, file.with_extension("json.imported"));
 }

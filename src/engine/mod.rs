@@ -2,20 +2,23 @@
 //! search by text or by image. Used by the HTTP handlers and the CLI alike, so both run the
 //! same pipeline. Knows no HTTP: errors are typed and mapped to statuses by `api`.
 
+mod ingest;
 pub mod jobs;
 pub mod paths;
+pub mod pipeline;
 pub mod thumbnails;
+pub mod uploads;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use time::OffsetDateTime;
-
-use crate::embed::{preprocess, ClipModel, DecodeLimits, DecodedImage, EmbedError, Embedder, ImageError};
+use crate::embed::{preprocess, ClipModel, DecodeLimits, EmbedError, Embedder, ImageError, ModelState};
 use crate::metrics;
-use crate::store::{Hit, ImageRecord, StoreError, VectorStore};
+use crate::store::{Hit, ImageRecord, ListOrder, StoreError, VectorStore};
 
+pub use ingest::WhenBusy;
 pub use paths::ImageRoots;
+pub use uploads::{Upload, UploadSink};
 
 /// Longest query accepted, in characters. CLIP reads 77 tokens; this bound only stops abuse.
 pub const MAX_QUERY_CHARS: usize = 1000;
@@ -87,6 +90,16 @@ pub struct TextSearch {
     pub truncated: bool,
 }
 
+/// The model's state as status pages show it.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub state: &'static str,
+    pub source: String,
+    pub precision: &'static str,
+    pub dim: Option<usize>,
+    pub error: Option<String>,
+}
+
 /// Where the engine keeps files it owns, under the data directory.
 #[derive(Debug, Clone)]
 pub struct DataDirs {
@@ -115,12 +128,8 @@ pub struct Engine {
     /// Files being read and decoded at once: one per core, so decoding keeps the model fed
     /// without crowding out its threads.
     decoding: tokio::sync::Semaphore,
-}
-
-/// The file-reading half of an ingest, done on a blocking thread.
-enum Prepared {
-    Known(Ingested),
-    New { record: ImageRecord, pixels: ndarray::Array3<f32>, replaces: Option<String> },
+    /// Uploads of the same content wait for each other (one stored file, one row).
+    upload_locks: uploads::HashLocks,
 }
 
 impl Engine {
@@ -131,9 +140,41 @@ impl Engine {
         if let Err(e) = std::fs::create_dir_all(&dirs.uploads) {
             tracing::warn!(dir = %dirs.uploads.display(), error = %e, "cannot create the uploads folder");
         }
+        // Records name uploads by canonical path: never relative to the working directory, so
+        // deleting an image finds its stored file whatever directory the server runs in.
+        let mut dirs = dirs;
+        if let Ok(canonical) = std::fs::canonicalize(&dirs.uploads) {
+            dirs.uploads = canonical;
+        }
         let roots = roots.with_internal_root(&dirs.uploads);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self { embedder, store, roots, limits, dirs, bound_model: Mutex::new(None), decoding: tokio::sync::Semaphore::new(cores) }
+        Self {
+            embedder,
+            store,
+            roots,
+            limits,
+            dirs,
+            bound_model: Mutex::new(None),
+            decoding: tokio::sync::Semaphore::new(cores),
+            upload_locks: uploads::HashLocks::default(),
+        }
+    }
+
+    /// What the model is doing, for status pages.
+    pub fn model_info(&self) -> ModelInfo {
+        let options = &self.embedder.options;
+        let current = self.embedder.state();
+        let (dim, error) = match &current {
+            ModelState::Ready(model) => (Some(model.dim()), None),
+            ModelState::Failed(msg) => (None, Some(msg.clone())),
+            ModelState::Loading => (None, None),
+        };
+        ModelInfo { state: current.name(), source: options.source.clone(), precision: options.precision.as_str(), dim, error }
+    }
+
+    /// Fails fast (model loading or failed) before a caller sends a large body for nothing.
+    pub fn ensure_model_ready(&self) -> Result<(), EngineError> {
+        self.model().map(|_| ())
     }
 
     pub fn embedder(&self) -> &Embedder {
@@ -165,72 +206,6 @@ impl Engine {
             *bound = Some(model.fingerprint().to_string());
         }
         Ok(model)
-    }
-
-    /// Ingests one file named by a request (confined to the image roots).
-    pub async fn ingest_path(&self, requested: &str) -> Result<Ingested, EngineError> {
-        let outcome = match self.roots.resolve(requested) {
-            Ok(path) => self.ingest_file(path).await,
-            Err(e) => Err(e),
-        };
-        count_ingest(&outcome);
-        outcome
-    }
-
-    /// Ingests a file already known to be under a root (canonical path).
-    #[tracing::instrument(level = "info", skip(self), fields(path = %path.display()))]
-    pub async fn ingest_file(&self, path: PathBuf) -> Result<Ingested, EngineError> {
-        let model = self.model()?;
-        let store = self.store.clone();
-        let limits = self.limits;
-        let prep_model = model.clone();
-        let permit = self.decoding.acquire().await.map_err(|e| EngineError::Internal(e.to_string()))?;
-        let prepared = blocking(move || prepare(&path, &limits, store.as_ref(), &prep_model)).await?;
-        drop(permit);
-        let (record, pixels, replaces) = match prepared {
-            Prepared::Known(ingested) => return Ok(ingested),
-            Prepared::New { record, pixels, replaces } => (record, pixels, replaces),
-        };
-        let vector = model.embed_pixels(pixels).await?;
-        let store = self.store.clone();
-        let saved = record.clone();
-        blocking(move || {
-            store.upsert(&saved, &vector)?;
-            if let Some(stale) = replaces {
-                // The file at this path changed: its old content is no longer there.
-                store.delete(&stale)?;
-            }
-            Ok(())
-        })
-        .await?;
-        metrics::index_size(self.store.count());
-        Ok(Ingested { record, outcome: IngestOutcome::Indexed })
-    }
-
-    /// Stores uploaded bytes content-addressed under the data directory and indexes them.
-    /// The bytes are checked to be a decodable image before anything is written.
-    pub async fn ingest_upload(&self, filename: &str, bytes: Vec<u8>) -> Result<Ingested, EngineError> {
-        self.model()?;
-        let limits = self.limits;
-        let uploads = self.dirs.uploads.clone();
-        let filename = filename.to_string();
-        let path = blocking(move || {
-            let decoded = preprocess::decode(&bytes, &limits)?;
-            let hash = blake3::hash(&bytes).to_hex().to_string();
-            // One folder per content hash keeps storage content-addressed while the file keeps
-            // the name the user knows it by.
-            let dir = uploads.join(&hash[..2]).join(&hash);
-            if let Some(existing) = std::fs::read_dir(&dir).ok().and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path()))) {
-                return Ok(existing);
-            }
-            let path = dir.join(upload_file_name(&filename, extension(&decoded)));
-            write_atomically(&dir, &path, &bytes)?;
-            Ok(path)
-        })
-        .await?;
-        let outcome = self.ingest_file(path).await;
-        count_ingest(&outcome);
-        outcome
     }
 
     /// The `top_k` images closest to a text.
@@ -280,8 +255,8 @@ impl Engine {
     }
 
     /// A page of indexed images and the total count.
-    pub fn list_images(&self, offset: usize, limit: usize) -> Result<(Vec<ImageRecord>, usize), EngineError> {
-        Ok((self.store.list(offset, limit)?, self.store.count()))
+    pub fn list_images(&self, offset: usize, limit: usize, order: ListOrder) -> Result<(Vec<ImageRecord>, usize), EngineError> {
+        Ok((self.store.list(offset, limit, order)?, self.store.count()))
     }
 
     /// Removes an image from the index, with its cached thumbnails and, for uploads, the stored
@@ -354,85 +329,6 @@ fn check_top_k(top_k: i64) -> Result<usize, EngineError> {
 /// restarts and machines, and short enough for URLs.
 pub fn image_id(content_hash: &str) -> String {
     content_hash[..16].to_string()
-}
-
-fn modified_nanos(meta: &std::fs::Metadata) -> Option<i128> {
-    let modified = meta.modified().ok()?;
-    Some(OffsetDateTime::from(modified).unix_timestamp_nanos())
-}
-
-fn prepare(path: &Path, limits: &DecodeLimits, store: &dyn VectorStore, model: &ClipModel) -> Result<Prepared, EngineError> {
-    let shown = path.display().to_string();
-    let unreadable = |e: std::io::Error| EngineError::Unreadable { path: shown.clone(), message: e.to_string() };
-    let meta = std::fs::metadata(path).map_err(unreadable)?;
-    let size = meta.len();
-    let modified = modified_nanos(&meta);
-    let previous = store.find_by_path(&shown)?;
-    if let Some(previous) = &previous {
-        if previous.bytes == size && previous.modified.is_some() && previous.modified == modified {
-            return Ok(Prepared::Known(Ingested { record: previous.clone(), outcome: IngestOutcome::Unchanged }));
-        }
-    }
-    if size > limits.max_bytes {
-        return Err(ImageError::TooManyBytes { bytes: size, limit: limits.max_bytes }.into());
-    }
-    let bytes = std::fs::read(path).map_err(unreadable)?;
-    let content_hash = blake3::hash(&bytes).to_hex().to_string();
-    let id = image_id(&content_hash);
-    if let Some(existing) = store.get(&id)?.filter(|r| r.content_hash == content_hash) {
-        // Known content. If its recorded file is gone (moved or renamed), it lives here now.
-        if existing.path != shown && !Path::new(&existing.path).exists() {
-            if let Some(vector) = store.vector(&id)? {
-                let moved = ImageRecord { path: shown, modified, ..existing };
-                store.upsert(&moved, &vector)?;
-                return Ok(Prepared::Known(Ingested { record: moved, outcome: IngestOutcome::Duplicate }));
-            }
-        }
-        return Ok(Prepared::Known(Ingested { record: existing, outcome: IngestOutcome::Duplicate }));
-    }
-    let decoded = preprocess::decode(&bytes, limits)?;
-    let pixels = model.pixels(&decoded)?;
-    let record = ImageRecord {
-        id,
-        path: shown,
-        content_hash,
-        width: decoded.width(),
-        height: decoded.height(),
-        bytes: bytes.len() as u64,
-        modified,
-        format: format_name(decoded.format),
-        ingested_at: OffsetDateTime::now_utc(),
-    };
-    let replaces = previous.map(|p| p.id).filter(|old| *old != record.id);
-    Ok(Prepared::New { record, pixels, replaces })
-}
-
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
-    use std::io::Write;
-    let failed = |e: std::io::Error| EngineError::Write { path: path.display().to_string(), message: e.to_string() };
-    std::fs::create_dir_all(dir).map_err(failed)?;
-    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-    let mut file = std::fs::File::create(&tmp).map_err(failed)?;
-    file.write_all(bytes).map_err(failed)?;
-    file.sync_all().map_err(failed)?;
-    std::fs::rename(&tmp, path).map_err(failed)
-}
-
-/// A safe file name from an uploaded one: its last component, with anything unusual replaced.
-fn upload_file_name(original: &str, extension: &str) -> String {
-    let base = original.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String =
-        base.chars().map(|c| if c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | ' ') { c } else { '_' }).take(120).collect();
-    let cleaned = cleaned.trim_matches(|c| c == '.' || c == ' ');
-    if cleaned.is_empty() {
-        format!("upload.{extension}")
-    } else {
-        cleaned.to_string()
-    }
-}
-
-fn extension(decoded: &DecodedImage) -> &'static str {
-    decoded.format.extensions_str().first().copied().unwrap_or("img")
 }
 
 fn format_name(format: image::ImageFormat) -> String {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{ImageRecord, StoreError, Upserted, VectorStore};
+use super::{ImageRecord, ListOrder, StoreError, Upserted, VectorStore};
 
 pub use super::conformance_record as record;
 
@@ -133,7 +133,7 @@ fn list_pages_through_everything_once(open: &impl Fn(&Path) -> Box<dyn VectorSto
     }
     let mut seen = Vec::new();
     for page in 0..4 {
-        seen.extend(store.list(page * 3, 3).unwrap().into_iter().map(|r| r.id));
+        seen.extend(store.list(page * 3, 3, ListOrder::OldestFirst).unwrap().into_iter().map(|r| r.id));
     }
     seen.sort();
     assert_eq!(seen, (0..7).map(|i| format!("img{i}")).collect::<Vec<_>>());

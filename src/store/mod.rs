@@ -21,12 +21,23 @@ pub fn conformance_record(id: &str) -> ImageRecord {
     }
 }
 pub mod embedded;
+pub mod jobs;
 pub mod matrix;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub use embedded::EmbeddedStore;
+pub use jobs::{DoneFile, FileFailure, JobRecord, JobState, JobStore};
+
+/// Which end of the ingestion order a listing starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListOrder {
+    /// Most recently ingested first, as a photo library shows it.
+    #[default]
+    NewestFirst,
+    OldestFirst,
+}
 
 /// What we know about an indexed image. The id is derived from the content hash, so the same
 /// bytes always get the same id.
@@ -79,13 +90,16 @@ pub enum StoreError {
     Locked { path: String },
     #[error("could not open the index at {path}: {message}")]
     Open { path: String, message: String },
+    #[error("{limit} directory jobs are already queued or running; wait for one to finish")]
+    TooManyJobs { limit: usize },
 }
 
 /// A persistent collection of image vectors. Writes are durable when they return.
 pub trait VectorStore: Send + Sync {
     /// Ties the store to one model; a store built with another model refuses it.
     fn bind_model(&self, fingerprint: &str, dim: usize) -> Result<(), StoreError>;
-    /// Adds or replaces the image with `record.id`.
+    /// Adds or replaces the image with `record.id`. A path names one image: when `record.path`
+    /// named another image before, that image is removed in the same write.
     fn upsert(&self, record: &ImageRecord, vector: &[f32]) -> Result<Upserted, StoreError> {
         Ok(self.upsert_many(&[(record.clone(), vector.to_vec())])?.remove(0))
     }
@@ -99,7 +113,7 @@ pub trait VectorStore: Send + Sync {
     fn delete(&self, id: &str) -> Result<bool, StoreError>;
     /// The `k` most similar images, best first (ties by id).
     fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, StoreError>;
-    /// Images in ingestion order, for listing.
-    fn list(&self, offset: usize, limit: usize) -> Result<Vec<ImageRecord>, StoreError>;
+    /// Images in ingestion order (ties by id), for listing.
+    fn list(&self, offset: usize, limit: usize, order: ListOrder) -> Result<Vec<ImageRecord>, StoreError>;
     fn count(&self) -> usize;
 }

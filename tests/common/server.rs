@@ -16,6 +16,8 @@ pub struct Server {
     pub extra_args: Vec<String>,
     pub extra_env: Vec<(String, String)>,
     pub model: PathBuf,
+    /// Working directory of the server process, when the test sets one.
+    pub cwd: Option<PathBuf>,
     _tmp: tempfile::TempDir,
 }
 
@@ -37,7 +39,16 @@ impl Server {
         Self::start_with_env(model, extra_args, &[])
     }
 
+    /// A server run from inside its temp folder with a relative `--data-dir`.
+    pub fn start_with_relative_data_dir() -> Self {
+        Self::start_configured(&super::tiny_model(), &[], &[], true)
+    }
+
     pub fn start_with_env(model: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_configured(model, extra_args, env, false)
+    }
+
+    fn start_configured(model: &Path, extra_args: &[&str], env: &[(&str, &str)], relative_data_dir: bool) -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("index");
         let image_root = tmp.path().join("images");
@@ -50,6 +61,7 @@ impl Server {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             model: model.to_path_buf(),
+            cwd: relative_data_dir.then(|| tmp.path().to_path_buf()),
             _tmp: tmp,
         };
         server.spawn();
@@ -59,12 +71,22 @@ impl Server {
     fn spawn(&mut self) {
         let port = free_port();
         self.url = format!("http://127.0.0.1:{port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_visionquery"))
+        // With a working directory set, the data dir is given relative to it (as a user who
+        // runs `visionquery serve` from a folder with the default `./data/index` would).
+        let data_dir = match &self.cwd {
+            Some(cwd) => self.data_dir.strip_prefix(cwd).expect("data dir inside the working directory").to_path_buf(),
+            None => self.data_dir.clone(),
+        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_visionquery"));
+        if let Some(cwd) = &self.cwd {
+            command.current_dir(cwd);
+        }
+        let child = command
             .arg("serve")
             .arg("--model")
             .arg(&self.model)
             .arg("--data-dir")
-            .arg(&self.data_dir)
+            .arg(&data_dir)
             .arg("--image-root")
             .arg(&self.image_root)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -100,10 +122,20 @@ impl Server {
 
     /// `kill -9` and start again on the same directories.
     pub fn crash_and_restart(&mut self) {
+        self.kill();
+        self.start_again();
+    }
+
+    /// `kill -9`, leaving the data directory as a crash leaves it.
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().expect("SIGKILL");
             child.wait().expect("reaping");
         }
+    }
+
+    /// Starts the killed server again on the same directories and waits until it is ready.
+    pub fn start_again(&mut self) {
         self.spawn();
         self.wait_ready();
     }

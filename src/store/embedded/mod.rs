@@ -5,16 +5,20 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+mod jobs;
 
 use super::matrix::Matrix;
-use super::{Hit, ImageRecord, StoreError, Upserted, VectorStore};
+use super::{Hit, ImageRecord, ListOrder, StoreError, Upserted, VectorStore};
 
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const VECTORS: TableDefinition<&str, &[u8]> = TableDefinition::new("vectors");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 /// Ingested path -> image id.
 const PATHS: TableDefinition<&str, &str> = TableDefinition::new("paths");
+/// Ingestion order: `order_key(record)` -> image id, so listings page newest or oldest first.
+const ORDER: TableDefinition<&str, &str> = TableDefinition::new("ingest_order");
 
 const DB_FILE: &str = "index.redb";
 
@@ -47,6 +51,8 @@ impl EmbeddedStore {
             txn.open_table(VECTORS).map_err(db_err)?;
             txn.open_table(META).map_err(db_err)?;
             txn.open_table(PATHS).map_err(db_err)?;
+            jobs::create_tables(&txn)?;
+            backfill_order(&txn)?;
         }
         txn.commit().map_err(db_err)?;
         let store = Self { db, path, matrix: RwLock::new(None), writer: Mutex::new(()) };
@@ -94,6 +100,41 @@ fn decode_vector(bytes: &[u8], dim: usize) -> Option<Vec<f32>> {
     (bytes.len() == dim * 4).then(|| bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
+/// Sorts by ingestion time, then id (ties are deterministic). Nanoseconds since 1970, zero-padded
+/// so that string order is time order.
+fn order_key(record: &ImageRecord) -> String {
+    format!("{:024}:{}", record.ingested_at.unix_timestamp_nanos().max(0), record.id)
+}
+
+/// Indexes written before the ingestion-order table existed get it filled once.
+fn backfill_order(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut order = txn.open_table(ORDER).map_err(db_err)?;
+    if !order.is_empty().map_err(db_err)? {
+        return Ok(());
+    }
+    let images = txn.open_table(IMAGES).map_err(db_err)?;
+    for entry in images.iter().map_err(db_err)? {
+        let (id, bytes) = entry.map_err(db_err)?;
+        let record = decode_record(bytes.value())?;
+        order.insert(order_key(&record).as_str(), id.value()).map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Removes an image's rows (record, vector, path and order entries) inside a write transaction.
+fn remove_rows(txn: &redb::WriteTransaction, id: &str) -> Result<Option<ImageRecord>, StoreError> {
+    let removed = txn.open_table(IMAGES).map_err(db_err)?.remove(id).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
+    txn.open_table(VECTORS).map_err(db_err)?.remove(id).map_err(db_err)?;
+    if let Some(record) = &removed {
+        let mut paths = txn.open_table(PATHS).map_err(db_err)?;
+        if paths.get(record.path.as_str()).map_err(db_err)?.is_some_and(|v| v.value() == id) {
+            paths.remove(record.path.as_str()).map_err(db_err)?;
+        }
+        txn.open_table(ORDER).map_err(db_err)?.remove(order_key(record).as_str()).map_err(db_err)?;
+    }
+    Ok(removed)
+}
+
 fn decode_record(bytes: &[u8]) -> Result<ImageRecord, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("image record: {e}")))
 }
@@ -133,31 +174,52 @@ impl VectorStore for EmbeddedStore {
             return Err(StoreError::DimensionMismatch { expected: dim, got: v.len() });
         }
         let txn = self.db.begin_write().map_err(db_err)?;
+        // Images that stop existing in this write: a path names one image, so new content at a
+        // path retires the image that path named before (same transaction, so a crash can
+        // never leave the stale record searchable).
+        let mut retired = Vec::new();
         {
             let mut meta = txn.open_table(META).map_err(db_err)?;
             if meta.get("dim").map_err(db_err)?.is_none() {
                 meta.insert("dim", dim.to_string().as_str()).map_err(db_err)?;
             }
-            let mut images = txn.open_table(IMAGES).map_err(db_err)?;
-            let mut vectors = txn.open_table(VECTORS).map_err(db_err)?;
-            let mut paths = txn.open_table(PATHS).map_err(db_err)?;
-            for (record, vector) in items {
-                let json = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let previous =
-                    images.insert(record.id.as_str(), json.as_slice()).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
-                if let Some(previous) = previous.filter(|p| p.path != record.path) {
-                    // The image moved: its old path no longer names it.
-                    if paths.get(previous.path.as_str()).map_err(db_err)?.is_some_and(|id| id.value() == record.id) {
-                        paths.remove(previous.path.as_str()).map_err(db_err)?;
-                    }
+        }
+        for (record, vector) in items {
+            let named_before = txn.open_table(PATHS).map_err(db_err)?.get(record.path.as_str()).map_err(db_err)?.map(|v| v.value().to_string());
+            if let Some(old) = named_before.filter(|old| *old != record.id) {
+                let old_record = txn.open_table(IMAGES).map_err(db_err)?.get(old.as_str()).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
+                if old_record.is_some_and(|r| r.path == record.path) {
+                    remove_rows(&txn, &old)?;
+                    retired.push(old);
                 }
-                paths.insert(record.path.as_str(), record.id.as_str()).map_err(db_err)?;
-                vectors.insert(record.id.as_str(), encode_vector(vector).as_slice()).map_err(db_err)?;
             }
+            let json = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let previous = txn
+                .open_table(IMAGES)
+                .map_err(db_err)?
+                .insert(record.id.as_str(), json.as_slice())
+                .map_err(db_err)?
+                .map(|v| decode_record(v.value()))
+                .transpose()?;
+            let mut paths = txn.open_table(PATHS).map_err(db_err)?;
+            let mut order = txn.open_table(ORDER).map_err(db_err)?;
+            if let Some(previous) = &previous {
+                if previous.path != record.path && paths.get(previous.path.as_str()).map_err(db_err)?.is_some_and(|id| id.value() == record.id) {
+                    // The image moved: its old path no longer names it.
+                    paths.remove(previous.path.as_str()).map_err(db_err)?;
+                }
+                order.remove(order_key(previous).as_str()).map_err(db_err)?;
+            }
+            paths.insert(record.path.as_str(), record.id.as_str()).map_err(db_err)?;
+            order.insert(order_key(record).as_str(), record.id.as_str()).map_err(db_err)?;
+            txn.open_table(VECTORS).map_err(db_err)?.insert(record.id.as_str(), encode_vector(vector).as_slice()).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         let mut matrix = self.matrix.write().unwrap_or_else(|p| p.into_inner());
         let matrix = matrix.get_or_insert_with(|| Matrix::new(dim));
+        for id in &retired {
+            matrix.remove(id);
+        }
         Ok(items.iter().map(|(r, v)| if matrix.upsert(&r.id, v) { Upserted::Inserted } else { Upserted::Replaced }).collect())
     }
 
@@ -185,18 +247,7 @@ impl VectorStore for EmbeddedStore {
     fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let txn = self.db.begin_write().map_err(db_err)?;
-        let existed = {
-            let removed =
-                txn.open_table(IMAGES).map_err(db_err)?.remove(id).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
-            txn.open_table(VECTORS).map_err(db_err)?.remove(id).map_err(db_err)?;
-            if let Some(record) = &removed {
-                let mut paths = txn.open_table(PATHS).map_err(db_err)?;
-                if paths.get(record.path.as_str()).map_err(db_err)?.is_some_and(|v| v.value() == id) {
-                    paths.remove(record.path.as_str()).map_err(db_err)?;
-                }
-            }
-            removed.is_some()
-        };
+        let existed = remove_rows(&txn, id)?.is_some();
         txn.commit().map_err(db_err)?;
         if let Some(m) = self.matrix.write().unwrap_or_else(|p| p.into_inner()).as_mut() {
             m.remove(id);
@@ -225,13 +276,21 @@ impl VectorStore for EmbeddedStore {
         Ok(hits)
     }
 
-    fn list(&self, offset: usize, limit: usize) -> Result<Vec<ImageRecord>, StoreError> {
+    fn list(&self, offset: usize, limit: usize, order: ListOrder) -> Result<Vec<ImageRecord>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
-        let table = txn.open_table(IMAGES).map_err(db_err)?;
+        let images = txn.open_table(IMAGES).map_err(db_err)?;
+        let by_time = txn.open_table(ORDER).map_err(db_err)?;
+        let range = by_time.iter().map_err(db_err)?;
+        let ids: Box<dyn Iterator<Item = _>> = match order {
+            ListOrder::NewestFirst => Box::new(range.rev()),
+            ListOrder::OldestFirst => Box::new(range),
+        };
         let mut out = Vec::new();
-        for entry in table.iter().map_err(db_err)?.skip(offset).take(limit) {
-            let (_, value) = entry.map_err(db_err)?;
-            out.push(decode_record(value.value())?);
+        for entry in ids.skip(offset).take(limit) {
+            let (_, id) = entry.map_err(db_err)?;
+            if let Some(value) = images.get(id.value()).map_err(db_err)? {
+                out.push(decode_record(value.value())?);
+            }
         }
         Ok(out)
     }

@@ -1,0 +1,178 @@
+//! Ingesting one file, in two halves: `stage` (stat, hash, dedup, decode, embed) and `commit`
+//! (write to the store). Single requests commit at once; directory jobs stage many files and
+//! commit them together, one durable write per batch.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::{blocking, count_ingest, format_name, image_id, Engine, EngineError, IngestOutcome, Ingested};
+use crate::embed::{preprocess, ClipModel, DecodeLimits, DecodedImage, EmbedError, ImageError};
+use crate::metrics;
+use crate::store::{ImageRecord, VectorStore};
+
+/// What to do when the model's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenBusy {
+    /// Answer at once (a live request gets 503 + Retry-After).
+    Refuse,
+    /// Wait for room (background jobs share the model with live requests and must not lose files).
+    Wait,
+}
+
+/// How long a waiting ingest sleeps before offering its pixels to the model again.
+const BUSY_RETRY: Duration = Duration::from_millis(20);
+
+/// A file after `stage`: either nothing to write, or an embedded image to commit.
+#[derive(Debug)]
+pub enum Staged {
+    Done(Ingested),
+    Embedded { record: ImageRecord, vector: Vec<f32> },
+}
+
+/// The file-reading half of an ingest, done on a blocking thread.
+enum Prepared {
+    Known(Ingested),
+    New { record: ImageRecord, decoded: DecodedImage },
+}
+
+impl Engine {
+    /// Ingests one file named by a request (confined to the image roots).
+    pub async fn ingest_path(&self, requested: &str) -> Result<Ingested, EngineError> {
+        let outcome = match self.roots.resolve(requested) {
+            Ok(path) => self.ingest_file(path).await,
+            Err(e) => Err(e),
+        };
+        count_ingest(&outcome);
+        outcome
+    }
+
+    /// Ingests a file already known to be under a root (canonical path), committing at once.
+    #[tracing::instrument(level = "info", skip(self), fields(path = %path.display()))]
+    pub async fn ingest_file(&self, path: PathBuf) -> Result<Ingested, EngineError> {
+        let staged = self.stage(path, WhenBusy::Refuse).await?;
+        self.commit_one(staged).await
+    }
+
+    /// Reads, dedups, decodes and embeds a file, without writing it to the store. The file is
+    /// read and decoded once; only the embedding is retried when the model is busy.
+    pub async fn stage(&self, path: PathBuf, when_busy: WhenBusy) -> Result<Staged, EngineError> {
+        let model = self.model()?;
+        let store = self.store.clone();
+        let limits = self.limits;
+        let prepared = self.in_decode_slot(move || prepare(&path, &limits, store.as_ref())).await?;
+        match prepared {
+            Prepared::Known(ingested) => Ok(Staged::Done(ingested)),
+            Prepared::New { record, decoded } => {
+                let vector = self.embed_decoded(&model, decoded, when_busy).await?;
+                Ok(Staged::Embedded { record, vector })
+            }
+        }
+    }
+
+    /// Preprocesses and embeds a decoded image.
+    pub(super) async fn embed_decoded(&self, model: &Arc<ClipModel>, decoded: DecodedImage, when_busy: WhenBusy) -> Result<Vec<f32>, EngineError> {
+        let prep_model = model.clone();
+        let pixels = blocking(move || Ok(prep_model.pixels(&decoded)?)).await?;
+        loop {
+            match model.embed_pixels(pixels.clone()).await {
+                Err(EmbedError::Overloaded(_)) if when_busy == WhenBusy::Wait => tokio::time::sleep(BUSY_RETRY).await,
+                outcome => return Ok(outcome?),
+            }
+        }
+    }
+
+    /// Writes staged images in one durable store write; returns what each became.
+    pub async fn commit(&self, staged: Vec<(ImageRecord, Vec<f32>)>) -> Result<(), EngineError> {
+        if staged.is_empty() {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        blocking(move || Ok(store.upsert_many(&staged)?)).await?;
+        metrics::index_size(self.store.count());
+        Ok(())
+    }
+
+    pub(super) async fn commit_one(&self, staged: Staged) -> Result<Ingested, EngineError> {
+        match staged {
+            Staged::Done(ingested) => Ok(ingested),
+            Staged::Embedded { record, vector } => {
+                self.commit(vec![(record.clone(), vector)]).await?;
+                Ok(Ingested { record, outcome: IngestOutcome::Indexed })
+            }
+        }
+    }
+
+    /// Runs file reading and decoding on a blocking thread, at most one per core at a time, so
+    /// N concurrent requests never cost N full-size decodes at once.
+    pub(super) async fn in_decode_slot<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let _permit = self.decoding.acquire().await.map_err(|e| EngineError::Internal(e.to_string()))?;
+        blocking(work).await
+    }
+}
+
+fn modified_nanos(meta: &std::fs::Metadata) -> Option<i128> {
+    let modified = meta.modified().ok()?;
+    Some(OffsetDateTime::from(modified).unix_timestamp_nanos())
+}
+
+/// The record a newly decoded file gets.
+pub(super) fn new_record(path: String, content_hash: String, bytes: u64, modified: Option<i128>, decoded: &DecodedImage) -> ImageRecord {
+    ImageRecord {
+        id: image_id(&content_hash),
+        path,
+        content_hash,
+        width: decoded.width(),
+        height: decoded.height(),
+        bytes,
+        modified,
+        format: format_name(decoded.format),
+        ingested_at: OffsetDateTime::now_utc(),
+    }
+}
+
+fn prepare(path: &Path, limits: &DecodeLimits, store: &dyn VectorStore) -> Result<Prepared, EngineError> {
+    let shown = path.display().to_string();
+    let unreadable = |e: std::io::Error| EngineError::Unreadable { path: shown.clone(), message: e.to_string() };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    let size = meta.len();
+    let modified = modified_nanos(&meta);
+    let previous = store.find_by_path(&shown)?;
+    if let Some(previous) = &previous {
+        if previous.bytes == size && previous.modified.is_some() && previous.modified == modified {
+            return Ok(Prepared::Known(Ingested { record: previous.clone(), outcome: IngestOutcome::Unchanged }));
+        }
+    }
+    if size > limits.max_bytes {
+        return Err(ImageError::TooManyBytes { bytes: size, limit: limits.max_bytes }.into());
+    }
+    let bytes = std::fs::read(path).map_err(unreadable)?;
+    let content_hash = blake3::hash(&bytes).to_hex().to_string();
+    let id = image_id(&content_hash);
+    if let Some(existing) = store.get(&id)?.filter(|r| r.content_hash == content_hash) {
+        if existing.path != shown && !Path::new(&existing.path).exists() {
+            // Known content whose recorded file is gone (moved or renamed): it lives here now.
+            // Writing it at this path also retires whatever this path showed before.
+            if let Some(vector) = store.vector(&id)? {
+                let moved = ImageRecord { path: shown, modified, ..existing };
+                store.upsert(&moved, &vector)?;
+                return Ok(Prepared::Known(Ingested { record: moved, outcome: IngestOutcome::Duplicate }));
+            }
+        }
+        // The same picture is indexed under another path that still shows it. Whatever this
+        // path showed before is no longer here, so it must not stay searchable under this path.
+        if let Some(stale) = previous.filter(|p| p.id != id && p.path == shown) {
+            store.delete(&stale.id)?;
+        }
+        return Ok(Prepared::Known(Ingested { record: existing, outcome: IngestOutcome::Duplicate }));
+    }
+    metrics::image_decode("ingest");
+    let decoded = preprocess::decode(&bytes, limits)?;
+    let record = new_record(shown, content_hash, size, modified, &decoded);
+    Ok(Prepared::New { record, decoded })
+}
