@@ -22,6 +22,54 @@ pub fn run_all(open: impl Fn(&Path) -> Box<dyn VectorStore>) {
     list_pages_through_everything_once(&open);
     paths_find_their_current_image(&open);
     many_upserts_land_together(&open);
+    new_content_at_a_path_retires_what_the_path_showed(&open);
+    listing_follows_ingestion_order_both_ways(&open);
+}
+
+fn new_content_at_a_path_retires_what_the_path_showed(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let store = open(dir.path());
+        store.upsert(&record("old"), &unit(&[1.0, 0.0])).unwrap();
+        let mut edited = record("new");
+        edited.path = record("old").path;
+        store.upsert(&edited, &unit(&[0.0, 1.0])).unwrap();
+        assert_eq!(store.get("old").unwrap(), None, "the path shows new content now");
+        assert_eq!(store.count(), 1);
+        let hits = store.search(&unit(&[1.0, 0.0]), 5).unwrap();
+        assert_eq!(hits.iter().map(|h| h.record.id.as_str()).collect::<Vec<_>>(), ["new"]);
+        assert_eq!(store.find_by_path(&edited.path).unwrap(), Some(edited));
+        // An image that merely moved away from a path leaves nothing behind to retire.
+        let mut moved = record("other");
+        moved.path = "/photos/elsewhere.jpg".into();
+        store.upsert(&moved, &unit(&[1.0, 1.0])).unwrap();
+        assert_eq!(store.count(), 2);
+    }
+    let store = open(dir.path());
+    assert_eq!(store.get("old").unwrap(), None, "retired in the same durable write");
+    assert_eq!(store.count(), 2);
+}
+
+fn listing_follows_ingestion_order_both_ways(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    // Ids in the opposite order of ingestion, so id order cannot pass for time order.
+    let ids = ["z", "m", "a", "q"];
+    for (i, id) in ids.iter().enumerate() {
+        let mut r = record(id);
+        r.ingested_at += time::Duration::seconds(i as i64);
+        store.upsert(&r, &unit(&[1.0, i as f32])).unwrap();
+    }
+    let listed = |order| store.list(0, 10, order).unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(listed(ListOrder::OldestFirst), ids);
+    assert_eq!(listed(ListOrder::NewestFirst), ["q", "a", "m", "z"]);
+    assert_eq!(store.list(1, 2, ListOrder::NewestFirst).unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>(), ["a", "m"]);
+    // Re-ingesting an image moves it to its new time; deleting removes it from the order.
+    let mut again = record("z");
+    again.ingested_at += time::Duration::seconds(60);
+    store.upsert(&again, &unit(&[1.0, 0.0])).unwrap();
+    store.delete("a").unwrap();
+    assert_eq!(listed(ListOrder::NewestFirst), ["z", "q", "m"]);
 }
 
 fn many_upserts_land_together(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {
