@@ -5,11 +5,14 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::{ArgAction, Args, ValueEnum};
 
 use crate::embed::{ModelOptions, Precision};
 
-/// Where the CLIP model and the index live: shared by `serve`, `index` and `search`.
+/// Settings every subcommand takes (`serve`, `index`, `search`): the model, the index, the image
+/// folders, the limits and logging. One set of flags or `VQ_*` variables then works for all of
+/// them (a shell alias, an env file), even where a subcommand has no use for one: `search` reads
+/// no image folders.
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// CLIP model: a local directory in the Hugging Face ONNX layout, or a Hub repository id
@@ -48,6 +51,33 @@ pub struct CommonArgs {
     /// Largest image file accepted, in bytes.
     #[arg(long, env = "VQ_MAX_IMAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_image_bytes: u64,
+
+    /// Directories images may be ingested from (repeat the flag, or comma-separate in the env).
+    /// `index` also looks for a relative folder under them.
+    #[arg(long = "image-root", env = "VQ_IMAGE_ROOTS", value_delimiter = ',', default_value = "./data/images")]
+    pub image_roots: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// What is logged on stderr, and where traces go.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log more: `-v` info, `-vv` debug, `-vvv` trace. Without it `serve` logs info, while `index`
+    /// and `search` (whose output is on stdout) log only warnings and errors. `VQ_LOG`, when set,
+    /// decides instead (`tracing` filter syntax).
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log format.
+    #[arg(long, env = "VQ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Export traces with OpenTelemetry (OTLP over HTTP) to this collector, e.g.
+    /// `http://localhost:4318`. Off when unset.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -73,15 +103,11 @@ impl CommonArgs {
     }
 }
 
-/// Settings of `visionquery serve`.
+/// Settings only `visionquery serve` has: the HTTP listener and request sizes.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-
-    /// Directories images may be ingested from (repeat the flag, or comma-separate in the env).
-    #[arg(long = "image-root", env = "VQ_IMAGE_ROOTS", value_delimiter = ',', default_value = "./data/images")]
-    pub image_roots: Vec<PathBuf>,
 
     /// Address to listen on.
     #[arg(long, env = "VQ_HOST", default_value = "127.0.0.1")]
@@ -102,15 +128,6 @@ pub struct ServeArgs {
     /// Largest multipart upload (all files of one request), in bytes.
     #[arg(long, env = "VQ_MAX_UPLOAD_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_upload_bytes: usize,
-
-    /// Log format.
-    #[arg(long, env = "VQ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// Export traces with OpenTelemetry (OTLP over HTTP) to this collector, e.g.
-    /// `http://localhost:4318`. Off when unset.
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
-    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,14 +1,16 @@
 //! `visionquery`: serve the HTTP API, index a folder, or search from a terminal.
 
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+use visionquery::api::dto::{SearchResponse, SearchResult};
 use visionquery::api::{self, AppState, BodyLimits};
-use visionquery::config::{CommonArgs, LogFormat, ServeArgs};
+use visionquery::config::{CommonArgs, LogArgs, LogFormat, ServeArgs};
 use visionquery::embed::{DecodeLimits, Embedder};
 use visionquery::engine::jobs::{self, JobManager};
 use visionquery::engine::pipeline::{self, FileResult};
@@ -28,7 +30,8 @@ enum Command {
     Serve(ServeArgs),
     /// Embed the images of a folder into the index `serve` uses.
     Index {
-        /// Folder of images.
+        /// Folder of images: absolute, relative to the current folder, or relative to an
+        /// `--image-root`.
         dir: PathBuf,
         /// Descend into sub-folders.
         #[arg(long, short)]
@@ -43,24 +46,47 @@ enum Command {
         /// Number of results.
         #[arg(short = 'k', long = "top-k", default_value_t = 10)]
         top_k: i64,
+        /// Print one JSON object for scripts instead of the table: the HTTP API's search
+        /// response plus the query, `{"query", "results": [{"id", "path", "score"}], "truncated"}`.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         common: CommonArgs,
     },
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
-    let (log_format, otlp) = match &cli.command {
-        Command::Serve(args) => (args.log_format, args.otlp_endpoint.clone()),
-        _ => (LogFormat::Text, None),
-    };
-    let tracer = init_telemetry(log_format, otlp.as_deref())?;
+impl Command {
+    fn log(&self) -> &LogArgs {
+        match self {
+            Command::Serve(args) => &args.common.log,
+            Command::Index { common, .. } | Command::Search { common, .. } => &common.log,
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    // One line per error, its causes after colons, in clap's own `error:` style; never a
+    // backtrace, which is for bugs, not for a missing folder.
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    // A service's log is its record of what happened; a terminal command's output is on stdout,
+    // so it only speaks up on stderr for warnings and errors unless asked to.
+    let quiet = !matches!(cli.command, Command::Serve(_));
+    let tracer = init_telemetry(cli.command.log(), quiet)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     let outcome = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Index { dir, recursive, common } => index(dir, recursive, common).await,
-            Command::Search { query, top_k, common } => search(query, top_k, common).await,
+            Command::Search { query, top_k, json, common } => search(query, top_k, json, common).await,
         }
     });
     if let Some(provider) = tracer {
@@ -72,18 +98,33 @@ fn main() -> Result<()> {
     outcome
 }
 
+/// The log filter when `VQ_LOG` is not set: `quiet` commands start at warnings, the others at
+/// info, and each `-v` goes one level further.
+fn default_log_filter(verbose: u8, quiet: bool) -> &'static str {
+    match verbose.saturating_add(u8::from(!quiet)) {
+        0 => "warn",
+        // ONNX Runtime's own info lines are about graph optimisation, rarely what one is after.
+        1 => "info,ort=warn",
+        2 => "debug,ort=info",
+        _ => "trace",
+    }
+}
+
 /// Logs to stderr (text or JSON), plus OpenTelemetry trace export when an OTLP endpoint is set.
-fn init_telemetry(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>> {
+fn init_telemetry(log: &LogArgs, quiet: bool) -> Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>> {
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_otlp::WithExportConfig as _;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
 
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VQ_LOG").unwrap_or_else(|_| "info,ort=warn".into());
-    let logs = match format {
+    let otlp_endpoint = log.otlp_endpoint.as_deref();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VQ_LOG").unwrap_or_else(|_| default_log_filter(log.verbose, quiet).into());
+    // Colour codes only for a person at a terminal, not in files, pipes or container logs.
+    let ansi = std::io::stderr().is_terminal();
+    let logs = match log.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr).boxed(),
     };
     let provider = match otlp_endpoint {
         Some(endpoint) => {
@@ -121,7 +162,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let metrics = visionquery::metrics::install();
     let store = open_store(&args.common)?;
     let embedder = Embedder::load_in_background(args.common.model_options());
-    let roots = ImageRoots::new(&args.image_roots);
+    let roots = ImageRoots::new(&args.common.image_roots);
     let dirs = DataDirs::under(&args.common.data_dir);
     let job_store: Arc<dyn JobStore> = store.clone();
     jobs::import_legacy_jobs(&dirs.jobs_file, job_store.as_ref());
@@ -131,7 +172,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let app = api::router(AppState { engine, jobs, metrics, limits });
     let addr = std::net::SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
-    tracing::info!(%addr, roots = ?args.image_roots, data_dir = %args.common.data_dir.display(), "VisionQuery listening");
+    tracing::info!(%addr, roots = ?args.common.image_roots, data_dir = %args.common.data_dir.display(), "VisionQuery listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
     Ok(())
 }
@@ -160,11 +201,27 @@ async fn load_engine(common: &CommonArgs, roots: ImageRoots) -> Result<Engine> {
     Ok(Engine::new(embedder, store, roots, limits(common), DataDirs::under(&common.data_dir)))
 }
 
-async fn index(dir: PathBuf, recursive: bool, common: CommonArgs) -> Result<()> {
-    let dir = std::fs::canonicalize(&dir).with_context(|| format!("no such folder: {}", dir.display()))?;
-    if !dir.is_dir() {
-        bail!("{} is not a folder", dir.display());
+/// The folder to index: as given (absolute, or relative to the current folder), else relative to
+/// an image root, the way the web page's folder form reads "photos/2024". Unlike the server, the
+/// command does not confine itself to the roots: whoever runs it can read the folder anyway.
+fn find_folder(dir: &Path, roots: &[PathBuf]) -> Result<PathBuf> {
+    let mut tried = vec![dir.to_path_buf()];
+    if dir.is_relative() {
+        tried.extend(roots.iter().map(|root| root.join(dir)));
     }
+    match tried.iter().find_map(|candidate| std::fs::canonicalize(candidate).ok()) {
+        Some(found) if found.is_dir() => Ok(found),
+        Some(found) => bail!("{} is not a folder", found.display()),
+        None if tried.len() == 1 => bail!("no such folder: {}", dir.display()),
+        None => {
+            let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+            bail!("no such folder: {} (looked for {})", dir.display(), tried.join(", "))
+        }
+    }
+}
+
+async fn index(dir: PathBuf, recursive: bool, common: CommonArgs) -> Result<()> {
+    let dir = find_folder(&dir, &common.image_roots)?;
     let walk = pipeline::walk_images(&dir, recursive)?;
     let files = walk.files;
     if files.is_empty() {
@@ -218,19 +275,55 @@ async fn index(dir: PathBuf, recursive: bool, common: CommonArgs) -> Result<()> 
     Ok(())
 }
 
-async fn search(query: String, top_k: i64, common: CommonArgs) -> Result<()> {
+/// What `search --json` prints: the HTTP API's search response, so scripts parse one shape,
+/// plus the query it answers.
+#[derive(serde::Serialize)]
+struct JsonSearch<'a> {
+    query: &'a str,
+    #[serde(flatten)]
+    response: SearchResponse,
+}
+
+async fn search(query: String, top_k: i64, json: bool, common: CommonArgs) -> Result<()> {
     let engine = load_engine(&common, ImageRoots::new(&[])).await?;
     let found = engine.search_text(&query, top_k).await?;
-    if found.hits.is_empty() {
-        println!("no images indexed in {} yet; run `visionquery index <DIR>` first", common.data_dir.display());
+    let empty_index = found.hits.is_empty();
+    let hint = format!("no images indexed in {} yet; run `visionquery index <DIR>` first", common.data_dir.display());
+    if json {
+        let response = SearchResponse { results: found.hits.into_iter().map(SearchResult::from).collect(), truncated: found.truncated };
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer(&mut out, &JsonSearch { query: &query, response }).context("writing the results")?;
+        writeln!(out).context("writing the results")?;
+        if empty_index {
+            eprintln!("{hint}");
+        }
+        return Ok(());
+    }
+    if empty_index {
+        println!("{hint}");
         return Ok(());
     }
     if found.truncated {
         eprintln!("note: the query is longer than the model's 77 tokens; only its start was used");
     }
-    println!("{:>4}  {:>7}  path", "rank", "score");
+    println!("{:>4}  {:>7}  {:<16}  path", "rank", "score", "id");
     for (rank, hit) in found.hits.iter().enumerate() {
-        println!("{:>4}  {:>7.4}  {}", rank + 1, hit.score, hit.record.path);
+        println!("{:>4}  {:>7.4}  {:<16}  {}", rank + 1, hit.score, hit.record.id, hit.record.path);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_log_filter;
+
+    #[test]
+    fn terminal_commands_are_quiet_until_asked_and_serve_logs_info() {
+        assert_eq!(default_log_filter(0, true), "warn");
+        assert_eq!(default_log_filter(1, true), "info,ort=warn");
+        assert_eq!(default_log_filter(2, true), "debug,ort=info");
+        assert_eq!(default_log_filter(0, false), "info,ort=warn");
+        assert_eq!(default_log_filter(1, false), "debug,ort=info");
+        assert_eq!(default_log_filter(u8::MAX, false), "trace");
+    }
 }

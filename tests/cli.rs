@@ -2,21 +2,40 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 use common::server::Server;
 use common::*;
 
-fn visionquery(args: &[&str], data_dir: &std::path::Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_visionquery"))
-        .args(args)
-        .arg("--model")
-        .arg(tiny_model())
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("VQ_LOG", "warn")
-        .output()
-        .expect("running visionquery")
+/// The real binary with the tiny model and `data_dir`; the log settings are the defaults (no
+/// `VQ_LOG` inherited from whoever runs the tests) unless `env` sets them.
+fn visionquery_with_env(args: &[&str], data_dir: &Path, env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_visionquery"));
+    command.args(args).arg("--model").arg(tiny_model()).arg("--data-dir").arg(data_dir);
+    for var in ["VQ_LOG", "VQ_LOG_FORMAT", "VQ_IMAGE_ROOTS", "RUST_BACKTRACE", "RUST_LIB_BACKTRACE"] {
+        command.env_remove(var);
+    }
+    command.envs(env.iter().copied()).output().expect("running visionquery")
+}
+
+fn visionquery(args: &[&str], data_dir: &Path) -> Output {
+    visionquery_with_env(args, data_dir, &[])
+}
+
+/// Lines the log writes at info level (text format: `<time>  INFO <target>: <message>`).
+fn info_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|line| line.split_whitespace().nth(1) == Some("INFO")).collect()
+}
+
+/// A folder with three fixture images, under `root`.
+fn photo_folder(root: &Path, name: &str) -> std::path::PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["baseline.jpg", "rgb.png", "webp_lossy.webp"] {
+        std::fs::copy(image_path(file), dir.join(file)).unwrap();
+    }
+    dir
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -76,4 +95,151 @@ fn the_cli_explains_missing_folders_and_an_index_in_use() {
     let busy = visionquery(&["index", server.image_root.to_str().unwrap()], &server.data_dir);
     assert!(!busy.status.success());
     assert!(text(&busy.stderr).contains("in use by another process"), "{}", text(&busy.stderr));
+}
+
+#[test]
+fn index_and_search_are_quiet_by_default_and_log_info_with_v() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = photo_folder(tmp.path(), "photos");
+    let data = tmp.path().join("index");
+
+    let quiet = visionquery(&["index", photos.to_str().unwrap()], &data);
+    assert!(quiet.status.success(), "{}", text(&quiet.stderr));
+    assert_eq!(info_lines(&text(&quiet.stderr)), Vec::<&str>::new(), "index logs no info by default");
+    assert!(text(&quiet.stdout).contains("indexed 3,"), "{}", text(&quiet.stdout));
+    let quiet = visionquery(&["search", "a bus", "-k", "2"], &data);
+    assert!(quiet.status.success(), "{}", text(&quiet.stderr));
+    assert_eq!(text(&quiet.stderr), "", "search writes nothing on stderr by default");
+
+    let verbose = visionquery(&["search", "a bus", "-k", "2", "-v"], &data);
+    let stderr = text(&verbose.stderr);
+    let info = info_lines(&stderr);
+    assert!(info.iter().any(|l| l.contains("loading ONNX Runtime")) && info.iter().any(|l| l.contains("index loaded")), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "no colour codes when stderr is not a terminal: {stderr:?}");
+    assert_eq!(text(&verbose.stdout), text(&quiet.stdout), "-v changes stderr only");
+    let verbose = visionquery(&["index", "-v", photos.to_str().unwrap()], &data);
+    assert!(!info_lines(&text(&verbose.stderr)).is_empty(), "{}", text(&verbose.stderr));
+    let very = visionquery(&["search", "a bus", "-vv"], &data);
+    assert!(very.status.success() && !info_lines(&text(&very.stderr)).is_empty(), "-vv includes info: {}", text(&very.stderr));
+
+    // VQ_LOG, when set, decides either way.
+    let env_info = visionquery_with_env(&["search", "a bus"], &data, &[("VQ_LOG", "info")]);
+    assert!(!info_lines(&text(&env_info.stderr)).is_empty(), "{}", text(&env_info.stderr));
+    let env_quiet = visionquery_with_env(&["search", "a bus", "-v"], &data, &[("VQ_LOG", "warn")]);
+    assert_eq!(text(&env_quiet.stderr), "");
+}
+
+#[test]
+fn index_takes_the_shared_flags_of_serve_and_finds_folders_under_an_image_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    photo_folder(&root, "holiday");
+    let data = tmp.path().join("index");
+    let root_arg = root.to_str().unwrap();
+
+    // The relative folder is not under the current folder, only under the root.
+    let shared = [
+        "--image-root",
+        root_arg,
+        "--precision",
+        "fp32",
+        "--threads",
+        "1",
+        "--max-batch",
+        "4",
+        "--queue-capacity",
+        "8",
+        "--max-image-pixels",
+        "1000000",
+        "--max-image-bytes",
+        "1000000",
+        "--log-format",
+        "text",
+    ];
+    let mut args = vec!["index", "holiday"];
+    args.extend(shared);
+    let out = visionquery(&args, &data);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("indexed 3,"), "{}", text(&out.stdout));
+
+    // The same flags work for search (where the root is unused), and the env variable for index.
+    let mut args = vec!["search", "a bus", "--json"];
+    args.extend(shared);
+    let out = visionquery(&args, &data);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let again = visionquery_with_env(&["index", "holiday"], &data, &[("VQ_IMAGE_ROOTS", root_arg)]);
+    assert!(text(&again.stdout).contains("already indexed 3"), "{}{}", text(&again.stdout), text(&again.stderr));
+
+    let missing = visionquery(&["index", "no-such-album", "--image-root", root_arg], &data);
+    assert!(!missing.status.success());
+    let err = text(&missing.stderr);
+    assert!(
+        err.contains("no such folder: no-such-album") && err.contains(&root.join("no-such-album").display().to_string()),
+        "names where it looked: {err}"
+    );
+}
+
+#[test]
+fn search_json_is_the_api_shape_and_matches_the_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = photo_folder(tmp.path(), "photos");
+    let data = tmp.path().join("index");
+    assert!(visionquery(&["index", photos.to_str().unwrap()], &data).status.success());
+
+    let table = visionquery(&["search", "a photo of a bus", "-k", "3"], &data);
+    assert!(table.status.success(), "{}", text(&table.stderr));
+    let table = text(&table.stdout);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["rank", "score", "id", "path"], "{table}");
+    let table_ids: Vec<&str> = lines.map(|l| l.split_whitespace().nth(2).unwrap()).collect();
+    assert_eq!(table_ids.len(), 3, "{table}");
+
+    let json = visionquery(&["search", "a photo of a bus", "-k", "3", "--json"], &data);
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let stdout = text(&json.stdout);
+    let value: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("stdout is one JSON object ({e}): {stdout}"));
+    assert_eq!(value["query"], "a photo of a bus");
+    assert_eq!(value["truncated"], false);
+    let results = value["results"].as_array().unwrap_or_else(|| panic!("results: {value}"));
+    let json_ids: Vec<&str> = results.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(json_ids, table_ids, "same ranking as the table");
+    for r in results {
+        let keys: Vec<&String> = r.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 3, "id, path, score: {r}");
+        assert!(r["path"].as_str().unwrap().starts_with(photos.to_str().unwrap()) && r["score"].is_f64(), "{r}");
+    }
+    assert_eq!(text(&json.stderr), "", "nothing but the JSON");
+
+    let long = "a photo of a bus ".repeat(30);
+    let truncated = visionquery(&["search", &long, "--json"], &data);
+    let value: serde_json::Value = serde_json::from_slice(&truncated.stdout).expect("JSON for a long query too");
+    assert_eq!(value["truncated"], true);
+
+    let empty = visionquery(&["search", "anything", "--json"], &tmp.path().join("empty-index"));
+    assert!(empty.status.success(), "{}", text(&empty.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&empty.stdout).expect("JSON for an empty index");
+    assert_eq!(value["results"], serde_json::json!([]));
+    assert!(text(&empty.stderr).contains("no images indexed"), "the hint goes to stderr: {}", text(&empty.stderr));
+}
+
+#[test]
+fn bad_flags_and_values_get_a_clear_error_without_a_backtrace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("index");
+    for (args, expect) in [
+        (&["index", ".", "--bogus"][..], "unexpected argument '--bogus'"),
+        (&["search", "x", "--precision", "fp16"][..], "possible values: fp32, quantized"),
+        (&["search", "x", "-k", "many"][..], "invalid value 'many' for '--top-k <TOP_K>'"),
+    ] {
+        let out = visionquery(args, &data);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.starts_with("error: ") && err.contains(expect) && err.contains("--help"), "{args:?}: {err}");
+        assert_eq!(text(&out.stdout), "");
+    }
+    // Errors after parsing read the same way: one `error:` line with its causes, no backtrace.
+    let missing = visionquery_with_env(&["index", "/no/such/folder"], &data, &[("RUST_BACKTRACE", "1")]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(text(&missing.stderr), "error: no such folder: /no/such/folder\n");
 }

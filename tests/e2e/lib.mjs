@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -183,4 +184,56 @@ export async function eventually(fn, { timeoutMs = 15_000, intervalMs = 200, wha
     if (Date.now() > deadline) throw new Error('timed out waiting for ' + what + (last instanceof Error ? ': ' + last.message : ''));
     await sleep(intervalMs);
   }
+}
+
+// ------------------------------------------------------------------ accessibility (axe-core)
+
+const require = createRequire(import.meta.url);
+/** axe-core from node_modules, injected into the page under test (nothing is fetched at run time). */
+const AXE_SCRIPT = require.resolve('axe-core');
+/** The rule sets of WCAG 2.0 and 2.1, levels A and AA. */
+export const AXE_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
+const BLOCKING = new Set(['serious', 'critical']);
+
+/**
+ * Runs axe-core on the page as it is now; returns the serious and critical violations, one entry
+ * per rule with the elements (CSS selectors) that break it. Minor and moderate findings are not
+ * returned: the tests fail on the ones that keep people from using the page.
+ */
+export async function axeViolations(page) {
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.addScriptTag({ path: AXE_SCRIPT });
+  const violations = await page.evaluate(async (tags) => {
+    const result = await window.axe.run(document, { runOnly: { type: 'tag', values: tags }, resultTypes: ['violations'] });
+    return result.violations.map((v) => ({
+      id: v.id,
+      help: v.help,
+      nodes: v.nodes.map((n) => {
+        const data = (n.any[0] || n.all[0] || n.none[0] || {}).data;
+        // For colour contrast, the measured pair makes the failure readable without a rerun.
+        const detail = data && data.contrastRatio ? data.fgColor + ' on ' + data.bgColor + ' = ' + data.contrastRatio + ':1 (needs ' + data.expectedContrastRatio + ')' : '';
+        return { impact: n.impact, target: n.target.join(' '), detail };
+      }),
+    }));
+  }, AXE_TAGS);
+  return violations
+    .map((v) => ({ ...v, nodes: v.nodes.filter((n) => BLOCKING.has(n.impact)) }))
+    .filter((v) => v.nodes.length > 0);
+}
+
+/** One line per rule and view with its count, then each failing element. */
+export function formatViolations(found) {
+  const elements = found.reduce((n, v) => n + v.nodes.length, 0);
+  const lines = [elements + ' elements break serious or critical accessibility rules:'];
+  for (const v of found) {
+    lines.push('  ' + v.view + ': ' + v.id + ' (' + v.help + '), ' + v.nodes.length + ' elements');
+    for (const n of v.nodes) lines.push('    [' + n.impact + '] ' + n.target + (n.detail ? '  ' + n.detail : ''));
+  }
+  return lines.join('\n');
+}
+
+/** Waits for the page's finite CSS animations and transitions (fades, dialog pop-in) to end. */
+export async function settle(page) {
+  await page.evaluate(() => Promise.all(document.getAnimations()
+    .filter((a) => a.effect && a.effect.getTiming().iterations !== Infinity)
+    .map((a) => a.finished.catch(() => {}))));
 }

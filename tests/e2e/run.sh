@@ -4,6 +4,7 @@
 #   bash tests/e2e/run.sh                  # starts target/debug/visionquery on a free loopback port
 #   VQ_BIN=/tmp/vq-bin bash tests/e2e/run.sh
 #   VQ_URL=http://127.0.0.1:8000 VQ_IMAGE_ROOT=/srv/images bash tests/e2e/run.sh   # a running server
+#   bash tests/e2e/run.sh tests/e2e/a11y.test.mjs                                    # some test files only
 #
 # With VQ_URL, nothing is started; VQ_IMAGE_ROOT (one of that server's --image-root folders,
 # writable by this user) lets the tests add their own photos, otherwise they use what is indexed.
@@ -18,8 +19,8 @@ if [ ! -x /usr/bin/chromium ] && [ -z "${VQ_CHROMIUM:-}" ]; then
   echo "e2e: Debian's chromium is missing (apt-get install -y chromium)" >&2
   exit 1
 fi
-if [ ! -d "$HERE/node_modules/playwright-core" ]; then
-  echo "e2e: installing playwright-core (npm ci)"
+if [ ! -d "$HERE/node_modules/playwright-core" ] || [ ! -d "$HERE/node_modules/axe-core" ]; then
+  echo "e2e: installing playwright-core and axe-core (npm ci)"
   (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 rm -rf "$HERE/artifacts"
@@ -71,7 +72,8 @@ fi
 
 echo "e2e: testing $VQ_URL"
 status=0
-node --test --test-concurrency=1 --test-timeout=120000 "$HERE"/*.test.mjs || status=$?
+if [ "$#" -eq 0 ]; then set -- "$HERE"/*.test.mjs; fi
+node --test --test-concurrency=1 --test-timeout=120000 "$@" || status=$?
 if [ "$status" -ne 0 ]; then
   mkdir -p "$HERE/artifacts"   # the server log is copied here on exit
   echo "e2e: FAILED; screenshots and the server log are in tests/e2e/artifacts/" >&2

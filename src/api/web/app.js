@@ -408,13 +408,19 @@
       decoding: 'async',
       draggable: 'false',
     });
-    const thumb = make('span', { class: 'thumb' }, [img, make('span', { class: 'score', title: 'Cosine similarity', text: score })]);
+    // "Score" is for screen readers only; the badge itself shows just the number.
+    const thumb = make('span', { class: 'thumb' }, [
+      img,
+      make('span', { class: 'visually-hidden', text: 'Score ' }),
+      make('span', { class: 'score', title: 'Cosine similarity', text: score }),
+    ]);
     img.addEventListener('load', () => thumb.classList.add('is-loaded'), { once: true });
     img.addEventListener('error', () => thumb.classList.add('is-missing'), { once: true });
+    // No aria-label: the name is the visible text ("Score 0.245 beach.jpg /photos/2024"), so
+    // people using speech input can say what they see (WCAG 2.5.3, label in name).
     const button = make('button', {
       type: 'button',
       class: 'card',
-      'aria-label': name + ', score ' + score,
       title: r.path,
       dataset: { id: r.id, index: String(index), score: String(r.score) },
     }, [
