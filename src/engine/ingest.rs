@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::{blocking, count_ingest, format_name, image_id, Engine, EngineError, IngestOutcome, Ingested};
 use crate::embed::{preprocess, ClipModel, DecodeLimits, DecodedImage, EmbedError, ImageError};
 use crate::metrics;
-use crate::store::{ImageRecord, VectorStore};
+use crate::store::{ImageRecord, PhotoMeta, VectorStore};
 
 /// What to do when the model's queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +133,8 @@ pub(super) fn new_record(path: String, content_hash: String, bytes: u64, modifie
         modified,
         format: format_name(decoded.format),
         ingested_at: OffsetDateTime::now_utc(),
+        photo: PhotoMeta::default(),
+        photo_read: false,
     }
 }
 

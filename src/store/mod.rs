@@ -18,17 +18,21 @@ pub fn conformance_record(id: &str) -> ImageRecord {
         modified: Some(1_700_000_000_000_000_000),
         format: "jpeg".into(),
         ingested_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("constant timestamp"),
+        photo: PhotoMeta::default(),
+        photo_read: true,
     }
 }
 pub mod embedded;
 pub mod jobs;
 pub mod matrix;
+pub mod photo;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub use embedded::EmbeddedStore;
 pub use jobs::{DoneFile, FileFailure, JobRecord, JobState, JobStore};
+pub use photo::{Camera, Location, PhotoMeta, TakenAt};
 
 /// Which end of the ingestion order a listing starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,6 +64,13 @@ pub struct ImageRecord {
     pub format: String,
     #[serde(with = "time::serde::rfc3339")]
     pub ingested_at: OffsetDateTime,
+    /// From the file's EXIF; empty for images indexed before metadata was read (filled in by
+    /// a background pass at start).
+    #[serde(default)]
+    pub photo: PhotoMeta,
+    /// Whether `photo` has been read from the file (false for records of older versions).
+    #[serde(default)]
+    pub photo_read: bool,
 }
 
 /// A search result.
