@@ -69,7 +69,7 @@ fn main() {
     println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
     for &n in &sizes {
         let before = rss_bytes();
-        let mut matrix = Matrix::new(DIM);
+        let mut matrix: Matrix = Matrix::new(DIM);
         let mut copies = Vec::with_capacity(n);
         for i in 0..n {
             let v = rng.unit();

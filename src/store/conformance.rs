@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{ImageRecord, ListOrder, StoreError, Upserted, VectorStore};
+use super::{Camera, Filter, Hit, ImageRecord, ListOrder, Location, Near, PhotoMeta, SearchQuery, SortBy, StoreError, TakenAt, Upserted, VectorStore};
 
 pub use super::conformance_record as record;
 
@@ -24,6 +24,114 @@ pub fn run_all(open: impl Fn(&Path) -> Box<dyn VectorStore>) {
     many_upserts_land_together(&open);
     new_content_at_a_path_retires_what_the_path_showed(&open);
     listing_follows_ingestion_order_both_ways(&open);
+    filtered_search_is_exact_even_when_few_match(&open);
+    date_order_pages_are_stable_and_undated_images_come_last(&open);
+    metadata_set_later_is_filtered_on_and_survives_reopen(&open);
+}
+
+/// 200 images: every tenth from a Canon in /photos/canon/, dated one day apart; the rest
+/// undated, in /photos/other/, from an iPhone.
+fn library(store: &dyn VectorStore) {
+    let items: Vec<(ImageRecord, Vec<f32>)> = (0..200)
+        .map(|i| {
+            let mut r = record(&format!("i{i:03}"));
+            let canon = i % 10 == 0;
+            r.path = format!("/photos/{}/{i:03}.jpg", if canon { "canon" } else { "other" });
+            r.photo.camera = Some(Camera { make: Some(if canon { "Canon" } else { "Apple" }.into()), model: Some(if canon { "EOS 5D" } else { "iPhone 12" }.into()) });
+            if canon {
+                r.photo.taken_at = TakenAt::parse(&format!("2019-01-{:02}T12:00:00", 1 + i / 10));
+                r.photo.location = Some(Location { lat: 48.85, lon: 2.35 + (i as f64) * 0.001 });
+            }
+            r.format = if i % 20 == 0 { "png".into() } else { "jpeg".into() };
+            // The Canon photos point away from the query, so an unfiltered top-k holds none.
+            (r, unit(&[if canon { -1.0 } else { 1.0 }, (i as f32) / 100.0]))
+        })
+        .collect();
+    store.upsert_many(&items).unwrap();
+}
+
+fn ids(hits: &[Hit]) -> Vec<&str> {
+    hits.iter().map(|h| h.record.id.as_str()).collect()
+}
+
+fn filtered_search_is_exact_even_when_few_match(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    library(store.as_ref());
+    let query = unit(&[1.0, 0.0]);
+    let search = |filter: &Filter, limit: usize| {
+        store.search_page(&SearchQuery { vector: &query, filter, sort: SortBy::Relevance, offset: 0, limit }).unwrap()
+    };
+    let canon = Filter { cameras: vec!["canon".into()], ..Filter::default() };
+    let page = search(&canon, 15);
+    assert_eq!(page.items.len(), 15, "all 20 Canon photos are candidates, not a post-filtered few");
+    assert!(page.more);
+    assert!(page.items.iter().all(|h| h.record.path.starts_with("/photos/canon/")));
+    assert!(page.items.windows(2).all(|w| w[0].score >= w[1].score));
+    let in_folder = Filter { folders: vec!["/photos/canon".into()], formats: vec!["png".into()], ..Filter::default() };
+    assert_eq!(search(&in_folder, 50).items.len(), 10, "folder and format together");
+    assert!(search(&Filter { folders: vec!["/photos/can".into()], ..Filter::default() }, 50).items.is_empty(), "whole path components");
+    let near = Filter { near: Some(Near { center: Location { lat: 48.85, lon: 2.35 }, radius_km: 5.0 }), ..Filter::default() };
+    // Photo i lies 0.001·i degrees of longitude east, 73 m·i at 48.85° N: i <= 60 is within 5 km.
+    assert_eq!(search(&near, 50).items.len(), 7);
+    let dated = Filter { taken_after: Some(datetime("2019-01-05T00:00:00Z")), taken_before: Some(datetime("2019-01-07T12:00:00Z")), ..Filter::default() };
+    assert_eq!(ids(&search(&dated, 50).items).len(), 3, "inclusive bounds; undated images never match");
+    let floor = Filter { min_score: Some(0.99), ..Filter::default() };
+    assert!(search(&floor, 200).items.iter().all(|h| h.score >= 0.99));
+    assert!(!search(&floor, 200).more);
+}
+
+fn datetime(text: &str) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
+}
+
+fn date_order_pages_are_stable_and_undated_images_come_last(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    library(store.as_ref());
+    let query = unit(&[1.0, 0.0]);
+    let all = Filter::default();
+    let page = |sort, offset| store.search_page(&SearchQuery { vector: &query, filter: &all, sort, offset, limit: 15 }).unwrap();
+    let oldest = page(SortBy::TakenAsc, 0);
+    assert_eq!(ids(&oldest.items)[..3], ["i000", "i010", "i020"]);
+    let newest = page(SortBy::TakenDesc, 0);
+    assert_eq!(ids(&newest.items)[..2], ["i190", "i180"]);
+    assert!(newest.items[..15].iter().all(|h| h.record.photo.taken_at.is_some()));
+    let second = page(SortBy::TakenDesc, 15);
+    assert!(second.items[5..].iter().all(|h| h.record.photo.taken_at.is_none()), "undated after dated");
+    let mut seen: Vec<String> = Vec::new();
+    for offset in (0..200).step_by(15) {
+        let p = page(SortBy::TakenAsc, offset);
+        assert_eq!(p.more, offset + 15 < 200);
+        seen.extend(p.items.iter().map(|h| h.record.id.clone()));
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((seen.len(), unique.len()), (200, 200), "pages neither repeat nor skip");
+    let listed = store.list_page(&Filter { cameras: vec!["iphone 12".into()], ..Filter::default() }, SortBy::IngestedAsc, 0, 5).unwrap();
+    assert_eq!(listed.total, Some(180));
+    assert_eq!(listed.items.len(), 5);
+    assert!(listed.more);
+}
+
+fn metadata_set_later_is_filtered_on_and_survives_reopen(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let store = open(dir.path());
+        let mut old = record("old");
+        old.photo_read = false;
+        store.upsert(&old, &unit(&[1.0, 0.0])).unwrap();
+        assert_eq!(store.unread_photos().unwrap().len(), 1);
+        let photo = PhotoMeta { camera: Some(Camera { make: Some("Nikon".into()), model: None }), ..PhotoMeta::default() };
+        assert!(store.set_photo("old", &photo).unwrap());
+        assert!(!store.set_photo("missing", &photo).unwrap());
+    }
+    let store = open(dir.path());
+    assert!(store.unread_photos().unwrap().is_empty());
+    let nikon = Filter { cameras: vec!["nikon".into()], ..Filter::default() };
+    let found = store.search_page(&SearchQuery { vector: &unit(&[1.0, 0.0]), filter: &nikon, sort: SortBy::Relevance, offset: 0, limit: 5 }).unwrap();
+    assert_eq!(ids(&found.items), ["old"]);
 }
 
 fn new_content_at_a_path_retires_what_the_path_showed(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {

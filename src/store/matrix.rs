@@ -14,16 +14,36 @@ use rayon::prelude::*;
 /// Rows scored per parallel task: large enough to amortise scheduling, small enough to balance.
 const ROWS_PER_TASK: usize = 8192;
 
-pub struct Matrix {
+/// Rows of vectors, each with an id and a payload `P` (what filters read, kept beside the
+/// vector so a filtered search touches nothing else).
+pub struct Matrix<P = ()> {
     dim: usize,
     ids: Vec<String>,
     data: Vec<f32>,
+    payloads: Vec<P>,
     rows: HashMap<String, usize>,
 }
 
-impl Matrix {
+impl<P: Default> Matrix<P> {
+    /// Inserts or overwrites the row of `id` with a default payload.
+    pub fn upsert(&mut self, id: &str, vector: &[f32]) -> bool {
+        self.upsert_with(id, vector, P::default())
+    }
+}
+
+impl<P> Matrix<P> {
     pub fn new(dim: usize) -> Self {
-        Self { dim, ids: Vec::new(), data: Vec::new(), rows: HashMap::new() }
+        Self { dim, ids: Vec::new(), data: Vec::new(), payloads: Vec::new(), rows: HashMap::new() }
+    }
+
+    /// Ids by row.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    /// Payloads by row.
+    pub fn payloads(&self) -> &[P] {
+        &self.payloads
     }
 
     pub fn dim(&self) -> usize {
@@ -39,16 +59,29 @@ impl Matrix {
     }
 
     /// Inserts or overwrites the row of `id`. The caller checks the dimension.
-    pub fn upsert(&mut self, id: &str, vector: &[f32]) -> bool {
+    pub fn upsert_with(&mut self, id: &str, vector: &[f32], payload: P) -> bool {
         debug_assert_eq!(vector.len(), self.dim);
         if let Some(&row) = self.rows.get(id) {
             self.data[row * self.dim..(row + 1) * self.dim].copy_from_slice(vector);
+            self.payloads[row] = payload;
             false
         } else {
             self.rows.insert(id.to_string(), self.ids.len());
             self.ids.push(id.to_string());
             self.data.extend_from_slice(vector);
+            self.payloads.push(payload);
             true
+        }
+    }
+
+    /// Replaces the payload of `id`; `false` when there is no such row.
+    pub fn set_payload(&mut self, id: &str, payload: P) -> bool {
+        match self.rows.get(id) {
+            Some(&row) => {
+                self.payloads[row] = payload;
+                true
+            }
+            None => false,
         }
     }
 
@@ -64,11 +97,29 @@ impl Matrix {
             let (head, tail) = self.data.split_at_mut(last * self.dim);
             head[row * self.dim..(row + 1) * self.dim].copy_from_slice(&tail[..self.dim]);
             self.ids.swap(row, last);
+            self.payloads.swap(row, last);
             self.rows.insert(self.ids[row].clone(), row);
         }
         self.ids.pop();
+        self.payloads.pop();
         self.data.truncate(last * self.dim);
         true
+    }
+
+    /// The dot product of every row with `query`, by row.
+    pub fn scores(&self, query: &[f32]) -> Vec<f32> {
+        let dim = self.dim;
+        if self.data.is_empty() {
+            return Vec::new();
+        }
+        let query = ArrayView1::from(query);
+        self.data
+            .par_chunks(dim * ROWS_PER_TASK)
+            .flat_map_iter(|block| {
+                let rows = ArrayView2::from_shape((block.len() / dim, dim), block).expect("blocks hold whole rows: this is a bug");
+                rows.dot(&query).into_raw_vec_and_offset().0
+            })
+            .collect()
     }
 
     /// Ids and dot products of the `k` best rows, best first, ties broken by id.
@@ -77,16 +128,7 @@ impl Matrix {
         if n == 0 || k == 0 {
             return Vec::new();
         }
-        let dim = self.dim;
-        let query = ArrayView1::from(query);
-        let scores: Vec<f32> = self
-            .data
-            .par_chunks(dim * ROWS_PER_TASK)
-            .flat_map_iter(|block| {
-                let rows = ArrayView2::from_shape((block.len() / dim, dim), block).expect("blocks hold whole rows: this is a bug");
-                rows.dot(&query).into_raw_vec_and_offset().0
-            })
-            .collect();
+        let scores = self.scores(query);
         let mut order: Vec<usize> = (0..n).collect();
         let better = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then_with(|| self.ids[*a].cmp(&self.ids[*b]));
         if k < n {
@@ -104,7 +146,7 @@ mod tests {
 
     #[test]
     fn remove_keeps_the_other_rows_findable() {
-        let mut m = Matrix::new(2);
+        let mut m: Matrix = Matrix::new(2);
         m.upsert("a", &[1.0, 0.0]);
         m.upsert("b", &[0.0, 1.0]);
         m.upsert("c", &[0.6, 0.8]);
@@ -117,7 +159,7 @@ mod tests {
     #[test]
     fn top_k_matches_a_full_sort() {
         let dim = 16;
-        let mut m = Matrix::new(dim);
+        let mut m: Matrix = Matrix::new(dim);
         let mut seed = 7u64;
         let mut rand = || {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

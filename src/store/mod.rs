@@ -23,6 +23,7 @@ pub fn conformance_record(id: &str) -> ImageRecord {
     }
 }
 pub mod embedded;
+pub mod filter;
 pub mod jobs;
 pub mod matrix;
 pub mod photo;
@@ -32,7 +33,27 @@ use time::OffsetDateTime;
 
 pub use embedded::EmbeddedStore;
 pub use jobs::{DoneFile, FileFailure, JobRecord, JobState, JobStore};
+pub use filter::{Filter, Near, SortBy};
 pub use photo::{Camera, Location, PhotoMeta, TakenAt};
+
+/// One page of a search: the query vector, which images may match, in which order.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchQuery<'a> {
+    pub vector: &'a [f32],
+    pub filter: &'a Filter,
+    pub sort: SortBy,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// A page of results and whether more follow it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub more: bool,
+    /// Everything that matched (listings only; searches stop counting at the page).
+    pub total: Option<usize>,
+}
 
 /// Which end of the ingestion order a listing starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -123,8 +144,27 @@ pub trait VectorStore: Send + Sync {
     /// Removes the image; `false` when it was not there.
     fn delete(&self, id: &str) -> Result<bool, StoreError>;
     /// The `k` most similar images, best first (ties by id).
-    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, StoreError>;
+    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, StoreError> {
+        let query = SearchQuery { vector: query, filter: &Filter::default(), sort: SortBy::Relevance, offset: 0, limit: k };
+        Ok(self.search_page(&query)?.items)
+    }
+    /// A page of the images that pass `query.filter` (and its score floor), in `query.sort`
+    /// order. Exact: every passing image is ranked, however few pass.
+    fn search_page(&self, query: &SearchQuery) -> Result<Page<Hit>, StoreError>;
     /// Images in ingestion order (ties by id), for listing.
-    fn list(&self, offset: usize, limit: usize, order: ListOrder) -> Result<Vec<ImageRecord>, StoreError>;
+    fn list(&self, offset: usize, limit: usize, order: ListOrder) -> Result<Vec<ImageRecord>, StoreError> {
+        let sort = match order {
+            ListOrder::NewestFirst => SortBy::IngestedDesc,
+            ListOrder::OldestFirst => SortBy::IngestedAsc,
+        };
+        Ok(self.list_page(&Filter::default(), sort, offset, limit)?.items)
+    }
+    /// A page of the images that pass `filter`, in `sort` order (relevance means newest ingest
+    /// first here), with the number that pass.
+    fn list_page(&self, filter: &Filter, sort: SortBy, offset: usize, limit: usize) -> Result<Page<ImageRecord>, StoreError>;
+    /// Sets an image's photo metadata (read later than its embedding); `false` if it is gone.
+    fn set_photo(&self, id: &str, photo: &PhotoMeta) -> Result<bool, StoreError>;
+    /// Images whose photo metadata has not been read yet (indexed by older versions).
+    fn unread_photos(&self) -> Result<Vec<ImageRecord>, StoreError>;
     fn count(&self) -> usize;
 }

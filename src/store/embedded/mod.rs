@@ -9,8 +9,9 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 mod jobs;
 
+use super::filter::{self, Candidate, Facets, Filter, SortBy};
 use super::matrix::Matrix;
-use super::{Hit, ImageRecord, ListOrder, StoreError, Upserted, VectorStore};
+use super::{Hit, ImageRecord, Page, PhotoMeta, SearchQuery, StoreError, Upserted, VectorStore};
 
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const VECTORS: TableDefinition<&str, &[u8]> = TableDefinition::new("vectors");
@@ -26,7 +27,7 @@ pub struct EmbeddedStore {
     db: Database,
     path: PathBuf,
     /// `None` until the first model binds the store to a dimension.
-    matrix: RwLock<Option<Matrix>>,
+    matrix: RwLock<Option<Matrix<Facets>>>,
     /// Serialises writers so the database and the matrix change in the same order.
     writer: Mutex<()>,
 }
@@ -72,12 +73,14 @@ impl EmbeddedStore {
         };
         let dim: usize = dim.parse().map_err(|_| StoreError::Corrupt(format!("dimension `{dim}` is not a number")))?;
         let vectors = txn.open_table(VECTORS).map_err(db_err)?;
+        let images = txn.open_table(IMAGES).map_err(db_err)?;
         let mut matrix = Matrix::new(dim);
         for entry in vectors.iter().map_err(db_err)? {
             let (id, bytes) = entry.map_err(db_err)?;
             let vector = decode_vector(bytes.value(), dim)
                 .ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", id.value())))?;
-            matrix.upsert(id.value(), &vector);
+            let record = images.get(id.value()).map_err(db_err)?.ok_or_else(|| StoreError::Corrupt(format!("vector {} has no record", id.value())))?;
+            matrix.upsert_with(id.value(), &vector, Facets::of(&decode_record(record.value())?));
         }
         tracing::info!(images = matrix.len(), dim, path = %self.path.display(), "index loaded");
         *self.matrix.write().unwrap_or_else(|p| p.into_inner()) = Some(matrix);
@@ -220,7 +223,7 @@ impl VectorStore for EmbeddedStore {
         for id in &retired {
             matrix.remove(id);
         }
-        Ok(items.iter().map(|(r, v)| if matrix.upsert(&r.id, v) { Upserted::Inserted } else { Upserted::Replaced }).collect())
+        Ok(items.iter().map(|(r, v)| if matrix.upsert_with(&r.id, v, Facets::of(r)) { Upserted::Inserted } else { Upserted::Replaced }).collect())
     }
 
     fn get(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
@@ -255,41 +258,113 @@ impl VectorStore for EmbeddedStore {
         Ok(existed)
     }
 
-    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, StoreError> {
-        let scored: Vec<(String, f32)> = {
+    fn search_page(&self, query: &SearchQuery) -> Result<Page<Hit>, StoreError> {
+        let (page, more): (Vec<(String, f32)>, bool) = {
             let guard = self.matrix.read().unwrap_or_else(|p| p.into_inner());
-            let Some(matrix) = guard.as_ref() else { return Ok(Vec::new()) };
-            if matrix.dim() != query.len() {
-                return Err(StoreError::DimensionMismatch { expected: matrix.dim(), got: query.len() });
+            let Some(matrix) = guard.as_ref() else { return Ok(Page { items: Vec::new(), more: false, total: None }) };
+            if matrix.dim() != query.vector.len() {
+                return Err(StoreError::DimensionMismatch { expected: matrix.dim(), got: query.vector.len() });
             }
-            matrix.top_k(query, k).into_iter().map(|(id, s)| (id.to_string(), s)).collect()
+            let scores = matrix.scores(query.vector);
+            let floor = query.filter.min_score.unwrap_or(f32::NEG_INFINITY);
+            let everything = query.filter.is_empty();
+            let candidates: Vec<Candidate> = matrix
+                .payloads()
+                .iter()
+                .enumerate()
+                .filter(|(row, facets)| scores[*row] >= floor && (everything || query.filter.matches(facets)))
+                .map(|(row, facets)| Candidate { row, id: &matrix.ids()[row], score: scores[row], taken: facets.taken, ingested: facets.ingested })
+                .collect();
+            let (page, more) = filter::page(candidates, query.sort, query.offset, query.limit);
+            (page.into_iter().map(|c| (c.id.to_string(), c.score)).collect(), more)
         };
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(IMAGES).map_err(db_err)?;
-        let mut hits = Vec::with_capacity(scored.len());
-        for (id, score) in scored {
+        let mut hits = Vec::with_capacity(page.len());
+        for (id, score) in page {
             // A delete may land between scoring and this read; such a hit is simply gone.
             if let Some(value) = table.get(id.as_str()).map_err(db_err)? {
                 hits.push(Hit { record: decode_record(value.value())?, score });
             }
         }
-        Ok(hits)
+        Ok(Page { items: hits, more, total: None })
     }
 
-    fn list(&self, offset: usize, limit: usize, order: ListOrder) -> Result<Vec<ImageRecord>, StoreError> {
+    fn list_page(&self, filter: &Filter, sort: SortBy, offset: usize, limit: usize) -> Result<Page<ImageRecord>, StoreError> {
+        let sort = if sort == SortBy::Relevance { SortBy::IngestedDesc } else { sort };
         let txn = self.db.begin_read().map_err(db_err)?;
         let images = txn.open_table(IMAGES).map_err(db_err)?;
-        let by_time = txn.open_table(ORDER).map_err(db_err)?;
-        let range = by_time.iter().map_err(db_err)?;
-        let ids: Box<dyn Iterator<Item = _>> = match order {
-            ListOrder::NewestFirst => Box::new(range.rev()),
-            ListOrder::OldestFirst => Box::new(range),
+        if filter.is_empty() && matches!(sort, SortBy::IngestedAsc | SortBy::IngestedDesc) {
+            // The ingestion-order table pages without touching the other rows.
+            let by_time = txn.open_table(ORDER).map_err(db_err)?;
+            let total = by_time.len().map_err(db_err)? as usize;
+            let range = by_time.iter().map_err(db_err)?;
+            let ids: Box<dyn Iterator<Item = _>> = if sort == SortBy::IngestedDesc { Box::new(range.rev()) } else { Box::new(range) };
+            let mut items = Vec::new();
+            for entry in ids.skip(offset).take(limit) {
+                let (_, id) = entry.map_err(db_err)?;
+                if let Some(value) = images.get(id.value()).map_err(db_err)? {
+                    items.push(decode_record(value.value())?);
+                }
+            }
+            return Ok(Page { more: offset.saturating_add(items.len()) < total, items, total: Some(total) });
+        }
+        let (ids, more, total): (Vec<String>, bool, usize) = {
+            let guard = self.matrix.read().unwrap_or_else(|p| p.into_inner());
+            let Some(matrix) = guard.as_ref() else { return Ok(Page { items: Vec::new(), more: false, total: Some(0) }) };
+            let candidates: Vec<Candidate> = matrix
+                .payloads()
+                .iter()
+                .enumerate()
+                .filter(|(_, facets)| filter.matches(facets))
+                .map(|(row, facets)| Candidate { row, id: &matrix.ids()[row], score: 0.0, taken: facets.taken, ingested: facets.ingested })
+                .collect();
+            let total = candidates.len();
+            let (page, more) = filter::page(candidates, sort, offset, limit);
+            (page.into_iter().map(|c| c.id.to_string()).collect(), more, total)
         };
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(value) = images.get(id.as_str()).map_err(db_err)? {
+                items.push(decode_record(value.value())?);
+            }
+        }
+        Ok(Page { items, more, total: Some(total) })
+    }
+
+    fn set_photo(&self, id: &str, photo: &PhotoMeta) -> Result<bool, StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let updated = {
+            let mut images = txn.open_table(IMAGES).map_err(db_err)?;
+            let current = images.get(id).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
+            match current {
+                Some(mut record) => {
+                    record.photo = photo.clone();
+                    record.photo_read = true;
+                    let json = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    images.insert(id, json.as_slice()).map_err(db_err)?;
+                    Some(record)
+                }
+                None => None,
+            }
+        };
+        txn.commit().map_err(db_err)?;
+        let Some(record) = updated else { return Ok(false) };
+        if let Some(matrix) = self.matrix.write().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            matrix.set_payload(id, Facets::of(&record));
+        }
+        Ok(true)
+    }
+
+    fn unread_photos(&self) -> Result<Vec<ImageRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
         let mut out = Vec::new();
-        for entry in ids.skip(offset).take(limit) {
-            let (_, id) = entry.map_err(db_err)?;
-            if let Some(value) = images.get(id.value()).map_err(db_err)? {
-                out.push(decode_record(value.value())?);
+        for entry in txn.open_table(IMAGES).map_err(db_err)?.iter().map_err(db_err)? {
+            let (_, value) = entry.map_err(db_err)?;
+            let record = decode_record(value.value())?;
+            if !record.photo_read {
+                out.push(record);
             }
         }
         Ok(out)
