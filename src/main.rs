@@ -290,7 +290,7 @@ async fn search(query: String, top_k: i64, json: bool, common: CommonArgs) -> Re
     let empty_index = found.hits.is_empty();
     let hint = format!("no images indexed in {} yet; run `visionquery index <DIR>` first", common.data_dir.display());
     if json {
-        let response = SearchResponse { results: found.hits.into_iter().map(SearchResult::from).collect(), truncated: found.truncated };
+        let response = SearchResponse { results: found.hits.into_iter().map(SearchResult::from).collect(), truncated: found.truncated, more: false };
         let mut out = std::io::stdout().lock();
         serde_json::to_writer(&mut out, &JsonSearch { query: &query, response }).context("writing the results")?;
         writeln!(out).context("writing the results")?;

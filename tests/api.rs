@@ -360,7 +360,7 @@ fn traces_are_exported_over_otlp_when_configured() {
             assert!(line.starts_with("POST /v1/traces"), "{line}");
             bodies.extend(body);
             let text = String::from_utf8_lossy(&bodies);
-            if text.contains("visionquery") && text.contains("search_text") && text.contains("/search") {
+            if text.contains("visionquery") && text.contains("engine.search") && text.contains("/search") {
                 return;
             }
         }

@@ -52,6 +52,148 @@ pub struct SearchRequest {
     #[serde(default = "default_top_k")]
     #[schema(default = 5, minimum = 1, maximum = 1000)]
     pub top_k: i64,
+    /// Results to skip (paging), at most 100000.
+    #[serde(default)]
+    #[schema(default = 0, minimum = 0, maximum = 100000)]
+    pub offset: usize,
+    /// More terms to pull the search towards: texts, or `{"query"|"image_id", "weight"}`.
+    #[serde(default)]
+    pub positive: Vec<QueryTerm>,
+    /// Terms to push the search away from ("beach" but not "people").
+    #[serde(default)]
+    pub negative: Vec<QueryTerm>,
+    /// Conditions on photo metadata; only images meeting all of them are ranked.
+    #[serde(default)]
+    pub filters: SearchFilters,
+    /// `relevance` (default), `taken_at` (oldest first) or `-taken_at` (newest first).
+    #[serde(default)]
+    pub sort: SearchSort,
+}
+
+/// A term of a combined query: a text, or an object naming a text or an indexed image.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum QueryTerm {
+    Text(String),
+    Object(QueryTermObject),
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryTermObject {
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub image_id: Option<String>,
+    /// Default 1; in (0, 100].
+    #[serde(default = "default_weight")]
+    pub weight: f32,
+}
+
+fn default_weight() -> f32 {
+    1.0
+}
+
+/// Filters of `POST /search` (and, as query parameters, of `GET /images`).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchFilters {
+    /// Taken on or after: a date (`2019-01-01`) or an RFC 3339 time. Undated images never match.
+    #[serde(default)]
+    pub taken_after: Option<String>,
+    /// Taken on or before: a date (the whole day counts) or an RFC 3339 time.
+    #[serde(default)]
+    pub taken_before: Option<String>,
+    /// Any of these, each a case-insensitive substring of "make model".
+    #[serde(default)]
+    pub camera: Option<OneOrMany>,
+    /// A folder (absolute, or relative to an image root), matched on whole path components.
+    #[serde(default)]
+    pub folder: Option<String>,
+    /// Any of these formats (`jpeg`, `png`, `webp`, `gif`, `bmp`, `tiff`).
+    #[serde(default)]
+    pub format: Option<OneOrMany>,
+    /// Within `radius_km` of a point (great-circle distance).
+    #[serde(default)]
+    pub near: Option<NearFilter>,
+    /// Cosine similarity floor.
+    #[serde(default)]
+    pub min_score: Option<f32>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NearFilter {
+    /// Latitude, -90 to 90.
+    pub lat: f64,
+    /// Longitude, -180 to 180.
+    pub lon: f64,
+    /// Radius in kilometres, > 0.
+    pub radius_km: f64,
+}
+
+/// Order of search results.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+pub enum SearchSort {
+    #[default]
+    #[serde(rename = "relevance")]
+    Relevance,
+    #[serde(rename = "taken_at")]
+    TakenOldestFirst,
+    #[serde(rename = "-taken_at")]
+    TakenNewestFirst,
+}
+
+/// A camera as its EXIF names it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CameraInfo {
+    pub make: Option<String>,
+    pub model: Option<String>,
+}
+
+/// A place in signed decimal degrees.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LocationInfo {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// What a photo's EXIF says; `null` where it says nothing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PhotoInfo {
+    /// Capture time: RFC 3339 when the camera recorded its UTC offset, else local time without offset.
+    pub taken_at: Option<String>,
+    pub camera: Option<CameraInfo>,
+    pub lens: Option<String>,
+    pub location: Option<LocationInfo>,
+}
+
+impl From<crate::store::PhotoMeta> for PhotoInfo {
+    fn from(p: crate::store::PhotoMeta) -> Self {
+        Self {
+            taken_at: p.taken_at.map(|t| t.to_text()),
+            camera: p.camera.map(|c| CameraInfo { make: c.make, model: c.model }),
+            lens: p.lens,
+            location: p.location.map(|l| LocationInfo { lat: l.lat, lon: l.lon }),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,20 +202,25 @@ pub struct SearchResult {
     pub path: String,
     /// Cosine similarity between the query and the image, in [-1, 1].
     pub score: f32,
+    #[serde(flatten)]
+    pub photo: PhotoInfo,
 }
 
 impl From<Hit> for SearchResult {
     fn from(hit: Hit) -> Self {
-        Self { id: hit.record.id, path: hit.record.path, score: hit.score }
+        Self { id: hit.record.id, path: hit.record.path, score: hit.score, photo: hit.record.photo.into() }
     }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SearchResponse {
-    /// Best first.
+    /// In the requested order (best first by default).
     pub results: Vec<SearchResult>,
-    /// The query had more than the model's 77 tokens; only the start was used.
+    /// A text had more than the model's 77 tokens; only the start was used.
     pub truncated: bool,
+    /// More results follow this page (ask again with `offset` + `top_k`).
+    #[serde(default)]
+    pub more: bool,
 }
 
 /// Metadata of an indexed image.
@@ -93,6 +240,8 @@ pub struct ImageInfo {
     pub ingested_at: String,
     /// Where to fetch the image itself.
     pub file_url: String,
+    #[serde(flatten)]
+    pub photo: PhotoInfo,
 }
 
 impl From<ImageRecord> for ImageInfo {
@@ -108,6 +257,7 @@ impl From<ImageRecord> for ImageInfo {
             bytes: r.bytes,
             format: r.format,
             ingested_at,
+            photo: r.photo.into(),
         }
     }
 }
@@ -152,9 +302,19 @@ pub struct ListImagesQuery {
     /// Page size, 1 to 1000.
     #[serde(default = "default_limit")]
     pub limit: usize,
-    /// Order: `-ingested_at` (newest first, the default) or `ingested_at` (oldest first).
+    /// Order: `-ingested_at` (newest first, the default), `ingested_at`, `taken_at` or `-taken_at`.
     #[serde(default)]
     pub sort: ListSort,
+    /// As in `POST /search`: a date or RFC 3339 time.
+    pub taken_after: Option<String>,
+    pub taken_before: Option<String>,
+    /// Comma-separated cameras (any of).
+    pub camera: Option<String>,
+    pub folder: Option<String>,
+    /// Comma-separated formats (any of).
+    pub format: Option<String>,
+    /// `lat,lon,radius_km`.
+    pub near: Option<String>,
 }
 
 /// Listing order, by ingestion time.
@@ -165,13 +325,29 @@ pub enum ListSort {
     NewestFirst,
     #[serde(rename = "ingested_at")]
     OldestFirst,
+    #[serde(rename = "taken_at")]
+    TakenOldestFirst,
+    #[serde(rename = "-taken_at")]
+    TakenNewestFirst,
 }
 
-impl From<ListSort> for crate::store::ListOrder {
+impl From<ListSort> for crate::store::SortBy {
     fn from(sort: ListSort) -> Self {
         match sort {
-            ListSort::NewestFirst => crate::store::ListOrder::NewestFirst,
-            ListSort::OldestFirst => crate::store::ListOrder::OldestFirst,
+            ListSort::NewestFirst => crate::store::SortBy::IngestedDesc,
+            ListSort::OldestFirst => crate::store::SortBy::IngestedAsc,
+            ListSort::TakenOldestFirst => crate::store::SortBy::TakenAsc,
+            ListSort::TakenNewestFirst => crate::store::SortBy::TakenDesc,
+        }
+    }
+}
+
+impl From<SearchSort> for crate::store::SortBy {
+    fn from(sort: SearchSort) -> Self {
+        match sort {
+            SearchSort::Relevance => crate::store::SortBy::Relevance,
+            SearchSort::TakenOldestFirst => crate::store::SortBy::TakenAsc,
+            SearchSort::TakenNewestFirst => crate::store::SortBy::TakenDesc,
         }
     }
 }
@@ -179,9 +355,12 @@ impl From<ListSort> for crate::store::ListOrder {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ImageList {
     pub images: Vec<ImageInfo>,
+    /// Images that pass the filters (all images without filters).
     pub total: usize,
     pub offset: usize,
     pub limit: usize,
+    /// More images follow this page.
+    pub more: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

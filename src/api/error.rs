@@ -161,6 +161,7 @@ impl From<EngineError> for ApiError {
             EngineError::EmptyQuery => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_query", message),
             EngineError::QueryTooLong { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "query_too_long", message),
             EngineError::InvalidTopK { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_top_k", message),
+            EngineError::InvalidSearch(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message),
             EngineError::Image(image) => image.into(),
             EngineError::Embed(embed) => embed.into(),
             EngineError::Store(store) => store.into(),

@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
-use crate::engine;
+use super::filters;
+use crate::engine::{self, SearchSpec, Term, Weighted};
 
 fn model_status(state: &AppState) -> ModelStatus {
     let model = state.engine.model_info();
@@ -60,25 +61,42 @@ pub async fn ingest_image(
     Ok(ApiJson(IngestImageResponse { status: "ok", id: ingested.record.id, path: ingested.record.path, duplicate }))
 }
 
-/// Top-k images by cosine similarity to a text (`query`) or to an indexed image (`image_id`).
+/// Top-k images by cosine similarity to a text (`query`) or to an indexed image (`image_id`),
+/// optionally combined with more `positive` and `negative` terms, filtered on photo metadata,
+/// sorted and paged. The search vector is `normalize(Σ w·u over positives − Σ w·u over
+/// negatives)` of unit embeddings; scores are cosine similarities to it.
 #[utoipa::path(post, path = "/search", tag = "search", request_body = SearchRequest, responses(
     (status = 200, body = SearchResponse),
     (status = 404, description = "Unknown image_id", body = ErrorBody),
-    (status = 422, description = "Empty or over-long query, bad top_k", body = ErrorBody),
+    (status = 415, description = "Not a JSON body", body = ErrorBody),
+    (status = 422, description = "Empty or over-long query, bad top_k, offset, weight or filter (the message names the field)", body = ErrorBody),
     (status = 503, description = "Model loading or overloaded", body = ErrorBody)))]
 pub async fn search(State(state): State<AppState>, ApiJson(req): ApiJson<SearchRequest>) -> Result<ApiJson<SearchResponse>, ApiError> {
-    let (hits, truncated) = match (req.query, req.image_id) {
-        (Some(query), None) => {
-            let found = state.engine.search_text(&query, req.top_k).await?;
-            (found.hits, found.truncated)
-        }
-        (None, Some(id)) => (state.engine.search_similar(&id, req.top_k).await?, false),
+    let main = match (req.query, req.image_id) {
+        (Some(query), None) => Term::Text(query),
+        (None, Some(id)) => Term::Image(id),
         (Some(_), Some(_)) => {
             return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "give either `query` or `image_id`, not both"))
         }
         (None, None) => return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "missing field `query`")),
     };
-    Ok(ApiJson(SearchResponse { results: hits.into_iter().map(SearchResult::from).collect(), truncated }))
+    let mut positive = vec![Weighted { term: main, weight: 1.0 }];
+    positive.extend(req.positive.into_iter().map(|t| weighted("positive", t)).collect::<Result<Vec<_>, _>>()?);
+    let negative = req.negative.into_iter().map(|t| weighted("negative", t)).collect::<Result<Vec<_>, _>>()?;
+    let filter = filters::to_filter(&state.engine, req.filters)?;
+    let spec = SearchSpec { positive, negative, filter, sort: req.sort.into(), offset: req.offset, top_k: req.top_k };
+    let found = state.engine.search(spec).await?;
+    Ok(ApiJson(SearchResponse { results: found.hits.into_iter().map(SearchResult::from).collect(), truncated: found.truncated, more: found.more }))
+}
+
+fn weighted(list: &str, term: QueryTerm) -> Result<Weighted, ApiError> {
+    let bad = |why: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", format!("{list}: {why}"));
+    Ok(match term {
+        QueryTerm::Text(text) => Weighted { term: Term::Text(text), weight: 1.0 },
+        QueryTerm::Object(QueryTermObject { query: Some(text), image_id: None, weight }) => Weighted { term: Term::Text(text), weight },
+        QueryTerm::Object(QueryTermObject { query: None, image_id: Some(id), weight }) => Weighted { term: Term::Image(id), weight },
+        QueryTerm::Object(_) => return Err(bad("each term needs exactly one of `query` or `image_id`")),
+    })
 }
 
 /// Metadata of an indexed image.
@@ -117,11 +135,30 @@ pub async fn list_images(
             format!("limit must be between 1 and 1000, got {}", q.limit),
         ));
     }
+    let near = q.near.as_deref().map(filters::parse_near_param).transpose()?;
+    let split = |list: Option<String>| list.map(|l| OneOrMany::Many(l.split(',').map(str::to_string).collect()));
+    let wanted = SearchFilters {
+        taken_after: q.taken_after,
+        taken_before: q.taken_before,
+        camera: split(q.camera),
+        folder: q.folder,
+        format: split(q.format),
+        near,
+        min_score: None,
+    };
+    let filter = filters::to_filter(&state.engine, wanted)?;
     let engine = state.engine.clone();
-    let (records, total) = tokio::task::spawn_blocking(move || engine.list_images(q.offset, q.limit, q.sort.into()))
+    let (offset, limit, sort) = (q.offset, q.limit, q.sort.into());
+    let page = tokio::task::spawn_blocking(move || engine.list_images(&filter, sort, offset, limit))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
-    Ok(ApiJson(ImageList { images: records.into_iter().map(ImageInfo::from).collect(), total, offset: q.offset, limit: q.limit }))
+    Ok(ApiJson(ImageList {
+        images: page.items.into_iter().map(ImageInfo::from).collect(),
+        total: page.total.unwrap_or_default(),
+        offset,
+        limit,
+        more: page.more,
+    }))
 }
 
 /// Remove an image from the index (and its thumbnails; for uploads, the stored file).
@@ -239,7 +276,7 @@ pub async fn search_image(
         if field.name() == Some("file") || field.name() == Some("files") {
             let bytes = field.bytes().await?;
             let hits = state.engine.search_by_image(bytes.to_vec(), q.top_k).await?;
-            return Ok(ApiJson(SearchResponse { results: hits.into_iter().map(SearchResult::from).collect(), truncated: false }));
+            return Ok(ApiJson(SearchResponse { results: hits.into_iter().map(SearchResult::from).collect(), truncated: false, more: false }));
         }
     }
     Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_files", "no part named `file` in the upload"))

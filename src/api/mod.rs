@@ -4,6 +4,7 @@
 pub mod docs;
 pub mod dto;
 pub mod error;
+mod filters;
 pub mod handlers;
 mod observe;
 mod web;

@@ -6,6 +6,7 @@ mod ingest;
 pub mod jobs;
 pub mod paths;
 pub mod pipeline;
+pub mod search;
 pub mod thumbnails;
 pub mod uploads;
 
@@ -14,9 +15,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::embed::{preprocess, ClipModel, DecodeLimits, EmbedError, Embedder, ImageError, ModelState};
 use crate::metrics;
-use crate::store::{Hit, ImageRecord, ListOrder, StoreError, VectorStore};
+use crate::store::{Filter, Hit, ImageRecord, Page, SortBy, StoreError, VectorStore};
 
 pub use ingest::WhenBusy;
+pub use search::{SearchOutcome, SearchSpec, Term, Weighted};
 pub use paths::ImageRoots;
 pub use uploads::{Upload, UploadSink};
 
@@ -47,6 +49,8 @@ pub enum EngineError {
     QueryTooLong { chars: usize, limit: usize },
     #[error("top_k must be between 1 and {max}, got {got}")]
     InvalidTopK { got: i64, max: usize },
+    #[error("{0}")]
+    InvalidSearch(String),
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error(transparent)]
@@ -209,28 +213,16 @@ impl Engine {
     }
 
     /// The `top_k` images closest to a text.
-    #[tracing::instrument(level = "info", skip(self, query), fields(chars = query.len()))]
     pub async fn search_text(&self, query: &str, top_k: i64) -> Result<TextSearch, EngineError> {
-        let k = check_top_k(top_k)?;
-        let chars = query.chars().count();
-        if query.trim().is_empty() {
-            return Err(EngineError::EmptyQuery);
-        }
-        if chars > MAX_QUERY_CHARS {
-            return Err(EngineError::QueryTooLong { chars, limit: MAX_QUERY_CHARS });
-        }
-        let model = self.model()?;
-        let embedding = model.embed_text(query).await?;
-        let hits = self.search_vector(embedding.vector, k).await?;
-        Ok(TextSearch { hits, truncated: embedding.truncated })
+        let spec = SearchSpec { positive: vec![Weighted { term: Term::Text(query.to_string()), weight: 1.0 }], top_k, ..SearchSpec::default() };
+        let found = self.search(spec).await?;
+        Ok(TextSearch { hits: found.hits, truncated: found.truncated })
     }
 
     /// The `top_k` images closest to an indexed image (itself included, first).
     pub async fn search_similar(&self, id: &str, top_k: i64) -> Result<Vec<Hit>, EngineError> {
-        let k = check_top_k(top_k)?;
-        self.model()?;
-        let vector = self.store.vector(id)?.ok_or_else(|| EngineError::ImageNotFound(id.to_string()))?;
-        self.search_vector(vector, k).await
+        let spec = SearchSpec { positive: vec![Weighted { term: Term::Image(id.to_string()), weight: 1.0 }], top_k, ..SearchSpec::default() };
+        Ok(self.search(spec).await?.hits)
     }
 
     /// The `top_k` indexed images closest to an image that is not (and will not be) indexed.
@@ -255,8 +247,8 @@ impl Engine {
     }
 
     /// A page of indexed images and the total count.
-    pub fn list_images(&self, offset: usize, limit: usize, order: ListOrder) -> Result<(Vec<ImageRecord>, usize), EngineError> {
-        Ok((self.store.list(offset, limit, order)?, self.store.count()))
+    pub fn list_images(&self, filter: &Filter, sort: SortBy, offset: usize, limit: usize) -> Result<Page<ImageRecord>, EngineError> {
+        Ok(self.store.list_page(filter, sort, offset, limit)?)
     }
 
     /// Removes an image from the index, with its cached thumbnails and, for uploads, the stored
@@ -317,7 +309,7 @@ fn count_ingest(outcome: &Result<Ingested, EngineError>) {
     });
 }
 
-fn check_top_k(top_k: i64) -> Result<usize, EngineError> {
+pub(super) fn check_top_k(top_k: i64) -> Result<usize, EngineError> {
     if (1..=MAX_TOP_K as i64).contains(&top_k) {
         Ok(top_k as usize)
     } else {
