@@ -2,13 +2,13 @@
 """Writes the EXIF fixtures in tests/fixtures/exif/ and cross-checks them with exiftool.
 
 Each fixture is a small copy of tests/fixtures/images/baseline.jpg carrying EXIF written by
-piexif and saved by Pillow (JPEG, PNG eXIf chunk, WebP EXIF chunk). The damaged ones (truncated
+piexif and saved by Pillow (JPEG, PNG eXIf chunk, WebP EXIF chunk; HEIF through pillow-heif). The damaged ones (truncated
 segment, IFD loop) are made from a well-formed file by changing a few bytes, since no tool writes
 them on purpose. exiftool, an independent reader, then checks that every well-formed file says
 what we meant it to say, so the Rust tests compare against values two readers agree on.
 
 Run from the repo root:
-    python3 -m venv /tmp/exifenv && /tmp/exifenv/bin/pip install piexif Pillow
+    python3 -m venv /tmp/exifenv && /tmp/exifenv/bin/pip install piexif Pillow==13.0.0 pillow-heif==1.8.1
     apt-get install -y libimage-exiftool-perl
     /tmp/exifenv/bin/python scripts/make_exif_fixtures.py
 """
@@ -22,7 +22,10 @@ import sys
 from pathlib import Path
 
 import piexif
+import pillow_heif
 from PIL import Image
+
+pillow_heif.register_heif_opener()
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "tests/fixtures/images/baseline.jpg"
@@ -82,6 +85,8 @@ def save(name, exif_bytes, fmt="JPEG"):
         im.save(buf, "PNG", optimize=True, **kwargs)
     elif fmt == "WEBP":
         im.save(buf, "WEBP", quality=60, **kwargs)
+    elif fmt == "HEIF":
+        im.save(buf, "HEIF", quality=50, **kwargs)
     data = buf.getvalue()
     (OUT / name).write_bytes(data)
     return data
@@ -148,6 +153,9 @@ def main():
     EXPECTED["full.png"] = paris
     save("full.webp", full[6:], "WEBP")
     EXPECTED["full.webp"] = paris
+    # HEIF keeps the EXIF in an item of its own; pillow-heif adds the offset header it needs.
+    save("full.heic", full, "HEIF")
+    EXPECTED["full.heic"] = paris
 
     save("no_offset.jpg", exif_dict(make=b"FUJIFILM", model=b"X-T3", original=b"2021:12:31 23:59:58"))
     EXPECTED["no_offset.jpg"] = {"Make": "FUJIFILM", "Model": "X-T3", "DateTimeOriginal": "2021:12:31 23:59:58",
@@ -186,7 +194,7 @@ def main():
     (OUT / "ifd_loop.jpg").write_bytes(loop_ifd0(full_jpg))
 
     for path in sorted(OUT.iterdir()):
-        if path.suffix in (".jpg", ".png", ".webp") and path.stat().st_size >= 20_000:
+        if path.suffix in (".jpg", ".png", ".webp", ".heic") and path.stat().st_size >= 20_000:
             raise SystemExit(f"{path.name} is {path.stat().st_size} bytes; keep fixtures under 20 KB")
 
     cross_check()

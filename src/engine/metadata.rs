@@ -202,6 +202,7 @@ mod tests {
             ("full.jpg", paris.clone()),
             ("full.png", paris.clone()),
             ("full.webp", paris.clone()),
+            ("full.heic", paris.clone()),
             // The IFD0 next-IFD offset points at IFD0 itself: the loop is cut, the fields kept.
             ("ifd_loop.jpg", paris),
             (
