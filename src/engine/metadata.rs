@@ -270,7 +270,17 @@ mod tests {
 
     #[test]
     fn impossible_dates_are_refused() {
-        for text in ["0000:00:00 00:00:00", "2019:13:01 10:00:00", "2019:02:30 10:00:00", "2019:07:14 24:00:00", "", "    :  :     :  :  ", "                   ", "2019-07-14 12:30:05", "2019:07:14"] {
+        for text in [
+            "0000:00:00 00:00:00",
+            "2019:13:01 10:00:00",
+            "2019:02:30 10:00:00",
+            "2019:07:14 24:00:00",
+            "",
+            "    :  :     :  :  ",
+            "                   ",
+            "2019-07-14 12:30:05",
+            "2019:07:14",
+        ] {
             assert_eq!(parse_exif_date_time(text), None, "{text:?}");
         }
         assert_eq!(parse_exif_date_time("2019:07:14 12:30:05"), Some(datetime!(2019-07-14 12:30:05)));
@@ -298,7 +308,16 @@ mod tests {
 
     #[test]
     fn bytes_that_are_not_an_image_give_nothing() {
-        for bytes in [&b""[..], b"\xff\xd8", b"\xff\xd8\xff\xe1\xff\xff", b"II*\0\xff\xff\xff\xff", b"MM\0*", b"\x89PNG\r\n\x1a\n", b"RIFF\0\0\0\0WEBP", b"not an image at all"] {
+        for bytes in [
+            &b""[..],
+            b"\xff\xd8",
+            b"\xff\xd8\xff\xe1\xff\xff",
+            b"II*\0\xff\xff\xff\xff",
+            b"MM\0*",
+            b"\x89PNG\r\n\x1a\n",
+            b"RIFF\0\0\0\0WEBP",
+            b"not an image at all",
+        ] {
             assert_eq!(read_photo_meta(bytes), PhotoMeta::default(), "{bytes:?}");
         }
     }
