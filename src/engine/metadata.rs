@@ -92,7 +92,7 @@ fn parse_exif_date_time(text: &str) -> Option<PrimitiveDateTime> {
 fn parse_exif_offset(text: &str) -> Option<UtcOffset> {
     let format = format_description!("[offset_hour sign:mandatory]:[offset_minute]");
     let offset = UtcOffset::parse(text, format).ok()?;
-    (offset.whole_hours().abs() <= 18).then_some(offset)
+    (offset.whole_minutes().abs() <= 18 * 60).then_some(offset)
 }
 
 /// Make and model exactly as recorded (many models repeat the make: both are kept); absent
@@ -218,6 +218,9 @@ mod tests {
             // DateTime and DateTimeDigitized are valid in this file, and must not stand in.
             ("zero_date.jpg", PhotoMeta { camera: camera(Some("Kodak"), Some("EasyShare C713")), ..PhotoMeta::default() }),
             ("bad_offset.jpg", PhotoMeta { taken_at: taken(datetime!(2018-03-04 05:06:07), None), ..PhotoMeta::default() }),
+            // Latitude 95 N: no location.
+            ("gps_out_of_range.jpg", PhotoMeta::default()),
+            // DateTime is valid here but DateTimeOriginal absent: no date.
             ("gps_zero_denominator.jpg", PhotoMeta { camera: camera(Some("Apple"), Some("iPhone 12")), ..PhotoMeta::default() }),
             (
                 "padded_camera.jpg",
@@ -290,7 +293,7 @@ mod tests {
     fn offsets_apply_only_when_they_parse() {
         assert_eq!(parse_exif_offset("+02:00"), UtcOffset::from_hms(2, 0, 0).ok());
         assert_eq!(parse_exif_offset("-05:30"), UtcOffset::from_hms(-5, -30, 0).ok());
-        for text in ["+25:99", "+01:60", "02:00", "+2:00", "", "      ", "   :  ", "+19:00", "Z"] {
+        for text in ["+25:99", "+01:60", "02:00", "+2:00", "", "      ", "   :  ", "+19:00", "-18:30", "Z"] {
             assert_eq!(parse_exif_offset(text), None, "{text:?}");
         }
     }
