@@ -2,7 +2,7 @@
 """Writes the EXIF fixtures in tests/fixtures/exif/ and cross-checks them with exiftool.
 
 Each fixture is a small copy of tests/fixtures/images/baseline.jpg carrying EXIF written by
-piexif and saved by Pillow (JPEG, PNG eXIf chunk, WebP EXIF chunk; HEIF through pillow-heif). The damaged ones (truncated
+piexif and saved by Pillow (JPEG, PNG eXIf chunk, WebP EXIF chunk, TIFF; HEIF through pillow-heif). The damaged ones (truncated
 segment, IFD loop) are made from a well-formed file by changing a few bytes, since no tool writes
 them on purpose. exiftool, an independent reader, then checks that every well-formed file says
 what we meant it to say, so the Rust tests compare against values two readers agree on.
@@ -85,6 +85,10 @@ def save(name, exif_bytes, fmt="JPEG"):
         im.save(buf, "PNG", optimize=True, **kwargs)
     elif fmt == "WEBP":
         im.save(buf, "WEBP", quality=60, **kwargs)
+    elif fmt == "TIFF":
+        # Uncompressed: Pillow's own TIFF writer, which writes the Exif and GPS IFDs (its
+        # libtiff path for compressed TIFF refuses them).
+        im.save(buf, "TIFF", **kwargs)
     elif fmt == "HEIF":
         im.save(buf, "HEIF", quality=50, **kwargs)
     data = buf.getvalue()
@@ -153,6 +157,8 @@ def main():
     EXPECTED["full.png"] = paris
     save("full.webp", full[6:], "WEBP")
     EXPECTED["full.webp"] = paris
+    save("full.tif", full, "TIFF")
+    EXPECTED["full.tif"] = paris
     # HEIF keeps the EXIF in an item of its own; pillow-heif adds the offset header it needs.
     save("full.heic", full, "HEIF")
     EXPECTED["full.heic"] = paris
@@ -198,7 +204,7 @@ def main():
     (OUT / "ifd_loop.jpg").write_bytes(loop_ifd0(full_jpg))
 
     for path in sorted(OUT.iterdir()):
-        if path.suffix in (".jpg", ".png", ".webp", ".heic") and path.stat().st_size >= 20_000:
+        if path.suffix in (".jpg", ".png", ".webp", ".heic", ".tif") and path.stat().st_size >= 20_000:
             raise SystemExit(f"{path.name} is {path.stat().st_size} bytes; keep fixtures under 20 KB")
 
     cross_check()
