@@ -2,8 +2,8 @@
 """Writes the EXIF fixtures in tests/fixtures/exif/ and cross-checks them with exiftool.
 
 Each fixture is a small copy of tests/fixtures/images/baseline.jpg carrying EXIF written by
-piexif and saved by Pillow (JPEG, PNG eXIf chunk, WebP EXIF chunk, TIFF; HEIF through pillow-heif). The damaged ones (truncated
-segment, IFD loop) are made from a well-formed file by changing a few bytes, since no tool writes
+piexif and saved by Pillow (JPEG, PNG eXIf chunk, WebP EXIF chunk, TIFF; HEIF through
+pillow-heif). The damaged ones (truncated segment, IFD loop) are made from a well-formed file by changing a few bytes, since no tool writes
 them on purpose. exiftool, an independent reader, then checks that every well-formed file says
 what we meant it to say, so the Rust tests compare against values two readers agree on.
 
