@@ -4,6 +4,7 @@
 
 mod ingest;
 pub mod jobs;
+pub mod metadata;
 pub mod paths;
 pub mod pipeline;
 pub mod search;
