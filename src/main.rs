@@ -168,6 +168,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     jobs::import_legacy_jobs(&dirs.jobs_file, job_store.as_ref());
     let engine = Arc::new(Engine::new(embedder, store, roots, limits(&args.common), dirs));
     let jobs = JobManager::start(engine.clone(), job_store, args.max_queued_jobs);
+    match jobs.fill_missing_photo_metadata().await {
+        Ok(Some(job)) => tracing::info!(job = %job.record.id, "reading photo metadata of images indexed by an older version"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot queue the photo metadata pass"),
+    }
     let limits = BodyLimits { json: args.max_body_bytes, upload: args.max_upload_bytes };
     let app = api::router(AppState { engine, jobs, metrics, limits });
     let addr = std::net::SocketAddr::new(args.host, args.port);

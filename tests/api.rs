@@ -367,3 +367,172 @@ fn traces_are_exported_over_otlp_when_configured() {
     }
     panic!("no trace with the search spans arrived: {}", String::from_utf8_lossy(&bodies));
 }
+
+/// Photos with real EXIF (tests/fixtures/exif), indexed under dated folders.
+fn ingest_exif_library(server: &Server) -> std::collections::HashMap<&'static str, String> {
+    let files = [
+        ("full.jpg", "holiday/2019/paris.jpg"),
+        ("south_west.jpg", "holiday/2020/rio.jpg"),
+        ("no_offset.jpg", "holiday/2021/fuji.jpg"),
+        ("no_exif.jpg", "misc/plain.jpg"),
+        ("padded_camera.jpg", "misc/nikon.jpg"),
+        ("full.png", "holiday/2019/paris.png"),
+        ("truncated_segment.jpg", "misc/broken_exif.jpg"),
+    ];
+    files
+        .iter()
+        .map(|(fixture, name)| {
+            let path = server.add_image(&fixtures().join("exif").join(fixture), name);
+            (*name, server.ingest(&path)["id"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+fn search_ids(server: &Server, body: Value) -> (u16, Value, Vec<String>) {
+    let r = server.post_json("/search", &body);
+    let status = r.status().as_u16();
+    let json: Value = r.json().unwrap();
+    let ids = json["results"].as_array().map(|a| a.iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()).unwrap_or_default();
+    (status, json, ids)
+}
+
+#[test]
+fn photo_metadata_is_read_at_ingest_and_shown_everywhere() {
+    let server = Server::start();
+    server.wait_ready();
+    let ids = ingest_exif_library(&server);
+    let info: Value = server.get(&format!("/images/{}", ids["holiday/2019/paris.jpg"])).json().unwrap();
+    assert_eq!(info["taken_at"], "2019-07-14T12:30:05+02:00");
+    assert_eq!(info["camera"], json!({ "make": "Canon", "model": "Canon EOS 5D Mark IV" }));
+    assert_eq!(info["lens"], "EF24-70mm f/2.8L II USM");
+    assert!((info["location"]["lat"].as_f64().unwrap() - 48.8566).abs() < 1e-4, "{info}");
+    let plain: Value = server.get(&format!("/images/{}", ids["misc/plain.jpg"])).json().unwrap();
+    for field in ["taken_at", "camera", "lens", "location"] {
+        assert!(plain[field].is_null(), "{field} is null where the photo says nothing: {plain}");
+    }
+    let broken: Value = server.get(&format!("/images/{}", ids["misc/broken_exif.jpg"])).json().unwrap();
+    assert!(broken["taken_at"].is_null(), "bad EXIF never fails an ingest: {broken}");
+    let (_, found, _) = search_ids(&server, json!({ "query": "a photo", "top_k": 10 }));
+    let fuji = found["results"].as_array().unwrap().iter().find(|r| r["id"] == ids["holiday/2021/fuji.jpg"].as_str()).unwrap();
+    assert_eq!(fuji["taken_at"], "2021-12-31T23:59:58", "no offset recorded, none invented");
+    let listed: Value = server.get("/images?limit=10").json().unwrap();
+    assert!(listed["images"].as_array().unwrap().iter().any(|i| i["camera"]["make"] == "NIKON CORPORATION"));
+}
+
+#[test]
+fn filters_sorting_and_paging_through_the_api() {
+    let server = Server::start();
+    server.wait_ready();
+    let ids = ingest_exif_library(&server);
+    let id = |name: &str| ids[name].clone();
+    let q = |filters: Value| json!({ "query": "a photo", "top_k": 10, "filters": filters });
+
+    let (_, _, got) = search_ids(&server, q(json!({ "camera": ["CANON", "fujifilm x-t3"] })));
+    let mut expected = vec![id("holiday/2019/paris.jpg"), id("holiday/2019/paris.png"), id("holiday/2021/fuji.jpg")];
+    let mut sorted = got.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected, "camera: any of, case-insensitive");
+    let (_, _, got) = search_ids(&server, q(json!({ "taken_after": "2019-07-14", "taken_before": "2019-07-14" })));
+    assert_eq!(got.len(), 2, "a date bound is the whole day, inclusive: {got:?}");
+    let (_, _, got) = search_ids(&server, q(json!({ "taken_after": "2020-01-01T00:00:00Z" })));
+    assert_eq!(got, vec![id("holiday/2021/fuji.jpg")], "undated photos never match a date filter");
+    let (_, _, got) = search_ids(&server, q(json!({ "folder": "holiday/2019" })));
+    assert_eq!(got.len(), 2);
+    let (_, _, got) = search_ids(&server, q(json!({ "folder": "holiday/201" })));
+    assert!(got.is_empty(), "folders match whole path components");
+    let (_, _, got) = search_ids(&server, q(json!({ "format": "png" })));
+    assert_eq!(got, vec![id("holiday/2019/paris.png")]);
+    let (_, _, got) = search_ids(&server, q(json!({ "near": { "lat": -22.9, "lon": -43.2, "radius_km": 50 } })));
+    assert_eq!(got, vec![id("holiday/2020/rio.jpg")]);
+
+    let (_, _, newest) = search_ids(&server, json!({ "query": "a photo", "top_k": 10, "sort": "-taken_at" }));
+    assert_eq!(newest[0], id("holiday/2021/fuji.jpg"));
+    assert_eq!(newest.len(), 7, "undated photos still listed, after the dated ones");
+    let (_, _, oldest) = search_ids(&server, json!({ "query": "a photo", "top_k": 10, "sort": "taken_at" }));
+    assert_eq!(oldest[2], id("holiday/2021/fuji.jpg"));
+
+    let (_, first, page1) = search_ids(&server, json!({ "query": "a photo", "top_k": 3, "offset": 0 }));
+    let (_, _, page2) = search_ids(&server, json!({ "query": "a photo", "top_k": 3, "offset": 3 }));
+    let (_, last, page3) = search_ids(&server, json!({ "query": "a photo", "top_k": 3, "offset": 6 }));
+    assert_eq!((first["more"].as_bool(), last["more"].as_bool()), (Some(true), Some(false)));
+    let all: std::collections::HashSet<_> = page1.iter().chain(&page2).chain(&page3).collect();
+    assert_eq!(all.len(), 7, "pages neither repeat nor skip");
+
+    let listed: Value = server.get("/images?camera=canon&sort=-taken_at&limit=1").json().unwrap();
+    assert_eq!((listed["total"].as_u64(), listed["more"].as_bool()), (Some(2), Some(true)), "{listed}");
+
+    for (filters, field) in [
+        (json!({ "taken_after": "yesterday" }), "filters.taken_after"),
+        (json!({ "near": { "lat": 91, "lon": 0, "radius_km": 1 } }), "filters.near.lat"),
+        (json!({ "near": { "lat": 0, "lon": 0, "radius_km": -1 } }), "filters.near.radius_km"),
+        (json!({ "colour": "red" }), "colour"),
+    ] {
+        let (status, body, _) = search_ids(&server, q(filters.clone()));
+        assert_eq!(status, 422, "{filters}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(field), "the message names {field}: {body}");
+    }
+    assert_eq!(server.get("/images?near=1,2").status(), 422);
+}
+
+#[test]
+fn combined_queries_add_and_subtract_terms() {
+    let server = Server::start();
+    server.wait_ready();
+    let photos = ingest_reference_photos(&server);
+    let texts = read_json("reference/search.json")["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let (status, plain, plain_ids) = search_ids(&server, json!({ "query": texts[0], "top_k": 12 }));
+    assert_eq!(status, 200, "{plain}");
+    // Subtracting the best match's own image pushes it down; adding it back with weight 3 pulls it first.
+    let best = plain_ids[0].clone();
+    let (_, minus, minus_ids) = search_ids(&server, json!({ "query": texts[0], "top_k": 12, "negative": [{ "image_id": best }] }));
+    assert_ne!(minus_ids[0], best, "{minus}");
+    let (_, _, plus_ids) = search_ids(&server, json!({ "query": texts[1], "top_k": 12, "positive": [{ "image_id": best, "weight": 3 }] }));
+    assert_eq!(plus_ids[0], best);
+    let (status, body, _) = search_ids(&server, json!({ "query": texts[0], "negative": [texts[0]] }));
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_request")), "terms that cancel out: {body}");
+    let (status, _, _) = search_ids(&server, json!({ "query": "x", "negative": [{ "query": "y", "image_id": best }] }));
+    assert_eq!(status, 422);
+    let (status, _, _) = search_ids(&server, json!({ "query": "x", "positive": [{ "query": "y", "weight": -1 }] }));
+    assert_eq!(status, 422);
+    assert_eq!(photos.len(), 12);
+}
+
+#[test]
+fn images_indexed_before_metadata_get_it_from_a_background_job() {
+    let mut server = Server::start();
+    server.wait_ready();
+    let photo = server.add_image(&fixtures().join("exif/full.jpg"), "old/paris.jpg");
+    let photo = std::fs::canonicalize(photo).unwrap();
+    server.kill();
+    {
+        // As an older version stored it: no photo metadata read.
+        use visionquery::store::{EmbeddedStore, VectorStore};
+        let store = EmbeddedStore::open(&server.data_dir).unwrap();
+        let mut old = visionquery::store::conformance_record("0123456789abcdef");
+        old.path = photo.display().to_string();
+        old.photo_read = false;
+        let mut vector = vec![0.0f32; 32];
+        vector[0] = 1.0;
+        store.upsert(&old, &vector).unwrap();
+    }
+    server.start_again();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let job = loop {
+        let jobs: Value = server.get("/jobs").json().unwrap();
+        let job = jobs["jobs"].as_array().unwrap().iter().find(|j| j["kind"] == "photo_metadata").cloned();
+        if let Some(job) = job.filter(|j| j["state"] == "completed") {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "no completed metadata job: {jobs}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!((job["total"].as_u64(), job["indexed"].as_u64()), (Some(1), Some(1)), "{job}");
+    let info: Value = server.get("/images/0123456789abcdef").json().unwrap();
+    assert_eq!(info["camera"]["make"], "Canon", "{info}");
+    // Read once: a restart queues no second pass.
+    server.crash_and_restart();
+    std::thread::sleep(Duration::from_millis(300));
+    let jobs: Value = server.get("/jobs").json().unwrap();
+    assert_eq!(jobs["jobs"].as_array().unwrap().iter().filter(|j| j["kind"] == "photo_metadata").count(), 1);
+}

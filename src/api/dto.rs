@@ -420,6 +420,9 @@ pub struct SearchImageQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobInfo {
     pub id: String,
+    /// `directory` (index a folder) or `photo_metadata` (read the EXIF of images indexed before
+    /// it was read at ingest; its "files" are image ids).
+    pub kind: String,
     pub path: String,
     pub recursive: bool,
     /// `queued`, `running`, `cancelling`, `completed`, `cancelled` or `failed`.
@@ -429,7 +432,7 @@ pub struct JobInfo {
     pub indexed: usize,
     pub skipped: usize,
     pub failed: usize,
-    /// Files per second in the current run.
+    /// Files per second: the current run's while running, the job's average once finished.
     pub rate: f64,
     pub eta_seconds: Option<f64>,
     pub failures: Vec<FailureInfo>,
@@ -453,8 +456,10 @@ impl From<crate::engine::jobs::JobView> for JobInfo {
     fn from(view: crate::engine::jobs::JobView) -> Self {
         let r = view.record;
         let state = serde_json::to_value(r.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let kind = serde_json::to_value(r.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         Self {
             id: r.id,
+            kind,
             path: r.path,
             recursive: r.recursive,
             state,

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use super::{blocking, count_ingest, format_name, image_id, Engine, EngineError, IngestOutcome, Ingested};
 use crate::embed::{preprocess, ClipModel, DecodeLimits, DecodedImage, EmbedError, ImageError};
 use crate::metrics;
+use super::metadata::read_photo_meta;
 use crate::store::{ImageRecord, PhotoMeta, VectorStore};
 
 /// What to do when the model's queue is full.
@@ -175,6 +176,8 @@ fn prepare(path: &Path, limits: &DecodeLimits, store: &dyn VectorStore) -> Resul
     }
     metrics::image_decode("ingest");
     let decoded = preprocess::decode(&bytes, limits)?;
-    let record = new_record(shown, content_hash, size, modified, &decoded);
+    let mut record = new_record(shown, content_hash, size, modified, &decoded);
+    record.photo = read_photo_meta(&bytes);
+    record.photo_read = true;
     Ok(Prepared::New { record, decoded })
 }

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use super::pipeline::{self, FileResult};
 use super::{Engine, EngineError};
 use crate::metrics;
-use crate::store::{DoneFile, JobRecord, JobState, JobStore, StoreError};
+use crate::store::{DoneFile, JobKind, JobRecord, JobState, JobStore, StoreError};
 
 /// Finished jobs remembered.
 const MAX_FINISHED_KEPT: usize = 100;
@@ -148,6 +148,25 @@ impl JobManager {
         Ok(JobView::stored(record))
     }
 
+    /// Queues a pass that reads the photo metadata of images indexed before it was read at
+    /// ingest, unless one is waiting already or there is nothing to read.
+    pub async fn fill_missing_photo_metadata(&self) -> Result<Option<JobView>, EngineError> {
+        if self.engine.unread_photo_ids()?.is_empty() {
+            return Ok(None);
+        }
+        let jobs = self.with_store(|store| store.jobs()).await?;
+        if jobs.iter().any(|j| j.kind == JobKind::PhotoMetadata && !j.state.is_finished()) {
+            return Ok(None);
+        }
+        let seed = format!("photo-metadata{}", OffsetDateTime::now_utc().unix_timestamp_nanos());
+        let mut record = JobRecord::queued(blake3::hash(seed.as_bytes()).to_hex()[..12].to_string(), "(photo metadata of indexed images)".into(), false);
+        record.kind = JobKind::PhotoMetadata;
+        let saved = record.clone();
+        self.with_store(move |store| store.create_job(&saved, usize::MAX)).await?;
+        self.wake.notify_one();
+        Ok(Some(JobView::stored(record)))
+    }
+
     /// Newest first.
     pub async fn list(&self) -> Result<Vec<JobView>, EngineError> {
         let jobs = self.with_store(|store| store.jobs()).await?;
@@ -254,6 +273,9 @@ impl JobManager {
     }
 
     async fn run(&self, mut record: JobRecord) {
+        if record.kind == JobKind::PhotoMetadata {
+            return self.run_photo_metadata(record).await;
+        }
         if let Err(e) = self.engine.embedder().wait_loaded().await {
             record.error = Some(e.to_string());
             return self.finish_stored(record, JobState::Failed).await;
@@ -284,14 +306,7 @@ impl JobManager {
         let walk_errors: Vec<(String, String)> = walk.errors.into_iter().filter(|(p, _)| is_new(p)).collect();
         let todo: Vec<PathBuf> = walk.files.into_iter().filter(|p| is_new(&p.display().to_string())).collect();
         record.total = record.done + walk_errors.len() + todo.len();
-        let live = Arc::new(LiveJob {
-            done_at_start: record.done,
-            record: Mutex::new(record),
-            pending: Mutex::new(Vec::new()),
-            cancel: AtomicBool::new(false),
-            started: Instant::now(),
-        });
-        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(live.clone());
+        let live = self.go_live(record);
         for (path, error) in walk_errors {
             live.finished_file(Path::new(&path), FileResult::Failed(error));
         }
@@ -316,6 +331,69 @@ impl JobManager {
             tracing::info!(job = %record.id, state = ?state, indexed = record.indexed, skipped = record.skipped, failed = record.failed, "job finished");
         }
         self.flush(&live).await;
+        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.prune().await;
+    }
+
+    /// Reads the photo metadata of every image that lacks it; done "paths" are image ids.
+    async fn run_photo_metadata(&self, mut record: JobRecord) {
+        let id = record.id.clone();
+        let done = match self.with_store(move |store| store.done_paths(&id)).await {
+            Ok(done) => done,
+            Err(e) => {
+                record.error = Some(format!("reading the job's progress: {e}"));
+                return self.finish_stored(record, JobState::Failed).await;
+            }
+        };
+        let todo: Vec<String> = match self.engine.unread_photo_ids() {
+            Ok(ids) => ids.into_iter().filter(|id| !done.contains(id)).collect(),
+            Err(e) => {
+                record.error = Some(e.to_string());
+                return self.finish_stored(record, JobState::Failed).await;
+            }
+        };
+        record.total = record.done + todo.len();
+        let live = self.go_live(record);
+        let mut last_flush = Instant::now();
+        for image in todo {
+            if live.cancel.load(Ordering::Relaxed) {
+                break;
+            }
+            let result = match self.engine.refresh_photo_meta(&image).await {
+                Ok(true) => FileResult::Indexed,
+                Ok(false) | Err(EngineError::ImageNotFound(_)) => FileResult::Skipped,
+                Err(e) => FileResult::Failed(e.to_string()),
+            };
+            live.finished_file(Path::new(&image), result);
+            if last_flush.elapsed() >= FLUSH_EVERY {
+                self.flush(&live).await;
+                last_flush = Instant::now();
+            }
+        }
+        self.finish_live(&live).await;
+    }
+
+    fn go_live(&self, record: JobRecord) -> Arc<LiveJob> {
+        let live = Arc::new(LiveJob {
+            done_at_start: record.done,
+            record: Mutex::new(record),
+            pending: Mutex::new(Vec::new()),
+            cancel: AtomicBool::new(false),
+            started: Instant::now(),
+        });
+        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(live.clone());
+        live
+    }
+
+    async fn finish_live(&self, live: &LiveJob) {
+        let state = if live.cancel.load(Ordering::Relaxed) { JobState::Cancelled } else { JobState::Completed };
+        {
+            let mut record = live.record();
+            record.state = state;
+            record.finished_at = Some(OffsetDateTime::now_utc());
+            tracing::info!(job = %record.id, state = ?state, indexed = record.indexed, skipped = record.skipped, failed = record.failed, "job finished");
+        }
+        self.flush(live).await;
         *self.live.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.prune().await;
     }

@@ -247,6 +247,29 @@ impl Engine {
         self.store.get(id)?.ok_or_else(|| EngineError::ImageNotFound(id.to_string()))
     }
 
+    /// Ids of images whose photo metadata was never read (indexed by older versions).
+    pub fn unread_photo_ids(&self) -> Result<Vec<String>, EngineError> {
+        Ok(self.store.unread_photos()?.into_iter().map(|r| r.id).collect())
+    }
+
+    /// Reads an indexed image's photo metadata from its file and stores it (no re-embedding).
+    /// `false` when the file is gone (the image is marked read with no metadata).
+    pub async fn refresh_photo_meta(&self, id: &str) -> Result<bool, EngineError> {
+        let record = self.image(id)?;
+        let store = self.store.clone();
+        let max_bytes = self.limits.max_bytes;
+        blocking(move || {
+            let bytes = match std::fs::metadata(&record.path) {
+                Ok(meta) if meta.len() <= max_bytes => std::fs::read(&record.path).ok(),
+                _ => None,
+            };
+            let photo = bytes.as_deref().map(metadata::read_photo_meta).unwrap_or_default();
+            store.set_photo(&record.id, &photo)?;
+            Ok(bytes.is_some())
+        })
+        .await
+    }
+
     /// A page of indexed images and the total count.
     pub fn list_images(&self, filter: &Filter, sort: SortBy, offset: usize, limit: usize) -> Result<Page<ImageRecord>, EngineError> {
         Ok(self.store.list_page(filter, sort, offset, limit)?)

@@ -16,6 +16,7 @@ use tempfile::NamedTempFile;
 use tokio::sync::mpsc;
 
 use super::ingest::{new_record, WhenBusy};
+use super::metadata::read_photo_meta;
 use super::{count_ingest, image_id, Engine, EngineError, IngestOutcome, Ingested};
 use crate::embed::{preprocess, DecodedImage, ImageError};
 use crate::fsutil;
@@ -129,17 +130,19 @@ impl Engine {
         let limits = self.limits;
         let uploads = self.dirs.uploads.clone();
         let filename = filename.to_string();
-        let (path, bytes, content_hash, decoded) = self
+        let (path, bytes, content_hash, decoded, photo) = self
             .in_decode_slot(move || {
                 let Upload { temp, content_hash, bytes } = upload;
                 let data = fs_err::read(temp.path()).map_err(|e| EngineError::Unreadable { path: filename.clone(), message: e.to_string() })?;
                 crate::metrics::image_decode("upload");
                 let decoded = preprocess::decode(&data, &limits)?;
+                let photo = read_photo_meta(&data);
                 let path = keep_upload(&uploads, &content_hash, &filename, &decoded, temp)?;
-                Ok((path, bytes, content_hash, decoded))
+                Ok((path, bytes, content_hash, decoded, photo))
             })
             .await?;
-        let record = new_record(path.display().to_string(), content_hash, bytes, modified_of(&path), &decoded);
+        let mut record = new_record(path.display().to_string(), content_hash, bytes, modified_of(&path), &decoded);
+        (record.photo, record.photo_read) = (photo, true);
         let vector = self.embed_decoded(&model, decoded, WhenBusy::Refuse).await?;
         self.commit_one(super::ingest::Staged::Embedded { record, vector }).await
     }

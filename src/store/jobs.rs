@@ -38,10 +38,23 @@ pub struct FileFailure {
     pub error: String,
 }
 
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Index the images of a folder.
+    #[default]
+    Directory,
+    /// Read the photo metadata of images indexed before it was read at ingest (no re-embedding).
+    PhotoMetadata,
+}
+
 /// A job as persisted and shown by the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     pub id: String,
+    #[serde(default)]
+    pub kind: JobKind,
     /// Canonical folder being ingested.
     pub path: String,
     pub recursive: bool,
@@ -69,6 +82,7 @@ impl JobRecord {
     pub fn queued(id: String, path: String, recursive: bool) -> Self {
         Self {
             id,
+            kind: JobKind::Directory,
             path,
             recursive,
             state: JobState::Queued,

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub use embedded::EmbeddedStore;
-pub use jobs::{DoneFile, FileFailure, JobRecord, JobState, JobStore};
+pub use jobs::{DoneFile, FileFailure, JobKind, JobRecord, JobState, JobStore};
 pub use filter::{Filter, Near, SortBy};
 pub use photo::{Camera, Location, PhotoMeta, TakenAt};
 
