@@ -18,6 +18,7 @@ use super::{dto, error, handlers, AppState};
         handlers::image_info,
         handlers::image_file,
         handlers::list_images,
+        handlers::duplicates,
         handlers::delete_image,
         handlers::image_thumbnail,
         handlers::ingest_upload,

@@ -99,6 +99,19 @@ fn weighted(list: &str, term: QueryTerm) -> Result<Weighted, ApiError> {
     })
 }
 
+/// Duplicates: identical pictures (the same content at several paths, or the same pixels in
+/// other bytes) and similar ones (cosine at or above `threshold`), in separate groups.
+#[utoipa::path(get, path = "/duplicates", tag = "images", params(DuplicatesQuery), responses(
+    (status = 200, body = DuplicatesResponse), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn duplicates(
+    State(state): State<AppState>,
+    query: Result<Query<DuplicatesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<ApiJson<DuplicatesResponse>, ApiError> {
+    let Query(q) = query?;
+    let groups = state.engine.duplicates(q.threshold).await?;
+    Ok(ApiJson(DuplicatesResponse { threshold: q.threshold, groups: groups.into_iter().map(DuplicateGroupInfo::from).collect() }))
+}
+
 /// Metadata of an indexed image.
 #[utoipa::path(get, path = "/images/{id}", tag = "images", params(("id" = String, Path, description = "Image id")), responses(
     (status = 200, body = ImageInfo), (status = 404, body = ErrorBody)))]

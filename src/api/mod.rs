@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(handlers::get_job).delete(handlers::cancel_job))
         .route("/search", post(handlers::search))
         .route("/images", get(handlers::list_images))
+        .route("/duplicates", get(handlers::duplicates))
         .route("/images/{id}", get(handlers::image_info).delete(handlers::delete_image))
         .route("/images/{id}/file", get(handlers::image_file))
         .route("/images/{id}/thumbnail", get(handlers::image_thumbnail))

@@ -136,7 +136,17 @@ pub(super) fn new_record(path: String, content_hash: String, bytes: u64, modifie
         ingested_at: OffsetDateTime::now_utc(),
         photo: PhotoMeta::default(),
         photo_read: false,
+        pixel_hash: Some(pixel_hash(decoded)),
     }
+}
+
+/// Same pixels, same hash, whatever bytes encoded them.
+fn pixel_hash(decoded: &DecodedImage) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&decoded.rgb.width().to_le_bytes());
+    hasher.update(&decoded.rgb.height().to_le_bytes());
+    hasher.update(decoded.rgb.as_raw());
+    hasher.finalize().to_hex()[..32].to_string()
 }
 
 fn prepare(path: &Path, limits: &DecodeLimits, store: &dyn VectorStore) -> Result<Prepared, EngineError> {
@@ -171,6 +181,10 @@ fn prepare(path: &Path, limits: &DecodeLimits, store: &dyn VectorStore) -> Resul
         // path showed before is no longer here, so it must not stay searchable under this path.
         if let Some(stale) = previous.filter(|p| p.id != id && p.path == shown) {
             store.delete(&stale.id)?;
+        }
+        if existing.path != shown {
+            // Remembered for duplicate finding: this content lives at several paths.
+            store.add_alias(&id, &shown)?;
         }
         return Ok(Prepared::Known(Ingested { record: existing, outcome: IngestOutcome::Duplicate }));
     }

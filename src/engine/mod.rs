@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::embed::{preprocess, ClipModel, DecodeLimits, EmbedError, Embedder, ImageError, ModelState};
 use crate::metrics;
-use crate::store::{Filter, Hit, ImageRecord, Page, SortBy, StoreError, VectorStore};
+use crate::store::{DuplicateGroup, Filter, Hit, ImageRecord, Page, SortBy, StoreError, VectorStore};
 
 pub use ingest::WhenBusy;
 pub use search::{SearchOutcome, SearchSpec, Term, Weighted};
@@ -245,6 +245,16 @@ impl Engine {
 
     pub fn image(&self, id: &str) -> Result<ImageRecord, EngineError> {
         self.store.get(id)?.ok_or_else(|| EngineError::ImageNotFound(id.to_string()))
+    }
+
+    /// Identical and similar images (cosine at or above `threshold`, 0.5 to 1). Exact: every pair
+    /// is compared, on blocking threads.
+    pub async fn duplicates(&self, threshold: f32) -> Result<Vec<DuplicateGroup>, EngineError> {
+        if !(0.5..=1.0).contains(&threshold) {
+            return Err(EngineError::InvalidSearch(format!("threshold must be between 0.5 and 1, got {threshold}")));
+        }
+        let store = self.store.clone();
+        blocking(move || Ok(store.duplicates(threshold)?)).await
     }
 
     /// Ids of images whose photo metadata was never read (indexed by older versions).
