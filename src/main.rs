@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use visionquery::api::{self, AppState, BodyLimits};
+use visionquery::api::{self, AppState, BodyLimits, ServingLimits};
 use visionquery::config::{CommonArgs, LogFormat, ServeArgs};
 use visionquery::embed::{DecodeLimits, Embedder};
 use visionquery::engine::jobs::{self, FileResult, JobManager};
@@ -125,7 +125,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let engine = Arc::new(Engine::new(embedder, store, roots, limits(&args.common), dirs));
     let jobs = JobManager::start(engine.clone());
     let limits = BodyLimits { json: args.max_body_bytes, upload: args.max_upload_bytes };
-    let app = api::router(AppState { engine, jobs, metrics, limits });
+    let serving = ServingLimits {
+        request_timeout: std::time::Duration::from_secs(args.request_timeout_secs),
+        upload_timeout: std::time::Duration::from_secs(args.upload_timeout_secs),
+        max_heavy_requests: args.max_heavy_requests as usize,
+    };
+    let app = api::router(AppState { engine, jobs, metrics, limits, serving });
     let addr = std::net::SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, roots = ?args.image_roots, data_dir = %args.common.data_dir.display(), "VisionQuery listening");

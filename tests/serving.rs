@@ -105,7 +105,7 @@ fn thumbnails_snap_to_a_few_sizes_in_one_folder_per_image_that_delete_removes() 
 
 #[test]
 fn concurrent_renders_give_whole_jpegs_and_a_torn_cache_file_is_never_served() {
-    let server = Server::start();
+    let server = Server::start_with(&tiny_model(), &["--max-heavy-requests", "32"]);
     server.wait_ready();
     let (id, _) = ingest_photo(&server, "photo.jpg");
     let url = format!("{}/images/{id}/thumbnail?size=256", server.url);
@@ -322,31 +322,37 @@ fn heavy_routes_shed_load_at_once_while_light_routes_stay_served() {
                 s.spawn(move || {
                     barrier.wait();
                     let started = Instant::now();
-                    let r = if i % 2 == 0 {
-                        client().get(format!("{}/images/{id}/thumbnail?size={}", server.url, SIZES[(i / 2) % SIZES.len()])).send().unwrap()
+                    let sent = if i % 2 == 0 {
+                        client().get(format!("{}/images/{id}/thumbnail?size={}", server.url, SIZES[(i / 2) % SIZES.len()])).send()
                     } else {
                         let part = reqwest::blocking::multipart::Part::bytes(png.clone()).file_name("query.png");
                         let form = reqwest::blocking::multipart::Form::new().part("file", part);
-                        client().post(format!("{}/search/image?top_k=1", server.url)).multipart(form).send().unwrap()
+                        client().post(format!("{}/search/image?top_k=1", server.url)).multipart(form).send()
                     };
-                    let status = r.status().as_u16();
-                    let retry = header(&r, "retry-after");
-                    let body = r.bytes().unwrap();
-                    (i, status, retry, body, started.elapsed())
+                    // A connection error is recorded as status 0, so the assertions below say
+                    // which request failed how instead of a thread panicking mid-storm.
+                    match sent {
+                        Ok(r) => {
+                            let status = r.status().as_u16();
+                            let retry = header(&r, "retry-after");
+                            (i, status, retry, r.bytes().map(|b| b.to_vec()).unwrap_or_default(), started.elapsed())
+                        }
+                        Err(e) => (i, 0, Some(e.to_string()), Vec::new(), started.elapsed()),
+                    }
                 })
             })
             .collect();
-        let answers: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let answers: Vec<_> = handles.into_iter().map(|h| h.join().expect("a heavy request thread")).collect();
         stop.store(true, Ordering::Relaxed);
         (light.join().unwrap(), answers)
     });
 
     let shed: Vec<_> = answers.iter().filter(|a| a.1 == 503).collect();
     let served: Vec<_> = answers.iter().filter(|a| a.1 == 200).collect();
-    let slowest_shed = shed.iter().map(|a| a.4).max().unwrap_or_default();
+    let slowest_shed = shed.iter().filter(|a| a.0 % 2 == 0).map(|a| a.4).max().unwrap_or_default();
     let slowest_served = served.iter().map(|a| a.4).max().unwrap_or_default();
     eprintln!(
-        "{heavy} heavy requests with a budget of 4: {} served (slowest {slowest_served:?}), {} shed (slowest {slowest_shed:?}); \
+        "{heavy} heavy requests with a budget of 4: {} served (slowest {slowest_served:?}), {} shed (slowest shed thumbnail {slowest_shed:?}); \
          light routes during the storm: {} rounds, slowest /health {:?}, slowest text /search {:?}",
         served.len(),
         shed.len(),
@@ -354,13 +360,17 @@ fn heavy_routes_shed_load_at_once_while_light_routes_stay_served() {
         light.0 .0,
         light.0 .1
     );
-    assert_eq!(served.len() + shed.len(), heavy, "every heavy request is served or shed");
+    let failed: Vec<_> = answers.iter().filter(|a| a.1 != 200 && a.1 != 503).map(|a| (a.0, a.1, &a.2)).collect();
+    assert!(failed.is_empty(), "every heavy request is served or shed: {failed:?}");
     assert!(!shed.is_empty(), "{heavy} requests at once exceed a budget of 4");
     for (i, _, retry, body, elapsed) in &shed {
         assert_eq!(retry.as_deref(), Some("1"), "503s carry Retry-After");
-        let error: Value = serde_json::from_slice(body).unwrap();
+        let error: Value = serde_json::from_slice(body).expect("a JSON error");
         assert_eq!(error["error"]["code"], "overloaded", "request {i}: {error}");
-        assert!(*elapsed < Duration::from_secs(1), "shed at once, not queued: {elapsed:?}");
+        // Timed for thumbnails only: a refused upload's time includes sending its body.
+        if i % 2 == 0 {
+            assert!(*elapsed < Duration::from_secs(1), "shed at once, not queued: {elapsed:?}");
+        }
     }
     for (i, _, _, body, _) in &served {
         if i % 2 == 0 {
@@ -415,8 +425,13 @@ fn requests_that_outlive_their_deadline_get_503_timeout_and_uploads_have_their_o
     assert_eq!((status, body["error"]["code"].as_str()), (503, Some("timeout")), "{body}");
     assert!((0.9..2.5).contains(&secs), "answered at the 1 s deadline, after {secs:.2} s");
 
-    let (status, body, secs) =
-        stalled_request(&server.url, "/search/image", "multipart/form-data; boundary=XyZ", 100_000, b"--XyZ\r\ncontent-disposition: form-data");
+    let (status, body, secs) = stalled_request(
+        &server.url,
+        "/search/image",
+        "multipart/form-data; boundary=XyZ",
+        100_000,
+        b"--XyZ\r\ncontent-disposition: form-data",
+    );
     assert_eq!((status, body["error"]["code"].as_str()), (503, Some("timeout")), "{body}");
     assert!((2.9..4.5).contains(&secs), "an upload has its own, longer deadline: answered after {secs:.2} s");
 
