@@ -83,6 +83,8 @@ async fn discard(mut body: Body) {
 
 /// Answers 503 `timeout` when the request is not done within the deadline, and drops its work
 /// (blocking decodes already started finish on their thread, still holding their decode permit).
+/// The deadline covers producing the response, not streaming its body: a large file sent to a
+/// slow client is not cut off.
 ///
 /// 503 rather than 408: a request here runs out of time mostly because the server is busy
 /// (decodes, the model queue), and 503 with `Retry-After` is the answer clients already handle

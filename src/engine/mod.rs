@@ -186,9 +186,12 @@ impl Engine {
         let store = self.store.clone();
         let limits = self.limits;
         let prep_model = model.clone();
-        let permit = self.decoding.acquire().await.map_err(|e| EngineError::Internal(e.to_string()))?;
-        let prepared = blocking(move || prepare(&path, &limits, store.as_ref(), &prep_model)).await?;
-        drop(permit);
+        let permit = self.decode_permit().await?;
+        let prepared = blocking(move || {
+            let _decoding = permit;
+            prepare(&path, &limits, store.as_ref(), &prep_model)
+        })
+        .await?;
         let (record, pixels, replaces) = match prepared {
             Prepared::Known(ingested) => return Ok(ingested),
             Prepared::New { record, pixels, replaces } => (record, pixels, replaces),
