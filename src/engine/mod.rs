@@ -134,6 +134,15 @@ impl Engine {
             tracing::warn!(dir = %dirs.uploads.display(), error = %e, "cannot create the uploads folder");
         }
         let roots = roots.with_internal_root(&dirs.uploads);
+        // A one-off after upgrading from the flat cache layout; on its own thread, as a large
+        // old cache takes a while to remove and nothing waits for it.
+        let thumbnail_dir = dirs.thumbnails.clone();
+        let _ = std::thread::Builder::new().name("old-thumbnails".into()).spawn(move || {
+            let removed = thumbnails::remove_flat_legacy_files(&thumbnail_dir);
+            if removed > 0 {
+                tracing::info!(removed, dir = %thumbnail_dir.display(), "removed thumbnails cached in the old flat layout");
+            }
+        });
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self { embedder, store, roots, limits, dirs, bound_model: Mutex::new(None), decoding: Arc::new(tokio::sync::Semaphore::new(cores)) }
     }

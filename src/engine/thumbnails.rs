@@ -109,6 +109,14 @@ pub fn forget(dir: &Path, id: &str) {
     }
 }
 
+/// Removes thumbnails cached by versions before the per-image folders: they lie flat in
+/// `dir` (`<id>-<size>.jpg`, up to 993 per image, plus temp files) and nothing reads them any
+/// more. Only files directly in `dir` go; the shard folders are left alone.
+pub fn remove_flat_legacy_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_file())).filter(|e| std::fs::remove_file(e.path()).is_ok()).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +142,19 @@ mod tests {
         assert!(lookup(dir.path(), "abcdef0123456789", 64).is_none());
         fsutil::write_atomically(&path, &[0xFF, 0xD8, 1, 0xFF, 0xD9], Existing::Replace).unwrap();
         assert!(lookup(dir.path(), "abcdef0123456789", 64).is_some());
+    }
+
+    #[test]
+    fn flat_files_of_the_old_layout_are_removed_and_folders_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = cached(dir.path(), "ab00000000000001", 64);
+        fsutil::write_atomically(&kept, b"x", Existing::Replace).unwrap();
+        for old in ["ab00000000000001-64.jpg", "ab00000000000001-65.jpg", ".ab00000000000001-66.123.tmp"] {
+            std::fs::write(dir.path().join(old), b"x").unwrap();
+        }
+        assert_eq!(remove_flat_legacy_files(dir.path()), 3);
+        assert!(kept.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
