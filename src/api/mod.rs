@@ -50,7 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/search/image", post(handlers::search_image))
         .layer(DefaultBodyLimit::max(limits.upload))
         .layer(heavy.clone())
-        // Outermost, so a request waiting for its body counts against the deadline too.
+        // The body is read inside the handler, so a slow upload counts against this deadline.
         .layer(from_fn_with_state(serving.upload_timeout, overload::deadline));
     let thumbnails = Router::new().route("/images/{id}/thumbnail", get(files::image_thumbnail)).layer(heavy);
     Router::new()
