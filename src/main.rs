@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use visionquery::api::dto::{DuplicateGroupInfo, DuplicatesResponse, SearchResponse, SearchResult};
-use visionquery::api::{self, AppState, BodyLimits};
+use visionquery::api::{self, AppState, BodyLimits, ServingLimits};
 use visionquery::config::{CommonArgs, LogArgs, LogFormat, ServeArgs};
 use visionquery::embed::{DecodeLimits, Embedder};
 use visionquery::engine::jobs::{self, JobManager};
@@ -186,7 +186,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         Err(e) => tracing::warn!(error = %e, "cannot queue the photo metadata pass"),
     }
     let limits = BodyLimits { json: args.max_body_bytes, upload: args.max_upload_bytes };
-    let app = api::router(AppState { engine, jobs, metrics, limits });
+    let serving = ServingLimits {
+        request_timeout: std::time::Duration::from_secs(args.request_timeout_secs),
+        upload_timeout: std::time::Duration::from_secs(args.upload_timeout_secs),
+        max_heavy_requests: args.max_heavy_requests as usize,
+    };
+    let app = api::router(AppState { engine, jobs, metrics, limits, serving });
     let addr = std::net::SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, roots = ?args.common.image_roots, data_dir = %args.common.data_dir.display(), "VisionQuery listening");

@@ -377,7 +377,8 @@ fn default_thumbnail_size() -> u32 {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ThumbnailQuery {
-    /// Longest side in pixels, 32 to 1024.
+    /// Longest side wanted, in pixels, 32 to 1024. Rounded up to a cached size (64, 128, 256,
+    /// 512 or 1024); never larger than the image.
     #[serde(default = "default_thumbnail_size")]
     pub size: u32,
 }

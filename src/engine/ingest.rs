@@ -112,12 +112,18 @@ impl Engine {
         &self,
         work: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
     ) -> Result<T, EngineError> {
-        let _permit = self.decoding.acquire().await.map_err(|e| EngineError::Internal(e.to_string()))?;
-        blocking(work).await
+        // The permit moves into the blocking task: if the caller goes away mid-decode, the decode
+        // still holds its slot until it really ends.
+        let permit = self.decode_permit().await?;
+        blocking(move || {
+            let _decoding = permit;
+            work()
+        })
+        .await
     }
 }
 
-fn modified_nanos(meta: &std::fs::Metadata) -> Option<i128> {
+pub(super) fn modified_nanos(meta: &std::fs::Metadata) -> Option<i128> {
     let modified = meta.modified().ok()?;
     Some(OffsetDateTime::from(modified).unix_timestamp_nanos())
 }
