@@ -260,7 +260,8 @@ pub async fn search_image(
 
 /// Index a whole folder in the background. Answers 202 with the job at once.
 #[utoipa::path(post, path = "/ingest/directory", tag = "ingest", request_body = IngestDirectoryRequest, responses(
-    (status = 202, body = JobInfo), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    (status = 202, body = JobInfo), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 429, description = "Too many jobs queued or running (`too_many_jobs`, with Retry-After)", body = ErrorBody)))]
 pub async fn ingest_directory(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<IngestDirectoryRequest>,
