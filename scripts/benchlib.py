@@ -249,7 +249,7 @@ def wait_quiet(max_wait: float, threshold: float = 0.10, quiet_seconds: int = 3,
 
 
 # The in-process measuring rule's noise check (same as examples/bench_embed.rs).
-CLEAN = {"max_foreign_share": 0.10, "retries": 3}
+CLEAN = {"max_foreign_share": 0.10, "retries": 3, "wait": 120}
 
 
 def measure(seconds: float, call) -> tuple[list[float], dict]:
@@ -278,7 +278,7 @@ def measure(seconds: float, call) -> tuple[list[float], dict]:
         if mon.foreign_share <= CLEAN["max_foreign_share"] or attempts > CLEAN["retries"]:
             return best[0], {"foreign_cpu_share": best[1], "attempts": attempts}
         log(f"  measurement disturbed (other processes used {100 * mon.foreign_share:.0f}% of the CPUs); repeating it")
-        wait_quiet(120, CLEAN["max_foreign_share"])
+        wait_quiet(CLEAN["wait"], CLEAN["max_foreign_share"])
 
 
 def pct(times: list[float], p: float) -> float:
