@@ -43,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
-    DEFAULT_CACHE, DEFAULT_CONFIG, DEFAULT_IMAGES, REPO, SCRIPTS, CpuMonitor, ensure_reference_python, fmt, log,
+    CLEAN, DEFAULT_CACHE, DEFAULT_CONFIG, DEFAULT_IMAGES, REPO, SCRIPTS, CpuMonitor, ensure_reference_python, fmt, log,
     machine_info, machine_line, measure, pct, update_markdown, wait_quiet,
 )
 
@@ -337,7 +337,8 @@ def run_rust(binary: Path, ckpt: Path, precision: str, args, captions_file: Path
              skip: list[str] = ()) -> dict:
     cmd = [str(binary), "--model", str(ckpt), "--precision", precision, "--threads", str(args.threads),
            "--batches", ",".join(map(str, args.batches)), "--seconds", str(args.seconds),
-           "--images", str(args.images), "--captions", str(captions_file), "--text-batch", str(args.text_batch)]
+           "--images", str(args.images), "--captions", str(captions_file), "--text-batch", str(args.text_batch),
+           "--retries", str(args.retries)]
     if args.max_images:
         cmd += ["--max-images", str(args.max_images)]
     if emb_out is not None:
@@ -598,8 +599,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-ort-python", action="store_true", help="skip the onnxruntime-Python diagnostic rows")
     ap.add_argument("--wait-quiet", type=float, default=300,
                     help="before each measurement wait up to this many seconds for other processes to go quiet (default 300)")
+    ap.add_argument("--retries", type=int, default=CLEAN["retries"],
+                    help="re-measure a measurement disturbed by other processes (>10%% of the CPUs) at most this "
+                         f"many times, on both sides (default {CLEAN['retries']})")
     ap.add_argument("--no-markdown", action="store_true", help="do not rewrite BENCHMARKS.md")
     args = ap.parse_args(argv)
+    CLEAN.update(retries=args.retries, wait=min(args.wait_quiet, CLEAN["wait"]))
     args.batches = [int(b) for b in args.batches.split(",")]
     command = "python3 scripts/bench_embed.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
 
