@@ -11,8 +11,8 @@ inter-op 1), the vision tower of .cache/bench/vit-b32 in several variants:
 
 - int8 exports (scripts/quantize_clip_onnx.py): dynamic (today's `--quantize`), dynamic with
   per-channel weights, static QDQ with activation scales calibrated on 30 shared photos
-  (MatMul only, per-channel weights, or every quantizable op), and 8-bit `MatMulNBits`
-  (blockwise weights, block 32 or 128, int8 compute);
+  (MatMul only, per-channel weights, Linear layers only, or every quantizable op), and 8-bit
+  `MatMulNBits` (blockwise weights, block 32 or 128, int8 compute);
 - diagnostics: the graph fused by onnxruntime.transformers' CLIP optimizer ("fused",
   Attention/SkipLayerNorm/QuickGelu fusions; its dynamic int8 "fused_q", and with the
   Attention nodes quantized "fused_qa"), and session options (spinning, optimisation level,
