@@ -134,7 +134,8 @@ pub struct ServeArgs {
     pub request_timeout_secs: u64,
 
     /// Seconds an upload (`/ingest/upload`, `/search/image`) may take, receiving its body
-    /// included: up to the upload limit over a slow link.
+    /// included: up to the upload limit over a slow link. Also the deadline of `/duplicates`,
+    /// which compares every pair of images.
     #[arg(long, env = "VQ_UPLOAD_TIMEOUT_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub upload_timeout_secs: u64,
 

@@ -53,7 +53,13 @@ pub fn router(state: AppState) -> Router {
         .layer(heavy.clone())
         // The body is read inside the handler, so a slow upload counts against this deadline.
         .layer(from_fn_with_state(serving.upload_timeout, overload::deadline));
-    let thumbnails = Router::new().route("/images/{id}/thumbnail", get(files::image_thumbnail)).layer(heavy);
+    let thumbnails = Router::new().route("/images/{id}/thumbnail", get(files::image_thumbnail)).layer(heavy.clone());
+    // Comparing every pair of images takes minutes at 100k images (BENCHMARKS.md): a heavy
+    // route with the long deadline, not the ordinary one.
+    let long = Router::new()
+        .route("/duplicates", get(handlers::duplicates))
+        .layer(heavy)
+        .layer(from_fn_with_state(serving.upload_timeout, overload::deadline));
     Router::new()
         .route("/health", get(handlers::health))
         .route("/ready", get(handlers::ready))
@@ -64,13 +70,13 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(handlers::get_job).delete(handlers::cancel_job))
         .route("/search", post(handlers::search))
         .route("/images", get(handlers::list_images))
-        .route("/duplicates", get(handlers::duplicates))
         .route("/images/{id}", get(handlers::image_info).delete(handlers::delete_image))
         .route("/images/{id}/file", get(files::image_file))
         .merge(thumbnails)
         .layer(DefaultBodyLimit::max(limits.json))
         .layer(from_fn_with_state(serving.request_timeout, overload::deadline))
         .merge(uploads)
+        .merge(long)
         .merge(docs::routes())
         .merge(web::routes())
         .fallback(handlers::not_found)
