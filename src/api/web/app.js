@@ -170,7 +170,7 @@
         if (v == null || v === false) continue;
         if (k === 'class') node.className = v;
         else if (k === 'text') node.textContent = v;
-        else if (k === 'dataset') Object.assign(node.dataset, v);
+        else if (k === 'dataset') { for (const [dk, dv] of Object.entries(v)) if (dv != null) node.dataset[dk] = dv; }
         else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
         else node.setAttribute(k, v === true ? '' : v);
       }
