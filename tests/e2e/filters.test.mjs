@@ -10,7 +10,7 @@ import path from 'node:path';
 
 import {
   launch, withPage, api, health, searchApi, formatScore, uniquePhoto, writePhotos, eventually,
-  BASE, REPO, IMAGE_ROOT, RUN_ID, ARTIFACTS,
+  BASE, REPO, IMAGE_ROOT, RUN_ID, ARTIFACTS, PHONE,
 } from './lib.mjs';
 
 const T = { timeout: 120_000 };
@@ -141,7 +141,7 @@ describe('filters', () => {
   test('the camera picker lists the cameras of the index; picking one narrows the grid', T, async () => {
     await withPage(browser, 'filter-camera', async (page) => {
       const w = watchSearches(page);
-      await page.waitForSelector('#f-camera[data-loaded="true"]');
+      await page.waitForSelector('#f-camera[data-loaded="true"]', { state: 'attached' });
       // Every camera of the index (paged through GET /images), once.
       const all = [];
       for (let offset = 0; ; offset += 1000) {
@@ -267,6 +267,29 @@ describe('filters', () => {
   });
 });
 
+describe('filters on a phone', () => {
+  test('the filter bar folds behind a button that counts what is set', T, async () => {
+    await withPage(browser, 'filters-phone', async (page) => {
+      const w = watchSearches(page);
+      assert.ok(await page.locator('#filters').isHidden(), 'folded at first');
+      const toggle = page.locator('#filters-toggle');
+      assert.equal(await toggle.getAttribute('aria-expanded'), 'false');
+      await toggle.click();
+      assert.equal(await toggle.getAttribute('aria-expanded'), 'true');
+      assert.ok(await page.locator('#filters').isVisible());
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'f-after', 'focus moves into the bar');
+      await typeQuery(page, QUERY);
+      const req = await w.after(() => setFolder(page, DIR + '/2021'), (s) => s.body && s.body.filters);
+      assert.deepEqual((await expectGridIs(page, req.body)).map((h) => h.id), byName('no_offset.jpg'));
+      assert.equal((await toggle.textContent()).trim(), 'Filters · 1');
+      const m = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth }));
+      assert.ok(m.scroll <= m.client, 'no horizontal scroll: ' + m.scroll + ' > ' + m.client);
+      fs.mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: path.join(ARTIFACTS, 'filters-phone.png') });
+    }, { viewport: PHONE });
+  });
+});
+
 describe('more and less like this', () => {
   test('"More" and "Less" add the image to the query as chips and terms of the request; removing a chip drops it', T, async () => {
     await withPage(browser, 'more-less', async (page) => {
@@ -306,6 +329,11 @@ describe('more and less like this', () => {
       await expectGridIs(page, req.body);
       assert.equal(await page.locator('#query-terms .chip').count(), 1);
       assert.equal(await page.evaluate(() => document.activeElement.className), 'chip-close', 'focus stays on the chips');
+      await page.locator('label[for="sort-newest"]').click();
+      await page.waitForFunction(() => document.getElementById('results').getAttribute('aria-busy') === 'false');
+      await page.mouse.move(0, 0);
+      fs.mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: path.join(ARTIFACTS, 'filters.png') });
     });
   });
 

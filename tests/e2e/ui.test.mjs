@@ -391,8 +391,13 @@ describe('keyboard', () => {
       assert.equal(await focusedId(), shown[0].id, 'Down from the search box reaches the first card');
       await page.keyboard.press('ArrowRight');
       assert.equal(await focusedId(), shown[1].id, 'Right moves to the next card');
+      // Tab walks through the card's own buttons ("More", "Less" like this), then the next card.
       await page.keyboard.press('Tab');
-      assert.equal(await focusedId(), shown[2].id, 'Tab moves to the next card');
+      assert.equal(await page.evaluate(() => document.activeElement.dataset.term + ' ' + document.activeElement.closest('.grid-item').dataset.id), 'more ' + shown[1].id);
+      await page.keyboard.press('Tab');
+      assert.equal(await page.evaluate(() => document.activeElement.dataset.term), 'less');
+      await page.keyboard.press('Tab');
+      assert.equal(await focusedId(), shown[2].id, 'Tab moves on to the next card');
       await page.keyboard.press('ArrowLeft');
       assert.equal(await focusedId(), shown[1].id, 'Left moves back');
       const cols = await page.evaluate(() => getComputedStyle(document.getElementById('results')).gridTemplateColumns.split(' ').length);

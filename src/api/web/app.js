@@ -28,7 +28,7 @@
     jobError: $('job-error'), jobs: $('jobs'), jobsEmpty: $('jobs-empty'),
     toasts: $('toasts'),
     filters: $('filters'), fAfter: $('f-after'), fBefore: $('f-before'), fCamera: $('f-camera'), fFolder: $('f-folder'),
-    fClear: $('f-clear'), terms: $('query-terms'), more: $('more-results'), detailLess: $('detail-less'),
+    fClear: $('f-clear'), filtersToggle: $('filters-toggle'), terms: $('query-terms'), more: $('more-results'), detailLess: $('detail-less'),
     viewSearch: $('view-search'), viewDups: $('view-dups'), searchView: $('search-view'), dupsView: $('dups-view'),
     dupsThreshold: $('dups-threshold'), dupsThresholdNum: $('dups-threshold-num'), dupsList: $('dups-list'),
     dupsMeta: $('dups-meta'), dupsError: $('dups-error'), dupsForm: $('dups-form'),
@@ -774,8 +774,22 @@
     return p;
   }
 
+  /** On a phone the filter bar folds away behind a button that counts the filters set. */
+  function renderFiltersToggle() {
+    const n = Object.keys(currentFilters()).length + (sortValue() !== 'relevance' ? 1 : 0);
+    setText(el.filtersToggle, n ? 'Filters · ' + n : 'Filters');
+  }
+
+  function toggleFilters() {
+    const open = el.filtersToggle.getAttribute('aria-expanded') !== 'true';
+    el.filtersToggle.setAttribute('aria-expanded', String(open));
+    el.filters.classList.toggle('is-open', open);
+    if (open) el.fAfter.focus();
+  }
+
   function onFiltersChanged() {
     el.fClear.hidden = !filtersActive();
+    renderFiltersToggle();
     if (state.mode === 'idle' || state.mode === 'browse' || state.mode === 'text' || state.mode === 'image' || state.mode === 'photo') {
       if (state.mode === 'browse' && !browseWanted()) { clearSearch({ browse: false }); return; }
       runSearch();
@@ -858,6 +872,7 @@
     el.viewSearch.setAttribute('aria-pressed', String(!dups));
     el.viewDups.setAttribute('aria-pressed', String(dups));
     el.searchView.hidden = dups;
+    el.filtersToggle.hidden = dups;
     el.dupsView.hidden = !dups;
     if (dups) loadDuplicates();
   }
@@ -1400,6 +1415,7 @@
       if (e.key === 'Enter') { e.preventDefault(); clearTimeout(state.filterDebounce); onFiltersChanged(); }
     });
     el.fClear.addEventListener('click', clearFilters);
+    el.filtersToggle.addEventListener('click', toggleFilters);
     el.more.addEventListener('click', () => runSearch({ append: true }));
     el.viewSearch.addEventListener('click', () => setView('search'));
     el.viewDups.addEventListener('click', () => setView('dups'));
