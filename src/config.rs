@@ -128,6 +128,27 @@ pub struct ServeArgs {
     /// Largest multipart upload (all files of one request), in bytes.
     #[arg(long, env = "VQ_MAX_UPLOAD_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_upload_bytes: usize,
+
+    /// Seconds a request may take before it is answered 503 `timeout` (uploads excepted).
+    #[arg(long, env = "VQ_REQUEST_TIMEOUT_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_secs: u64,
+
+    /// Seconds an upload (`/ingest/upload`, `/search/image`) may take, receiving its body
+    /// included: up to the upload limit over a slow link.
+    #[arg(long, env = "VQ_UPLOAD_TIMEOUT_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub upload_timeout_secs: u64,
+
+    /// Heavy requests (uploads, search by image, thumbnails) served at once; more are answered
+    /// 503 with `Retry-After` at once. Default: 2 × cores + 2.
+    #[arg(long, env = "VQ_MAX_HEAVY_REQUESTS", default_value_t = default_max_heavy_requests(), value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_heavy_requests: u32,
+}
+
+/// Enough heavy requests to keep every core decoding while as many more receive their bodies,
+/// few enough that their bodies and decodes fit in memory.
+fn default_max_heavy_requests() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u32::try_from(2 * cores + 2).unwrap_or(u32::MAX)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -8,8 +8,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use visionquery::api::dto::{SearchResponse, SearchResult};
-use visionquery::api::{self, AppState, BodyLimits};
+use visionquery::api::dto::{DuplicateGroupInfo, DuplicatesResponse, SearchResponse, SearchResult};
+use visionquery::api::{self, AppState, BodyLimits, ServingLimits};
 use visionquery::config::{CommonArgs, LogArgs, LogFormat, ServeArgs};
 use visionquery::embed::{DecodeLimits, Embedder};
 use visionquery::engine::jobs::{self, JobManager};
@@ -53,13 +53,24 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// List identical copies and similar pictures in the index.
+    Duplicates {
+        /// Cosine similarity at or above which two pictures count as similar (0.5 to 1).
+        #[arg(long, default_value_t = 0.95)]
+        threshold: f32,
+        /// Print the HTTP API's `GET /duplicates` response as JSON instead of the listing.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
 }
 
 impl Command {
     fn log(&self) -> &LogArgs {
         match self {
             Command::Serve(args) => &args.common.log,
-            Command::Index { common, .. } | Command::Search { common, .. } => &common.log,
+            Command::Index { common, .. } | Command::Search { common, .. } | Command::Duplicates { common, .. } => &common.log,
         }
     }
 }
@@ -87,6 +98,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Serve(args) => serve(args).await,
             Command::Index { dir, recursive, common } => index(dir, recursive, common).await,
             Command::Search { query, top_k, json, common } => search(query, top_k, json, common).await,
+            Command::Duplicates { threshold, json, common } => duplicates(threshold, json, common).await,
         }
     });
     if let Some(provider) = tracer {
@@ -174,7 +186,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         Err(e) => tracing::warn!(error = %e, "cannot queue the photo metadata pass"),
     }
     let limits = BodyLimits { json: args.max_body_bytes, upload: args.max_upload_bytes };
-    let app = api::router(AppState { engine, jobs, metrics, limits });
+    let serving = ServingLimits {
+        request_timeout: std::time::Duration::from_secs(args.request_timeout_secs),
+        upload_timeout: std::time::Duration::from_secs(args.upload_timeout_secs),
+        max_heavy_requests: args.max_heavy_requests as usize,
+    };
+    let app = api::router(AppState { engine, jobs, metrics, limits, serving });
     let addr = std::net::SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, roots = ?args.common.image_roots, data_dir = %args.common.data_dir.display(), "VisionQuery listening");
@@ -331,4 +348,30 @@ mod tests {
         assert_eq!(default_log_filter(1, false), "debug,ort=info");
         assert_eq!(default_log_filter(u8::MAX, false), "trace");
     }
+}
+
+async fn duplicates(threshold: f32, json: bool, common: CommonArgs) -> Result<()> {
+    let engine = load_engine(&common, ImageRoots::new(&[])).await?;
+    let started = Instant::now();
+    let groups = engine.duplicates(threshold).await?;
+    let response = DuplicatesResponse { threshold, groups: groups.into_iter().map(DuplicateGroupInfo::from).collect() };
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, &response).context("writing the groups")?;
+        writeln!(out).context("writing the groups")?;
+        return Ok(());
+    }
+    for group in &response.groups {
+        writeln!(out, "{} ({} images, min score {:.4})", group.kind, group.images.len(), group.min_score)?;
+        for image in &group.images {
+            writeln!(out, "  {}  {}", image.id, image.path)?;
+        }
+    }
+    let (identical, similar) = response.groups.iter().fold((0, 0), |(i, s), g| if g.kind == "identical" { (i + 1, s) } else { (i, s + 1) });
+    eprintln!(
+        "{identical} groups of identical copies, {similar} of similar pictures (threshold {threshold}) among {} images in {:.1}s",
+        engine.image_count(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

@@ -536,3 +536,44 @@ fn images_indexed_before_metadata_get_it_from_a_background_job() {
     let jobs: Value = server.get("/jobs").json().unwrap();
     assert_eq!(jobs["jobs"].as_array().unwrap().iter().filter(|j| j["kind"] == "photo_metadata").count(), 1);
 }
+
+#[test]
+fn duplicates_are_grouped_as_identical_copies_and_similar_pictures() {
+    let server = Server::start();
+    server.wait_ready();
+    let original = server.add_image(&image_path("baseline.jpg"), "a.jpg");
+    let copy = server.add_image(&image_path("baseline.jpg"), "backup/a-copy.jpg");
+    let first = server.ingest(&original)["id"].as_str().unwrap().to_string();
+    assert_eq!(server.ingest(&copy)["duplicate"], true);
+    // The same pixels in other bytes (only the EXIF differs).
+    let tagged = server.ingest(&server.add_image(&fixtures().join("exif/full.jpg"), "tagged/full.jpg"))["id"].as_str().unwrap().to_string();
+    let retagged = server.ingest(&server.add_image(&fixtures().join("exif/no_offset.jpg"), "tagged/no_offset.jpg"))["id"].as_str().unwrap().to_string();
+    // The same picture resized and re-encoded: close, not identical.
+    let picture = image::open(image_path("baseline.jpg")).unwrap();
+    let smaller = picture.resize(288, 288, image::imageops::FilterType::Triangle);
+    let resized = server.image_root.join("resized.jpg");
+    smaller.to_rgb8().save_with_format(&resized, image::ImageFormat::Jpeg).unwrap();
+    let reencoded = server.ingest(&resized)["id"].as_str().unwrap().to_string();
+    server.ingest(&server.add_image(&image_path("rgb.png"), "other.png"));
+
+    let body: Value = server.get("/duplicates?threshold=0.97").json().unwrap();
+    let groups = body["groups"].as_array().unwrap();
+    let members = |g: &Value| -> Vec<(String, String)> {
+        g["images"].as_array().unwrap().iter().map(|i| (i["id"].as_str().unwrap().to_string(), i["path"].as_str().unwrap().rsplit('/').next().unwrap().to_string())).collect()
+    };
+    let identical: Vec<Vec<(String, String)>> = groups.iter().filter(|g| g["kind"] == "identical").map(members).collect();
+    assert!(identical.contains(&vec![(first.clone(), "a.jpg".into()), (first.clone(), "a-copy.jpg".into())]), "one entry per path: {body}");
+    assert!(identical.iter().any(|g| g.iter().any(|(id, _)| *id == tagged) && g.iter().any(|(id, _)| *id == retagged)), "same pixels: {body}");
+    let similar: Vec<Vec<(String, String)>> = groups.iter().filter(|g| g["kind"] == "similar").map(members).collect();
+    assert!(similar.iter().any(|g| g.iter().any(|(id, _)| *id == reencoded)), "a re-encode is similar: {body}");
+    assert!(similar.iter().flatten().all(|(_, path)| path != "other.png"), "{body}");
+    for g in groups.iter().filter(|g| g["kind"] == "similar") {
+        assert!(g["min_score"].as_f64().unwrap() >= 0.97);
+    }
+    // Deleting the copy's file ends it being a copy.
+    std::fs::remove_file(&copy).unwrap();
+    let body: Value = server.get("/duplicates?threshold=0.97").json().unwrap();
+    assert!(!body.to_string().contains("a-copy.jpg"), "{body}");
+    assert_eq!(server.get("/duplicates?threshold=0.2").status(), 422);
+    assert_eq!(server.get("/duplicates?limit=3").status(), 400);
+}

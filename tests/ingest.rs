@@ -331,7 +331,8 @@ fn listing_pages_through_the_index_and_delete_is_consistent_everywhere() {
     assert_eq!(thumb.headers()["content-type"], "image/jpeg");
     let small = image::load_from_memory(&thumb.bytes().unwrap()).unwrap();
     assert_eq!(small.width().max(small.height()), 64);
-    assert!(server.data_dir.join(format!("thumbnails/{}-64.jpg", ids[0])).exists());
+    let cached = server.data_dir.join(format!("thumbnails/{}/{}/64.jpg", &ids[0][..2], ids[0]));
+    assert!(cached.exists());
     assert_eq!(server.get(&format!("/images/{}/thumbnail?size=5000", ids[0])).status(), 422);
 
     let (status, body) = status_and_body(server.delete(&format!("/images/{}", ids[0])));
@@ -339,7 +340,7 @@ fn listing_pages_through_the_index_and_delete_is_consistent_everywhere() {
     let (status, _) = status_and_body(server.delete(&format!("/images/{upload_id}")));
     assert_eq!(status, 200);
     assert!(!Path::new(&upload_path).exists(), "an uploaded file is removed with its image");
-    assert!(!server.data_dir.join(format!("thumbnails/{}-64.jpg", ids[0])).exists());
+    assert!(!cached.parent().unwrap().exists());
     assert!(server.image_root.join(&shared_photo_names(1)[0]).exists(), "the user's own file is never deleted");
     for gone in [&ids[0], &upload_id] {
         assert_eq!(server.get(&format!("/images/{gone}")).status(), 404);

@@ -5,7 +5,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{dto, error, handlers, AppState};
+use super::{dto, error, files, handlers, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,10 +16,11 @@ use super::{dto, error, handlers, AppState};
         handlers::ingest_image,
         handlers::search,
         handlers::image_info,
-        handlers::image_file,
+        files::image_file,
         handlers::list_images,
+        handlers::duplicates,
         handlers::delete_image,
-        handlers::image_thumbnail,
+        files::image_thumbnail,
         handlers::ingest_upload,
         handlers::search_image,
         handlers::ingest_directory,

@@ -377,7 +377,8 @@ fn default_thumbnail_size() -> u32 {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ThumbnailQuery {
-    /// Longest side in pixels, 32 to 1024.
+    /// Longest side wanted, in pixels, 32 to 1024. Rounded up to a cached size (64, 128, 256,
+    /// 512 or 1024); never larger than the image.
     #[serde(default = "default_thumbnail_size")]
     pub size: u32,
 }
@@ -483,4 +484,53 @@ impl From<crate::engine::jobs::JobView> for JobInfo {
 pub struct JobList {
     /// Newest first.
     pub jobs: Vec<JobInfo>,
+}
+
+fn default_threshold() -> f32 {
+    0.95
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DuplicatesQuery {
+    /// Cosine similarity at or above which two pictures are "similar", 0.5 to 1.
+    #[serde(default = "default_threshold")]
+    #[param(default = 0.95, minimum = 0.5, maximum = 1.0)]
+    pub threshold: f32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DuplicateGroupInfo {
+    /// `identical`: one picture at several paths (same bytes, or same pixels after decoding);
+    /// `similar`: distinct pictures with close embeddings.
+    pub kind: &'static str,
+    /// The lowest similarity that joined the group (1 for identical groups).
+    pub min_score: f32,
+    /// One entry per path (the same id appears once per path it was seen at).
+    pub images: Vec<ImageInfo>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DuplicatesResponse {
+    pub threshold: f32,
+    pub groups: Vec<DuplicateGroupInfo>,
+}
+
+impl From<crate::store::DuplicateGroup> for DuplicateGroupInfo {
+    fn from(g: crate::store::DuplicateGroup) -> Self {
+        let kind = match g.kind {
+            crate::store::DuplicateKind::Identical => "identical",
+            crate::store::DuplicateKind::Similar => "similar",
+        };
+        let images = g
+            .members
+            .into_iter()
+            .map(|(record, path)| {
+                let mut info = ImageInfo::from(record);
+                info.path = path;
+                info
+            })
+            .collect();
+        Self { kind, min_score: g.min_score, images }
+    }
 }

@@ -40,7 +40,8 @@ impl ApiError {
         Self { status, code, message: message.into(), retry_after: None }
     }
 
-    fn retry(mut self, seconds: u32) -> Self {
+    /// Adds `Retry-After` (for 503s).
+    pub fn retry(mut self, seconds: u32) -> Self {
         self.retry_after = Some(seconds);
         self
     }

@@ -1,6 +1,5 @@
 //! HTTP handlers: parse, call the engine, shape the answer. No model or storage details here.
 
-use axum::body::Body;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -9,7 +8,7 @@ use super::dto::*;
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
 use super::filters;
-use crate::engine::{self, SearchSpec, Term, Weighted};
+use crate::engine::{SearchSpec, Term, Weighted};
 
 fn model_status(state: &AppState) -> ModelStatus {
     let model = state.engine.model_info();
@@ -51,7 +50,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     (status = 404, description = "No such file", body = ErrorBody),
     (status = 413, description = "Body or image file too large", body = ErrorBody),
     (status = 422, description = "Not an image, corrupt, or too many pixels", body = ErrorBody),
-    (status = 503, description = "Model loading or overloaded", body = ErrorBody)))]
+    (status = 503, description = "Model loading, overloaded, or the request deadline passed (`timeout`)", body = ErrorBody)))]
 pub async fn ingest_image(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<IngestImageRequest>,
@@ -70,7 +69,7 @@ pub async fn ingest_image(
     (status = 404, description = "Unknown image_id", body = ErrorBody),
     (status = 415, description = "Not a JSON body", body = ErrorBody),
     (status = 422, description = "Empty or over-long query, bad top_k, offset, weight or filter (the message names the field)", body = ErrorBody),
-    (status = 503, description = "Model loading or overloaded", body = ErrorBody)))]
+    (status = 503, description = "Model loading, overloaded, or the request deadline passed (`timeout`)", body = ErrorBody)))]
 pub async fn search(State(state): State<AppState>, ApiJson(req): ApiJson<SearchRequest>) -> Result<ApiJson<SearchResponse>, ApiError> {
     let main = match (req.query, req.image_id) {
         (Some(query), None) => Term::Text(query),
@@ -99,26 +98,24 @@ fn weighted(list: &str, term: QueryTerm) -> Result<Weighted, ApiError> {
     })
 }
 
+/// Duplicates: identical pictures (the same content at several paths, or the same pixels in
+/// other bytes) and similar ones (cosine at or above `threshold`), in separate groups.
+#[utoipa::path(get, path = "/duplicates", tag = "images", params(DuplicatesQuery), responses(
+    (status = 200, body = DuplicatesResponse), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn duplicates(
+    State(state): State<AppState>,
+    query: Result<Query<DuplicatesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<ApiJson<DuplicatesResponse>, ApiError> {
+    let Query(q) = query?;
+    let groups = state.engine.duplicates(q.threshold).await?;
+    Ok(ApiJson(DuplicatesResponse { threshold: q.threshold, groups: groups.into_iter().map(DuplicateGroupInfo::from).collect() }))
+}
+
 /// Metadata of an indexed image.
 #[utoipa::path(get, path = "/images/{id}", tag = "images", params(("id" = String, Path, description = "Image id")), responses(
     (status = 200, body = ImageInfo), (status = 404, body = ErrorBody)))]
 pub async fn image_info(State(state): State<AppState>, Path(id): Path<String>) -> Result<ApiJson<ImageInfo>, ApiError> {
     Ok(ApiJson(state.engine.image(&id)?.into()))
-}
-
-/// The bytes of an indexed image, with its media type. Only indexed images are served.
-#[utoipa::path(get, path = "/images/{id}/file", tag = "images", params(("id" = String, Path, description = "Image id")), responses(
-    (status = 200, description = "The image file", content_type = "image/*"), (status = 404, body = ErrorBody)))]
-pub async fn image_file(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let (record, path) = state.engine.image_file(&id)?;
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "image_file_gone", format!("the file of image {id} is no longer readable")))?;
-    Ok((
-        [(header::CONTENT_TYPE, engine::content_type(&record.format)), (header::CACHE_CONTROL, "private, max-age=3600")],
-        Body::from(bytes),
-    )
-        .into_response())
 }
 
 /// A page of indexed images.
@@ -169,33 +166,11 @@ pub async fn delete_image(State(state): State<AppState>, Path(id): Path<String>)
     Ok(ApiJson(DeletedImage { status: "deleted", id: record.id }))
 }
 
-/// A cached JPEG thumbnail of an indexed image.
-#[utoipa::path(get, path = "/images/{id}/thumbnail", tag = "images", params(("id" = String, Path, description = "Image id"), ThumbnailQuery), responses(
-    (status = 200, description = "JPEG thumbnail", content_type = "image/jpeg"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn image_thumbnail(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    query: Result<Query<ThumbnailQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(q) = query?;
-    let (min, max) = (engine::thumbnails::MIN_SIZE, engine::thumbnails::MAX_SIZE);
-    if !(min..=max).contains(&q.size) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_size",
-            format!("size must be between {min} and {max}, got {}", q.size),
-        ));
-    }
-    let jpeg = state.engine.thumbnail(&id, q.size).await?;
-    // Ids are content hashes: a thumbnail of an id never changes.
-    Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")], Body::from(jpeg))
-        .into_response())
-}
-
 /// Upload one or more images (multipart parts named `files`); each is stored content-addressed
 /// in the data directory and indexed. Failures are reported per file.
 #[utoipa::path(post, path = "/ingest/upload", tag = "ingest", request_body(content_type = "multipart/form-data", description = "One or more parts named `files`"), responses(
-    (status = 200, body = UploadResponse), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    (status = 200, body = UploadResponse), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+    (status = 503, description = "Model loading, too many heavy requests at once (`overloaded`, with `Retry-After`), or the upload deadline passed (`timeout`)", body = ErrorBody)))]
 pub async fn ingest_upload(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -262,7 +237,8 @@ fn check_declared_length(headers: &axum::http::HeaderMap, limit: usize) -> Resul
 
 /// Search with an uploaded image (multipart part `file`) without indexing it.
 #[utoipa::path(post, path = "/search/image", tag = "search", params(SearchImageQuery), request_body(content_type = "multipart/form-data", description = "A part named `file`"), responses(
-    (status = 200, body = SearchResponse), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    (status = 200, body = SearchResponse), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+    (status = 503, description = "Model loading, too many heavy requests at once (`overloaded`, with `Retry-After`), or the upload deadline passed (`timeout`)", body = ErrorBody)))]
 pub async fn search_image(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
@@ -275,7 +251,7 @@ pub async fn search_image(
     while let Some(field) = multipart.next_field().await? {
         if field.name() == Some("file") || field.name() == Some("files") {
             let bytes = field.bytes().await?;
-            let hits = state.engine.search_by_image(bytes.to_vec(), q.top_k).await?;
+            let hits = state.engine.search_by_image(bytes, q.top_k).await?;
             return Ok(ApiJson(SearchResponse { results: hits.into_iter().map(SearchResult::from).collect(), truncated: false, more: false }));
         }
     }
@@ -284,7 +260,8 @@ pub async fn search_image(
 
 /// Index a whole folder in the background. Answers 202 with the job at once.
 #[utoipa::path(post, path = "/ingest/directory", tag = "ingest", request_body = IngestDirectoryRequest, responses(
-    (status = 202, body = JobInfo), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    (status = 202, body = JobInfo), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 429, description = "Too many jobs queued or running (`too_many_jobs`, with Retry-After)", body = ErrorBody)))]
 pub async fn ingest_directory(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<IngestDirectoryRequest>,

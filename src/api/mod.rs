@@ -5,19 +5,23 @@ pub mod docs;
 pub mod dto;
 pub mod error;
 mod filters;
+pub mod files;
 pub mod handlers;
 mod observe;
+pub mod overload;
 mod web;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::engine::jobs::JobManager;
 use crate::engine::Engine;
+pub use overload::ServingLimits;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -25,6 +29,7 @@ pub struct AppState {
     pub jobs: Arc<JobManager>,
     pub metrics: PrometheusHandle,
     pub limits: BodyLimits,
+    pub serving: ServingLimits,
 }
 
 /// Request size limits.
@@ -38,11 +43,17 @@ pub struct BodyLimits {
 
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
-    let limits = state.limits;
+    let (limits, serving) = (state.limits, state.serving);
+    // Heavy routes share one budget of requests in flight; see `overload`.
+    let heavy = from_fn_with_state(overload::HeavyGate::new(serving.max_heavy_requests), overload::shed);
     let uploads = Router::new()
         .route("/ingest/upload", post(handlers::ingest_upload))
         .route("/search/image", post(handlers::search_image))
-        .layer(DefaultBodyLimit::max(limits.upload));
+        .layer(DefaultBodyLimit::max(limits.upload))
+        .layer(heavy.clone())
+        // The body is read inside the handler, so a slow upload counts against this deadline.
+        .layer(from_fn_with_state(serving.upload_timeout, overload::deadline));
+    let thumbnails = Router::new().route("/images/{id}/thumbnail", get(files::image_thumbnail)).layer(heavy);
     Router::new()
         .route("/health", get(handlers::health))
         .route("/ready", get(handlers::ready))
@@ -53,10 +64,12 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs/{id}", get(handlers::get_job).delete(handlers::cancel_job))
         .route("/search", post(handlers::search))
         .route("/images", get(handlers::list_images))
+        .route("/duplicates", get(handlers::duplicates))
         .route("/images/{id}", get(handlers::image_info).delete(handlers::delete_image))
-        .route("/images/{id}/file", get(handlers::image_file))
-        .route("/images/{id}/thumbnail", get(handlers::image_thumbnail))
+        .route("/images/{id}/file", get(files::image_file))
+        .merge(thumbnails)
         .layer(DefaultBodyLimit::max(limits.json))
+        .layer(from_fn_with_state(serving.request_timeout, overload::deadline))
         .merge(uploads)
         .merge(docs::routes())
         .merge(web::routes())

@@ -112,12 +112,18 @@ impl Engine {
         &self,
         work: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
     ) -> Result<T, EngineError> {
-        let _permit = self.decoding.acquire().await.map_err(|e| EngineError::Internal(e.to_string()))?;
-        blocking(work).await
+        // The permit moves into the blocking task: if the caller goes away mid-decode, the decode
+        // still holds its slot until it really ends.
+        let permit = self.decode_permit().await?;
+        blocking(move || {
+            let _decoding = permit;
+            work()
+        })
+        .await
     }
 }
 
-fn modified_nanos(meta: &std::fs::Metadata) -> Option<i128> {
+pub(super) fn modified_nanos(meta: &std::fs::Metadata) -> Option<i128> {
     let modified = meta.modified().ok()?;
     Some(OffsetDateTime::from(modified).unix_timestamp_nanos())
 }
@@ -136,7 +142,17 @@ pub(super) fn new_record(path: String, content_hash: String, bytes: u64, modifie
         ingested_at: OffsetDateTime::now_utc(),
         photo: PhotoMeta::default(),
         photo_read: false,
+        pixel_hash: Some(pixel_hash(decoded)),
     }
+}
+
+/// Same pixels, same hash, whatever bytes encoded them.
+fn pixel_hash(decoded: &DecodedImage) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&decoded.rgb.width().to_le_bytes());
+    hasher.update(&decoded.rgb.height().to_le_bytes());
+    hasher.update(decoded.rgb.as_raw());
+    hasher.finalize().to_hex()[..32].to_string()
 }
 
 fn prepare(path: &Path, limits: &DecodeLimits, store: &dyn VectorStore) -> Result<Prepared, EngineError> {
@@ -171,6 +187,10 @@ fn prepare(path: &Path, limits: &DecodeLimits, store: &dyn VectorStore) -> Resul
         // path showed before is no longer here, so it must not stay searchable under this path.
         if let Some(stale) = previous.filter(|p| p.id != id && p.path == shown) {
             store.delete(&stale.id)?;
+        }
+        if existing.path != shown {
+            // Remembered for duplicate finding: this content lives at several paths.
+            store.add_alias(&id, &shown)?;
         }
         return Ok(Prepared::Known(Ingested { record: existing, outcome: IngestOutcome::Duplicate }));
     }

@@ -14,9 +14,11 @@ pub mod uploads;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
+
 use crate::embed::{preprocess, ClipModel, DecodeLimits, EmbedError, Embedder, ImageError, ModelState};
 use crate::metrics;
-use crate::store::{Filter, Hit, ImageRecord, Page, SortBy, StoreError, VectorStore};
+use crate::store::{DuplicateGroup, Filter, Hit, ImageRecord, Page, SortBy, StoreError, VectorStore};
 
 pub use ingest::WhenBusy;
 pub use search::{SearchOutcome, SearchSpec, Term, Weighted};
@@ -131,8 +133,9 @@ pub struct Engine {
     /// Fingerprint of the model the store has been bound to in this process.
     bound_model: Mutex<Option<String>>,
     /// Files being read and decoded at once: one per core, so decoding keeps the model fed
-    /// without crowding out its threads.
-    decoding: tokio::sync::Semaphore,
+    /// without crowding out its threads. Shared by ingest, search by image and thumbnails, so
+    /// memory for decoded pixels is bounded by cores × one decode however many requests arrive.
+    decoding: Arc<tokio::sync::Semaphore>,
     /// Uploads of the same content wait for each other (one stored file, one row).
     upload_locks: uploads::HashLocks,
 }
@@ -152,6 +155,15 @@ impl Engine {
             dirs.uploads = canonical;
         }
         let roots = roots.with_internal_root(&dirs.uploads);
+        // A one-off after upgrading from the flat cache layout; on its own thread, as a large
+        // old cache takes a while to remove and nothing waits for it.
+        let thumbnail_dir = dirs.thumbnails.clone();
+        let _ = std::thread::Builder::new().name("old-thumbnails".into()).spawn(move || {
+            let removed = thumbnails::remove_flat_legacy_files(&thumbnail_dir);
+            if removed > 0 {
+                tracing::info!(removed, dir = %thumbnail_dir.display(), "removed thumbnails cached in the old flat layout");
+            }
+        });
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
             embedder,
@@ -160,7 +172,7 @@ impl Engine {
             limits,
             dirs,
             bound_model: Mutex::new(None),
-            decoding: tokio::sync::Semaphore::new(cores),
+            decoding: Arc::new(tokio::sync::Semaphore::new(cores)),
             upload_locks: uploads::HashLocks::default(),
         }
     }
@@ -227,12 +239,17 @@ impl Engine {
     }
 
     /// The `top_k` indexed images closest to an image that is not (and will not be) indexed.
-    pub async fn search_by_image(&self, bytes: Vec<u8>, top_k: i64) -> Result<Vec<Hit>, EngineError> {
+    pub async fn search_by_image(&self, bytes: Bytes, top_k: i64) -> Result<Vec<Hit>, EngineError> {
         let k = check_top_k(top_k)?;
         let model = self.model()?;
         let limits = self.limits;
         let prep_model = model.clone();
-        let pixels = blocking(move || Ok(prep_model.pixels(&preprocess::decode(&bytes, &limits)?)?)).await?;
+        let permit = self.decode_permit().await?;
+        let pixels = blocking(move || {
+            let _decoding = permit;
+            Ok(prep_model.pixels(&preprocess::decode(&bytes, &limits)?)?)
+        })
+        .await?;
         let vector = model.embed_pixels(pixels).await?;
         self.search_vector(vector, k).await
     }
@@ -245,6 +262,16 @@ impl Engine {
 
     pub fn image(&self, id: &str) -> Result<ImageRecord, EngineError> {
         self.store.get(id)?.ok_or_else(|| EngineError::ImageNotFound(id.to_string()))
+    }
+
+    /// Identical and similar images (cosine at or above `threshold`, 0.5 to 1). Exact: every pair
+    /// is compared, on blocking threads.
+    pub async fn duplicates(&self, threshold: f32) -> Result<Vec<DuplicateGroup>, EngineError> {
+        if !(0.5..=1.0).contains(&threshold) {
+            return Err(EngineError::InvalidSearch(format!("threshold must be between 0.5 and 1, got {threshold}")));
+        }
+        let store = self.store.clone();
+        blocking(move || Ok(store.duplicates(threshold)?)).await
     }
 
     /// Ids of images whose photo metadata was never read (indexed by older versions).
@@ -310,13 +337,59 @@ impl Engine {
         Ok((record, canonical))
     }
 
-    /// A JPEG thumbnail whose longer side is `size` pixels, cached on disk.
+    /// The file behind an indexed image as it is on disk now, for serving it.
+    pub fn current_file(&self, id: &str) -> Result<ImageFile, EngineError> {
+        let (record, path) = self.image_file(id)?;
+        let meta = std::fs::metadata(&path).map_err(|_| EngineError::ImageFileGone { id: record.id.clone(), path: record.path.clone() })?;
+        let modified = ingest::modified_nanos(&meta);
+        // The same test as re-ingesting uses to skip a file: unchanged size and modification time.
+        let as_indexed = record.bytes == meta.len() && record.modified.is_some() && record.modified == modified;
+        Ok(ImageFile { record, path, len: meta.len(), modified_nanos: modified, as_indexed })
+    }
+
+    /// A JPEG thumbnail whose longer side is `size` snapped up to one of
+    /// [`thumbnails::SIZES`] (never larger than the image), cached on disk.
     pub async fn thumbnail(&self, id: &str, size: u32) -> Result<Vec<u8>, EngineError> {
+        let size = thumbnails::snap(size);
         let (record, path) = self.image_file(id)?;
         let dir = self.dirs.thumbnails.clone();
+        let (cache, cached_id) = (dir.clone(), record.id.clone());
+        if let Some(jpeg) = blocking(move || Ok(thumbnails::lookup(&cache, &cached_id, size))).await? {
+            return Ok(jpeg);
+        }
         let limits = self.limits;
-        blocking(move || thumbnails::get_or_make(&dir, &record.id, &path, size, &limits)).await
+        let permit = self.decode_permit().await?;
+        blocking(move || {
+            let _decoding = permit;
+            // Requests for the same thumbnail that waited for a permit find it rendered.
+            match thumbnails::lookup(&dir, &record.id, size) {
+                Some(jpeg) => Ok(jpeg),
+                None => thumbnails::render(&dir, &record.id, &path, size, &limits),
+            }
+        })
+        .await
     }
+
+    /// A permit to decode one image. Owned, so it moves into the blocking task: a request that
+    /// times out drops its future, but the decode it started holds the permit until it ends.
+    async fn decode_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, EngineError> {
+        self.decoding.clone().acquire_owned().await.map_err(|e| EngineError::Internal(format!("decode permits: {e}")))
+    }
+}
+
+/// An indexed image's file, as found on disk.
+#[derive(Debug, Clone)]
+pub struct ImageFile {
+    pub record: ImageRecord,
+    /// Canonical path, under an image root.
+    pub path: PathBuf,
+    /// Size in bytes now.
+    pub len: u64,
+    /// Modification time now (nanoseconds since the epoch), where the file system keeps one.
+    pub modified_nanos: Option<i128>,
+    /// Size and modification time are those recorded at ingest, so the record's content hash
+    /// still names these bytes.
+    pub as_indexed: bool,
 }
 
 /// Runs blocking work (file I/O, decoding, database) off the async threads.
@@ -349,17 +422,4 @@ pub fn image_id(content_hash: &str) -> String {
 
 fn format_name(format: image::ImageFormat) -> String {
     format!("{format:?}").to_lowercase()
-}
-
-/// The media type to serve an indexed image's file with.
-pub fn content_type(format: &str) -> &'static str {
-    match format {
-        "jpeg" => "image/jpeg",
-        "png" => "image/png",
-        "webp" => "image/webp",
-        "gif" => "image/gif",
-        "bmp" => "image/bmp",
-        "tiff" => "image/tiff",
-        _ => "application/octet-stream",
-    }
 }

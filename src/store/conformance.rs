@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{Camera, Filter, Hit, ImageRecord, ListOrder, Location, Near, PhotoMeta, SearchQuery, SortBy, StoreError, TakenAt, Upserted, VectorStore};
+use super::{Camera, DuplicateKind, Filter, Hit, ImageRecord, ListOrder, Location, Near, PhotoMeta, SearchQuery, SortBy, StoreError, TakenAt, Upserted, VectorStore};
 
 pub use super::conformance_record as record;
 
@@ -27,6 +27,50 @@ pub fn run_all(open: impl Fn(&Path) -> Box<dyn VectorStore>) {
     filtered_search_is_exact_even_when_few_match(&open);
     date_order_pages_are_stable_and_undated_images_come_last(&open);
     metadata_set_later_is_filtered_on_and_survives_reopen(&open);
+    duplicates_keep_identical_copies_apart_from_similar_pictures(&open);
+}
+
+fn duplicates_keep_identical_copies_apart_from_similar_pictures(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Real files, since copies count only while they exist.
+    let file = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, name).unwrap();
+        path.display().to_string()
+    };
+    let with = |id: &str, path: String, pixels: &str| {
+        let mut r = record(id);
+        r.path = path;
+        r.pixel_hash = Some(pixels.into());
+        r
+    };
+    let store = open(&dir.path().join("index"));
+    store.upsert(&with("a", file("a.jpg"), "pa"), &unit(&[1.0, 0.0, 0.0])).unwrap();
+    store.upsert(&with("b", file("b.jpg"), "pb"), &unit(&[0.0, 1.0, 0.0])).unwrap();
+    store.upsert(&with("b2", file("b-edited.jpg"), "pb"), &unit(&[0.0, 1.0, 0.001])).unwrap();
+    store.upsert(&with("c", file("c.jpg"), "pc"), &unit(&[0.0, 0.0, 1.0])).unwrap();
+    store.upsert(&with("d", file("d.jpg"), "pd"), &unit(&[0.0, 0.05, 1.0])).unwrap();
+    store.add_alias("a", &file("a-copy.jpg")).unwrap();
+    store.add_alias("a", &dir.path().join("gone.jpg").display().to_string()).unwrap();
+    let groups = store.duplicates(0.99).unwrap();
+    let summary: Vec<(DuplicateKind, Vec<&str>)> =
+        groups.iter().map(|g| (g.kind, g.members.iter().map(|(_, p)| p.rsplit('/').next().unwrap()).collect())).collect();
+    assert_eq!(
+        summary,
+        [
+            (DuplicateKind::Identical, vec!["a-copy.jpg", "a.jpg"]),
+            (DuplicateKind::Identical, vec!["b-edited.jpg", "b.jpg"]),
+            (DuplicateKind::Similar, vec!["c.jpg", "d.jpg"]),
+        ],
+        "copies at two paths and the same pixels are identical; close embeddings are similar; a copy whose file is gone is not"
+    );
+    assert!(groups[2].min_score >= 0.99 && groups[2].min_score < 1.0);
+    // Writing other content at a copy's path ends it being a copy.
+    store.upsert(&with("e", dir.path().join("a-copy.jpg").display().to_string(), "pe"), &unit(&[1.0, 1.0, 1.0])).unwrap();
+    assert_eq!(store.get("a").unwrap().map(|r| r.id), Some("a".into()), "the original stays");
+    assert_eq!(store.duplicates(0.99).unwrap().iter().filter(|g| g.kind == DuplicateKind::Identical).count(), 1);
+    store.delete("b2").unwrap();
+    assert!(store.duplicates(0.99).unwrap().iter().all(|g| g.kind == DuplicateKind::Similar));
 }
 
 /// 200 images: every tenth from a Canon in /photos/canon/, dated one day apart; the rest

@@ -41,6 +41,36 @@ impl<P> Matrix<P> {
         &self.ids
     }
 
+    /// All rows as one `len × dim` matrix.
+    pub fn rows(&self) -> ArrayView2<'_, f32> {
+        ArrayView2::from_shape((self.ids.len(), self.dim), &self.data).expect("data holds whole rows: this is a bug")
+    }
+
+    /// Pairs of rows whose dot product is at least `threshold` (`a < b`), by blocked matrix
+    /// products over all pairs on every core: exact, O(n²·dim).
+    pub fn pairs_at_least(&self, threshold: f32) -> Vec<(usize, usize, f32)> {
+        const BLOCK: usize = 128;
+        let n = self.len();
+        let rows = self.rows();
+        (0..n.div_ceil(BLOCK))
+            .into_par_iter()
+            .flat_map_iter(|block| {
+                let start = block * BLOCK;
+                let end = (start + BLOCK).min(n);
+                let products = rows.slice(ndarray::s![start..end, ..]).dot(&rows.slice(ndarray::s![start.., ..]).t());
+                let mut found = Vec::new();
+                for (i, line) in products.outer_iter().enumerate() {
+                    for (j, &score) in line.iter().enumerate().skip(i + 1) {
+                        if score >= threshold {
+                            found.push((start + i, start + j, score));
+                        }
+                    }
+                }
+                found
+            })
+            .collect()
+    }
+
     /// Payloads by row.
     pub fn payloads(&self) -> &[P] {
         &self.payloads

@@ -20,8 +20,10 @@ pub fn conformance_record(id: &str) -> ImageRecord {
         ingested_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("constant timestamp"),
         photo: PhotoMeta::default(),
         photo_read: true,
+        pixel_hash: None,
     }
 }
+pub mod duplicates;
 pub mod embedded;
 pub mod filter;
 pub mod jobs;
@@ -33,6 +35,7 @@ use time::OffsetDateTime;
 
 pub use embedded::EmbeddedStore;
 pub use jobs::{DoneFile, FileFailure, JobKind, JobRecord, JobState, JobStore};
+pub use duplicates::{DuplicateGroup, DuplicateKind};
 pub use filter::{Filter, Near, SortBy};
 pub use photo::{Camera, Location, PhotoMeta, TakenAt};
 
@@ -92,6 +95,10 @@ pub struct ImageRecord {
     /// Whether `photo` has been read from the file (false for records of older versions).
     #[serde(default)]
     pub photo_read: bool,
+    /// BLAKE3 of the decoded pixels (and size): equal for the same picture in other bytes
+    /// (a metadata edit), so such copies count as identical.
+    #[serde(default)]
+    pub pixel_hash: Option<String>,
 }
 
 /// A search result.
@@ -166,5 +173,10 @@ pub trait VectorStore: Send + Sync {
     fn set_photo(&self, id: &str, photo: &PhotoMeta) -> Result<bool, StoreError>;
     /// Images whose photo metadata has not been read yet (indexed by older versions).
     fn unread_photos(&self) -> Result<Vec<ImageRecord>, StoreError>;
+    /// Records that the same content as image `id` was also seen at `path`.
+    fn add_alias(&self, id: &str, path: &str) -> Result<(), StoreError>;
+    /// Identical pictures (several paths, or the same pixels) and similar ones (cosine at or
+    /// above `threshold`), grouped as [`duplicates::group`] does.
+    fn duplicates(&self, threshold: f32) -> Result<Vec<DuplicateGroup>, StoreError>;
     fn count(&self) -> usize;
 }

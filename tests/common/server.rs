@@ -116,6 +116,11 @@ impl Server {
         }
     }
 
+    /// The server process's id (to read its memory use from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server is running").id()
+    }
+
     pub fn wait_ready(&self) {
         self.wait_for("/ready", 200);
     }

@@ -11,7 +11,7 @@ mod jobs;
 
 use super::filter::{self, Candidate, Facets, Filter, SortBy};
 use super::matrix::Matrix;
-use super::{Hit, ImageRecord, Page, PhotoMeta, SearchQuery, StoreError, Upserted, VectorStore};
+use super::{duplicates, DuplicateGroup, Hit, ImageRecord, Page, PhotoMeta, SearchQuery, StoreError, Upserted, VectorStore};
 
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const VECTORS: TableDefinition<&str, &[u8]> = TableDefinition::new("vectors");
@@ -20,6 +20,8 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const PATHS: TableDefinition<&str, &str> = TableDefinition::new("paths");
 /// Ingestion order: `order_key(record)` -> image id, so listings page newest or oldest first.
 const ORDER: TableDefinition<&str, &str> = TableDefinition::new("ingest_order");
+/// Image id -> other paths the same content was seen at (JSON list), for duplicate finding.
+const ALIASES: TableDefinition<&str, &[u8]> = TableDefinition::new("aliases");
 
 const DB_FILE: &str = "index.redb";
 
@@ -52,6 +54,7 @@ impl EmbeddedStore {
             txn.open_table(VECTORS).map_err(db_err)?;
             txn.open_table(META).map_err(db_err)?;
             txn.open_table(PATHS).map_err(db_err)?;
+            txn.open_table(ALIASES).map_err(db_err)?;
             jobs::create_tables(&txn)?;
             backfill_order(&txn)?;
         }
@@ -134,8 +137,38 @@ fn remove_rows(txn: &redb::WriteTransaction, id: &str) -> Result<Option<ImageRec
             paths.remove(record.path.as_str()).map_err(db_err)?;
         }
         txn.open_table(ORDER).map_err(db_err)?.remove(order_key(record).as_str()).map_err(db_err)?;
+        for alias in take_aliases(txn, id)? {
+            if paths.get(alias.as_str()).map_err(db_err)?.is_some_and(|v| v.value() == id) {
+                paths.remove(alias.as_str()).map_err(db_err)?;
+            }
+        }
     }
     Ok(removed)
+}
+
+fn read_aliases(bytes: Option<&[u8]>) -> Result<Vec<String>, StoreError> {
+    bytes.map_or(Ok(Vec::new()), |b| serde_json::from_slice(b).map_err(|e| StoreError::Corrupt(format!("aliases: {e}"))))
+}
+
+/// Removes and returns an image's alias paths.
+fn take_aliases(txn: &redb::WriteTransaction, id: &str) -> Result<Vec<String>, StoreError> {
+    let mut aliases = txn.open_table(ALIASES).map_err(db_err)?;
+    let taken = aliases.remove(id).map_err(db_err)?;
+    read_aliases(taken.as_ref().map(|v| v.value()))
+}
+
+/// Changes an image's alias list inside a write transaction.
+fn edit_aliases(txn: &redb::WriteTransaction, id: &str, edit: impl FnOnce(&mut Vec<String>)) -> Result<(), StoreError> {
+    let mut aliases = txn.open_table(ALIASES).map_err(db_err)?;
+    let mut list = read_aliases(aliases.get(id).map_err(db_err)?.as_ref().map(|v| v.value()))?;
+    edit(&mut list);
+    if list.is_empty() {
+        aliases.remove(id).map_err(db_err)?;
+    } else {
+        let json = serde_json::to_vec(&list).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        aliases.insert(id, json.as_slice()).map_err(db_err)?;
+    }
+    Ok(())
 }
 
 fn decode_record(bytes: &[u8]) -> Result<ImageRecord, StoreError> {
@@ -194,6 +227,9 @@ impl VectorStore for EmbeddedStore {
                 if old_record.is_some_and(|r| r.path == record.path) {
                     remove_rows(&txn, &old)?;
                     retired.push(old);
+                } else {
+                    // The path was another copy of `old`; it shows this image now.
+                    edit_aliases(&txn, &old, |list| list.retain(|p| *p != record.path))?;
                 }
             }
             let json = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -355,6 +391,52 @@ impl VectorStore for EmbeddedStore {
             matrix.set_payload(id, Facets::of(&record));
         }
         Ok(true)
+    }
+
+    fn add_alias(&self, id: &str, path: &str) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let images = txn.open_table(IMAGES).map_err(db_err)?;
+            let Some(record) = images.get(id).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()? else { return Ok(()) };
+            if record.path == path {
+                return Ok(());
+            }
+        }
+        edit_aliases(&txn, id, |list| {
+            if !list.iter().any(|p| p == path) {
+                list.push(path.to_string());
+            }
+        })?;
+        txn.open_table(PATHS).map_err(db_err)?.insert(path, id).map_err(db_err)?;
+        txn.commit().map_err(db_err)
+    }
+
+    fn duplicates(&self, threshold: f32) -> Result<Vec<DuplicateGroup>, StoreError> {
+        let (ids, pairs): (Vec<String>, Vec<(usize, usize, f32)>) = {
+            let guard = self.matrix.read().unwrap_or_else(|p| p.into_inner());
+            let Some(matrix) = guard.as_ref() else { return Ok(Vec::new()) };
+            (matrix.ids().to_vec(), matrix.pairs_at_least(threshold))
+        };
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let images = txn.open_table(IMAGES).map_err(db_err)?;
+        let aliases = txn.open_table(ALIASES).map_err(db_err)?;
+        let mut known = Vec::with_capacity(ids.len());
+        let mut index = Vec::with_capacity(ids.len());
+        for id in &ids {
+            // Deleted between the scan and this read: left out, with its pairs.
+            let Some(record) = images.get(id.as_str()).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()? else {
+                index.push(None);
+                continue;
+            };
+            let alias_paths = read_aliases(aliases.get(id.as_str()).map_err(db_err)?.as_ref().map(|v| v.value()))?;
+            // Only copies that are still there are duplicates now.
+            let alias_paths = alias_paths.into_iter().filter(|p| std::path::Path::new(p).is_file()).collect();
+            index.push(Some(known.len()));
+            known.push(duplicates::Known { record, aliases: alias_paths });
+        }
+        let pairs: Vec<(usize, usize, f32)> = pairs.into_iter().filter_map(|(a, b, s)| Some((index[a]?, index[b]?, s))).collect();
+        Ok(duplicates::group(&known, &pairs))
     }
 
     fn unread_photos(&self) -> Result<Vec<ImageRecord>, StoreError> {
