@@ -142,7 +142,7 @@ describe('search', () => {
 });
 
 describe('detail view', () => {
-  test('clicking a result opens its metadata; Escape closes; "More like this" ranks it first at ≈1.0', T, async () => {
+  test('clicking a result opens its metadata; Escape closes; "More like this" adds it to the text query', T, async () => {
     await withPage(browser, 'detail', async (page) => {
       await typeQuery(page, QUERY);
       const shown = await shownResults(page);
