@@ -263,6 +263,16 @@ describe('filters', () => {
       const whole = await searchApi({ ...req.body, offset: 0, top_k: 100 });
       assert.deepEqual(all.map((c) => c.id), whole.map((h) => h.id), 'the two pages make the whole ordered list');
       assert.ok(await page.locator('#more-results').isHidden(), 'no more pages');
+
+      // Without a text the same pages come from GET /images, with offset paging too.
+      req = await w.after(() => page.locator('#q').fill(''), (s) => s.kind === 'list');
+      assert.deepEqual(req.params, { limit: '12', sort: '-taken_at', folder: DIR });
+      assert.equal((await shownCards(page)).length, 12);
+      req = await w.after(() => page.locator('#more-results').click(), (s) => s.kind === 'list' && s.params.offset === '12');
+      const listedAll = await shownCards(page);
+      const whole2 = await listed({ folder: DIR, sort: '-taken_at', limit: 100 });
+      assert.deepEqual(listedAll.map((c) => c.id), whole2.images.map((i) => i.id), 'both pages of the listing, in order');
+      assert.match(await page.textContent('#results-meta'), new RegExp('^' + seeded.length + ' images match · ' + seeded.length + ' shown'));
     });
   });
 });
@@ -407,6 +417,18 @@ describe('duplicates', () => {
       await req;
       await page.waitForFunction(() => document.getElementById('dups-list').getAttribute('aria-busy') === 'false');
       assert.equal(await page.locator('#dups-threshold').inputValue(), '0.99', 'the slider follows the number');
+
+      // A threshold the server refuses: its message is shown.
+      await page.locator('#dups-threshold-num').fill('0.2');
+      await page.locator('#dups-threshold-num').press('Enter');
+      const alert = page.locator('#dups-error');
+      await alert.waitFor();
+      const refused = await api('GET', '/duplicates?threshold=0.2');
+      assert.equal(refused.status, 422);
+      assert.equal((await alert.locator('.alert-message').textContent()).trim(), refused.json.error.message);
+      await page.locator('#dups-threshold-num').fill('0.99');
+      await page.locator('#dups-threshold-num').press('Enter');
+      await alert.waitFor({ state: 'hidden' });
 
       // A card opens the details dialog.
       await page.locator('.dup-group[data-kind="identical"] .dup-card').first().click();

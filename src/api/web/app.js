@@ -998,8 +998,15 @@
       state.results = state.results.filter((r) => r.id !== id);
       state.detailReturnFocus = null;
       closeDetail();
+      const wasTerm = state.positive.some((t) => t.id === id) || state.negative.some((t) => t.id === id);
       if (state.mode === 'image' && state.imageId === id) {
         clearSearch();
+      } else if (wasTerm) {
+        // A deleted image can no longer pull or push the query: drop its term and search again.
+        state.positive = state.positive.filter((t) => t.id !== id);
+        state.negative = state.negative.filter((t) => t.id !== id);
+        renderTerms();
+        runSearch();
       } else if (state.mode !== 'idle') {
         renderResults(null, null);
       }
