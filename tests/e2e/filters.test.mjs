@@ -296,6 +296,10 @@ describe('filters on a phone', () => {
       assert.ok(m.scroll <= m.client, 'no horizontal scroll: ' + m.scroll + ' > ' + m.client);
       fs.mkdirSync(ARTIFACTS, { recursive: true });
       await page.screenshot({ path: path.join(ARTIFACTS, 'filters-phone.png') });
+      // The duplicates view keeps its threshold in sight.
+      await page.locator('#view-dups').click();
+      assert.ok(await page.locator('#dups-threshold').isVisible(), 'the threshold slider shows on a phone');
+      assert.ok(await toggle.isHidden(), 'no filter button in the duplicates view');
     }, { viewport: PHONE });
   });
 });
