@@ -318,6 +318,10 @@ describe('more and less like this', () => {
       await expectGridIs(page, req.body);
       assert.equal(await page.locator('#query-terms .term-pos').getAttribute('data-id'), first);
       assert.match(await page.locator('#query-terms .term-pos').textContent(), /More like/);
+      const moreBtn = page.locator('#results .grid-item[data-id="' + first + '"] [data-term="more"]');
+      assert.equal(await moreBtn.getAttribute('aria-pressed'), 'true', 'the card shows it is in the query');
+      assert.equal(await page.evaluate(() => document.activeElement.dataset.term + ' ' + document.activeElement.closest('.grid-item').dataset.id), 'more ' + first,
+        'focus stays on the button, though the grid was drawn anew');
 
       // "Less" on the card of the second image; the grid may have re-ordered, so find it by id.
       req = await w.after(() => page.locator('#results .grid-item[data-id="' + second + '"] [data-term="less"]').click(), (s) => s.body && s.body.negative);
@@ -335,6 +339,14 @@ describe('more and less like this', () => {
       assert.equal(req.body.positive, undefined);
       assert.deepEqual(req.body.negative.map((t) => t.image_id), [second, first]);
       await page.waitForSelector('#detail:not([open])', { state: 'attached' });
+
+      // Pressing a pressed "Less" again (keyboard) drops the term.
+      await page.locator('#results .grid-item[data-id="' + second + '"] [data-term="less"]').focus();
+      req = await w.after(() => page.keyboard.press('Enter'), (s) => s.body && (s.body.negative || []).length === 1);
+      assert.deepEqual(req.body.negative, [{ image_id: first, weight: 1 }]);
+      assert.equal(await page.locator('#results .grid-item[data-id="' + second + '"] [data-term="less"]').getAttribute('aria-pressed'), 'false');
+      req = await w.after(() => page.keyboard.press('Enter'), (s) => s.body && (s.body.negative || []).length === 2);
+      assert.deepEqual(req.body.negative.map((t) => t.image_id), [first, second]);
 
       // Removing a chip (keyboard) drops its term.
       await page.locator('#query-terms .term-neg[data-id="' + second + '"] .chip-close').focus();

@@ -61,6 +61,7 @@
     dupsSeq: 0,
     dupsDebounce: null,
     filterDebounce: null,
+    refocus: null,         // {id, term}: the card button to focus once the grid is drawn again
   };
 
   // ---------------------------------------------------------------- helpers
@@ -427,6 +428,12 @@
     if (from > 0) el.results.append(frag);
     else el.results.replaceChildren(frag);
     el.more.hidden = !state.more;
+    if (state.refocus) {
+      const { id, term } = state.refocus;
+      state.refocus = null;
+      const again = el.results.querySelector('.grid-item[data-id="' + CSS.escape(id) + '"] [data-term="' + term + '"]');
+      (again || el.terms.querySelector('.chip-close') || el.q).focus();
+    }
 
     if (results.length === 0) {
       el.empty.hidden = false;
@@ -478,11 +485,19 @@
     ]);
     // The name in each label lets a screen reader tell the buttons of one card from the next
     // one's; it starts with the visible word, so speech input can use what it sees.
+    // While the image is a term of the query its button is pressed; pressing it again drops the term.
+    const combining = canCombine();
+    const isPos = combining && state.positive.some((t) => t.id === r.id);
+    const isNeg = combining && state.negative.some((t) => t.id === r.id);
     const actions = make('span', { class: 'card-actions' }, [
-      make('button', { type: 'button', class: 'term-btn', 'data-term': 'more', 'aria-label': 'More like ' + name, title: 'More like this' }, [
-        make('span', { 'aria-hidden': 'true', class: 'term-sign', text: '+' }), 'More']),
-      canCombine() ? make('button', { type: 'button', class: 'term-btn', 'data-term': 'less', 'aria-label': 'Less like ' + name, title: 'Less like this' }, [
-        make('span', { 'aria-hidden': 'true', class: 'term-sign', text: '−' }), 'Less']) : null,
+      make('button', {
+        type: 'button', class: 'term-btn', 'data-term': 'more', 'aria-label': 'More like ' + name, title: 'More like this',
+        'aria-pressed': combining ? String(isPos) : null,
+      }, [make('span', { 'aria-hidden': 'true', class: 'term-sign', text: '+' }), 'More']),
+      combining ? make('button', {
+        type: 'button', class: 'term-btn', 'data-term': 'less', 'aria-label': 'Less like ' + name, title: 'Less like this',
+        'aria-pressed': String(isNeg),
+      }, [make('span', { 'aria-hidden': 'true', class: 'term-sign', text: '−' }), 'Less']) : null,
     ]);
     return make('li', { class: 'grid-item', dataset: { id: r.id } }, [button, actions]);
   }
@@ -526,8 +541,11 @@
       const item = termBtn.closest('.grid-item');
       const r = state.results.find((x) => x.id === item.dataset.id);
       const name = r ? baseName(r.path) : item.dataset.id;
-      if (termBtn.dataset.term === 'more') addTerm('positive', item.dataset.id, name);
-      else addTerm('negative', item.dataset.id, name);
+      const list = termBtn.dataset.term === 'more' ? 'positive' : 'negative';
+      // The grid is drawn anew by the search: keep the keyboard on this button.
+      state.refocus = { id: item.dataset.id, term: termBtn.dataset.term };
+      if (termBtn.getAttribute('aria-pressed') === 'true') removeTerm(list, item.dataset.id, { keepFocus: true });
+      else addTerm(list, item.dataset.id, name);
       return;
     }
     const card = e.target.closest('.card');
@@ -689,13 +707,15 @@
     return true;
   }
 
-  function removeTerm(list, id) {
+  function removeTerm(list, id, opts = {}) {
     const i = state[list].findIndex((t) => t.id === id);
     if (i < 0) return;
     state[list].splice(i, 1);
     renderTerms();
-    const buttons = Array.from(el.terms.querySelectorAll('.chip-close'));
-    (buttons[Math.min(i, buttons.length - 1)] || el.q).focus();
+    if (!opts.keepFocus) {
+      const buttons = Array.from(el.terms.querySelectorAll('.chip-close'));
+      (buttons[Math.min(i, buttons.length - 1)] || el.q).focus();
+    }
     runSearch();
   }
 
