@@ -363,6 +363,32 @@ describe('more and less like this', () => {
     });
   });
 
+  test('the address keeps the text, the terms, the filters and the order; a reload restores them', T, async () => {
+    await withPage(browser, 'url-state', async (page) => {
+      const w = watchSearches(page);
+      await typeQuery(page, QUERY);
+      await w.after(() => setFolder(page, DIR), (s) => s.body && s.body.filters);
+      await w.after(() => page.locator('label.check', { hasText: 'JPEG' }).click(), (s) => s.body && s.body.filters && s.body.filters.format);
+      await w.after(() => page.locator('label[for="sort-oldest"]').click(), (s) => s.body && s.body.sort);
+      const [a, b] = await page.$$eval('#results .grid-item', (items) => items.slice(0, 2).map((i) => i.dataset.id));
+      await w.after(() => page.locator('#results .grid-item[data-id="' + a + '"] [data-term="more"]').click(), (s) => s.body && s.body.positive);
+      const before = await w.after(() => page.locator('#results .grid-item[data-id="' + b + '"] [data-term="less"]').click(), (s) => s.body && s.body.negative);
+      const params = Object.fromEntries(new URL(page.url()).searchParams);
+      assert.deepEqual(params, { q: QUERY, more: a, less: b, folder: DIR, format: 'jpeg', sort: 'taken_at' });
+
+      const again = page.waitForRequest((r) => new URL(r.url()).pathname === '/search');
+      await page.reload({ waitUntil: 'domcontentloaded' });
+      assert.deepEqual((await again).postDataJSON(), before.body, 'the same search after a reload');
+      assert.equal(await page.locator('#q').inputValue(), QUERY);
+      assert.equal(await page.locator('#f-folder').inputValue(), DIR);
+      assert.ok(await page.locator('label.check', { hasText: 'JPEG' }).locator('input').isChecked());
+      assert.ok(await page.locator('#sort-oldest').isChecked());
+      const nameOf = (id) => path.basename(seeded.find((i) => i.id === id).path);
+      await page.waitForFunction((name) => document.querySelector('#query-terms .term-pos strong')?.textContent === name, nameOf(a));
+      assert.equal(await page.locator('#query-terms .term-neg strong').textContent(), nameOf(b));
+    });
+  });
+
   test('the details dialog shows when and with what camera a photo was taken', T, async () => {
     await withPage(browser, 'detail-exif', async (page) => {
       const w = watchSearches(page);

@@ -304,13 +304,78 @@
     if (opts.browse !== false && browseWanted()) runSearch();
   }
 
+  /** The address holds the whole search (text or image, terms, filters, order): reload and share it. */
+  const URL_KEYS = ['q', 'like', 'more', 'less', 'after', 'before', 'camera', 'folder', 'format', 'sort'];
   function updateUrl() {
     const url = new URL(location.href);
-    url.searchParams.delete('q');
-    url.searchParams.delete('like');
-    if (state.mode === 'text' && state.query) url.searchParams.set('q', state.query);
-    if (state.mode === 'image' && state.imageId) url.searchParams.set('like', state.imageId);
+    for (const key of URL_KEYS) url.searchParams.delete(key);
+    const p = url.searchParams;
+    if (state.mode === 'text' && state.query) p.set('q', state.query);
+    if (state.mode === 'image' && state.imageId) p.set('like', state.imageId);
+    if (state.mode === 'text' || state.mode === 'image') {
+      if (state.positive.length) p.set('more', state.positive.map((t) => t.id).join(','));
+      if (state.negative.length) p.set('less', state.negative.map((t) => t.id).join(','));
+    }
+    const f = currentFilters();
+    if (f.taken_after) p.set('after', f.taken_after);
+    if (f.taken_before) p.set('before', f.taken_before);
+    if (f.camera) p.set('camera', f.camera[0]);
+    if (f.folder) p.set('folder', f.folder);
+    if (f.format) p.set('format', f.format.join(','));
+    if (sortValue() !== 'relevance') p.set('sort', sortValue());
     if (url.href !== location.href) history.replaceState(null, '', url);
+  }
+
+  /** Sets the controls and terms from the address (see updateUrl); true when there is a search to run. */
+  function restoreFromUrl() {
+    const params = new URLSearchParams(location.search);
+    el.fAfter.value = params.get('after') || '';
+    el.fBefore.value = params.get('before') || '';
+    const camera = params.get('camera');
+    if (camera) {
+      // The picker fills in later; until then the camera is an option of its own.
+      el.fCamera.append(make('option', { value: camera, text: camera }));
+      el.fCamera.value = camera;
+    }
+    el.fFolder.value = params.get('folder') || '';
+    const formats = (params.get('format') || '').split(',').filter(Boolean);
+    for (const c of el.filters.querySelectorAll('input[name="format"]')) c.checked = formats.includes(c.value);
+    const sort = el.filters.querySelector('input[name="sort"][value="' + CSS.escape(params.get('sort') || 'relevance') + '"]');
+    if (sort) sort.checked = true;
+    el.fClear.hidden = !filtersActive();
+    renderFiltersToggle();
+    const ids = (key) => (params.get(key) || '').split(',').filter(Boolean).map((id) => ({ id, name: id }));
+    const like = params.get('like');
+    const q = params.get('q');
+    if (like) {
+      state.mode = 'image';
+      state.imageId = like;
+      state.imageName = like;
+      showImageChip(like, like);
+    } else if (q) {
+      el.q.value = q;
+    }
+    if (like || q) {
+      state.positive = ids('more');
+      state.negative = ids('less');
+      renderTerms();
+      nameTerms(like);
+    }
+    return !!(like || q) || browseWanted();
+  }
+
+  /** Terms restored from the address know only their ids: fetch the file names to show. */
+  async function nameTerms(mainId) {
+    const wanted = [...state.positive, ...state.negative].map((t) => t.id).concat(mainId ? [mainId] : []);
+    for (const id of new Set(wanted)) {
+      try {
+        const info = await api('GET', '/images/' + enc(id));
+        const name = baseName(info.path);
+        for (const t of [...state.positive, ...state.negative]) if (t.id === id) t.name = name;
+        if (state.mode === 'image' && state.imageId === id) { state.imageName = name; setText(el.chipName, name); }
+      } catch (_) { /* an image gone from the index keeps its id as its name */ }
+    }
+    renderTerms();
   }
 
   function scheduleSearch() {
@@ -1503,13 +1568,7 @@
     loadJobs();
     loadCameras();
 
-    const params = new URLSearchParams(location.search);
-    if (params.get('like')) {
-      startSimilar(params.get('like'), params.get('like'));
-    } else if (params.get('q')) {
-      el.q.value = params.get('q');
-      runSearch();
-    }
+    if (restoreFromUrl()) runSearch();
     document.documentElement.dataset.ready = 'true';
   }
 
