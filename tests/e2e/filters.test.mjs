@@ -277,6 +277,23 @@ describe('filters', () => {
   });
 });
 
+describe('filters and a photo search', () => {
+  test('filters do not apply to a search with a photo, and the page says so', T, async () => {
+    await withPage(browser, 'filters-photo', async (page) => {
+      const photo = fs.readFileSync(path.join(EXIF, 'full.jpg'));
+      const sent = [];
+      page.on('request', (r) => { if (new URL(r.url()).pathname.startsWith('/search')) sent.push(r.url()); });
+      await page.locator('#photo-input').setInputFiles({ name: 'query.jpg', mimeType: 'image/jpeg', buffer: photo });
+      await page.waitForFunction(() => document.getElementById('results-title').textContent === 'Similar images' && document.querySelectorAll('#results .card').length > 0);
+      assert.equal(sent.length, 1);
+      await page.locator('label.check', { hasText: 'PNG' }).click();
+      await page.waitForFunction(() => /filters and order do not apply to a search with a photo/.test(document.getElementById('results-meta').textContent));
+      assert.equal(sent.length, 1, 'the photo is not sent again');
+      assert.ok(await page.locator('#results .grid-item [data-term="less"]').count() === 0, 'no "Less" without a text or image query');
+    });
+  });
+});
+
 describe('filters on a phone', () => {
   test('the filter bar folds behind a button that counts what is set', T, async () => {
     await withPage(browser, 'filters-phone', async (page) => {

@@ -875,10 +875,13 @@
   function onFiltersChanged() {
     el.fClear.hidden = !filtersActive();
     renderFiltersToggle();
-    if (state.mode === 'idle' || state.mode === 'browse' || state.mode === 'text' || state.mode === 'image' || state.mode === 'photo') {
-      if (state.mode === 'browse' && !browseWanted()) { clearSearch({ browse: false }); return; }
-      runSearch();
+    if (state.mode === 'photo') {
+      // POST /search/image takes no filters: say so rather than send the photo again.
+      renderResults(null, null);
+      return;
     }
+    if (state.mode === 'browse' && !browseWanted()) { clearSearch({ browse: false }); return; }
+    runSearch();
   }
 
   function clearFilters() {
