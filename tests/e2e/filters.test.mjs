@@ -263,6 +263,7 @@ describe('filters', () => {
       const whole = await searchApi({ ...req.body, offset: 0, top_k: 100 });
       assert.deepEqual(all.map((c) => c.id), whole.map((h) => h.id), 'the two pages make the whole ordered list');
       assert.ok(await page.locator('#more-results').isHidden(), 'no more pages');
+      assert.equal(await page.evaluate(() => document.activeElement.dataset.index), '12', 'focus moves on to the first card of the new page');
 
       // Without a text the same pages come from GET /images, with offset paging too.
       req = await w.after(() => page.locator('#q').fill(''), (s) => s.kind === 'list');

@@ -447,7 +447,13 @@
       const page = res && Array.isArray(res.results) ? res.results : res && Array.isArray(res.images) ? res.images : [];
       state.results = append ? state.results.concat(page) : page;
       state.more = !!(res && res.more);
+      const hadFocus = document.activeElement === el.more;
       renderResults(res, performance.now() - started, append ? offset : 0);
+      // The last page hides "More results": the keyboard goes on at the first new card.
+      if (append && hadFocus && el.more.hidden) {
+        const next = cards()[offset];
+        if (next) next.focus();
+      }
     } catch (err) {
       if (err && err.name === 'AbortError') return;
       if (seq !== state.seq) return;
