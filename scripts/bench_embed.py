@@ -34,7 +34,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -42,13 +41,13 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-SCRIPTS = REPO / "scripts"
-DEFAULT_CACHE = REPO / ".cache" / "bench"
-DEFAULT_CONFIG = Path("/work/shared/models/clip-tokenizer/config.json")
-DEFAULT_IMAGES = Path("/work/shared/data/photos/images")
-MARK_START = "<!-- bench:embed:start -->"
-MARK_END = "<!-- bench:embed:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (  # noqa: E402
+    CLEAN, DEFAULT_CACHE, DEFAULT_CONFIG, DEFAULT_IMAGES, REPO, SCRIPTS, CpuMonitor, ensure_reference_python, fmt, log,
+    machine_info, machine_line, measure, pct, update_markdown, wait_quiet,
+)
+
+SECTION = "embed"  # <!-- bench:embed:start/end --> in BENCHMARKS.md
 CHECKPOINT_SEED = 0
 
 CAPTIONS = [
@@ -88,86 +87,8 @@ CAPTIONS = [
 
 
 # ---------------------------------------------------------------------------------------------
-# Interpreter / venv
-# ---------------------------------------------------------------------------------------------
-
-
-def ensure_reference_python() -> None:
-    """Re-exec under a Python that has the reference stack."""
-    # numpy's OpenBLAS reads its thread count at import: make it match --threads.
-    if "--threads" in sys.argv[:-1]:
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", sys.argv[sys.argv.index("--threads") + 1])
-    try:
-        import onnxruntime  # noqa: F401
-        import PIL  # noqa: F401
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-
-        return
-    except ImportError:
-        pass
-    if os.environ.get("VQ_BENCH_REEXEC"):
-        sys.exit("the reference Python stack (torch, transformers, onnxruntime, pillow) is not importable")
-    candidates = [Path("/root/vqref/bin/python"), DEFAULT_CACHE / "venv" / "bin" / "python"]
-    python = next((c for c in candidates if c.is_file()), None)
-    if python is None:
-        venv = DEFAULT_CACHE / "venv"
-        print(f"creating {venv} from scripts/requirements-reference.txt", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        python = venv / "bin" / "python"
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(SCRIPTS / "requirements-reference.txt")], check=True)
-    env = dict(os.environ, VQ_BENCH_REEXEC="1")
-    os.execve(str(python), [str(python), *sys.argv], env)
-
-
-# ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-CLEAN = {"max_foreign_share": 0.10, "retries": 3}
-
-
-def measure(seconds: float, call) -> tuple[list[float], dict]:
-    """Two warm-up calls, then calls until `seconds` have passed (at least 3): per-call times.
-
-    Repeated (after waiting for a quiet machine) while other processes used more than
-    CLEAN["max_foreign_share"] of the CPUs, up to CLEAN["retries"] times; the least
-    disturbed attempt is kept. Same rule as examples/bench_embed.rs."""
-    best = None
-    attempts = 0
-    while True:
-        attempts += 1
-        call(0)
-        call(1)
-        times = []
-        with CpuMonitor() as mon:
-            start = time.perf_counter()
-            i = 0
-            while len(times) < 3 or time.perf_counter() - start < seconds:
-                t = time.perf_counter()
-                call(i)
-                times.append(time.perf_counter() - t)
-                i += 1
-        if best is None or mon.foreign_share < best[1]:
-            best = (times, mon.foreign_share)
-        if mon.foreign_share <= CLEAN["max_foreign_share"] or attempts > CLEAN["retries"]:
-            return best[0], {"foreign_cpu_share": best[1], "attempts": attempts}
-        log(f"  measurement disturbed (other processes used {100 * mon.foreign_share:.0f}% of the CPUs); repeating it")
-        wait_quiet(120, CLEAN["max_foreign_share"])
-
-
-def pct(times: list[float], p: float) -> float:
-    """Nearest-rank percentile (same as the Rust example)."""
-    s = sorted(times)
-    import math
-
-    k = min(max(math.ceil(p / 100 * len(s)), 1), len(s))
-    return s[k - 1]
 
 
 def batches_of(items: list, size: int) -> list[list]:
@@ -212,17 +133,26 @@ def ensure_checkpoint(ckpt: Path, config_path: Path) -> dict:
         log(f"checkpoint: reusing {ckpt}")
         return want
     log(f"checkpoint: building random ViT-B/32 CLIP (seed {CHECKPOINT_SEED}) into {ckpt}")
-    if ckpt.exists():
-        shutil.rmtree(ckpt)
+    # Built beside the old one and swapped in at the end: others may be using the old one.
+    fresh = ckpt.with_name(ckpt.name + ".building")
+    if fresh.exists():
+        shutil.rmtree(fresh)
     torch.set_grad_enabled(False)
     model = exporter.build_random_clip(config_path, seed=CHECKPOINT_SEED)
     with redirect_stdout_to_stderr():
-        exporter.export_clip(model, ckpt, aux_dirs=[config_path.parent], quantize=True, write_config=True, verify=True)
+        exporter.export_clip(model, fresh, aux_dirs=[config_path.parent], quantize=True, write_config=True, verify=True)
     # The torch side loads these exact weights (save_pretrained rewrites config.json for the
     # same config).
-    model.save_pretrained(str(ckpt), safe_serialization=True)
+    model.save_pretrained(str(fresh), safe_serialization=True)
     torch.set_grad_enabled(True)
-    stamp.write_text(json.dumps(want, indent=1))
+    (fresh / "bench-stamp.json").write_text(json.dumps(want, indent=1))
+    old = ckpt.with_name(ckpt.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if ckpt.exists():
+        ckpt.rename(old)
+    fresh.rename(ckpt)
+    shutil.rmtree(old, ignore_errors=True)
     return want
 
 
@@ -341,74 +271,6 @@ def torch_embed_all(model, pixels):
     return np.concatenate(out)
 
 
-class CpuMonitor:
-    """Other processes' share of the machine's CPU time while a block runs (from /proc/stat
-    minus this process and its waited-for children), and this side's own CPU use."""
-
-    def __init__(self, child_pid: int | None = None):
-        self.child_pid = child_pid
-
-    def _snap(self):
-        with open("/proc/stat") as f:
-            vals = [int(x) for x in f.readline().split()[1:9]]
-        t = os.times()
-        own = t.user + t.system + t.children_user + t.children_system
-        if self.child_pid is not None:
-            try:
-                with open(f"/proc/{self.child_pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                own += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            except (OSError, IndexError, ValueError):
-                pass
-        return sum(vals), vals[3] + vals[4], own, time.monotonic()
-
-    def __enter__(self):
-        self._start = self._snap()
-        return self
-
-    def lap(self) -> float:
-        """Other processes' CPU share since the last lap (or the start); restarts the lap."""
-        end = self._snap()
-        start = getattr(self, "_lap", self._start)
-        self._lap = end
-        return self._share(start, end)
-
-    def _share(self, start, end) -> float:
-        tick = os.sysconf("SC_CLK_TCK")
-        total = (end[0] - start[0]) / tick
-        busy = total - (end[1] - start[1]) / tick
-        return max(0.0, busy - (end[2] - start[2])) / total if total > 0 else 0.0
-
-    def __exit__(self, *exc):
-        end = self._snap()
-        tick = os.sysconf("SC_CLK_TCK")
-        total = (end[0] - self._start[0]) / tick
-        busy = total - (end[1] - self._start[1]) / tick
-        own = end[2] - self._start[2]
-        self.wall = end[3] - self._start[3]
-        self.foreign_share = max(0.0, busy - own) / total if total > 0 else 0.0
-        self.own_cpus = own / self.wall if self.wall > 0 else 0.0
-
-
-def wait_quiet(max_wait: float, threshold: float = 0.10, quiet_seconds: int = 3) -> float:
-    """Waits (up to max_wait s) until other processes use < threshold of the CPUs for
-    quiet_seconds consecutive seconds; returns the seconds waited."""
-    start = time.monotonic()
-    quiet = 0
-    warned = False
-    while time.monotonic() - start < max_wait:
-        with CpuMonitor() as mon:
-            time.sleep(1.0)
-        quiet = quiet + 1 if mon.foreign_share < threshold else 0
-        if quiet >= quiet_seconds:
-            return time.monotonic() - start
-        if not warned and time.monotonic() - start > 5:
-            log(f"  waiting for a quiet machine (other processes use {100 * mon.foreign_share:.0f}% of the CPUs)...")
-            warned = True
-    log(f"  machine still busy after {max_wait:.0f} s; measuring anyway (see the contention row)")
-    return time.monotonic() - start
-
-
 def sgemm_peak(threads: int, seconds: float = 3.0) -> dict:
     """Best fp32 matmul rate on `threads` threads: torch `mm` (MKL here) and numpy (OpenBLAS),
     square 1024-4096."""
@@ -475,7 +337,8 @@ def run_rust(binary: Path, ckpt: Path, precision: str, args, captions_file: Path
              skip: list[str] = ()) -> dict:
     cmd = [str(binary), "--model", str(ckpt), "--precision", precision, "--threads", str(args.threads),
            "--batches", ",".join(map(str, args.batches)), "--seconds", str(args.seconds),
-           "--images", str(args.images), "--captions", str(captions_file), "--text-batch", str(args.text_batch)]
+           "--images", str(args.images), "--captions", str(captions_file), "--text-batch", str(args.text_batch),
+           "--retries", str(args.retries)]
     if args.max_images:
         cmd += ["--max-images", str(args.max_images)]
     if emb_out is not None:
@@ -554,30 +417,6 @@ def best_of(rounds: list[dict]) -> dict:
         if vals:
             out[key] = (min if key == "text_latency" else max)(vals, key=lambda x: x[better])
     return out
-
-
-def machine_info(threads: int) -> dict:
-    model = platform.processor()
-    cores = os.cpu_count()
-    try:
-        out = subprocess.run(["lscpu"], stdout=subprocess.PIPE, text=True, check=True).stdout
-        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-        model = fields.get("Model name", model).strip()
-        cores = int(fields.get("CPU(s)", cores))
-        flags = fields.get("Flags", "")
-        isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags.split()]
-    except Exception:
-        isa = []
-    return {"cpu": model, "logical_cpus": cores, "isa": isa, "threads_used": threads,
-            "kernel": platform.release(), "python": platform.python_version()}
-
-
-def fmt(x, digits=1):
-    if x is None:
-        return "—"
-    if abs(x) >= 100:
-        return f"{x:,.0f}"
-    return f"{x:.{digits}f}"
 
 
 def ratio(a, b, higher_is_better=True):
@@ -677,7 +516,7 @@ def render(results: dict) -> str:
     m = results["machine"]
     v = results["versions"]
     lines = [
-        f"Measured {results['timestamp']} on **{m['cpu']}** ({m['logical_cpus']} logical CPUs, {', '.join(m['isa'])}), "
+        f"Measured {results['timestamp']} on {machine_line(m)}; "
         f"**{threads} threads** on both sides. Model: random-weight CLIP with the real ViT-B/32 shapes "
         f"(same weights on both sides; speed does not depend on the weight values). "
         f"Best of {results['params']['rounds']} round(s), {results['params']['seconds']} s per measurement, "
@@ -712,18 +551,6 @@ def render(results: dict) -> str:
         f"Raw numbers: `bench-results/{results['json_name']}` (not committed).",
     ]
     return "\n".join(lines).replace("\n\n\n", "\n\n")
-
-
-def update_markdown(md: Path, section: str) -> None:
-    text = md.read_text() if md.is_file() else ""
-    block = f"{MARK_START}\n{section}\n{MARK_END}"
-    if MARK_START in text and MARK_END in text:
-        pre = text.split(MARK_START)[0]
-        post = text.split(MARK_END, 1)[1]
-        text = pre + block + post
-    else:
-        text = text.rstrip() + "\n\n## Embedder\n\n" + block + "\n"
-    md.write_text(text)
 
 
 def goal(ours: dict, torch_fp32: dict, batches: list[int], target: float, ours_rounds=(), torch_rounds=()) -> dict:
@@ -772,8 +599,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-ort-python", action="store_true", help="skip the onnxruntime-Python diagnostic rows")
     ap.add_argument("--wait-quiet", type=float, default=300,
                     help="before each measurement wait up to this many seconds for other processes to go quiet (default 300)")
+    ap.add_argument("--retries", type=int, default=CLEAN["retries"],
+                    help="re-measure a measurement disturbed by other processes (>10%% of the CPUs) at most this "
+                         f"many times, on both sides (default {CLEAN['retries']})")
     ap.add_argument("--no-markdown", action="store_true", help="do not rewrite BENCHMARKS.md")
     args = ap.parse_args(argv)
+    CLEAN.update(retries=args.retries, wait=min(args.wait_quiet, CLEAN["wait"]))
     args.batches = [int(b) for b in args.batches.split(",")]
     command = "python3 scripts/bench_embed.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
 
@@ -941,7 +772,7 @@ def main(argv=None) -> int:
     section = render(results)
     print(section)
     if not args.no_markdown:
-        update_markdown(REPO / "BENCHMARKS.md", section)
+        update_markdown(SECTION, section, "## Embedder")
         log(f"updated BENCHMARKS.md; raw results in bench-results/{json_name}")
     return 0
 

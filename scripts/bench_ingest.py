@@ -37,11 +37,11 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_embed as be  # noqa: E402
+import bench_embed as be  # noqa: E402  (ensure_checkpoint: the same model)
+import benchlib as bl  # noqa: E402
 
-REPO = be.REPO
-MARK_START = "<!-- bench:ingest:start -->"
-MARK_END = "<!-- bench:ingest:end -->"
+REPO = bl.REPO
+SECTION = "ingest"  # <!-- bench:ingest:start/end --> in BENCHMARKS.md
 SOURCES = [Path("/work/shared/data/photos/images"), Path("/work/shared/data/flickr8k/images")]
 GEN_VERSION = 1
 
@@ -81,7 +81,7 @@ def ensure_files(n: int, cache: Path, seed: int = 0) -> dict:
     if stamp.is_file():
         have = json.loads(stamp.read_text())
         if {k: have.get(k) for k in want} == want:
-            be.log(f"files: reusing {out}")
+            bl.log(f"files: reusing {out}")
             return have
     if out.exists():
         shutil.rmtree(out)
@@ -100,7 +100,7 @@ def ensure_files(n: int, cache: Path, seed: int = 0) -> dict:
         else:
             fmt, side = "webp", rng.randint(1600, 2400)
         jobs.append((str(src), str(out / f"img{i:06d}.{fmt}"), side, fmt))
-    be.log(f"files: generating {n} files into {out} (one-off)")
+    bl.log(f"files: generating {n} files into {out} (one-off)")
     t = time.perf_counter()
     total_bytes = total_px = 0
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
@@ -108,7 +108,7 @@ def ensure_files(n: int, cache: Path, seed: int = 0) -> dict:
             total_bytes += size
             total_px += px
             if (k + 1) % 500 == 0:
-                be.log(f"  {k + 1}/{n}")
+                bl.log(f"  {k + 1}/{n}")
     counts = {f: sum(1 for j in jobs if j[3] == f) for f in ("jpg", "png", "webp")}
     info = dict(want, bytes=total_bytes, megapixels=total_px / 1e6, formats=counts,
                 seconds_to_generate=time.perf_counter() - t)
@@ -124,10 +124,10 @@ def drop_page_cache_hint(d: Path) -> None:
 
 
 def run_ours(binary: Path, files_dir: Path, ckpt: Path, precision: str, threads: int, max_batch: int) -> dict:
-    with tempfile.TemporaryDirectory(prefix="vq-bench-ingest-", dir=str(be.DEFAULT_CACHE)) as data:
+    with tempfile.TemporaryDirectory(prefix="vq-bench-ingest-", dir=str(bl.DEFAULT_CACHE)) as data:
         cmd = [str(binary), "index", str(files_dir), "--model", str(ckpt), "--data-dir", data,
                "--precision", precision, "--threads", str(threads), "--max-batch", str(max_batch)]
-        be.log("running:", " ".join(cmd))
+        bl.log("running:", " ".join(cmd))
         t = time.perf_counter()
         proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wall = time.perf_counter() - t
@@ -223,7 +223,7 @@ def render(res: dict) -> str:
             rows.append(f"| {label} | {r['images_per_s']:.1f} | {r['seconds']:.1f} | {r['images_per_s'] / ref:.2f}× |")
     tried = ", ".join(f"{t['decode_workers']} threads: {t['images_per_s']:.1f}" for t in res["reference_tried"])
     return "\n".join([
-        f"Measured {res['timestamp']} on **{m['cpu']}** ({m['logical_cpus']} logical CPUs), **{res['threads']} threads** for the model on both sides.",
+        f"Measured {res['timestamp']} on {bl.machine_line(m)}; **{res['threads']} threads** for the model on both sides.",
         f"{g['files']:,} files ({g['formats']['jpg']} JPEG q90 1600–4000 px, {g['formats']['png']} PNG and "
         f"{g['formats']['webp']} WebP 1600–2400 px; {g['bytes'] / 1e9:.2f} GB, {g['megapixels'] / g['files']:.1f} MP per file on average), "
         "re-encoded from the shared photos, in the page cache. Ours: the whole `index` command (read, decode, "
@@ -253,7 +253,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--workers", default="2,4", help="reference decode thread-pool sizes to try (0 = inline)")
-    ap.add_argument("--cache", type=Path, default=be.DEFAULT_CACHE)
+    ap.add_argument("--cache", type=Path, default=bl.DEFAULT_CACHE)
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--no-markdown", action="store_true")
     ap.add_argument("--wait-quiet", type=float, default=300)
@@ -261,7 +261,7 @@ def main(argv=None) -> int:
     command = "python3 scripts/bench_ingest.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
 
     ckpt = args.cache / "vit-b32"
-    be.ensure_checkpoint(ckpt, be.DEFAULT_CONFIG)
+    be.ensure_checkpoint(ckpt, bl.DEFAULT_CONFIG)
     info = ensure_files(args.files, args.cache)
     files_dir = args.cache / f"ingest-{args.files}"
     files = sorted(p for p in files_dir.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -273,43 +273,36 @@ def main(argv=None) -> int:
     res = {"threads": args.threads, "files": info, "command": command}
     contention = {}
     for prec in ("fp32", "quantized"):
-        be.wait_quiet(args.wait_quiet)
-        with be.CpuMonitor() as mon:
+        bl.wait_quiet(args.wait_quiet)
+        with bl.CpuMonitor() as mon:
             res[f"ours_{prec}"] = run_ours(binary, files_dir, ckpt, prec, args.threads, args.max_batch)
         contention[f"ours_{prec}"] = mon.foreign_share
-        be.log(f"  ours {prec}: {res[f'ours_{prec}']['images_per_s']:.1f} images/s (other processes {100 * mon.foreign_share:.0f}%)")
+        bl.log(f"  ours {prec}: {res[f'ours_{prec}']['images_per_s']:.1f} images/s (other processes {100 * mon.foreign_share:.0f}%)")
     tried = []
     for w in [int(x) for x in args.workers.split(",")]:
-        be.wait_quiet(args.wait_quiet)
-        with be.CpuMonitor() as mon:
+        bl.wait_quiet(args.wait_quiet)
+        with bl.CpuMonitor() as mon:
             r = run_reference(files, ckpt, args.threads, args.max_batch, w)
         r["foreign_cpu_share"] = mon.foreign_share
         tried.append(r)
-        be.log(f"  reference, {w} decode threads: {r['images_per_s']:.1f} images/s (other processes {100 * mon.foreign_share:.0f}%)")
+        bl.log(f"  reference, {w} decode threads: {r['images_per_s']:.1f} images/s (other processes {100 * mon.foreign_share:.0f}%)")
     res["reference_tried"] = tried
     res["reference_best"] = max(tried, key=lambda r: r["images_per_s"])
     res["contention"] = contention
     stamp = dt.datetime.now(dt.timezone.utc)
     res["timestamp"] = stamp.strftime("%Y-%m-%d %H:%M UTC")
     res["json_name"] = f"ingest-{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
-    res["machine"] = be.machine_info(args.threads)
+    res["machine"] = bl.machine_info(args.threads)
     out = REPO / "bench-results"
     out.mkdir(exist_ok=True)
     (out / res["json_name"]).write_text(json.dumps(res, indent=1))
     section = render(res)
     print(section)
     if not args.no_markdown:
-        md = REPO / "BENCHMARKS.md"
-        text = md.read_text()
-        block = f"{MARK_START}\n{section}\n{MARK_END}"
-        if MARK_START in text and MARK_END in text:
-            text = text.split(MARK_START)[0] + block + text.split(MARK_END, 1)[1]
-        else:
-            text = text.rstrip() + "\n\n## End-to-end ingest\n\n" + block + "\n"
-        md.write_text(text)
+        bl.update_markdown(SECTION, section, "## End-to-end ingest")
     return 0
 
 
 if __name__ == "__main__":
-    be.ensure_reference_python()
+    bl.ensure_reference_python()
     sys.exit(main())

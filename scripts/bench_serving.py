@@ -40,7 +40,6 @@ import argparse
 import ctypes
 import datetime as dt
 import json
-import os
 import random
 import re
 import shutil
@@ -54,145 +53,24 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-SCRIPTS = REPO / "scripts"
-DEFAULT_CACHE = REPO / ".cache" / "bench"
-DEFAULT_CONFIG = Path("/work/shared/models/clip-tokenizer/config.json")
-DEFAULT_IMAGES = Path("/work/shared/data/photos/images")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import (  # noqa: E402
+    DEFAULT_CACHE, DEFAULT_CONFIG, DEFAULT_IMAGES, REPO, SCRIPTS, CpuMonitor, fmt, log, machine_info, machine_line,
+    reference_python, update_markdown, wait_quiet,
+)
+
 DEFAULT_CAPTIONS = Path("/work/shared/data/photos/captions.json")
-MARK_START = "<!-- bench:serving:start -->"
-MARK_END = "<!-- bench:serving:end -->"
+SECTION = "serving"  # <!-- bench:serving:start/end --> in BENCHMARKS.md
 HEADING = "## Query latency under load"
 CHECKPOINT_SEED = 0
 CHECKPOINT_FILES = ["config.json", "tokenizer.json", "preprocessor_config.json",
                     "onnx/vision_model.onnx", "onnx/text_model.onnx",
                     "onnx/vision_model_quantized.onnx", "onnx/text_model_quantized.onnx"]
-# Processes that mean "someone else is measuring or compiling": argv[0] basenames, and script
-# names anywhere in the command line.
-COMPETING_EXES = {"cargo", "rustc"}
-COMPETING_SCRIPTS = re.compile(r"(^|/)bench_(embed|ingest|search|ort_variants)(\.py)?$|(^|/)bench_embed$")
-
-
-def log(*a):
-    print(*a, file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Quiet machine
-# ---------------------------------------------------------------------------------------------
-
-
-def cpu_seconds_of(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-class CpuMonitor:
-    """Machine CPU time split into: the watched pids (e.g. the server), this process and its
-    waited-for children (wrk), and everything else ("foreign")."""
-
-    def __init__(self, pids=()):
-        self.pids = list(pids)
-
-    def _snap(self):
-        with open("/proc/stat") as f:
-            vals = [int(x) for x in f.readline().split()[1:9]]
-        tick = os.sysconf("SC_CLK_TCK")
-        t = os.times()
-        return {
-            "total": sum(vals) / tick,
-            "idle": (vals[3] + vals[4]) / tick,
-            "self": t.user + t.system,
-            "children": t.children_user + t.children_system,
-            "pids": sum(cpu_seconds_of(p) for p in self.pids),
-            "wall": time.monotonic(),
-        }
-
-    def __enter__(self):
-        self.start = self._snap()
-        return self
-
-    def __exit__(self, *exc):
-        a, b = self.start, self._snap()
-        wall = b["wall"] - a["wall"]
-        total = b["total"] - a["total"]
-        busy = total - (b["idle"] - a["idle"])
-        pids = b["pids"] - a["pids"]
-        children = b["children"] - a["children"]
-        own = pids + children + (b["self"] - a["self"])
-        self.wall = wall
-        self.cpus = total / wall if wall > 0 else 0.0  # logical CPUs the kernel accounted
-        self.pids_cores = pids / wall if wall > 0 else 0.0
-        self.children_cores = children / wall if wall > 0 else 0.0
-        self.foreign_share = max(0.0, busy - own) / total if total > 0 else 0.0
-        return False
-
-
-def competing_processes() -> list[str]:
-    """Other benchmarks or cargo/rustc processes (not this script or its children)."""
-    mine = {os.getpid()}
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in mine:
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-        except OSError:
-            continue
-        if not argv:
-            continue
-        exe = os.path.basename(argv[0])
-        if exe in COMPETING_EXES or any(COMPETING_SCRIPTS.search(a) for a in argv[:3]):
-            found.append(f"{entry} {' '.join(argv)[:120]}")
-    return found
-
-
-def wait_quiet(max_wait: float, exclude_pids=(), threshold: float = 0.10, quiet_seconds: int = 3) -> dict:
-    """Waits (up to max_wait s) until no competing process runs and other processes use less
-    than `threshold` of the CPUs for `quiet_seconds` consecutive seconds."""
-    start = time.monotonic()
-    quiet = 0
-    last_note = -1e9
-    while True:
-        others = competing_processes()
-        with CpuMonitor(exclude_pids) as mon:
-            time.sleep(1.0)
-        quiet = quiet + 1 if (not others and mon.foreign_share < threshold) else 0
-        waited = time.monotonic() - start
-        if quiet >= quiet_seconds:
-            return {"waited_s": round(waited, 1), "quiet": True}
-        if waited >= max_wait:
-            if max_wait > 0:
-                log(f"  machine still busy after {max_wait:.0f} s; measuring anyway (see the 'other CPU' column)")
-            return {"waited_s": round(waited, 1), "quiet": False, "competing": others,
-                    "foreign_share": mon.foreign_share}
-        if time.monotonic() - last_note > 60:
-            what = "; ".join(others[:3]) if others else f"other processes use {100 * mon.foreign_share:.0f}% of the CPUs"
-            log(f"  waiting for a quiet machine ({waited:.0f}/{max_wait:.0f} s): {what}")
-            last_note = time.monotonic()
 
 
 # ---------------------------------------------------------------------------------------------
 # Build: checkpoint + binary
 # ---------------------------------------------------------------------------------------------
-
-
-def reference_python() -> Path:
-    for c in (Path("/root/vqref/bin/python"), DEFAULT_CACHE / "venv" / "bin" / "python"):
-        if c.is_file():
-            return c
-    venv = DEFAULT_CACHE / "venv"
-    log(f"creating {venv} from scripts/requirements-reference.txt")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(SCRIPTS / "requirements-reference.txt")],
-                   check=True)
-    return python
 
 
 def ensure_checkpoint(ckpt: Path, config: Path) -> str:
@@ -521,7 +399,7 @@ def measure_level(server: "Server", c: int, args, lua: Path) -> dict:
     t = min(c, args.wrk_threads)
     discarded = []
     for attempt in range(args.retries + 1):
-        q = wait_quiet(args.wait_quiet, exclude_pids=[server.proc.pid])
+        q = wait_quiet(args.wait_quiet, exclude_pids=[server.proc.pid], check_competing=True)
         if args.warmup > 0:
             run_wrk(server.base, lua, c, t, args.warmup, args.wrk_timeout)
         before = server.metrics()
@@ -596,39 +474,8 @@ def run_all(precisions: list[str], args, binary: Path, lua: Path, workdir: Path,
 # ---------------------------------------------------------------------------------------------
 
 
-def fmt(x, digits=1):
-    if x is None:
-        return "—"
-    if abs(x) >= 100:
-        return f"{x:,.0f}"
-    return f"{x:.{digits}f}"
-
-
 def ms(us) -> str:
     return fmt(us / 1e3)
-
-
-def machine_info() -> dict:
-    info = {"cpu": "?", "logical_cpus": os.cpu_count()}
-    try:
-        out = subprocess.run(["lscpu"], stdout=subprocess.PIPE, text=True, check=True).stdout
-        f = {k.strip(): v.strip() for k, v in (l.split(":", 1) for l in out.splitlines() if ":" in l)}
-        info["cpu"] = f.get("Model name", "?")
-        info["logical_cpus"] = int(f.get("CPU(s)", os.cpu_count()))
-        info["threads_per_core"] = int(f.get("Thread(s) per core", 1))
-        info["cores_per_socket"] = int(f.get("Core(s) per socket", 0)) or None
-        info["sockets"] = int(f.get("Socket(s)", 1))
-    except Exception:  # noqa: BLE001
-        pass
-    try:
-        with open("/proc/meminfo") as fh:
-            info["mem_gib"] = round(int(fh.readline().split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    import platform
-
-    info["kernel"] = platform.release()
-    return info
 
 
 def git_state() -> str:
@@ -794,9 +641,6 @@ def interpret(results: dict) -> list[str]:
 def render(results: dict) -> str:
     m = results["machine"]
     prm = results["params"]
-    cores = (f"{m.get('logical_cpus')} logical CPUs"
-             + (f" ({m['cores_per_socket'] * m.get('sockets', 1)} cores, {m['threads_per_core']} thread(s) per core)"
-                if m.get("cores_per_socket") and m.get("threads_per_core") else ""))
     n_rounds = prm.get("rounds", 1)
     rounds_text = (f"all levels of both precisions are repeated {n_rounds} times, interleaved (both servers stay up; an idle "
                    f"one uses no CPU), and each row is the round with the median throughput; *req/s, all rounds* shows "
@@ -821,8 +665,8 @@ def render(results: dict) -> str:
     index_s = ", ".join(f"{p['precision']} {p['index']['indexed']} photos in {p['index']['wall_s']:.0f} s"
                         for p in results["passes"] if "index" in p)
     lines = [
-        f"Measured {results['timestamp']} on **{m['cpu']}**, {cores}, {m.get('mem_gib', '?')} GiB, "
-        f"Linux {m.get('kernel', '?')}; VisionQuery {results['git']}; load tool **{results['wrk_version']}**.",
+        f"Measured {results['timestamp']} on {machine_line(m)}; VisionQuery {results['git']}; "
+        f"load tool **{results['wrk_version']}**.",
         "",
         f"What is measured: `POST /search {{\"query\": <caption>, \"top_k\": {prm['top_k']}}}` against "
         f"`target/release/visionquery serve` (model `.cache/bench/vit-b32`: random-weight CLIP with the real "
@@ -859,18 +703,6 @@ def render(results: dict) -> str:
         f"Raw numbers, wrk output and the server commands: `bench-results/{results['json_name']}` (not committed).",
     ]
     return "\n".join(lines)
-
-
-def update_markdown(md: Path, section: str) -> None:
-    text = md.read_text() if md.is_file() else "# Benchmarks\n"
-    block = f"{MARK_START}\n{section}\n{MARK_END}"
-    if MARK_START in text and MARK_END in text:
-        pre, rest = text.split(MARK_START, 1)
-        post = rest.split(MARK_END, 1)[1]
-        text = pre + block + post
-    else:
-        text = text.rstrip() + f"\n\n{HEADING}\n\n" + block + "\n"
-    md.write_text(text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -911,7 +743,7 @@ def main(argv=None) -> int:
         section = render(json.loads(args.from_json.read_text()))
         print(section)
         if not args.no_markdown:
-            update_markdown(REPO / "BENCHMARKS.md", section)
+            update_markdown(SECTION, section, HEADING)
         return 0
     args.connections = [int(c) for c in args.connections.split(",")]
     args.model = args.model.resolve()
@@ -925,7 +757,7 @@ def main(argv=None) -> int:
 
     ckpt_state = ensure_checkpoint(args.model, args.config)
     if not args.no_build:
-        wait_quiet(args.wait_quiet)
+        wait_quiet(args.wait_quiet, check_competing=True)
     binary = build_binary(args.no_build)
     git = git_state()  # the state the binary was built from
     queries = load_queries(args.captions)
@@ -963,7 +795,7 @@ def main(argv=None) -> int:
     section = render(results)
     print(section)
     if not args.no_markdown:
-        update_markdown(REPO / "BENCHMARKS.md", section)
+        update_markdown(SECTION, section, HEADING)
         log(f"updated BENCHMARKS.md; raw results in bench-results/{json_name}")
     else:
         log(f"raw results in bench-results/{json_name}")

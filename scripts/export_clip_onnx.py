@@ -10,8 +10,11 @@ loads):
       vocab.json, merges.txt
       onnx/vision_model.onnx            pixel_values -> image_embeds, last_hidden_state
       onnx/text_model.onnx              input_ids, attention_mask -> text_embeds, last_hidden_state
-      onnx/vision_model_quantized.onnx  (--quantize) dynamic int8 weights
+      onnx/vision_model_quantized.onnx  (--quantize) int8, variant VISION_QUANT_VARIANT
       onnx/text_model_quantized.onnx    (--quantize) dynamic int8 weights
+
+The int8 variants (dynamic, static QDQ calibrated on photos, MatMulNBits) live in
+scripts/quantize_clip_onnx.py; scripts/bench_ort_variants.py measures them.
 
 Graph signatures (all dims named; "batch_size"/"sequence_length" are dynamic):
 
@@ -60,6 +63,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import quantize_clip_onnx as qz  # noqa: E402
 
 # Files copied verbatim from the checkpoint / tokenizer directory into OUT.
 AUX_FILES = [
@@ -254,30 +260,37 @@ def _set_output_dims(path, dims):
     onnx.save(model, str(path))
 
 
-# Weight type for dynamic quantization.  ORT's dynamic quantization always
-# quantizes activations to uint8 (DynamicQuantizeLinear), so QInt8 weights give
-# the U8S8 MatMulInteger kernels, which are the fast path on x86-64
-# (AVX2 VPMADDUBSW / AVX512-VNNI VPDPBUSD); U8U8 is the slower path there.
+# Dynamic quantization (text tower always; image tower when VISION_QUANT_VARIANT is
+# "dynamic"): QInt8 weights with ORT's uint8 activations give the U8S8 MatMulInteger kernels,
+# the fast path on x86-64 (AVX2 VPMADDUBSW / AVX512-VNNI VPDPBUSD). MatMul covers every Linear
+# layer, Gather the token embedding; Conv (patch embedding) stays fp32 (see quantize_clip_onnx).
 QUANT_WEIGHT_TYPE = "QInt8"
-# MatMul covers every Linear layer (q/k/v/out proj, MLP, projections);
-# Gather covers the token embedding (49408 x hidden: the bulk of the text model).
-# Conv (patch embedding) is left in fp32: ConvInteger with int8 weights is not
-# implemented on the ORT CPU EP, and it is a single small layer anyway.
-QUANT_OP_TYPES = ["MatMul", "Gather"]
+QUANT_OP_TYPES = qz.DYNAMIC_OP_TYPES
+# What `--quantize` writes for the image tower: a variant of scripts/quantize_clip_onnx.py,
+# chosen by the measurements in BENCHMARKS.md ("int8 export variants"; the fastest one that
+# keeps cos >= 0.999 to fp32).
+VISION_QUANT_VARIANT = "dynamic"
 
 
 def quantize_onnx(src, dst, weight_type: str = QUANT_WEIGHT_TYPE):
-    """Dynamic (weight-only int8, activations quantized at run time) quantization."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """Dynamic (int8 weights, activations quantized at run time) quantization."""
+    qz.quantize_dynamic_int8(src, dst, weight_type=weight_type)
 
-    quantize_dynamic(
-        model_input=str(src),
-        model_output=str(dst),
-        weight_type=getattr(QuantType, weight_type),
-        op_types_to_quantize=QUANT_OP_TYPES,
-        per_channel=False,
-        reduce_range=False,
-    )
+
+def quantize_towers(out_dir, vision_variant: str = VISION_QUANT_VARIANT, calibration_images=qz.DEFAULT_IMAGES):
+    """Write onnx/{vision,text}_model_quantized.onnx next to the fp32 graphs. Static variants
+    calibrate on photos preprocessed with out_dir's preprocessor_config.json."""
+    onnx_dir = Path(out_dir) / "onnx"
+    pixels = None
+    if qz.VARIANTS[vision_variant][1]:
+        calib, _ = qz.split_photos(calibration_images)
+        if not calib:
+            raise FileNotFoundError(f"no calibration photos in {calibration_images}")
+        pixels = qz.calibration_pixels(calib, out_dir)
+    print(f"quantizing vision_model ({vision_variant}" + (f", calibrated on {len(pixels)} photos)" if pixels is not None else ")"))
+    qz.quantize_variant(vision_variant, onnx_dir / "vision_model.onnx", onnx_dir / "vision_model_quantized.onnx", pixels)
+    print(f"quantizing text_model (dynamic, weights {QUANT_WEIGHT_TYPE}, ops {QUANT_OP_TYPES})")
+    quantize_onnx(onnx_dir / "text_model.onnx", onnx_dir / "text_model_quantized.onnx")
 
 
 def copy_aux_files(src_dirs, out_dir, config=None):
@@ -439,6 +452,8 @@ def export_clip(
     opset: int = DEFAULT_OPSET,
     write_config: bool = False,
     verify: bool = True,
+    vision_quant: str = VISION_QUANT_VARIANT,
+    calibration_images=qz.DEFAULT_IMAGES,
 ):
     """Export an in-memory CLIPModel to out_dir in the HF/Xenova ONNX layout.
 
@@ -452,11 +467,10 @@ def export_clip(
 
     print(f"exporting to {onnx_dir} (opset {opset})")
     export_onnx_models(clip, onnx_dir, opset=opset)
-    if quantize:
-        for name in ("vision_model", "text_model"):
-            print(f"quantizing {name} (dynamic, weights {QUANT_WEIGHT_TYPE}, ops {QUANT_OP_TYPES})")
-            quantize_onnx(onnx_dir / f"{name}.onnx", onnx_dir / f"{name}_quantized.onnx")
+    # Before quantizing: static calibration preprocesses photos with preprocessor_config.json.
     copy_aux_files(list(aux_dirs), out_dir, config=clip.config if write_config else None)
+    if quantize:
+        quantize_towers(out_dir, vision_quant, calibration_images)
 
     results = {}
     if verify:
@@ -483,7 +497,12 @@ def main(argv=None):
         "dir, or the directory of --random-config)",
     )
     ap.add_argument("--out", type=Path, required=True, help="output directory")
-    ap.add_argument("--quantize", action="store_true", help="also write *_quantized.onnx (dynamic int8)")
+    ap.add_argument("--quantize", action="store_true",
+                    help=f"also write *_quantized.onnx (image tower: {VISION_QUANT_VARIANT}; text tower: dynamic int8)")
+    ap.add_argument("--vision-quant", choices=sorted(qz.VARIANTS), default=VISION_QUANT_VARIANT,
+                    help=f"int8 variant of the image tower for --quantize (default {VISION_QUANT_VARIANT})")
+    ap.add_argument("--calibration-images", type=Path, default=qz.DEFAULT_IMAGES,
+                    help="photos for static (calibrated) variants (default: the shared COCO photos)")
     ap.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= 17, default {DEFAULT_OPSET})")
     ap.add_argument("--no-verify", action="store_true", help="skip the onnxruntime vs torch check")
     args = ap.parse_args(argv)
@@ -507,6 +526,8 @@ def main(argv=None):
         opset=args.opset,
         write_config=write_config,
         verify=not args.no_verify,
+        vision_quant=args.vision_quant,
+        calibration_images=args.calibration_images,
     )
     return 0
 

@@ -14,7 +14,7 @@ use visionquery::config::{CommonArgs, LogArgs, LogFormat, ServeArgs};
 use visionquery::embed::{DecodeLimits, Embedder};
 use visionquery::engine::jobs::{self, JobManager};
 use visionquery::engine::pipeline::{self, FileResult};
-use visionquery::engine::{DataDirs, Engine, ImageRoots};
+use visionquery::engine::{DataDirs, Engine, ImageRoots, SearchSpec, Term, Weighted};
 use visionquery::store::{EmbeddedStore, JobStore};
 
 #[derive(Debug, Parser)]
@@ -308,11 +308,12 @@ struct JsonSearch<'a> {
 
 async fn search(query: String, top_k: i64, json: bool, common: CommonArgs) -> Result<()> {
     let engine = load_engine(&common, ImageRoots::new(&[])).await?;
-    let found = engine.search_text(&query, top_k).await?;
+    let term = Weighted { term: Term::Text(query.clone()), weight: 1.0 };
+    let found = engine.search(SearchSpec { positive: vec![term], top_k, ..SearchSpec::default() }).await?;
     let empty_index = found.hits.is_empty();
     let hint = format!("no images indexed in {} yet; run `visionquery index <DIR>` first", common.data_dir.display());
     if json {
-        let response = SearchResponse { results: found.hits.into_iter().map(SearchResult::from).collect(), truncated: found.truncated, more: false };
+        let response = SearchResponse { results: found.hits.into_iter().map(SearchResult::from).collect(), truncated: found.truncated, more: found.more };
         let mut out = std::io::stdout().lock();
         serde_json::to_writer(&mut out, &JsonSearch { query: &query, response }).context("writing the results")?;
         writeln!(out).context("writing the results")?;

@@ -205,8 +205,9 @@ fn search_json_is_the_api_shape_and_matches_the_table() {
     let json_ids: Vec<&str> = results.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(json_ids, table_ids, "same ranking as the table");
     for r in results {
-        let keys: Vec<&String> = r.as_object().unwrap().keys().collect();
-        assert_eq!(keys.len(), 3, "id, path, score: {r}");
+        let mut keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["camera", "id", "lens", "location", "path", "score", "taken_at"], "the API's result shape: {r}");
         assert!(r["path"].as_str().unwrap().starts_with(photos.to_str().unwrap()) && r["score"].is_f64(), "{r}");
     }
     assert_eq!(text(&json.stderr), "", "nothing but the JSON");
@@ -242,4 +243,31 @@ fn bad_flags_and_values_get_a_clear_error_without_a_backtrace() {
     let missing = visionquery_with_env(&["index", "/no/such/folder"], &data, &[("RUST_BACKTRACE", "1")]);
     assert_eq!(missing.status.code(), Some(1));
     assert_eq!(text(&missing.stderr), "error: no such folder: /no/such/folder\n");
+}
+
+#[test]
+fn duplicates_lists_copies_from_the_terminal_and_as_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = photo_folder(tmp.path(), "photos");
+    std::fs::create_dir_all(photos.join("backup")).unwrap();
+    std::fs::copy(image_path("baseline.jpg"), photos.join("backup/baseline-copy.jpg")).unwrap();
+    let data = tmp.path().join("index");
+    assert!(visionquery(&["index", photos.to_str().unwrap(), "--recursive"], &data).status.success());
+
+    let listing = visionquery(&["duplicates"], &data);
+    assert!(listing.status.success(), "{}", text(&listing.stderr));
+    let out = text(&listing.stdout);
+    assert!(out.starts_with("identical (2 images"), "{out}");
+    assert!(out.contains("backup/baseline-copy.jpg") && out.contains("photos/baseline.jpg"), "{out}");
+    assert!(text(&listing.stderr).contains("1 groups of identical copies"), "{}", text(&listing.stderr));
+
+    let json = visionquery(&["duplicates", "--json", "--threshold", "0.99"], &data);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["threshold"].as_f64().map(|t| (t * 100.0).round()), Some(99.0));
+    assert_eq!(value["groups"][0]["kind"], "identical");
+    assert_eq!(value["groups"][0]["images"].as_array().unwrap().len(), 2);
+
+    let bad = visionquery(&["duplicates", "--threshold", "0.1"], &data);
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("threshold must be between 0.5 and 1"), "{}", text(&bad.stderr));
 }

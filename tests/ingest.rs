@@ -533,7 +533,8 @@ fn a_temp_file_left_by_a_crashed_upload_is_never_taken_for_the_stored_file() {
 /// Regression (issue 14): concurrent uploads of the same picture shared one temp name.
 #[test]
 fn concurrent_uploads_of_one_picture_store_one_file_and_one_row() {
-    let server = Server::start();
+    // A heavy-request budget above the eight uploads, so none is shed.
+    let server = Server::start_with(&tiny_model(), &["--max-heavy-requests", "16"]);
     server.wait_ready();
     let bytes = std::fs::read(image_path("progressive.jpg")).unwrap();
     let ids: Vec<String> = std::thread::scope(|s| {

@@ -274,6 +274,12 @@ impl Engine {
         blocking(move || Ok(store.duplicates(threshold)?)).await
     }
 
+    /// Remembers that image `id`'s content is also at `path` (for duplicate finding).
+    pub async fn record_copy(&self, id: &str, path: &str) -> Result<(), EngineError> {
+        let (store, id, path) = (self.store.clone(), id.to_string(), path.to_string());
+        blocking(move || Ok(store.add_alias(&id, &path)?)).await
+    }
+
     /// Ids of images whose photo metadata was never read (indexed by older versions).
     pub fn unread_photo_ids(&self) -> Result<Vec<String>, EngineError> {
         Ok(self.store.unread_photos()?.into_iter().map(|r| r.id).collect())

@@ -117,17 +117,25 @@ async fn commit_batch(engine: &Engine, batch: Vec<(PathBuf, ImageRecord, Vec<f32
     let mut seen = HashSet::new();
     let mut results = Vec::with_capacity(batch.len());
     let mut writes = Vec::with_capacity(batch.len());
+    let mut copies = Vec::new();
     for (path, record, vector) in batch {
         if seen.insert(record.id.clone()) {
             results.push((path, FileResult::Indexed));
             writes.push((record, vector));
         } else {
+            copies.push((record.id, record.path));
             results.push((path, FileResult::Skipped));
         }
     }
     if let Err(e) = engine.commit(writes).await {
         let message = e.to_string();
         return results.into_iter().map(|(path, _)| (path, FileResult::Failed(message.clone()))).collect();
+    }
+    for (id, path) in copies {
+        // The same content at another path, as a later ingest of that path would record it.
+        if let Err(e) = engine.record_copy(&id, &path).await {
+            tracing::warn!(%id, %path, error = %e, "could not record a copy for duplicate finding");
+        }
     }
     results
 }

@@ -1,0 +1,315 @@
+"""Shared parts of the bench_*.py scripts (standard library only at import time).
+
+- paths and defaults (repository, cache, shared model config and photos);
+- the reference Python (`/root/vqref`, `.cache/bench/venv`, or a new venv made from
+  scripts/requirements-reference.txt) and re-running a script under it;
+- machine facts, including the SIMD instruction sets that decide int8 speed;
+- the noise check: other processes' share of the CPUs (from /proc/stat), waiting for a quiet
+  machine, and the repeat-while-disturbed measuring rule;
+- rewriting one `<!-- bench:NAME:start/end -->` section of BENCHMARKS.md.
+
+What each benchmark measures stays in its own script.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / "scripts"
+DEFAULT_CACHE = REPO / ".cache" / "bench"
+DEFAULT_CONFIG = Path("/work/shared/models/clip-tokenizer/config.json")
+DEFAULT_IMAGES = Path("/work/shared/data/photos/images")
+BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+
+# Instruction sets that decide which int8/fp32 GEMM kernels ONNX Runtime (MLAS), PyTorch
+# (fbgemm/oneDNN) pick at run time, in /proc/cpuinfo spelling.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni",
+             "amx_tile", "amx_int8")
+# The ones the int8 figures depend on; named (present or absent) in every machine line.
+INT8_ISA = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference Python
+# ---------------------------------------------------------------------------------------------
+
+
+def reference_python() -> Path:
+    """A Python with the reference stack: /root/vqref, .cache/bench/venv, or a new venv."""
+    for c in (Path("/root/vqref/bin/python"), DEFAULT_CACHE / "venv" / "bin" / "python"):
+        if c.is_file():
+            return c
+    venv = DEFAULT_CACHE / "venv"
+    log(f"creating {venv} from scripts/requirements-reference.txt")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(SCRIPTS / "requirements-reference.txt")],
+                   check=True)
+    return python
+
+
+def ensure_reference_python(modules=("onnxruntime", "PIL", "torch", "transformers")) -> None:
+    """Re-exec the running script under the reference Python unless `modules` import here."""
+    # numpy's OpenBLAS reads its thread count at import: make it match --threads.
+    if "--threads" in sys.argv[:-1]:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", sys.argv[sys.argv.index("--threads") + 1])
+    try:
+        for m in modules:
+            __import__(m)
+        return
+    except ImportError:
+        pass
+    if os.environ.get("VQ_BENCH_REEXEC"):
+        sys.exit(f"the reference Python stack ({', '.join(modules)}) is not importable")
+    python = reference_python()
+    env = dict(os.environ, VQ_BENCH_REEXEC="1")
+    os.execve(str(python), [str(python), *sys.argv], env)
+
+
+# ---------------------------------------------------------------------------------------------
+# Machine facts
+# ---------------------------------------------------------------------------------------------
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def machine_info(threads: int | None = None) -> dict:
+    """CPU model, logical CPUs / cores, memory, kernel, Python and the SIMD sets present."""
+    info = {"cpu": platform.processor() or "?", "logical_cpus": os.cpu_count()}
+    try:
+        out = subprocess.run(["lscpu"], stdout=subprocess.PIPE, text=True, check=True).stdout
+        f = {k.strip(): v.strip() for k, v in (l.split(":", 1) for l in out.splitlines() if ":" in l)}
+        info["cpu"] = f.get("Model name", info["cpu"])
+        info["logical_cpus"] = int(f.get("CPU(s)", os.cpu_count()))
+        info["threads_per_core"] = int(f.get("Thread(s) per core", 1))
+        info["cores_per_socket"] = int(f.get("Core(s) per socket", 0)) or None
+        info["sockets"] = int(f.get("Socket(s)", 1))
+    except Exception:  # noqa: BLE001 - lscpu missing: keep what platform/os know
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            info["mem_gib"] = round(int(fh.readline().split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    flags = cpu_flags()
+    info["isa"] = [f for f in ISA_FLAGS if f in flags]
+    info["kernel"] = platform.release()
+    info["python"] = platform.python_version()
+    if threads is not None:
+        info["threads_used"] = threads
+    return info
+
+
+def isa_text(m: dict) -> str:
+    """'avx2, avx512f, avx512_vnni; no avx_vnni, amx_int8' (int8-relevant sets only)."""
+    if "isa" not in m:  # results saved before the sets were recorded
+        return "not recorded"
+    have = [f for f in INT8_ISA if f in m.get("isa", [])]
+    missing = [f for f in INT8_ISA if f not in m.get("isa", [])]
+    text = ", ".join(have) if have else "none of " + ", ".join(INT8_ISA)
+    return text + (f"; no {', '.join(missing)}" if have and missing else "")
+
+
+def machine_line(m: dict) -> str:
+    """One markdown line fragment naming the machine, e.g. for 'Measured <time> on ...'."""
+    cores = f"{m.get('logical_cpus')} logical CPUs"
+    if m.get("cores_per_socket") and m.get("threads_per_core"):
+        cores += f" ({m['cores_per_socket'] * m.get('sockets', 1)} cores, {m['threads_per_core']} thread(s) per core)"
+    return (f"**{m['cpu']}**, {cores}, {m.get('mem_gib', '?')} GiB, Linux {m.get('kernel', '?')}; "
+            f"instruction sets: **{isa_text(m)}**")
+
+
+# ---------------------------------------------------------------------------------------------
+# Noise check
+# ---------------------------------------------------------------------------------------------
+
+# Processes that mean "someone else is measuring or compiling": argv[0] basenames, and script
+# names anywhere in the command line.
+COMPETING_EXES = {"cargo", "rustc"}
+COMPETING_SCRIPTS = re.compile(r"(^|/)bench_(embed|ingest|search|ort_variants)(\.py)?$|(^|/)bench_embed$")
+
+
+def cpu_seconds_of(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+class CpuMonitor:
+    """Machine CPU time while a block runs, split into: the watched pids (e.g. a server), this
+    process and its waited-for children, and everything else ("foreign", from /proc/stat)."""
+
+    def __init__(self, pids=()):
+        self.pids = list(pids)
+
+    def _snap(self):
+        with open("/proc/stat") as f:
+            vals = [int(x) for x in f.readline().split()[1:9]]
+        tick = os.sysconf("SC_CLK_TCK")
+        t = os.times()
+        return {
+            "total": sum(vals) / tick,
+            "idle": (vals[3] + vals[4]) / tick,
+            "self": t.user + t.system,
+            "children": t.children_user + t.children_system,
+            "pids": sum(cpu_seconds_of(p) for p in self.pids),
+            "wall": time.monotonic(),
+        }
+
+    def __enter__(self):
+        self.start = self._snap()
+        return self
+
+    def __exit__(self, *exc):
+        a, b = self.start, self._snap()
+        wall = b["wall"] - a["wall"]
+        total = b["total"] - a["total"]
+        busy = total - (b["idle"] - a["idle"])
+        pids = b["pids"] - a["pids"]
+        children = b["children"] - a["children"]
+        own = pids + children + (b["self"] - a["self"])
+        self.wall = wall
+        self.cpus = total / wall if wall > 0 else 0.0  # logical CPUs the kernel accounted
+        self.pids_cores = pids / wall if wall > 0 else 0.0
+        self.children_cores = children / wall if wall > 0 else 0.0
+        self.own_cpus = own / wall if wall > 0 else 0.0
+        self.foreign_share = max(0.0, busy - own) / total if total > 0 else 0.0
+        return False
+
+
+def competing_processes() -> list[str]:
+    """Other benchmarks or cargo/rustc processes (not this script)."""
+    mine = {os.getpid()}
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in mine:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if not argv:
+            continue
+        exe = os.path.basename(argv[0])
+        if exe in COMPETING_EXES or any(COMPETING_SCRIPTS.search(a) for a in argv[:3]):
+            found.append(f"{entry} {' '.join(argv)[:120]}")
+    return found
+
+
+def wait_quiet(max_wait: float, threshold: float = 0.10, quiet_seconds: int = 3, exclude_pids=(),
+               check_competing: bool = False) -> dict:
+    """Waits (up to max_wait s) until other processes use less than `threshold` of the CPUs
+    for `quiet_seconds` consecutive seconds (and, with check_competing, no other benchmark or
+    cargo build runs). Returns {"waited_s", "quiet", ...}."""
+    start = time.monotonic()
+    quiet = 0
+    last_note = -1e9
+    while True:
+        others = competing_processes() if check_competing else []
+        with CpuMonitor(exclude_pids) as mon:
+            time.sleep(1.0)
+        quiet = quiet + 1 if (not others and mon.foreign_share < threshold) else 0
+        waited = time.monotonic() - start
+        if quiet >= quiet_seconds:
+            return {"waited_s": round(waited, 1), "quiet": True}
+        if waited >= max_wait:
+            if max_wait > 0:
+                log(f"  machine still busy after {max_wait:.0f} s; measuring anyway (see the contention figures)")
+            return {"waited_s": round(waited, 1), "quiet": False, "competing": others,
+                    "foreign_share": mon.foreign_share}
+        if waited > 5 and time.monotonic() - last_note > 60:
+            what = "; ".join(others[:3]) if others else f"other processes use {100 * mon.foreign_share:.0f}% of the CPUs"
+            log(f"  waiting for a quiet machine ({waited:.0f}/{max_wait:.0f} s): {what}")
+            last_note = time.monotonic()
+
+
+# The in-process measuring rule's noise check (same as examples/bench_embed.rs).
+CLEAN = {"max_foreign_share": 0.10, "retries": 3, "wait": 120}
+
+
+def measure(seconds: float, call) -> tuple[list[float], dict]:
+    """Two warm-up calls, then calls until `seconds` have passed (at least 3): per-call times.
+
+    Repeated (after waiting for a quiet machine) while other processes used more than
+    CLEAN["max_foreign_share"] of the CPUs, up to CLEAN["retries"] times; the least
+    disturbed attempt is kept. Same rule as examples/bench_embed.rs."""
+    best = None
+    attempts = 0
+    while True:
+        attempts += 1
+        call(0)
+        call(1)
+        times = []
+        with CpuMonitor() as mon:
+            start = time.perf_counter()
+            i = 0
+            while len(times) < 3 or time.perf_counter() - start < seconds:
+                t = time.perf_counter()
+                call(i)
+                times.append(time.perf_counter() - t)
+                i += 1
+        if best is None or mon.foreign_share < best[1]:
+            best = (times, mon.foreign_share)
+        if mon.foreign_share <= CLEAN["max_foreign_share"] or attempts > CLEAN["retries"]:
+            return best[0], {"foreign_cpu_share": best[1], "attempts": attempts}
+        log(f"  measurement disturbed (other processes used {100 * mon.foreign_share:.0f}% of the CPUs); repeating it")
+        wait_quiet(CLEAN["wait"], CLEAN["max_foreign_share"])
+
+
+def pct(times: list[float], p: float) -> float:
+    """Nearest-rank percentile (same as the Rust example)."""
+    s = sorted(times)
+    k = min(max(math.ceil(p / 100 * len(s)), 1), len(s))
+    return s[k - 1]
+
+
+# ---------------------------------------------------------------------------------------------
+# BENCHMARKS.md
+# ---------------------------------------------------------------------------------------------
+
+
+def update_markdown(name: str, section: str, heading: str, md: Path = BENCHMARKS_MD) -> None:
+    """Replace the text between `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->`;
+    without the markers, append `heading` and a new marked section."""
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+    text = md.read_text() if md.is_file() else "# Benchmarks\n"
+    block = f"{start}\n{section}\n{end}"
+    if start in text and end in text:
+        pre, rest = text.split(start, 1)
+        text = pre + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + f"\n\n{heading}\n\n" + block + "\n"
+    md.write_text(text)
+
+
+def fmt(x, digits=1):
+    if x is None:
+        return "—"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}f}"
