@@ -1,6 +1,6 @@
 // Accessibility of the web page: axe-core (WCAG 2.0/2.1 A and AA rules) run inside Chromium on
-// each main view of the page (empty start page, search results, details dialog, uploads and ingest
-// jobs), at desktop and phone size, in the light and the dark colour scheme. Any serious or critical
+// each main view of the page (empty start page, search results, filters and query terms, the
+// duplicates view, details dialog, uploads and ingest jobs), at desktop and phone size, in the light and the dark colour scheme. Any serious or critical
 // violation fails the test and is listed with its rule id and the selectors of the elements.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,6 +25,10 @@ before(async () => {
     // its badge, counts, rate line and failure details.
     const dirName = 'a11y-' + RUN_ID;
     writePhotos(path.join(IMAGE_ROOT, dirName), [50, 51, 52, 53, 54, 55]);
+    // One photo at a second path, so that the duplicates view has a group to show.
+    const twin = uniquePhoto(50);
+    fs.writeFileSync(path.join(IMAGE_ROOT, dirName, 'twin.jpg'), twin.bytes);
+    fs.writeFileSync(path.join(IMAGE_ROOT, dirName, 'twin-copy.jpg'), twin.bytes);
     fs.writeFileSync(path.join(IMAGE_ROOT, dirName, 'broken.jpg'), 'not a jpeg');
     const r = await api('POST', '/ingest/directory', { path: dirName, recursive: true });
     assert.equal(r.status, 202, 'POST /ingest/directory: ' + r.text);
@@ -78,6 +82,30 @@ async function auditAllViews(page) {
 
   await showResults(page);
   await audit('search results');
+
+  // Filters set, a date order, and "more / less like this" chips in the query.
+  await page.waitForSelector('#f-camera[data-loaded="true"]', { state: 'attached' });
+  // On a phone the filter bar opens from its button.
+  if (await page.locator('#filters-toggle').isVisible()) {
+    await page.locator('#filters-toggle').click();
+    assert.equal(await page.locator('#filters-toggle').getAttribute('aria-expanded'), 'true');
+  }
+  await page.locator('label.check', { hasText: 'JPEG' }).click();
+  await page.locator('label[for="sort-newest"]').click();
+  await page.locator('#results .grid-item').first().locator('[data-term="more"]').click();
+  await page.waitForSelector('#query-terms .term-pos');
+  await page.locator('#results .grid-item').nth(1).locator('[data-term="less"]').click();
+  await page.waitForSelector('#query-terms .term-neg');
+  await page.waitForFunction(() => document.getElementById('results').getAttribute('aria-busy') === 'false');
+  await audit('filters, order, query term chips');
+
+  await page.locator('#view-dups').click();
+  await page.waitForFunction(() => document.getElementById('dups-list').getAttribute('aria-busy') === 'false'
+    && (document.querySelector('.dup-group') || !document.getElementById('dups-error').hidden || /No duplicates/.test(document.getElementById('dups-meta').textContent)));
+  await page.waitForFunction(() => Array.from(document.querySelectorAll('.dup-group .thumb'))
+    .every((t) => t.classList.contains('is-loaded') || t.classList.contains('is-missing')));
+  await audit('duplicates view');
+  await page.locator('#view-search').click();
 
   await page.locator('#results .card').first().click();
   await page.waitForSelector('#detail[open]');

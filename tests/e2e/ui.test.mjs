@@ -142,7 +142,7 @@ describe('search', () => {
 });
 
 describe('detail view', () => {
-  test('clicking a result opens its metadata; Escape closes; "More like this" ranks it first at ≈1.0', T, async () => {
+  test('clicking a result opens its metadata; Escape closes; "More like this" adds it to the text query', T, async () => {
     await withPage(browser, 'detail', async (page) => {
       await typeQuery(page, QUERY);
       const shown = await shownResults(page);
@@ -169,24 +169,47 @@ describe('detail view', () => {
       await page.waitForFunction((id) => document.activeElement.dataset.id === id, target.id, { timeout: 2000 })
         .catch(() => assert.fail('focus returns to the card'));
 
+      // With a text in the box, "More like this" adds the image to the query as a positive term.
       await page.locator('#results .card[data-id="' + target.id + '"]').click();
       await page.waitForSelector('#detail[open]');
-      const similar = page.waitForRequest((r) => r.url() === BASE + '/search' && r.postDataJSON().image_id === target.id);
+      const combinedBody = { query: QUERY, top_k: 24, positive: [{ image_id: target.id, weight: 1 }] };
+      const combined = page.waitForRequest((r) => r.url() === BASE + '/search' && (r.postDataJSON().positive || []).length === 1);
       await page.locator('#detail-similar').click();
-      await similar;
+      assert.deepEqual((await combined).postDataJSON(), combinedBody);
       await page.waitForSelector('#detail:not([open])', { state: 'attached' });
+      await page.waitForSelector('#query-terms .term-pos[data-id="' + target.id + '"]');
+      await page.waitForFunction(() => document.getElementById('results').getAttribute('aria-busy') === 'false');
+      expectSameAsApi(await shownResults(page), await searchApi(combinedBody));
+      assert.equal(await page.locator('#q').inputValue(), QUERY, 'the text stays in the box');
+    });
+  });
+
+  test('"More like this" without a text searches by the image, which ranks first at ≈1.0', T, async () => {
+    await withPage(browser, 'detail-similar', async (page) => {
+      // No text: the "Newest" order alone lists the indexed images (GET /images).
+      await page.locator('label[for="sort-newest"]').click();
+      await page.waitForFunction(() => document.getElementById('results-title').textContent === 'Images' && document.querySelectorAll('#results .card').length > 0);
+      const target = await page.locator('#results .card').first().getAttribute('data-id');
+      const info = (await api('GET', '/images/' + target)).json;
+      await page.locator('#results .card').first().click();
+      await page.waitForSelector('#detail[open]');
+      assert.ok(await page.locator('#detail-less').isHidden(), 'nothing to push away from without a query');
+      const similar = page.waitForRequest((r) => r.url() === BASE + '/search' && r.postDataJSON().image_id === target);
+      await page.locator('#detail-similar').click();
+      assert.deepEqual((await similar).postDataJSON(), { image_id: target, top_k: 24, sort: '-taken_at' });
+      await page.locator('label[for="sort-relevance"]').click();
       await page.waitForFunction(() => document.getElementById('results-title').textContent === 'Similar images' && document.getElementById('results').getAttribute('aria-busy') === 'false');
       const alike = await shownResults(page);
-      const hits = await searchApi({ image_id: target.id, top_k: 24 });
+      const hits = await searchApi({ image_id: target, top_k: 24 });
       expectSameAsApi(alike, hits);
       // The image itself is the best match at ≈ 1.0 (a pixel-identical twin may tie with it).
-      const self = alike.find((c) => c.id === target.id);
+      const self = alike.find((c) => c.id === target);
       assert.ok(self, 'the image itself is among the results');
       assert.equal(self.score, alike[0].score, 'the image itself ranks first');
       assert.ok(Math.abs(parseFloat(self.score) - 1) < 0.002, 'its score is ≈ 1.0, got ' + self.score);
       assert.ok(await page.locator('#similar-chip').isVisible());
       assert.equal(await page.locator('#similar-chip-name').textContent(), path.basename(info.path));
-      assert.match(page.url(), new RegExp('like=' + target.id));
+      assert.match(page.url(), new RegExp('like=' + target));
     });
   });
 });
@@ -368,8 +391,13 @@ describe('keyboard', () => {
       assert.equal(await focusedId(), shown[0].id, 'Down from the search box reaches the first card');
       await page.keyboard.press('ArrowRight');
       assert.equal(await focusedId(), shown[1].id, 'Right moves to the next card');
+      // Tab walks through the card's own buttons ("More", "Less" like this), then the next card.
       await page.keyboard.press('Tab');
-      assert.equal(await focusedId(), shown[2].id, 'Tab moves to the next card');
+      assert.equal(await page.evaluate(() => document.activeElement.dataset.term + ' ' + document.activeElement.closest('.grid-item').dataset.id), 'more ' + shown[1].id);
+      await page.keyboard.press('Tab');
+      assert.equal(await page.evaluate(() => document.activeElement.dataset.term), 'less');
+      await page.keyboard.press('Tab');
+      assert.equal(await focusedId(), shown[2].id, 'Tab moves on to the next card');
       await page.keyboard.press('ArrowLeft');
       assert.equal(await focusedId(), shown[1].id, 'Left moves back');
       const cols = await page.evaluate(() => getComputedStyle(document.getElementById('results')).gridTemplateColumns.split(' ').length);

@@ -27,16 +27,24 @@
     jobForm: $('job-form'), jobPath: $('job-path'), jobRecursive: $('job-recursive'), jobSubmit: $('job-submit'),
     jobError: $('job-error'), jobs: $('jobs'), jobsEmpty: $('jobs-empty'),
     toasts: $('toasts'),
+    filters: $('filters'), fAfter: $('f-after'), fBefore: $('f-before'), fCamera: $('f-camera'), fFolder: $('f-folder'),
+    fClear: $('f-clear'), filtersToggle: $('filters-toggle'), terms: $('query-terms'), more: $('more-results'), detailLess: $('detail-less'),
+    viewSearch: $('view-search'), viewDups: $('view-dups'), searchView: $('search-view'), dupsView: $('dups-view'),
+    dupsThreshold: $('dups-threshold'), dupsThresholdNum: $('dups-threshold-num'), dupsList: $('dups-list'),
+    dupsMeta: $('dups-meta'), dupsError: $('dups-error'), dupsForm: $('dups-form'),
   };
 
   const state = {
-    mode: 'idle',          // 'idle' | 'text' | 'image' (an indexed image) | 'photo' (an uploaded one)
+    mode: 'idle',          // 'idle' | 'text' | 'image' (an indexed image) | 'photo' (an uploaded one) | 'browse' (filters only)
     photo: null,           // the File of a 'photo' search
     photoUrl: null,
     query: '',
     imageId: null,
     imageName: '',
     results: [],
+    positive: [],          // "more like this" images added to the query: {id, name}
+    negative: [],          // "less like this" images
+    more: false,           // the server has another page of these results
     seq: 0,
     controller: null,
     debounce: null,
@@ -49,6 +57,11 @@
     jobsTimer: null,
     jobStates: new Map(),
     jobsAvailable: true,
+    view: 'search',        // 'search' | 'dups'
+    dupsSeq: 0,
+    dupsDebounce: null,
+    filterDebounce: null,
+    refocus: null,         // {id, term}: the card button to focus once the grid is drawn again
   };
 
   // ---------------------------------------------------------------- helpers
@@ -158,7 +171,7 @@
         if (v == null || v === false) continue;
         if (k === 'class') node.className = v;
         else if (k === 'text') node.textContent = v;
-        else if (k === 'dataset') Object.assign(node.dataset, v);
+        else if (k === 'dataset') { for (const [dk, dv] of Object.entries(v)) if (dv != null) node.dataset[dk] = dv; }
         else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
         else node.setAttribute(k, v === true ? '' : v);
       }
@@ -264,7 +277,7 @@
     }
   }
 
-  function clearSearch() {
+  function clearSearch(opts = {}) {
     clearTimeout(state.debounce);
     if (state.controller) state.controller.abort();
     state.seq++;
@@ -273,6 +286,11 @@
     state.imageId = null;
     setPhoto(null);
     state.results = [];
+    state.positive = [];
+    state.negative = [];
+    state.more = false;
+    renderTerms();
+    el.more.hidden = true;
     state.pendingRetry = false;
     el.results.replaceChildren();
     el.results.setAttribute('aria-busy', 'false');
@@ -283,15 +301,81 @@
     setText(el.resultsMeta, '');
     updateUrl();
     renderEmpty();
+    if (opts.browse !== false && browseWanted()) runSearch();
   }
 
+  /** The address holds the whole search (text or image, terms, filters, order): reload and share it. */
+  const URL_KEYS = ['q', 'like', 'more', 'less', 'after', 'before', 'camera', 'folder', 'format', 'sort'];
   function updateUrl() {
     const url = new URL(location.href);
-    url.searchParams.delete('q');
-    url.searchParams.delete('like');
-    if (state.mode === 'text' && state.query) url.searchParams.set('q', state.query);
-    if (state.mode === 'image' && state.imageId) url.searchParams.set('like', state.imageId);
+    for (const key of URL_KEYS) url.searchParams.delete(key);
+    const p = url.searchParams;
+    if (state.mode === 'text' && state.query) p.set('q', state.query);
+    if (state.mode === 'image' && state.imageId) p.set('like', state.imageId);
+    if (state.mode === 'text' || state.mode === 'image') {
+      if (state.positive.length) p.set('more', state.positive.map((t) => t.id).join(','));
+      if (state.negative.length) p.set('less', state.negative.map((t) => t.id).join(','));
+    }
+    const f = currentFilters();
+    if (f.taken_after) p.set('after', f.taken_after);
+    if (f.taken_before) p.set('before', f.taken_before);
+    if (f.camera) p.set('camera', f.camera[0]);
+    if (f.folder) p.set('folder', f.folder);
+    if (f.format) p.set('format', f.format.join(','));
+    if (sortValue() !== 'relevance') p.set('sort', sortValue());
     if (url.href !== location.href) history.replaceState(null, '', url);
+  }
+
+  /** Sets the controls and terms from the address (see updateUrl); true when there is a search to run. */
+  function restoreFromUrl() {
+    const params = new URLSearchParams(location.search);
+    el.fAfter.value = params.get('after') || '';
+    el.fBefore.value = params.get('before') || '';
+    const camera = params.get('camera');
+    if (camera) {
+      // The picker fills in later; until then the camera is an option of its own.
+      el.fCamera.append(make('option', { value: camera, text: camera }));
+      el.fCamera.value = camera;
+    }
+    el.fFolder.value = params.get('folder') || '';
+    const formats = (params.get('format') || '').split(',').filter(Boolean);
+    for (const c of el.filters.querySelectorAll('input[name="format"]')) c.checked = formats.includes(c.value);
+    const sort = el.filters.querySelector('input[name="sort"][value="' + CSS.escape(params.get('sort') || 'relevance') + '"]');
+    if (sort) sort.checked = true;
+    el.fClear.hidden = !filtersActive();
+    renderFiltersToggle();
+    const ids = (key) => (params.get(key) || '').split(',').filter(Boolean).map((id) => ({ id, name: id }));
+    const like = params.get('like');
+    const q = params.get('q');
+    if (like) {
+      state.mode = 'image';
+      state.imageId = like;
+      state.imageName = like;
+      showImageChip(like, like);
+    } else if (q) {
+      el.q.value = q;
+    }
+    if (like || q) {
+      state.positive = ids('more');
+      state.negative = ids('less');
+      renderTerms();
+      nameTerms(like);
+    }
+    return !!(like || q) || browseWanted();
+  }
+
+  /** Terms restored from the address know only their ids: fetch the file names to show. */
+  async function nameTerms(mainId) {
+    const wanted = [...state.positive, ...state.negative].map((t) => t.id).concat(mainId ? [mainId] : []);
+    for (const id of new Set(wanted)) {
+      try {
+        const info = await api('GET', '/images/' + enc(id));
+        const name = baseName(info.path);
+        for (const t of [...state.positive, ...state.negative]) if (t.id === id) t.name = name;
+        if (state.mode === 'image' && state.imageId === id) { state.imageName = name; setText(el.chipName, name); }
+      } catch (_) { /* an image gone from the index keeps its id as its name */ }
+    }
+    renderTerms();
   }
 
   function scheduleSearch() {
@@ -302,6 +386,7 @@
   function onQueryInput() {
     const text = el.q.value;
     if (!text.trim()) {
+      if (state.mode === 'text' && promoteTerm()) { scheduleSearch(); return; }
       if (state.mode !== 'image' && state.mode !== 'photo') clearSearch();
       else clearTimeout(state.debounce);
       return;
@@ -320,20 +405,30 @@
 
   async function runSearch(opts = {}) {
     clearTimeout(state.debounce);
+    const append = !!opts.append;
+    const offset = append ? state.results.length : 0;
     let body;
     let url = '/search';
+    let method = 'POST';
     if (state.mode === 'image' && state.imageId) {
-      body = { image_id: state.imageId, top_k: topK() };
+      body = combined({ image_id: state.imageId }, offset);
     } else if (state.mode === 'photo' && state.photo) {
+      // POST /search/image takes no filters, terms or paging: a photo search is a plain one.
       url = '/search/image?top_k=' + topK();
       body = new FormData();
       body.append('file', state.photo, state.photo.name);
-    } else {
-      const text = el.q.value;
-      if (!text.trim()) { clearSearch(); return; }
+    } else if (el.q.value.trim()) {
       state.mode = 'text';
-      state.query = text;
-      body = { query: text, top_k: topK() };
+      state.query = el.q.value;
+      body = combined({ query: state.query }, offset);
+    } else if (browseWanted()) {
+      state.mode = 'browse';
+      method = 'GET';
+      url = '/images?' + browseParams(offset).toString();
+      body = undefined;
+    } else {
+      clearSearch({ browse: false });
+      return;
     }
     updateUrl();
     if (state.controller) state.controller.abort();
@@ -345,20 +440,31 @@
     if (!opts.quiet) setText(el.resultsMeta, 'Searching…');
     const started = performance.now();
     try {
-      const res = await api('POST', url, body, { signal: controller.signal });
+      const res = await api(method, url, body, { signal: controller.signal });
       if (seq !== state.seq) return;
       state.pendingRetry = false;
       hideError(el.searchError);
-      state.results = Array.isArray(res.results) ? res.results : [];
-      renderResults(res, performance.now() - started);
+      const page = res && Array.isArray(res.results) ? res.results : res && Array.isArray(res.images) ? res.images : [];
+      state.results = append ? state.results.concat(page) : page;
+      state.more = !!(res && res.more);
+      const hadFocus = document.activeElement === el.more;
+      renderResults(res, performance.now() - started, append ? offset : 0);
+      // The last page hides "More results": the keyboard goes on at the first new card.
+      if (append && hadFocus && el.more.hidden) {
+        const next = cards()[offset];
+        if (next) next.focus();
+      }
     } catch (err) {
       if (err && err.name === 'AbortError') return;
       if (seq !== state.seq) return;
+      if (append) { showError(el.searchError, err, hintFor(err)); return; }
       state.results = [];
+      state.more = false;
+      el.more.hidden = true;
       el.results.replaceChildren();
       el.empty.hidden = true;
       setText(el.resultsMeta, '');
-      setText(el.resultsTitle, state.mode === 'text' ? 'Results' : 'Similar images');
+      setText(el.resultsTitle, state.mode === 'text' ? 'Results' : state.mode === 'browse' ? 'Images' : 'Similar images');
       state.pendingRetry = err.code === 'model_loading' || err.code === 'model_unavailable';
       showError(el.searchError, err, hintFor(err));
     } finally {
@@ -370,28 +476,43 @@
     }
   }
 
-  function renderResults(res, ms) {
+  function renderResults(res, ms, from = 0) {
     const results = state.results;
     if (state.mode === 'image' || state.mode === 'photo') {
       setText(el.resultsTitle, 'Similar images');
+    } else if (state.mode === 'browse') {
+      setText(el.resultsTitle, 'Images');
     } else {
       setText(el.resultsTitle, 'Results for “' + state.query.trim() + '”');
     }
     let meta = results.length === 1 ? '1 result' : numberFmt.format(results.length) + ' results';
+    if (state.mode === 'browse' && res && typeof res.total === 'number') {
+      meta = numberFmt.format(res.total) + (res.total === 1 ? ' image matches' : ' images match') + ' · ' + numberFmt.format(results.length) + ' shown';
+    }
     if (ms != null) meta += ' · ' + Math.max(1, Math.round(ms)) + ' ms';
     if (res && res.truncated) meta += ' · the query was longer than the model reads; only its start was used';
+    if (state.mode === 'photo' && (filtersActive() || sortValue() !== 'relevance')) meta += ' · filters and order do not apply to a search with a photo';
     setText(el.resultsMeta, meta);
 
     const frag = document.createDocumentFragment();
-    results.forEach((r, i) => frag.append(cardFor(r, i)));
-    el.results.replaceChildren(frag);
+    results.slice(from).forEach((r, i) => frag.append(cardFor(r, from + i)));
+    if (from > 0) el.results.append(frag);
+    else el.results.replaceChildren(frag);
+    el.more.hidden = !state.more;
+    if (state.refocus) {
+      const { id, term } = state.refocus;
+      state.refocus = null;
+      const again = el.results.querySelector('.grid-item[data-id="' + CSS.escape(id) + '"] [data-term="' + term + '"]');
+      (again || el.terms.querySelector('.chip-close') || el.q).focus();
+    }
 
     if (results.length === 0) {
       el.empty.hidden = false;
       el.empty.dataset.kind = 'none';
       const n = state.health && state.health.index ? state.health.index.images : null;
       setText(el.emptyTitle, 'No results');
-      setText(el.emptyText, n === 0 ? 'The index is empty: upload images or ingest a folder first.' : 'Nothing matched. Try different words.');
+      setText(el.emptyText, n === 0 ? 'The index is empty: upload images or ingest a folder first.'
+        : filtersActive() ? 'Nothing matched these filters. Loosen or clear them.' : 'Nothing matched. Try different words.');
     } else {
       el.empty.hidden = true;
     }
@@ -399,7 +520,8 @@
 
   function cardFor(r, index) {
     const name = baseName(r.path);
-    const score = formatScore(r.score);
+    const hasScore = typeof r.score === 'number';
+    const score = hasScore ? formatScore(r.score) : '';
     const img = make('img', {
       src: thumbUrl(r.id),
       srcset: thumbUrl(r.id) + ' 1x, ' + thumbUrl(r.id, 512) + ' 2x',
@@ -409,11 +531,11 @@
       draggable: 'false',
     });
     // "Score" is for screen readers only; the badge itself shows just the number.
-    const thumb = make('span', { class: 'thumb' }, [
+    const thumb = make('span', { class: 'thumb' }, hasScore ? [
       img,
       make('span', { class: 'visually-hidden', text: 'Score ' }),
       make('span', { class: 'score', title: 'Cosine similarity', text: score }),
-    ]);
+    ] : [img]);
     img.addEventListener('load', () => thumb.classList.add('is-loaded'), { once: true });
     img.addEventListener('error', () => thumb.classList.add('is-missing'), { once: true });
     // No aria-label: the name is the visible text ("Score 0.245 beach.jpg /photos/2024"), so
@@ -422,16 +544,33 @@
       type: 'button',
       class: 'card',
       title: r.path,
-      dataset: { id: r.id, index: String(index), score: String(r.score) },
+      dataset: { id: r.id, index: String(index), score: hasScore ? String(r.score) : null, takenAt: r.taken_at || null },
     }, [
       thumb,
       make('span', { class: 'card-body' }, [
         make('span', { class: 'card-name', text: name }),
         // LRM marks keep the slashes in place in the right-to-left box that ellipsizes the start.
         make('span', { class: 'card-dir', text: '\u200E' + dirName(r.path) + '\u200E' }),
+        r.taken_at || r.camera ? make('span', { class: 'card-info', text: [formatTaken(r.taken_at, true), cameraLabel(r.camera)].filter(Boolean).join(' · ') }) : null,
       ]),
     ]);
-    return make('li', { class: 'grid-item' }, button);
+    // The name in each label lets a screen reader tell the buttons of one card from the next
+    // one's; it starts with the visible word, so speech input can use what it sees.
+    // While the image is a term of the query its button is pressed; pressing it again drops the term.
+    const combining = canCombine();
+    const isPos = combining && state.positive.some((t) => t.id === r.id);
+    const isNeg = combining && state.negative.some((t) => t.id === r.id);
+    const actions = make('span', { class: 'card-actions' }, [
+      make('button', {
+        type: 'button', class: 'term-btn', 'data-term': 'more', 'aria-label': 'More like ' + name, title: 'More like this',
+        'aria-pressed': combining ? String(isPos) : null,
+      }, [make('span', { 'aria-hidden': 'true', class: 'term-sign', text: '+' }), 'More']),
+      combining ? make('button', {
+        type: 'button', class: 'term-btn', 'data-term': 'less', 'aria-label': 'Less like ' + name, title: 'Less like this',
+        'aria-pressed': String(isNeg),
+      }, [make('span', { 'aria-hidden': 'true', class: 'term-sign', text: '−' }), 'Less']) : null,
+    ]);
+    return make('li', { class: 'grid-item', dataset: { id: r.id } }, [button, actions]);
   }
 
   function cards() {
@@ -468,6 +607,18 @@
   }
 
   function onGridClick(e) {
+    const termBtn = e.target.closest('.term-btn');
+    if (termBtn) {
+      const item = termBtn.closest('.grid-item');
+      const r = state.results.find((x) => x.id === item.dataset.id);
+      const name = r ? baseName(r.path) : item.dataset.id;
+      const list = termBtn.dataset.term === 'more' ? 'positive' : 'negative';
+      // The grid is drawn anew by the search: keep the keyboard on this button.
+      state.refocus = { id: item.dataset.id, term: termBtn.dataset.term };
+      if (termBtn.getAttribute('aria-pressed') === 'true') removeTerm(list, item.dataset.id, { keepFocus: true });
+      else addTerm(list, item.dataset.id, name);
+      return;
+    }
     const card = e.target.closest('.card');
     if (!card) return;
     openDetail(Number(card.dataset.index), card);
@@ -503,6 +654,7 @@
     el.detailDelete.hidden = false;
     el.detailDelete.disabled = false;
     hideError(el.detailError);
+    el.detailLess.hidden = !canCombine();
     el.detailPrev.hidden = !(state.detailIndex > 0);
     el.detailNext.hidden = !(state.detailIndex >= 0 && state.detailIndex < state.results.length - 1);
     if (!el.dialog.open) {
@@ -526,8 +678,13 @@
   }
 
   function renderMeta(info) {
+    const loc = info.location;
     const rows = [
       ['Path', info.path, 'mono'],
+      ['Taken', formatTaken(info.taken_at), null, info.taken_at],
+      ['Camera', cameraLabel(info.camera)],
+      ['Lens', info.lens],
+      ['Location', loc ? loc.lat.toFixed(4) + ', ' + loc.lon.toFixed(4) : null],
       ['Dimensions', info.width != null ? info.width + ' × ' + info.height + ' px' : '–'],
       ['Size', info.bytes != null ? formatBytes(info.bytes) + (info.bytes >= 1024 ? ' (' + numberFmt.format(info.bytes) + ' bytes)' : '') : '–'],
       ['Format', info.format ? String(info.format).toUpperCase() : '–'],
@@ -570,26 +727,337 @@
     openDetail(i);
   }
 
-  function moreLikeThis() {
+  function likeFromDetail(list) {
     const id = state.detailId;
     if (!id) return;
     const hit = state.results.find((r) => r.id === id);
     const name = el.detailTitle.textContent || (hit ? baseName(hit.path) : id);
     state.detailReturnFocus = el.q;
     closeDetail();
-    startSimilar(id, name);
+    addTerm(list, id, name);
+  }
+
+  // ---------------------------------------------------------------- combined query
+
+  /** A search with a text or an indexed image can take more terms; a photo search or a listing cannot. */
+  function canCombine() {
+    return (state.mode === 'text' && !!el.q.value.trim()) || (state.mode === 'image' && !!state.imageId);
+  }
+
+  /**
+   * "More like this" / "less like this": with a text or image search, the image joins the query
+   * as a positive or negative term; without one, "more like this" searches by the image itself.
+   */
+  function addTerm(list, id, name) {
+    if (state.view !== 'search') setView('search');
+    if (!canCombine()) {
+      if (list === 'positive') startSimilar(id, name);
+      return;
+    }
+    if (list === 'negative' && state.mode === 'image' && state.imageId === id) {
+      toast('The image searched for cannot also be pushed away', 'error');
+      return;
+    }
+    const other = list === 'positive' ? 'negative' : 'positive';
+    state[other] = state[other].filter((t) => t.id !== id);
+    const known = state[list].some((t) => t.id === id) || (list === 'positive' && state.mode === 'image' && state.imageId === id);
+    if (!known) state[list].push({ id, name });
+    renderTerms();
+    runSearch();
+  }
+
+  /** With the text gone, the first "more like" image becomes the search; with none left, terms go. */
+  function promoteTerm() {
+    const first = state.positive.shift();
+    if (!first) { state.negative = []; renderTerms(); return false; }
+    state.mode = 'image';
+    state.imageId = first.id;
+    state.imageName = first.name;
+    showImageChip(first.id, first.name);
+    renderTerms();
+    return true;
+  }
+
+  function removeTerm(list, id, opts = {}) {
+    const i = state[list].findIndex((t) => t.id === id);
+    if (i < 0) return;
+    state[list].splice(i, 1);
+    renderTerms();
+    if (!opts.keepFocus) {
+      const buttons = Array.from(el.terms.querySelectorAll('.chip-close'));
+      (buttons[Math.min(i, buttons.length - 1)] || el.q).focus();
+    }
+    runSearch();
+  }
+
+  function combined(main, offset) {
+    const body = Object.assign({}, main, { top_k: topK() });
+    if (offset) body.offset = offset;
+    if (state.positive.length) body.positive = state.positive.map((t) => ({ image_id: t.id, weight: 1 }));
+    if (state.negative.length) body.negative = state.negative.map((t) => ({ image_id: t.id, weight: 1 }));
+    const filters = currentFilters();
+    if (Object.keys(filters).length) body.filters = filters;
+    const sort = sortValue();
+    if (sort !== 'relevance') body.sort = sort;
+    return body;
+  }
+
+  function renderTerms() {
+    const items = [];
+    for (const [list, label, cls] of [['positive', 'More like', 'term-pos'], ['negative', 'Less like', 'term-neg']]) {
+      for (const t of state[list]) {
+        items.push(make('li', { class: 'chip ' + cls, dataset: { list, id: t.id } }, [
+          make('img', { src: thumbUrl(t.id, 64), alt: '', width: '28', height: '28' }),
+          make('span', {}, [label + ' ', make('strong', { text: t.name })]),
+          make('button', {
+            type: 'button', class: 'chip-close', 'aria-label': 'Remove “' + label.toLowerCase() + ' ' + t.name + '”',
+            onclick: () => removeTerm(list, t.id),
+          }, '×'),
+        ]));
+      }
+    }
+    el.terms.replaceChildren(...items);
+    el.terms.hidden = items.length === 0;
+  }
+
+  // ---------------------------------------------------------------- filters and order
+
+  function checkedFormats() {
+    return Array.from(el.filters.querySelectorAll('input[name="format"]:checked')).map((c) => c.value);
+  }
+
+  function sortValue() {
+    const r = el.filters.querySelector('input[name="sort"]:checked');
+    return r ? r.value : 'relevance';
+  }
+
+  /** The filters as `POST /search` takes them; absent keys for controls left empty. */
+  function currentFilters() {
+    const f = {};
+    if (el.fAfter.value) f.taken_after = el.fAfter.value;
+    if (el.fBefore.value) f.taken_before = el.fBefore.value;
+    if (el.fCamera.value) f.camera = [el.fCamera.value];
+    if (el.fFolder.value.trim()) f.folder = el.fFolder.value.trim();
+    const formats = checkedFormats();
+    if (formats.length) f.format = formats;
+    return f;
+  }
+
+  function filtersActive() {
+    return Object.keys(currentFilters()).length > 0;
+  }
+
+  /** Without a text or an image, filters or a date order list the matching images. */
+  function browseWanted() {
+    return filtersActive() || sortValue() !== 'relevance';
+  }
+
+  function browseParams(offset) {
+    const f = currentFilters();
+    const p = new URLSearchParams();
+    p.set('limit', String(topK()));
+    if (offset) p.set('offset', String(offset));
+    const sort = sortValue();
+    if (sort !== 'relevance') p.set('sort', sort);
+    for (const key of ['taken_after', 'taken_before', 'folder']) if (f[key]) p.set(key, f[key]);
+    if (f.camera) p.set('camera', f.camera.join(','));
+    if (f.format) p.set('format', f.format.join(','));
+    return p;
+  }
+
+  /** On a phone the filter bar folds away behind a button that counts the filters set. */
+  function renderFiltersToggle() {
+    const n = Object.keys(currentFilters()).length + (sortValue() !== 'relevance' ? 1 : 0);
+    setText(el.filtersToggle, n ? 'Filters · ' + n : 'Filters');
+  }
+
+  function toggleFilters() {
+    const open = el.filtersToggle.getAttribute('aria-expanded') !== 'true';
+    el.filtersToggle.setAttribute('aria-expanded', String(open));
+    el.filters.classList.toggle('is-open', open);
+    if (open) el.fAfter.focus();
+  }
+
+  function onFiltersChanged() {
+    el.fClear.hidden = !filtersActive();
+    renderFiltersToggle();
+    if (state.mode === 'photo') {
+      // POST /search/image takes no filters: say so rather than send the photo again.
+      renderResults(null, null);
+      return;
+    }
+    if (state.mode === 'browse' && !browseWanted()) { clearSearch({ browse: false }); return; }
+    runSearch();
+  }
+
+  function clearFilters() {
+    el.fAfter.value = '';
+    el.fBefore.value = '';
+    el.fCamera.value = '';
+    el.fFolder.value = '';
+    for (const c of el.filters.querySelectorAll('input[name="format"]')) c.checked = false;
+    onFiltersChanged();
+    el.fAfter.focus();
+  }
+
+  /** "make model" as the camera filter matches it, and a shorter label when the model repeats the make. */
+  function cameraValue(c) {
+    return c ? [c.make, c.model].filter(Boolean).join(' ').trim() : '';
+  }
+
+  function cameraLabel(c) {
+    if (!c) return '';
+    const make = (c.make || '').trim();
+    const model = (c.model || '').trim();
+    if (make && model && model.toLowerCase().startsWith(make.toLowerCase().split(' ')[0])) return model;
+    return [make, model].filter(Boolean).join(' ');
+  }
+
+  /** EXIF time as the camera wrote it ("2019-07-14 12:30:05 +02:00"); the date only when short. */
+  function formatTaken(t, short) {
+    if (!t) return '';
+    const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}(?::\d{2})?)(?:\.\d+)?(Z|[+-]\d{2}:\d{2})?$/.exec(String(t));
+    if (!m) return String(t);
+    if (short) return m[1];
+    return m[1] + ' ' + m[2] + (m[3] ? ' ' + (m[3] === 'Z' ? 'UTC' : m[3]) : '');
+  }
+
+  /**
+   * Fills the camera picker with every camera in the index. There is no endpoint listing them, so
+   * this pages through GET /images (capped, so a huge index costs a bounded number of requests).
+   */
+  const CAMERA_PAGES = 20;
+  let camerasLoading = null;
+  async function loadCameras() {
+    if (camerasLoading) return camerasLoading;
+    camerasLoading = (async () => {
+      const found = new Map();
+      try {
+        for (let page = 0, offset = 0; page < CAMERA_PAGES; page++) {
+          const res = await api('GET', '/images?limit=1000&offset=' + offset);
+          const images = res && Array.isArray(res.images) ? res.images : [];
+          for (const img of images) {
+            const value = cameraValue(img.camera);
+            if (value && !found.has(value.toLowerCase())) found.set(value.toLowerCase(), { value, label: cameraLabel(img.camera) });
+          }
+          offset += images.length;
+          if (!res.more || !images.length) break;
+        }
+      } catch (_) {
+        return; // the picker keeps what it had; the next refresh tries again
+      }
+      const current = el.fCamera.value;
+      const options = Array.from(found.values()).sort((a, b) => a.label.localeCompare(b.label));
+      const nodes = [make('option', { value: '', text: 'Any camera' })];
+      for (const o of options) nodes.push(make('option', { value: o.value, text: o.label }));
+      if (current && !found.has(current.toLowerCase())) nodes.push(make('option', { value: current, text: current }));
+      el.fCamera.replaceChildren(...nodes);
+      el.fCamera.value = current;
+      el.fCamera.dataset.loaded = 'true';
+    })().finally(() => { camerasLoading = null; });
+    return camerasLoading;
+  }
+
+  // ---------------------------------------------------------------- duplicates
+
+  function setView(view) {
+    state.view = view;
+    const dups = view === 'dups';
+    el.viewSearch.setAttribute('aria-pressed', String(!dups));
+    el.viewDups.setAttribute('aria-pressed', String(dups));
+    el.searchView.hidden = dups;
+    el.filtersToggle.hidden = dups;
+    el.dupsView.hidden = !dups;
+    if (dups) loadDuplicates();
+  }
+
+  function thresholdValue() {
+    const v = parseFloat(el.dupsThresholdNum.value);
+    return Number.isFinite(v) ? v : 0.95;
+  }
+
+  async function loadDuplicates() {
+    clearTimeout(state.dupsDebounce);
+    const seq = ++state.dupsSeq;
+    const threshold = thresholdValue();
+    el.dupsList.setAttribute('aria-busy', 'true');
+    setText(el.dupsMeta, 'Looking for duplicates…');
+    try {
+      const res = await api('GET', '/duplicates?threshold=' + enc(String(threshold)));
+      if (seq !== state.dupsSeq) return;
+      hideError(el.dupsError);
+      renderDuplicates(res && Array.isArray(res.groups) ? res.groups : []);
+    } catch (err) {
+      if (seq !== state.dupsSeq) return;
+      el.dupsList.replaceChildren();
+      setText(el.dupsMeta, '');
+      showError(el.dupsError, err);
+    } finally {
+      if (seq === state.dupsSeq) el.dupsList.setAttribute('aria-busy', 'false');
+    }
+  }
+
+  function renderDuplicates(groups) {
+    const identical = groups.filter((g) => g.kind === 'identical').length;
+    const similar = groups.length - identical;
+    setText(el.dupsMeta, groups.length
+      ? identical + (identical === 1 ? ' identical group' : ' identical groups') + ' · ' + similar + (similar === 1 ? ' similar group' : ' similar groups')
+      : 'No duplicates at this threshold.');
+    const nodes = groups.map((g, gi) => {
+      const kind = g.kind === 'identical' ? 'identical' : 'similar';
+      const images = Array.isArray(g.images) ? g.images : [];
+      const titleId = 'dup-group-' + gi;
+      const title = kind === 'identical'
+        ? 'Identical · ' + images.length + ' files'
+        : 'Similar · ' + images.length + ' images · score ≥ ' + formatScore(g.min_score);
+      return make('section', { class: 'dup-group', 'aria-labelledby': titleId, dataset: { kind } }, [
+        make('h2', { class: 'dup-title', id: titleId }, [
+          make('span', { class: 'badge badge-' + kind, text: kind === 'identical' ? 'Identical' : 'Similar' }),
+          make('span', { text: kind === 'identical'
+            ? 'The same picture at ' + images.length + ' paths'
+            : images.length + ' look-alike images, similarity ≥ ' + formatScore(g.min_score) }),
+        ]),
+        make('ul', { class: 'dup-images', 'aria-label': title }, images.map((img) => {
+          const name = baseName(img.path);
+          const thumb = make('span', { class: 'thumb' }, make('img', { src: thumbUrl(img.id, 256), alt: '', loading: 'lazy', decoding: 'async' }));
+          const pic = thumb.firstChild;
+          pic.addEventListener('load', () => thumb.classList.add('is-loaded'), { once: true });
+          pic.addEventListener('error', () => thumb.classList.add('is-missing'), { once: true });
+          return make('li', {}, make('button', {
+            type: 'button', class: 'card dup-card', title: img.path, dataset: { id: img.id, path: img.path },
+            onclick: (e) => openDetailById(img.id, e.currentTarget),
+          }, [
+            thumb,
+            make('span', { class: 'card-body' }, [
+              make('span', { class: 'card-name', text: name }),
+              make('span', { class: 'card-dir', text: '\u200E' + dirName(img.path) + '\u200E' }),
+              typeof img.score === 'number' ? make('span', { class: 'card-info', text: 'Score ' + formatScore(img.score) }) : null,
+            ]),
+          ]));
+        })),
+      ]);
+    });
+    el.dupsList.replaceChildren(...nodes);
   }
 
   function startSimilar(id, name) {
+    if (state.view !== 'search') setView('search');
     state.mode = 'image';
     state.imageId = id;
     state.imageName = name;
+    state.positive = [];
+    state.negative = [];
+    renderTerms();
     setPhoto(null);
     el.q.value = '';
+    showImageChip(id, name);
+    runSearch();
+  }
+
+  function showImageChip(id, name) {
     el.chipImg.src = thumbUrl(id, 64);
     setText(el.chipName, name);
     el.chip.hidden = false;
-    runSearch();
   }
 
   function setPhoto(file) {
@@ -603,6 +1071,9 @@
     if (!file) return;
     state.mode = 'photo';
     state.imageId = null;
+    state.positive = [];
+    state.negative = [];
+    renderTerms();
     setPhoto(file);
     el.q.value = '';
     el.chipImg.src = state.photoUrl;
@@ -621,8 +1092,15 @@
       state.results = state.results.filter((r) => r.id !== id);
       state.detailReturnFocus = null;
       closeDetail();
+      const wasTerm = state.positive.some((t) => t.id === id) || state.negative.some((t) => t.id === id);
       if (state.mode === 'image' && state.imageId === id) {
         clearSearch();
+      } else if (wasTerm) {
+        // A deleted image can no longer pull or push the query: drop its term and search again.
+        state.positive = state.positive.filter((t) => t.id !== id);
+        state.negative = state.negative.filter((t) => t.id !== id);
+        renderTerms();
+        runSearch();
       } else if (state.mode !== 'idle') {
         renderResults(null, null);
       }
@@ -678,7 +1156,7 @@
       uploadOne(job.file, job.row).finally(() => {
         uploadsActive--;
         pumpUploads();
-        if (!uploadsActive && !uploadQueue.length) refreshHealth();
+        if (!uploadsActive && !uploadQueue.length) { refreshHealth(); loadCameras(); }
       });
     }
   }
@@ -856,7 +1334,9 @@
     }
     if (finishedSome) {
       refreshHealth();
+      loadCameras();
       if (state.mode !== 'idle') runSearch({ quiet: true });
+      if (state.view === 'dups') loadDuplicates();
     }
   }
 
@@ -1020,7 +1500,37 @@
     el.detailClose.addEventListener('click', closeDetail);
     el.dialog.addEventListener('close', onDetailClosed);
     el.dialog.addEventListener('click', (e) => { if (e.target === el.dialog) closeDetail(); });
-    el.detailSimilar.addEventListener('click', moreLikeThis);
+    el.detailSimilar.addEventListener('click', () => likeFromDetail('positive'));
+    el.detailLess.addEventListener('click', () => likeFromDetail('negative'));
+    el.filters.addEventListener('submit', (e) => e.preventDefault());
+    el.filters.addEventListener('change', (e) => {
+      if (e.target === el.fFolder) return; // typed: handled on input, after a pause
+      clearTimeout(state.filterDebounce);
+      onFiltersChanged();
+    });
+    el.fFolder.addEventListener('input', () => {
+      clearTimeout(state.filterDebounce);
+      state.filterDebounce = setTimeout(onFiltersChanged, SEARCH_DEBOUNCE_MS * 2);
+    });
+    el.fFolder.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') { e.preventDefault(); clearTimeout(state.filterDebounce); onFiltersChanged(); }
+    });
+    el.fClear.addEventListener('click', clearFilters);
+    el.filtersToggle.addEventListener('click', toggleFilters);
+    el.more.addEventListener('click', () => runSearch({ append: true }));
+    el.viewSearch.addEventListener('click', () => setView('search'));
+    el.viewDups.addEventListener('click', () => setView('dups'));
+    el.dupsForm.addEventListener('submit', (e) => { e.preventDefault(); loadDuplicates(); });
+    el.dupsThreshold.addEventListener('input', () => {
+      el.dupsThresholdNum.value = el.dupsThreshold.value;
+      clearTimeout(state.dupsDebounce);
+      state.dupsDebounce = setTimeout(loadDuplicates, SEARCH_DEBOUNCE_MS);
+    });
+    el.dupsThresholdNum.addEventListener('change', () => {
+      const v = thresholdValue();
+      if (v >= Number(el.dupsThreshold.min)) el.dupsThreshold.value = String(v);
+      loadDuplicates();
+    });
     el.detailDelete.addEventListener('click', () => {
       el.detailDelete.hidden = true;
       el.detailConfirm.hidden = false;
@@ -1065,14 +1575,9 @@
     renderEmpty();
     refreshHealth();
     loadJobs();
+    loadCameras();
 
-    const params = new URLSearchParams(location.search);
-    if (params.get('like')) {
-      startSimilar(params.get('like'), params.get('like'));
-    } else if (params.get('q')) {
-      el.q.value = params.get('q');
-      runSearch();
-    }
+    if (restoreFromUrl()) runSearch();
     document.documentElement.dataset.ready = 'true';
   }
 
