@@ -154,7 +154,13 @@ fn panics(name: &str) -> (usize, usize, Vec<String>) {
 
 fn assert_never_panics(name: &str) {
     let (ok, refused, panicked) = panics(name);
-    assert!(panicked.is_empty(), "{name}: {} of {} corrupt variants panicked:\n{}", panicked.len(), ok + refused + panicked.len(), panicked.join("\n"));
+    assert!(
+        panicked.is_empty(),
+        "{name}: {} of {} corrupt variants panicked:\n{}",
+        panicked.len(),
+        ok + refused + panicked.len(),
+        panicked.join("\n")
+    );
     // The variants must really be broken, or this test proves nothing.
     assert!(refused > ok / 4, "{name}: only {refused} of {} variants were refused", ok + refused);
 }

@@ -456,7 +456,10 @@ mod tests {
             match answered(task).await {
                 (POISON, answer) => {
                     let err = answer.expect_err("the panicking input must get an error");
-                    assert!(matches!(&err, EmbedError::Inference(m) if m.contains("panicked") && m.contains("cannot take input 13")), "{err}");
+                    assert!(
+                        matches!(&err, EmbedError::Inference(m) if m.contains("panicked") && m.contains("cannot take input 13")),
+                        "{err}"
+                    );
                 }
                 (x, answer) => assert_eq!(answer.expect("an innocent input batched with a panicking one"), vec![x as f32]),
             }

@@ -121,10 +121,13 @@ impl ClipModel {
         let text = BatchQueue::spawn(Modality::Text, options.max_batch, options.queue_capacity, by_length, move |batch: &[Vec<i64>]| {
             text_encoder.encode(batch)
         });
-        let image =
-            BatchQueue::spawn(Modality::Image, options.max_batch, options.queue_capacity, Grouping::Whole, move |batch: &[Array3<f32>]| {
-                image_encoder.encode(batch)
-            });
+        let image = BatchQueue::spawn(
+            Modality::Image,
+            options.max_batch,
+            options.queue_capacity,
+            Grouping::Whole,
+            move |batch: &[Array3<f32>]| image_encoder.encode(batch),
+        );
         Ok(Self { files, precision: options.precision, tokenizer, preprocess, text, image, dim: text_dim, fingerprint })
     }
 
