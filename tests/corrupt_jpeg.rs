@@ -8,56 +8,9 @@ mod common;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use common::image_path;
+use common::jpeg::*;
 use visionquery::embed::preprocess::{self, DecodeLimits};
 use visionquery::embed::ImageError;
-
-const EOI: [u8; 2] = [0xFF, 0xD9];
-
-/// One marker segment of a JPEG header: its marker byte, where the marker starts and where its
-/// payload (after the two length bytes) starts and ends.
-#[derive(Debug, Clone, Copy)]
-struct Segment {
-    marker: u8,
-    at: usize,
-    payload: usize,
-    end: usize,
-}
-
-/// The header segments up to and including the first SOS (the scan data follows it).
-fn segments(jpeg: &[u8]) -> Vec<Segment> {
-    let mut found = Vec::new();
-    let mut at = 2; // after SOI
-    while at + 4 <= jpeg.len() && jpeg[at] == 0xFF {
-        let marker = jpeg[at + 1];
-        let len = usize::from(u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]));
-        let segment = Segment { marker, at, payload: at + 4, end: at + 2 + len };
-        found.push(segment);
-        if marker == 0xDA {
-            break;
-        }
-        at = segment.end;
-    }
-    assert!(found.iter().any(|s| s.marker == 0xDA), "fixture has no SOS");
-    found
-}
-
-fn find(jpeg: &[u8], is: impl Fn(u8) -> bool) -> Segment {
-    *segments(jpeg).iter().find(|s| is(s.marker)).expect("fixture has the segment")
-}
-
-fn is_sof(marker: u8) -> bool {
-    matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
-}
-
-fn with(jpeg: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let mut copy = jpeg.to_vec();
-    edit(&mut copy);
-    copy
-}
-
-fn without(jpeg: &[u8], segment: Segment) -> Vec<u8> {
-    [&jpeg[..segment.at], &jpeg[segment.end..]].concat()
-}
 
 /// Broken variants of one JPEG, each with a name saying what was done to it.
 fn corruptions(jpeg: &[u8]) -> Vec<(String, Vec<u8>)> {
