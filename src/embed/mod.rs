@@ -53,11 +53,13 @@ pub struct ModelOptions {
 }
 
 /// The fixed cost of one text-tower call, in token positions, against which the batcher weighs
-/// the padding a longer call would add (see [`grouping::plan`]). From the serving benchmark's
-/// model times on 2 CPUs (ViT-B/32): a one-text call costs about what 9 (fp32) to 18 (int8) more
-/// padded positions in a batched call do, mostly per-operator dispatch that does not grow with
-/// the batch. The split is not sensitive to the exact value: it only decides close calls.
-const TEXT_CALL_OVERHEAD: usize = 12;
+/// the padding a longer call would add (see [`grouping::plan`]). Measured for ViT-B/32 on 2 CPUs:
+/// the serving benchmark's model times put it at about 9 positions (fp32) and 18 (int8), a
+/// least-squares fit over call sizes (`examples/text_call_cost.rs`, on a busy machine) at 23-34;
+/// mostly per-operator dispatch and thread-pool wake-ups that do not grow with the call. The
+/// split is not sensitive to it: it only decides close calls, and too high a value merely keeps
+/// some padding.
+const TEXT_CALL_OVERHEAD: usize = 16;
 
 /// A text's embedding and whether the text had to be cut to fit the model.
 #[derive(Debug, Clone)]
