@@ -153,8 +153,13 @@ where
     }
 
     /// Runs one model call and answers its callers.
-    fn answer(&mut self, call: Vec<Request<I>>) {
+    fn answer(&mut self, mut call: Vec<Request<I>>) {
         let label = self.modality.as_str();
+        // Callers may have given up while the earlier calls of the same drain ran.
+        call.retain(|r| !r.reply.is_closed());
+        if call.is_empty() {
+            return;
+        }
         let (inputs, replies): (Vec<I>, Vec<_>) = call.into_iter().map(|r| (r.input, r.reply)).unzip();
         let outcome = match self.run_caught(&inputs) {
             Err(Panicked(message)) if inputs.len() > 1 => {
@@ -173,9 +178,9 @@ where
         reply_all(label, replies, outcome);
     }
 
-    /// The model call, timed, with a panic caught rather than ending the thread. The closure may
-    /// be left mid-call by the unwind (hence `AssertUnwindSafe`); an ONNX Runtime session holds no
-    /// Rust-side state a later call depends on, and the next call re-binds all inputs.
+    /// The model call, timed, with a panic caught rather than ending the thread. The unwind may
+    /// leave the closure mid-call (hence `AssertUnwindSafe`): that is safe for our encoders, which
+    /// build every input tensor afresh per call and keep nothing but the session between calls.
     fn run_caught(&mut self, inputs: &[I]) -> Result<Result<Vec<Vec<f32>>, EmbedError>, Panicked> {
         let started = Instant::now();
         let run = &mut self.run;
