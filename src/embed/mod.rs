@@ -59,7 +59,7 @@ pub struct ModelOptions {
 /// mostly per-operator dispatch and thread-pool wake-ups that do not grow with the call. The
 /// split is not sensitive to it: it only decides close calls, and too high a value merely keeps
 /// some padding.
-const TEXT_CALL_OVERHEAD: usize = 16;
+pub const TEXT_CALL_OVERHEAD: usize = 16;
 
 /// A text's embedding and whether the text had to be cut to fit the model.
 #[derive(Debug, Clone)]
