@@ -27,8 +27,8 @@ pub fn plan(sorted_lengths: &[usize], call_overhead: usize) -> Vec<Range<usize>>
     for j in 1..=n {
         let longest = sorted_lengths[j - 1];
         let mut cheapest = usize::MAX;
-        for i in 0..j {
-            let cost = best[i].saturating_add(call_overhead).saturating_add((j - i).saturating_mul(longest));
+        for (i, &before) in best[..j].iter().enumerate() {
+            let cost = before.saturating_add(call_overhead).saturating_add((j - i).saturating_mul(longest));
             // Strictly cheaper only: on a tie the earliest start wins, i.e. fewer, larger calls.
             if cost < cheapest {
                 cheapest = cost;
