@@ -600,3 +600,36 @@ fn new_content_at_a_path_that_is_indexed_elsewhere_retires_the_old_record() {
 fn blake3_hex(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
+
+#[test]
+fn issue_14_corrupt_jpegs_get_a_4xx_and_the_server_keeps_serving() {
+    let server = Server::start();
+    server.wait_ready();
+    let jpeg = std::fs::read(image_path("baseline.jpg")).unwrap();
+    let refusals = ["corrupt_image", "image_too_large", "unsupported_image"];
+    for (name, bytes) in common::jpeg::broken_variants(&jpeg) {
+        // Uploaded: the batch answers 200 with a per-file error (a 500 would say "internal").
+        let (status, body) = status_and_body(server.upload("/ingest/upload", &[(name, bytes.clone())]));
+        assert_eq!(status, 200, "upload {name}: {body}");
+        let result = &body["results"][0];
+        assert_eq!(result["status"], "error", "upload {name}: {body}");
+        assert!(refusals.contains(&result["error"]["code"].as_str().unwrap_or_default()), "upload {name}: {body}");
+
+        // Ingested by path, and used as a search query.
+        let path = server.image_root.join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        for (what, response) in [
+            ("path ingest", server.post_json("/ingest/image", &json!({ "path": path }))),
+            ("image search", server.upload("/search/image", &[(name, bytes.clone())])),
+        ] {
+            let (status, body) = status_and_body(response);
+            assert!((400..500).contains(&status), "{what} of {name}: {status} {body}");
+            assert!(refusals.contains(&body["error"]["code"].as_str().unwrap_or_default()), "{what} of {name}: {body}");
+        }
+    }
+    assert_eq!(server.get("/health").status(), 200);
+    assert_eq!(server.get("/ready").status(), 200);
+    let valid = server.add_image(&image_path("baseline.jpg"), "valid.jpg");
+    assert_eq!(server.ingest(&valid)["duplicate"], false);
+    assert_eq!(server.image_count(), 1);
+}

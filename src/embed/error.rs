@@ -52,3 +52,12 @@ pub enum EmbedError {
     #[error("the embedding worker stopped")]
     WorkerGone,
 }
+
+/// The message of a caught panic (`panic!` with a string, or a libjpeg error unwound by mozjpeg).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "no message".into())
+}

@@ -5,6 +5,7 @@
 
 pub mod batcher;
 pub mod error;
+pub mod grouping;
 pub mod model_files;
 pub mod onnx;
 pub mod preprocess;
@@ -17,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use ndarray::Array3;
 use tokio::sync::watch;
 
-pub use batcher::{BatchQueue, Modality};
+pub use batcher::{BatchQueue, Grouping, Modality};
 pub use error::{EmbedError, ImageError, LoadError};
 pub use model_files::ModelFiles;
 pub use preprocess::{DecodeLimits, DecodedImage, PreprocessConfig};
@@ -50,6 +51,15 @@ pub struct ModelOptions {
     pub max_batch: usize,
     pub queue_capacity: usize,
 }
+
+/// The fixed cost of one text-tower call, in token positions, against which the batcher weighs
+/// the padding a longer call would add (see [`grouping::plan`]). Measured for ViT-B/32 on 2 CPUs:
+/// the serving benchmark's model times put it at about 9 positions (fp32) and 18 (int8), a
+/// least-squares fit over call sizes (`examples/text_call_cost.rs`, on a busy machine) at 23-34;
+/// mostly per-operator dispatch and thread-pool wake-ups that do not grow with the call. The
+/// split is not sensitive to it: it only decides close calls, and too high a value merely keeps
+/// some padding.
+pub const TEXT_CALL_OVERHEAD: usize = 16;
 
 /// A text's embedding and whether the text had to be cut to fit the model.
 #[derive(Debug, Clone)]
@@ -107,12 +117,19 @@ impl ClipModel {
         }
         let fingerprint = fingerprint(&files, options.precision, text_dim)?;
 
-        let text = BatchQueue::spawn(Modality::Text, options.max_batch, options.queue_capacity, move |batch: &[Vec<i64>]| {
+        // Texts are padded to the longest of their call, so those waiting together run in calls of
+        // similar length (issue 13); pixel tensors all have one shape.
+        let by_length = Grouping::ByLength { length: Vec::len, call_overhead: TEXT_CALL_OVERHEAD };
+        let text = BatchQueue::spawn(Modality::Text, options.max_batch, options.queue_capacity, by_length, move |batch: &[Vec<i64>]| {
             text_encoder.encode(batch)
         });
-        let image = BatchQueue::spawn(Modality::Image, options.max_batch, options.queue_capacity, move |batch: &[Array3<f32>]| {
-            image_encoder.encode(batch)
-        });
+        let image = BatchQueue::spawn(
+            Modality::Image,
+            options.max_batch,
+            options.queue_capacity,
+            Grouping::Whole,
+            move |batch: &[Array3<f32>]| image_encoder.encode(batch),
+        );
         Ok(Self { files, precision: options.precision, tokenizer, preprocess, text, image, dim: text_dim, fingerprint })
     }
 
@@ -151,6 +168,18 @@ impl ClipModel {
 
     pub fn queue_depths(&self) -> (usize, usize) {
         (self.text.depth(), self.image.depth())
+    }
+
+    /// The tower whose inference thread has stopped, if one has: the model cannot serve then.
+    /// Panics in model calls are caught, so this only happens on a bug outside them.
+    pub fn stopped_tower(&self) -> Option<Modality> {
+        if !self.text.is_running() {
+            Some(Modality::Text)
+        } else if !self.image.is_running() {
+            Some(Modality::Image)
+        } else {
+            None
+        }
     }
 }
 
@@ -260,8 +289,20 @@ impl Embedder {
         self.changes.send_replace(name);
     }
 
+    /// The current state. A loaded model whose inference thread has stopped is `Failed`, so
+    /// `/ready` stops saying 200 while every embedding would fail (issue 14).
     pub fn state(&self) -> ModelState {
-        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let ModelState::Ready(model) = &state {
+            if let Some(tower) = model.stopped_tower() {
+                let message = format!("the {} embedding thread stopped; restart the service", tower.as_str());
+                tracing::error!(error = %message, "model no longer serving");
+                let failed = ModelState::Failed(message);
+                self.set(failed.clone());
+                return failed;
+            }
+        }
+        state
     }
 
     /// The model if loaded, else why not.

@@ -4,6 +4,7 @@
 //! normalize. Knows nothing of files, models or HTTP.
 
 use std::io::Cursor;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use fast_image_resize::{images::Image as ResizeImage, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -11,7 +12,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 use ndarray::Array3;
 use serde::Deserialize;
 
-use super::error::{ImageError, LoadError};
+use super::error::{panic_message, ImageError, LoadError};
 
 /// Refuse work before it is done: file size and pixel count are checked before decoding.
 #[derive(Debug, Clone, Copy)]
@@ -113,7 +114,20 @@ fn jpeg_scale(width: u32, height: u32, min_short_side: Option<u32>) -> u8 {
 /// the same integer IDCT and fancy chroma upsampling as Pillow, so pixels match the reference
 /// exactly. Other Rust decoders differ by a level on a few percent of pixels, which moves search
 /// scores by up to ~3e-3. CMYK/YCCK files return `None` and take the general path.
+///
+/// libjpeg reports a fatal error (a bogus marker, an undefined table, an impossible frame) by
+/// unwinding out of the C code, and mozjpeg asks its users to catch that: uncaught, a corrupt file
+/// would end the decoding thread and answer 500 (issue 14). The unwind becomes
+/// [`ImageError::Corrupt`] with libjpeg's own message.
 fn decode_jpeg_like_pillow(bytes: &[u8], scale_eighths: u8) -> Result<Option<RgbImage>, ImageError> {
+    // The closure owns nothing that outlives it: the half-built decompressor is dropped (and its
+    // libjpeg state freed) during the unwind, so nothing broken is observed afterwards.
+    catch_unwind(AssertUnwindSafe(|| libjpeg_decode(bytes, scale_eighths)))
+        .unwrap_or_else(|payload| Err(ImageError::Corrupt(format!("JPEG: {}", panic_message(&*payload)))))
+}
+
+/// The mozjpeg calls themselves; any of them may unwind (see [`decode_jpeg_like_pillow`]).
+fn libjpeg_decode(bytes: &[u8], scale_eighths: u8) -> Result<Option<RgbImage>, ImageError> {
     let corrupt = |e: std::io::Error| ImageError::Corrupt(format!("JPEG: {e}"));
     let mut decompress = mozjpeg::Decompress::new_mem(bytes).map_err(corrupt)?;
     if scale_eighths < 8 {

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: fixture locations and small vector maths.
 #![allow(dead_code)]
 
+pub mod jpeg;
 pub mod server;
 
 use std::path::{Path, PathBuf};
