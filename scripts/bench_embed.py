@@ -44,7 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     CLEAN, DEFAULT_CACHE, DEFAULT_CONFIG, DEFAULT_IMAGES, REPO, SCRIPTS, CpuMonitor, ensure_reference_python, fmt, log,
-    machine_info, machine_line, measure, pct, update_markdown, wait_quiet,
+    machine_info, machine_line, measure, pct, reproduce_footer, update_markdown, wait_quiet,
 )
 
 SECTION = "embed"  # <!-- bench:embed:start/end --> in BENCHMARKS.md
@@ -542,13 +542,7 @@ def render(results: dict) -> str:
         f"Versions: onnxruntime {v['onnxruntime']} (ours: `ort` {v['ort_crate']}, load-dynamic), torch {v['torch']}, "
         f"transformers {v['transformers']}, numpy {v['numpy']}, Pillow {v['pillow']}, {v['rustc']}.",
         "",
-        "Command:",
-        "",
-        "```sh",
-        results["command"],
-        "```",
-        "",
-        f"Raw numbers: `bench-results/{results['json_name']}` (not committed).",
+        *reproduce_footer(results["command"], results["json_name"]),
     ]
     return "\n".join(lines).replace("\n\n\n", "\n\n")
 

@@ -237,13 +237,7 @@ def render(res: dict) -> str:
         + ", ".join(f"{k} {100 * v:.0f}%" for k, v in res["contention"].items())
         + f", reference ≤ {100 * max(t['foreign_cpu_share'] for t in res['reference_tried']):.0f}%.",
         "",
-        "Command:",
-        "",
-        "```sh",
-        res["command"],
-        "```",
-        "",
-        f"Raw numbers: `bench-results/{res['json_name']}` (not committed).",
+        *bl.reproduce_footer(res["command"], res["json_name"]),
     ])
 
 

@@ -311,13 +311,7 @@ def render(res: dict) -> str:
         "AVX-512), so ONNX Runtime dispatches its AVX2 int8 kernels: it checks their accuracy, not their speed."
         if res.get("avx2_emulated") else "",
         "",
-        "Command:",
-        "",
-        "```sh",
-        res["command"],
-        "```",
-        "",
-        f"Raw numbers: `bench-results/{res['json_name']}` (not committed).",
+        *bl.reproduce_footer(res["command"], res["json_name"]),
     ])
 
 

@@ -313,3 +313,8 @@ def fmt(x, digits=1):
     if abs(x) >= 100:
         return f"{x:,.0f}"
     return f"{x:.{digits}f}"
+
+
+def reproduce_footer(command: str, json_name: str) -> list[str]:
+    """The closing lines every bench section ends with: the command and where the raw numbers are."""
+    return ["Command:", "", "```sh", command, "```", "", f"Raw numbers: `bench-results/{json_name}` (not committed)."]
