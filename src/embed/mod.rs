@@ -53,13 +53,12 @@ pub struct ModelOptions {
 }
 
 /// The fixed cost of one text-tower call, in token positions, against which the batcher weighs
-/// the padding a longer call would add (see [`grouping::plan`]). Measured for ViT-B/32 on 2 CPUs:
-/// the serving benchmark's model times put it at about 9 positions (fp32) and 18 (int8), a
-/// least-squares fit over call sizes (`examples/text_call_cost.rs`, on a busy machine) at 23-34;
-/// mostly per-operator dispatch and thread-pool wake-ups that do not grow with the call. The
-/// split is not sensitive to it: it only decides close calls, and too high a value merely keeps
-/// some padding.
-pub const TEXT_CALL_OVERHEAD: usize = 16;
+/// the padding a longer call would add (see [`grouping::plan`]): mostly per-operator dispatch
+/// and thread-pool wake-ups that do not grow with the call. Chosen by the serving benchmark on a
+/// quiet machine (2026-12-01, ViT-B/32, 2 CPUs): 16 split drained batches into about nine calls
+/// and made int8 queries 38 % dearer per query than one padded call; 48 keeps about two calls
+/// per drain and gave both precisions their best 32-client throughput (BENCHMARKS.md).
+pub const TEXT_CALL_OVERHEAD: usize = 48;
 
 /// A text's embedding and whether the text had to be cut to fit the model.
 #[derive(Debug, Clone)]
