@@ -84,7 +84,12 @@ fn main() {
         .collect();
     println!("\n| search (top_k 20) | share of index | p50 ms | p99 ms | results returned |");
     println!("|---|---|---|---|---|");
-    for (label, camera, share) in [("no filter", None, "100 %"), ("camera = canon", Some("canon"), "50 %"), ("camera = nikon", Some("nikon"), "5 %"), ("camera = leica", Some("leica"), "0.5 %")] {
+    for (label, camera, share) in [
+        ("no filter", None, "100 %"),
+        ("camera = canon", Some("canon"), "50 %"),
+        ("camera = nikon", Some("nikon"), "5 %"),
+        ("camera = leica", Some("leica"), "0.5 %"),
+    ] {
         let filter = Filter { cameras: camera.map(|c| vec![c.to_string()]).unwrap_or_default(), ..Filter::default() };
         run(&store, &queries, &filter, SortBy::Relevance, label, share);
     }
@@ -112,7 +117,12 @@ fn run(store: &EmbeddedStore, queries: &[Vec<f32>], filter: &Filter, sort: SortB
         returned = returned.min(page.items.len());
     }
     times.sort_by(f64::total_cmp);
-    println!("| {label} | {share} | {:.1} | {:.1} | {returned} of 20 (fewest over {} queries) |", percentile(&times, 0.5), percentile(&times, 0.99), queries.len());
+    println!(
+        "| {label} | {share} | {:.1} | {:.1} | {returned} of 20 (fewest over {} queries) |",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        queries.len()
+    );
 }
 
 /// Metadata reading next to decoding, per image, on the shared COCO photos when present.

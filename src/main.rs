@@ -313,7 +313,11 @@ async fn search(query: String, top_k: i64, json: bool, common: CommonArgs) -> Re
     let empty_index = found.hits.is_empty();
     let hint = format!("no images indexed in {} yet; run `visionquery index <DIR>` first", common.data_dir.display());
     if json {
-        let response = SearchResponse { results: found.hits.into_iter().map(SearchResult::from).collect(), truncated: found.truncated, more: found.more };
+        let response = SearchResponse {
+            results: found.hits.into_iter().map(SearchResult::from).collect(),
+            truncated: found.truncated,
+            more: found.more,
+        };
         let mut out = std::io::stdout().lock();
         serde_json::to_writer(&mut out, &JsonSearch { query: &query, response }).context("writing the results")?;
         writeln!(out).context("writing the results")?;
@@ -334,21 +338,6 @@ async fn search(query: String, top_k: i64, json: bool, common: CommonArgs) -> Re
         println!("{:>4}  {:>7.4}  {:<16}  {}", rank + 1, hit.score, hit.record.id, hit.record.path);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::default_log_filter;
-
-    #[test]
-    fn terminal_commands_are_quiet_until_asked_and_serve_logs_info() {
-        assert_eq!(default_log_filter(0, true), "warn");
-        assert_eq!(default_log_filter(1, true), "info,ort=warn");
-        assert_eq!(default_log_filter(2, true), "debug,ort=info");
-        assert_eq!(default_log_filter(0, false), "info,ort=warn");
-        assert_eq!(default_log_filter(1, false), "debug,ort=info");
-        assert_eq!(default_log_filter(u8::MAX, false), "trace");
-    }
 }
 
 async fn duplicates(threshold: f32, json: bool, common: CommonArgs) -> Result<()> {
@@ -375,4 +364,19 @@ async fn duplicates(threshold: f32, json: bool, common: CommonArgs) -> Result<()
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_log_filter;
+
+    #[test]
+    fn terminal_commands_are_quiet_until_asked_and_serve_logs_info() {
+        assert_eq!(default_log_filter(0, true), "warn");
+        assert_eq!(default_log_filter(1, true), "info,ort=warn");
+        assert_eq!(default_log_filter(2, true), "debug,ort=info");
+        assert_eq!(default_log_filter(0, false), "info,ort=warn");
+        assert_eq!(default_log_filter(1, false), "debug,ort=info");
+        assert_eq!(default_log_filter(u8::MAX, false), "trace");
+    }
 }

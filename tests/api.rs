@@ -480,7 +480,8 @@ fn combined_queries_add_and_subtract_terms() {
     let server = Server::start();
     server.wait_ready();
     let photos = ingest_reference_photos(&server);
-    let texts = read_json("reference/search.json")["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let texts =
+        read_json("reference/search.json")["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect::<Vec<_>>();
     let (status, plain, plain_ids) = search_ids(&server, json!({ "query": texts[0], "top_k": 12 }));
     assert_eq!(status, 200, "{plain}");
     // Subtracting the best match's own image pushes it down; adding it back with weight 3 pulls it first.
@@ -547,7 +548,10 @@ fn duplicates_are_grouped_as_identical_copies_and_similar_pictures() {
     assert_eq!(server.ingest(&copy)["duplicate"], true);
     // The same pixels in other bytes (only the EXIF differs).
     let tagged = server.ingest(&server.add_image(&fixtures().join("exif/full.jpg"), "tagged/full.jpg"))["id"].as_str().unwrap().to_string();
-    let retagged = server.ingest(&server.add_image(&fixtures().join("exif/no_offset.jpg"), "tagged/no_offset.jpg"))["id"].as_str().unwrap().to_string();
+    let retagged = server.ingest(&server.add_image(&fixtures().join("exif/no_offset.jpg"), "tagged/no_offset.jpg"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // The same picture resized and re-encoded: close, not identical.
     let picture = image::open(image_path("baseline.jpg")).unwrap();
     let smaller = picture.resize(288, 288, image::imageops::FilterType::Triangle);
@@ -559,11 +563,19 @@ fn duplicates_are_grouped_as_identical_copies_and_similar_pictures() {
     let body: Value = server.get("/duplicates?threshold=0.97").json().unwrap();
     let groups = body["groups"].as_array().unwrap();
     let members = |g: &Value| -> Vec<(String, String)> {
-        g["images"].as_array().unwrap().iter().map(|i| (i["id"].as_str().unwrap().to_string(), i["path"].as_str().unwrap().rsplit('/').next().unwrap().to_string())).collect()
+        g["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["id"].as_str().unwrap().to_string(), i["path"].as_str().unwrap().rsplit('/').next().unwrap().to_string()))
+            .collect()
     };
     let identical: Vec<Vec<(String, String)>> = groups.iter().filter(|g| g["kind"] == "identical").map(members).collect();
     assert!(identical.contains(&vec![(first.clone(), "a.jpg".into()), (first.clone(), "a-copy.jpg".into())]), "one entry per path: {body}");
-    assert!(identical.iter().any(|g| g.iter().any(|(id, _)| *id == tagged) && g.iter().any(|(id, _)| *id == retagged)), "same pixels: {body}");
+    assert!(
+        identical.iter().any(|g| g.iter().any(|(id, _)| *id == tagged) && g.iter().any(|(id, _)| *id == retagged)),
+        "same pixels: {body}"
+    );
     let similar: Vec<Vec<(String, String)>> = groups.iter().filter(|g| g["kind"] == "similar").map(members).collect();
     assert!(similar.iter().any(|g| g.iter().any(|(id, _)| *id == reencoded)), "a re-encode is similar: {body}");
     assert!(similar.iter().flatten().all(|(_, path)| path != "other.png"), "{body}");

@@ -558,8 +558,11 @@ fn concurrent_uploads_of_one_picture_store_one_file_and_one_row() {
     let folder = server.data_dir.join("uploads").join(&hash[..2]).join(&hash);
     let entries: Vec<String> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
     assert_eq!(entries.len(), 1, "one stored file, no temp files: {entries:?}");
-    let leftovers: Vec<_> =
-        std::fs::read_dir(server.data_dir.join("uploads")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with('.')).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(server.data_dir.join("uploads"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
     assert!(leftovers.is_empty(), "no temp files left in the uploads folder");
 }
 

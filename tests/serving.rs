@@ -489,9 +489,13 @@ fn noise_pngs(count: u8, side: u32) -> Vec<Vec<u8>> {
 fn encode_png(pixels: &[u8], side: u32) -> Vec<u8> {
     use image::ImageEncoder;
     let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new_with_quality(&mut png, image::codecs::png::CompressionType::Fast, image::codecs::png::FilterType::NoFilter)
-        .write_image(pixels, side, side, image::ExtendedColorType::Rgb8)
-        .unwrap();
+    image::codecs::png::PngEncoder::new_with_quality(
+        &mut png,
+        image::codecs::png::CompressionType::Fast,
+        image::codecs::png::FilterType::NoFilter,
+    )
+    .write_image(pixels, side, side, image::ExtendedColorType::Rgb8)
+    .unwrap();
     png
 }
 

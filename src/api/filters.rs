@@ -90,7 +90,11 @@ pub fn to_filter(engine: &Engine, filters: SearchFilters) -> Result<Filter, ApiE
 
 /// `lat,lon,radius_km` from a query parameter.
 pub fn parse_near_param(text: &str) -> Result<NearFilter, ApiError> {
-    let parts: Vec<f64> = text.split(',').map(|p| p.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|_| invalid("near", "expected lat,lon,radius_km"))?;
+    let parts: Vec<f64> = text
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| invalid("near", "expected lat,lon,radius_km"))?;
     match parts.as_slice() {
         [lat, lon, radius_km] => Ok(NearFilter { lat: *lat, lon: *lon, radius_km: *radius_km }),
         _ => Err(invalid("near", "expected lat,lon,radius_km")),

@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
-use super::AppState;
 use super::filters;
+use super::AppState;
 use crate::engine::{SearchSpec, Term, Weighted};
 
 fn model_status(state: &AppState) -> ModelStatus {
@@ -85,7 +85,11 @@ pub async fn search(State(state): State<AppState>, ApiJson(req): ApiJson<SearchR
     let filter = filters::to_filter(&state.engine, req.filters)?;
     let spec = SearchSpec { positive, negative, filter, sort: req.sort.into(), offset: req.offset, top_k: req.top_k };
     let found = state.engine.search(spec).await?;
-    Ok(ApiJson(SearchResponse { results: found.hits.into_iter().map(SearchResult::from).collect(), truncated: found.truncated, more: found.more }))
+    Ok(ApiJson(SearchResponse {
+        results: found.hits.into_iter().map(SearchResult::from).collect(),
+        truncated: found.truncated,
+        more: found.more,
+    }))
 }
 
 fn weighted(list: &str, term: QueryTerm) -> Result<Weighted, ApiError> {
@@ -252,7 +256,11 @@ pub async fn search_image(
         if field.name() == Some("file") || field.name() == Some("files") {
             let bytes = field.bytes().await?;
             let hits = state.engine.search_by_image(bytes, q.top_k).await?;
-            return Ok(ApiJson(SearchResponse { results: hits.into_iter().map(SearchResult::from).collect(), truncated: false, more: false }));
+            return Ok(ApiJson(SearchResponse {
+                results: hits.into_iter().map(SearchResult::from).collect(),
+                truncated: false,
+                more: false,
+            }));
         }
     }
     Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_files", "no part named `file` in the upload"))

@@ -4,8 +4,8 @@
 pub mod docs;
 pub mod dto;
 pub mod error;
-mod filters;
 pub mod files;
+mod filters;
 pub mod handlers;
 mod observe;
 pub mod overload;

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::metadata::read_photo_meta;
 use super::{blocking, count_ingest, format_name, image_id, Engine, EngineError, IngestOutcome, Ingested};
 use crate::embed::{preprocess, ClipModel, DecodeLimits, DecodedImage, EmbedError, ImageError};
 use crate::metrics;
-use super::metadata::read_photo_meta;
 use crate::store::{ImageRecord, PhotoMeta, VectorStore};
 
 /// What to do when the model's queue is full.
@@ -74,7 +74,12 @@ impl Engine {
     }
 
     /// Preprocesses and embeds a decoded image.
-    pub(super) async fn embed_decoded(&self, model: &Arc<ClipModel>, decoded: DecodedImage, when_busy: WhenBusy) -> Result<Vec<f32>, EngineError> {
+    pub(super) async fn embed_decoded(
+        &self,
+        model: &Arc<ClipModel>,
+        decoded: DecodedImage,
+        when_busy: WhenBusy,
+    ) -> Result<Vec<f32>, EngineError> {
         let prep_model = model.clone();
         let pixels = blocking(move || Ok(prep_model.pixels(&decoded)?)).await?;
         loop {

@@ -159,7 +159,8 @@ impl JobManager {
             return Ok(None);
         }
         let seed = format!("photo-metadata{}", OffsetDateTime::now_utc().unix_timestamp_nanos());
-        let mut record = JobRecord::queued(blake3::hash(seed.as_bytes()).to_hex()[..12].to_string(), "(photo metadata of indexed images)".into(), false);
+        let mut record =
+            JobRecord::queued(blake3::hash(seed.as_bytes()).to_hex()[..12].to_string(), "(photo metadata of indexed images)".into(), false);
         record.kind = JobKind::PhotoMetadata;
         let saved = record.clone();
         self.with_store(move |store| store.create_job(&saved, usize::MAX)).await?;
@@ -260,7 +261,8 @@ impl JobManager {
             cancelled.finished_at = Some(OffsetDateTime::now_utc());
             self.with_store(move |store| store.save_job(&cancelled)).await?;
         }
-        let next = jobs.iter().rev().find(|j| j.state == JobState::Running).or_else(|| jobs.iter().rev().find(|j| j.state == JobState::Queued));
+        let next =
+            jobs.iter().rev().find(|j| j.state == JobState::Running).or_else(|| jobs.iter().rev().find(|j| j.state == JobState::Queued));
         let Some(mut record) = next.cloned() else { return Ok(None) };
         if record.state == JobState::Running {
             tracing::info!(job = %record.id, done = record.done, "resuming an interrupted job");
@@ -313,7 +315,8 @@ impl JobManager {
         self.flush(&live).await;
 
         let window = self.engine.embedder().options.max_batch * 2;
-        let ingest = pipeline::ingest_files(self.engine.clone(), todo, window, &live.cancel, |path, result| live.finished_file(path, result));
+        let ingest =
+            pipeline::ingest_files(self.engine.clone(), todo, window, &live.cancel, |path, result| live.finished_file(path, result));
         tokio::pin!(ingest);
         let mut ticker = tokio::time::interval(FLUSH_EVERY);
         ticker.tick().await;

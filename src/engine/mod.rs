@@ -21,8 +21,8 @@ use crate::metrics;
 use crate::store::{DuplicateGroup, Filter, Hit, ImageRecord, Page, SortBy, StoreError, VectorStore};
 
 pub use ingest::WhenBusy;
-pub use search::{SearchOutcome, SearchSpec, Term, Weighted};
 pub use paths::ImageRoots;
+pub use search::{SearchOutcome, SearchSpec, Term, Weighted};
 pub use uploads::{Upload, UploadSink};
 
 /// Longest query accepted, in characters. CLIP reads 77 tokens; this bound only stops abuse.
@@ -227,14 +227,16 @@ impl Engine {
 
     /// The `top_k` images closest to a text.
     pub async fn search_text(&self, query: &str, top_k: i64) -> Result<TextSearch, EngineError> {
-        let spec = SearchSpec { positive: vec![Weighted { term: Term::Text(query.to_string()), weight: 1.0 }], top_k, ..SearchSpec::default() };
+        let spec =
+            SearchSpec { positive: vec![Weighted { term: Term::Text(query.to_string()), weight: 1.0 }], top_k, ..SearchSpec::default() };
         let found = self.search(spec).await?;
         Ok(TextSearch { hits: found.hits, truncated: found.truncated })
     }
 
     /// The `top_k` images closest to an indexed image (itself included, first).
     pub async fn search_similar(&self, id: &str, top_k: i64) -> Result<Vec<Hit>, EngineError> {
-        let spec = SearchSpec { positive: vec![Weighted { term: Term::Image(id.to_string()), weight: 1.0 }], top_k, ..SearchSpec::default() };
+        let spec =
+            SearchSpec { positive: vec![Weighted { term: Term::Image(id.to_string()), weight: 1.0 }], top_k, ..SearchSpec::default() };
         Ok(self.search(spec).await?.hits)
     }
 

@@ -74,7 +74,13 @@ pub enum FileResult {
 /// Ingests `files` with `window` files in flight, so reading and decoding overlap inference and
 /// model batches fill; embedded images are committed together, and `on_done` hears of a file
 /// only once its result is durable. Stops taking new files once `cancel` is set.
-pub async fn ingest_files(engine: Arc<Engine>, files: Vec<PathBuf>, window: usize, cancel: &AtomicBool, mut on_done: impl FnMut(&Path, FileResult)) {
+pub async fn ingest_files(
+    engine: Arc<Engine>,
+    files: Vec<PathBuf>,
+    window: usize,
+    cancel: &AtomicBool,
+    mut on_done: impl FnMut(&Path, FileResult),
+) {
     let commit_every = (window / 2).max(1);
     let mut batch: Vec<(PathBuf, ImageRecord, Vec<f32>)> = Vec::new();
     let mut in_flight = Window::default();
@@ -92,7 +98,10 @@ pub async fn ingest_files(engine: Arc<Engine>, files: Vec<PathBuf>, window: usiz
             Err(error) => on_done(&path, FileResult::Failed(error)),
         }
         // Commit when the batch is full, or when the window has drained (nothing else to wait for).
-        if batch.len() >= commit_every || (in_flight.len() == 0 && !batch.is_empty()) || (cancel.load(Ordering::Relaxed) && !batch.is_empty()) {
+        if batch.len() >= commit_every
+            || (in_flight.len() == 0 && !batch.is_empty())
+            || (cancel.load(Ordering::Relaxed) && !batch.is_empty())
+        {
             for (path, result) in commit_batch(&engine, std::mem::take(&mut batch)).await {
                 on_done(&path, result);
             }

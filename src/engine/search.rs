@@ -92,7 +92,8 @@ impl Engine {
         let positive = try_join_all(spec.positive.iter().map(embed)).await?;
         let negative = try_join_all(spec.negative.iter().map(embed)).await?;
         let truncated = positive.iter().chain(&negative).any(|(_, _, t)| *t);
-        let vector = combine(&positive, &negative).ok_or_else(|| EngineError::InvalidSearch("the query terms cancel each other out".into()))?;
+        let vector =
+            combine(&positive, &negative).ok_or_else(|| EngineError::InvalidSearch("the query terms cancel each other out".into()))?;
         let store = self.store.clone();
         let SearchSpec { filter, sort, offset, .. } = spec;
         let page = blocking(move || Ok(store.search_page(&SearchQuery { vector: &vector, filter: &filter, sort, offset, limit })?)).await?;
@@ -153,11 +154,11 @@ mod tests {
     fn combined_vector_is_the_normalised_weighted_difference() {
         let beach = (vec![1.0, 0.0, 0.0], 1.0, false);
         let people = (vec![0.0, 2.0, 0.0], 0.5, false); // not unit: normalised first
-        let v = combine(&[beach.clone()], &[people]).unwrap();
+        let v = combine(std::slice::from_ref(&beach), &[people]).unwrap();
         let expected = [1.0 / 1.25f32.sqrt(), -0.5 / 1.25f32.sqrt(), 0.0];
         for (a, b) in v.iter().zip(expected) {
             assert!((a - b).abs() < 1e-6, "{v:?}");
         }
-        assert_eq!(combine(&[beach.clone()], &[beach]), None, "a term minus itself cancels out");
+        assert_eq!(combine(std::slice::from_ref(&beach), std::slice::from_ref(&beach)), None, "a term minus itself cancels out");
     }
 }

@@ -99,7 +99,8 @@ impl Engine {
                     return Err(ImageError::TooManyBytes { bytes, limit: max_bytes }.into());
                 }
                 hasher.update(&chunk);
-                temp.write_all(&chunk).map_err(|e| EngineError::Write { path: temp.path().display().to_string(), message: e.to_string() })?;
+                temp.write_all(&chunk)
+                    .map_err(|e| EngineError::Write { path: temp.path().display().to_string(), message: e.to_string() })?;
             }
             Ok(Upload { temp, content_hash: hasher.finalize().to_hex().to_string(), bytes })
         });
@@ -133,7 +134,8 @@ impl Engine {
         let (path, bytes, content_hash, decoded, photo) = self
             .in_decode_slot(move || {
                 let Upload { temp, content_hash, bytes } = upload;
-                let data = fs_err::read(temp.path()).map_err(|e| EngineError::Unreadable { path: filename.clone(), message: e.to_string() })?;
+                let data =
+                    fs_err::read(temp.path()).map_err(|e| EngineError::Unreadable { path: filename.clone(), message: e.to_string() })?;
                 crate::metrics::image_decode("upload");
                 let decoded = preprocess::decode(&data, &limits)?;
                 let photo = read_photo_meta(&data);
@@ -150,7 +152,13 @@ impl Engine {
 
 /// Moves a verified upload into its content folder, or finds the copy already stored there
 /// (a crash after storing but before indexing). Returns the stored file's path.
-fn keep_upload(uploads: &Path, content_hash: &str, filename: &str, decoded: &DecodedImage, temp: NamedTempFile) -> Result<PathBuf, EngineError> {
+fn keep_upload(
+    uploads: &Path,
+    content_hash: &str,
+    filename: &str,
+    decoded: &DecodedImage,
+    temp: NamedTempFile,
+) -> Result<PathBuf, EngineError> {
     let dir = uploads.join(&content_hash[..2]).join(content_hash);
     let failed = |e: std::io::Error| EngineError::Write { path: dir.display().to_string(), message: e.to_string() };
     if let Some(stored) = stored_file(&dir) {

@@ -3,7 +3,10 @@
 
 use std::path::Path;
 
-use super::{Camera, DuplicateKind, Filter, Hit, ImageRecord, ListOrder, Location, Near, PhotoMeta, SearchQuery, SortBy, StoreError, TakenAt, Upserted, VectorStore};
+use super::{
+    Camera, DuplicateKind, Filter, Hit, ImageRecord, ListOrder, Location, Near, PhotoMeta, SearchQuery, SortBy, StoreError, TakenAt,
+    Upserted, VectorStore,
+};
 
 pub use super::conformance_record as record;
 
@@ -81,7 +84,10 @@ fn library(store: &dyn VectorStore) {
             let mut r = record(&format!("i{i:03}"));
             let canon = i % 10 == 0;
             r.path = format!("/photos/{}/{i:03}.jpg", if canon { "canon" } else { "other" });
-            r.photo.camera = Some(Camera { make: Some(if canon { "Canon" } else { "Apple" }.into()), model: Some(if canon { "EOS 5D" } else { "iPhone 12" }.into()) });
+            r.photo.camera = Some(Camera {
+                make: Some(if canon { "Canon" } else { "Apple" }.into()),
+                model: Some(if canon { "EOS 5D" } else { "iPhone 12" }.into()),
+            });
             if canon {
                 r.photo.taken_at = TakenAt::parse(&format!("2019-01-{:02}T12:00:00", 1 + i / 10));
                 r.photo.location = Some(Location { lat: 48.85, lon: 2.35 + (i as f64) * 0.001 });
@@ -118,7 +124,11 @@ fn filtered_search_is_exact_even_when_few_match(open: &impl Fn(&Path) -> Box<dyn
     let near = Filter { near: Some(Near { center: Location { lat: 48.85, lon: 2.35 }, radius_km: 5.0 }), ..Filter::default() };
     // Photo i lies 0.001·i degrees of longitude east, 73 m·i at 48.85° N: i <= 60 is within 5 km.
     assert_eq!(search(&near, 50).items.len(), 7);
-    let dated = Filter { taken_after: Some(datetime("2019-01-05T00:00:00Z")), taken_before: Some(datetime("2019-01-07T12:00:00Z")), ..Filter::default() };
+    let dated = Filter {
+        taken_after: Some(datetime("2019-01-05T00:00:00Z")),
+        taken_before: Some(datetime("2019-01-07T12:00:00Z")),
+        ..Filter::default()
+    };
     assert_eq!(ids(&search(&dated, 50).items).len(), 3, "inclusive bounds; undated images never match");
     let floor = Filter { min_score: Some(0.99), ..Filter::default() };
     assert!(search(&floor, 200).items.iter().all(|h| h.score >= 0.99));
@@ -174,7 +184,9 @@ fn metadata_set_later_is_filtered_on_and_survives_reopen(open: &impl Fn(&Path) -
     let store = open(dir.path());
     assert!(store.unread_photos().unwrap().is_empty());
     let nikon = Filter { cameras: vec!["nikon".into()], ..Filter::default() };
-    let found = store.search_page(&SearchQuery { vector: &unit(&[1.0, 0.0]), filter: &nikon, sort: SortBy::Relevance, offset: 0, limit: 5 }).unwrap();
+    let found = store
+        .search_page(&SearchQuery { vector: &unit(&[1.0, 0.0]), filter: &nikon, sort: SortBy::Relevance, offset: 0, limit: 5 })
+        .unwrap();
     assert_eq!(ids(&found.items), ["old"]);
 }
 

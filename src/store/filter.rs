@@ -88,7 +88,7 @@ impl Filter {
         taken_ok
             && (self.cameras.is_empty() || self.cameras.iter().any(|c| f.camera.contains(c.as_str())))
             && (self.folders.is_empty() || self.folders.iter().any(|folder| in_folder(&f.path, folder)))
-            && (self.formats.is_empty() || self.formats.iter().any(|x| *x == f.format))
+            && (self.formats.is_empty() || self.formats.contains(&f.format))
             && self.near.is_none_or(|near| f.location.is_some_and(|l| l.distance_km(&near.center) <= near.radius_km))
     }
 

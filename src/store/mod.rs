@@ -33,10 +33,10 @@ pub mod photo;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-pub use embedded::EmbeddedStore;
-pub use jobs::{DoneFile, FileFailure, JobKind, JobRecord, JobState, JobStore};
 pub use duplicates::{DuplicateGroup, DuplicateKind};
+pub use embedded::EmbeddedStore;
 pub use filter::{Filter, Near, SortBy};
+pub use jobs::{DoneFile, FileFailure, JobKind, JobRecord, JobState, JobStore};
 pub use photo::{Camera, Location, PhotoMeta, TakenAt};
 
 /// One page of a search: the query vector, which images may match, in which order.

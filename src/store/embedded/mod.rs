@@ -82,7 +82,10 @@ impl EmbeddedStore {
             let (id, bytes) = entry.map_err(db_err)?;
             let vector = decode_vector(bytes.value(), dim)
                 .ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", id.value())))?;
-            let record = images.get(id.value()).map_err(db_err)?.ok_or_else(|| StoreError::Corrupt(format!("vector {} has no record", id.value())))?;
+            let record = images
+                .get(id.value())
+                .map_err(db_err)?
+                .ok_or_else(|| StoreError::Corrupt(format!("vector {} has no record", id.value())))?;
             matrix.upsert_with(id.value(), &vector, Facets::of(&decode_record(record.value())?));
         }
         tracing::info!(images = matrix.len(), dim, path = %self.path.display(), "index loaded");
@@ -221,9 +224,16 @@ impl VectorStore for EmbeddedStore {
             }
         }
         for (record, vector) in items {
-            let named_before = txn.open_table(PATHS).map_err(db_err)?.get(record.path.as_str()).map_err(db_err)?.map(|v| v.value().to_string());
+            let named_before =
+                txn.open_table(PATHS).map_err(db_err)?.get(record.path.as_str()).map_err(db_err)?.map(|v| v.value().to_string());
             if let Some(old) = named_before.filter(|old| *old != record.id) {
-                let old_record = txn.open_table(IMAGES).map_err(db_err)?.get(old.as_str()).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
+                let old_record = txn
+                    .open_table(IMAGES)
+                    .map_err(db_err)?
+                    .get(old.as_str())
+                    .map_err(db_err)?
+                    .map(|v| decode_record(v.value()))
+                    .transpose()?;
                 if old_record.is_some_and(|r| r.path == record.path) {
                     remove_rows(&txn, &old)?;
                     retired.push(old);
@@ -243,7 +253,9 @@ impl VectorStore for EmbeddedStore {
             let mut paths = txn.open_table(PATHS).map_err(db_err)?;
             let mut order = txn.open_table(ORDER).map_err(db_err)?;
             if let Some(previous) = &previous {
-                if previous.path != record.path && paths.get(previous.path.as_str()).map_err(db_err)?.is_some_and(|id| id.value() == record.id) {
+                if previous.path != record.path
+                    && paths.get(previous.path.as_str()).map_err(db_err)?.is_some_and(|id| id.value() == record.id)
+                {
                     // The image moved: its old path no longer names it.
                     paths.remove(previous.path.as_str()).map_err(db_err)?;
                 }
@@ -259,7 +271,10 @@ impl VectorStore for EmbeddedStore {
         for id in &retired {
             matrix.remove(id);
         }
-        Ok(items.iter().map(|(r, v)| if matrix.upsert_with(&r.id, v, Facets::of(r)) { Upserted::Inserted } else { Upserted::Replaced }).collect())
+        Ok(items
+            .iter()
+            .map(|(r, v)| if matrix.upsert_with(&r.id, v, Facets::of(r)) { Upserted::Inserted } else { Upserted::Replaced })
+            .collect())
     }
 
     fn get(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
@@ -309,7 +324,13 @@ impl VectorStore for EmbeddedStore {
                 .iter()
                 .enumerate()
                 .filter(|(row, facets)| scores[*row] >= floor && (everything || query.filter.matches(facets)))
-                .map(|(row, facets)| Candidate { row, id: &matrix.ids()[row], score: scores[row], taken: facets.taken, ingested: facets.ingested })
+                .map(|(row, facets)| Candidate {
+                    row,
+                    id: &matrix.ids()[row],
+                    score: scores[row],
+                    taken: facets.taken,
+                    ingested: facets.ingested,
+                })
                 .collect();
             let (page, more) = filter::page(candidates, query.sort, query.offset, query.limit);
             (page.into_iter().map(|c| (c.id.to_string(), c.score)).collect(), more)
