@@ -139,8 +139,7 @@ impl JobManager {
     /// Queues a folder (confined to the image roots); refused when too many jobs wait.
     pub async fn submit(&self, requested: &str, recursive: bool) -> Result<JobView, EngineError> {
         let dir = self.engine.roots().resolve_dir(requested)?;
-        let seed = format!("{}{}{}", dir.display(), OffsetDateTime::now_utc().unix_timestamp_nanos(), std::process::id());
-        let record = JobRecord::queued(blake3::hash(seed.as_bytes()).to_hex()[..12].to_string(), dir.display().to_string(), recursive);
+        let record = JobRecord::queued(new_job_id(&dir.display().to_string()), dir.display().to_string(), recursive);
         let saved = record.clone();
         let max = self.max_unfinished;
         self.with_store(move |store| store.create_job(&saved, max)).await?;
@@ -158,9 +157,7 @@ impl JobManager {
         if jobs.iter().any(|j| j.kind == JobKind::PhotoMetadata && !j.state.is_finished()) {
             return Ok(None);
         }
-        let seed = format!("photo-metadata{}", OffsetDateTime::now_utc().unix_timestamp_nanos());
-        let mut record =
-            JobRecord::queued(blake3::hash(seed.as_bytes()).to_hex()[..12].to_string(), "(photo metadata of indexed images)".into(), false);
+        let mut record = JobRecord::queued(new_job_id("photo-metadata"), "(photo metadata of indexed images)".into(), false);
         record.kind = JobKind::PhotoMetadata;
         let saved = record.clone();
         self.with_store(move |store| store.create_job(&saved, usize::MAX)).await?;
@@ -429,6 +426,12 @@ impl JobManager {
             tracing::warn!(error = %e, "could not prune old job records");
         }
     }
+}
+
+/// A fresh job id: 12 hex digits of a hash of what the job is about, the time and the process.
+fn new_job_id(subject: &str) -> String {
+    let seed = format!("{subject}{}{}", OffsetDateTime::now_utc().unix_timestamp_nanos(), std::process::id());
+    blake3::hash(seed.as_bytes()).to_hex()[..12].to_string()
 }
 
 /// Moves job records of versions that kept them in `jobs.json` into the job store, once.

@@ -284,7 +284,7 @@ impl Engine {
 
     /// Ids of images whose photo metadata was never read (indexed by older versions).
     pub fn unread_photo_ids(&self) -> Result<Vec<String>, EngineError> {
-        Ok(self.store.unread_photos()?.into_iter().map(|r| r.id).collect())
+        Ok(self.store.unread_photo_ids()?)
     }
 
     /// Reads an indexed image's photo metadata from its file and stores it (no re-embedding).

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tempfile::NamedTempFile;
 use tokio::sync::mpsc;
 
-use super::ingest::{new_record, WhenBusy};
+use super::ingest::{modified_nanos, new_record, WhenBusy};
 use super::metadata::read_photo_meta;
 use super::{count_ingest, image_id, Engine, EngineError, IngestOutcome, Ingested};
 use crate::embed::{preprocess, DecodedImage, ImageError};
@@ -143,7 +143,13 @@ impl Engine {
                 Ok((path, bytes, content_hash, decoded, photo))
             })
             .await?;
-        let mut record = new_record(path.display().to_string(), content_hash, bytes, modified_of(&path), &decoded);
+        let mut record = new_record(
+            path.display().to_string(),
+            content_hash,
+            bytes,
+            std::fs::metadata(&path).ok().as_ref().and_then(modified_nanos),
+            &decoded,
+        );
         (record.photo, record.photo_read) = (photo, true);
         let vector = self.embed_decoded(&model, decoded, WhenBusy::Refuse).await?;
         self.commit_one(super::ingest::Staged::Embedded { record, vector }).await
@@ -180,11 +186,6 @@ fn stored_file(dir: &Path) -> Option<PathBuf> {
         .collect();
     files.sort();
     files.into_iter().next()
-}
-
-fn modified_of(path: &Path) -> Option<i128> {
-    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
-    Some(time::OffsetDateTime::from(modified).unix_timestamp_nanos())
 }
 
 /// A safe file name from an uploaded one: its last component, with anything unusual replaced.

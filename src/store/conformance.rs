@@ -176,13 +176,13 @@ fn metadata_set_later_is_filtered_on_and_survives_reopen(open: &impl Fn(&Path) -
         let mut old = record("old");
         old.photo_read = false;
         store.upsert(&old, &unit(&[1.0, 0.0])).unwrap();
-        assert_eq!(store.unread_photos().unwrap().len(), 1);
+        assert_eq!(store.unread_photo_ids().unwrap(), ["old"]);
         let photo = PhotoMeta { camera: Some(Camera { make: Some("Nikon".into()), model: None }), ..PhotoMeta::default() };
         assert!(store.set_photo("old", &photo).unwrap());
         assert!(!store.set_photo("missing", &photo).unwrap());
     }
     let store = open(dir.path());
-    assert!(store.unread_photos().unwrap().is_empty());
+    assert!(store.unread_photo_ids().unwrap().is_empty());
     let nikon = Filter { cameras: vec!["nikon".into()], ..Filter::default() };
     let found = store
         .search_page(&SearchQuery { vector: &unit(&[1.0, 0.0]), filter: &nikon, sort: SortBy::Relevance, offset: 0, limit: 5 })

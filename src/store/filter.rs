@@ -57,6 +57,8 @@ pub struct Facets {
     pub path: String,
     pub format: String,
     pub location: Option<Location>,
+    /// Whether the photo metadata was read (false for records of older versions).
+    pub photo_read: bool,
 }
 
 impl Facets {
@@ -68,6 +70,7 @@ impl Facets {
             path: record.path.clone(),
             format: record.format.clone(),
             location: record.photo.location,
+            photo_read: record.photo_read,
         }
     }
 }

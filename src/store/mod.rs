@@ -172,7 +172,7 @@ pub trait VectorStore: Send + Sync {
     /// Sets an image's photo metadata (read later than its embedding); `false` if it is gone.
     fn set_photo(&self, id: &str, photo: &PhotoMeta) -> Result<bool, StoreError>;
     /// Images whose photo metadata has not been read yet (indexed by older versions).
-    fn unread_photos(&self) -> Result<Vec<ImageRecord>, StoreError>;
+    fn unread_photo_ids(&self) -> Result<Vec<String>, StoreError>;
     /// Records that the same content as image `id` was also seen at `path`.
     fn add_alias(&self, id: &str, path: &str) -> Result<(), StoreError>;
     /// Identical pictures (several paths, or the same pixels) and similar ones (cosine at or

@@ -174,6 +174,17 @@ fn edit_aliases(txn: &redb::WriteTransaction, id: &str, edit: impl FnOnce(&mut V
     Ok(())
 }
 
+/// The rows `keep` accepts, as page candidates scored by `score`.
+fn passing<'a>(matrix: &'a Matrix<Facets>, keep: impl Fn(usize, &Facets) -> bool, score: impl Fn(usize) -> f32) -> Vec<Candidate<'a>> {
+    matrix
+        .payloads()
+        .iter()
+        .enumerate()
+        .filter(|(row, facets)| keep(*row, facets))
+        .map(|(row, facets)| Candidate { row, id: &matrix.ids()[row], score: score(row), taken: facets.taken, ingested: facets.ingested })
+        .collect()
+}
+
 fn decode_record(bytes: &[u8]) -> Result<ImageRecord, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("image record: {e}")))
 }
@@ -319,19 +330,8 @@ impl VectorStore for EmbeddedStore {
             let scores = matrix.scores(query.vector);
             let floor = query.filter.min_score.unwrap_or(f32::NEG_INFINITY);
             let everything = query.filter.is_empty();
-            let candidates: Vec<Candidate> = matrix
-                .payloads()
-                .iter()
-                .enumerate()
-                .filter(|(row, facets)| scores[*row] >= floor && (everything || query.filter.matches(facets)))
-                .map(|(row, facets)| Candidate {
-                    row,
-                    id: &matrix.ids()[row],
-                    score: scores[row],
-                    taken: facets.taken,
-                    ingested: facets.ingested,
-                })
-                .collect();
+            let candidates =
+                passing(matrix, |row, facets| scores[row] >= floor && (everything || query.filter.matches(facets)), |row| scores[row]);
             let (page, more) = filter::page(candidates, query.sort, query.offset, query.limit);
             (page.into_iter().map(|c| (c.id.to_string(), c.score)).collect(), more)
         };
@@ -369,13 +369,7 @@ impl VectorStore for EmbeddedStore {
         let (ids, more, total): (Vec<String>, bool, usize) = {
             let guard = self.matrix.read().unwrap_or_else(|p| p.into_inner());
             let Some(matrix) = guard.as_ref() else { return Ok(Page { items: Vec::new(), more: false, total: Some(0) }) };
-            let candidates: Vec<Candidate> = matrix
-                .payloads()
-                .iter()
-                .enumerate()
-                .filter(|(_, facets)| filter.matches(facets))
-                .map(|(row, facets)| Candidate { row, id: &matrix.ids()[row], score: 0.0, taken: facets.taken, ingested: facets.ingested })
-                .collect();
+            let candidates = passing(matrix, |_, facets| filter.matches(facets), |_| 0.0);
             let total = candidates.len();
             let (page, more) = filter::page(candidates, sort, offset, limit);
             (page.into_iter().map(|c| c.id.to_string()).collect(), more, total)
@@ -460,17 +454,11 @@ impl VectorStore for EmbeddedStore {
         Ok(duplicates::group(&known, &pairs))
     }
 
-    fn unread_photos(&self) -> Result<Vec<ImageRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let mut out = Vec::new();
-        for entry in txn.open_table(IMAGES).map_err(db_err)?.iter().map_err(db_err)? {
-            let (_, value) = entry.map_err(db_err)?;
-            let record = decode_record(value.value())?;
-            if !record.photo_read {
-                out.push(record);
-            }
-        }
-        Ok(out)
+    fn unread_photo_ids(&self) -> Result<Vec<String>, StoreError> {
+        // From the facets in memory: the records were decoded once already, at open.
+        let guard = self.matrix.read().unwrap_or_else(|p| p.into_inner());
+        let Some(matrix) = guard.as_ref() else { return Ok(Vec::new()) };
+        Ok(passing(matrix, |_, facets| !facets.photo_read, |_| 0.0).into_iter().map(|c| c.id.to_string()).collect())
     }
 
     fn count(&self) -> usize {
