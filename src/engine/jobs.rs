@@ -18,7 +18,8 @@ use tokio::sync::Notify;
 use super::pipeline::{self, FileResult};
 use super::{Engine, EngineError};
 use crate::metrics;
-use crate::store::{DoneFile, JobKind, JobRecord, JobState, JobStore, StoreError};
+use crate::store::jobs::MAX_FAILURES_KEPT;
+use crate::store::{DoneFile, FileFailure, JobKind, JobRecord, JobState, JobStore, StoreError};
 
 /// Finished jobs remembered.
 const MAX_FINISHED_KEPT: usize = 100;
@@ -85,6 +86,10 @@ impl LiveJob {
             FileResult::Failed(error) => {
                 record.failed += 1;
                 metrics::job_file("failed");
+                // The live view shows failures as they happen, as the store will keep them.
+                if record.failures.len() < MAX_FAILURES_KEPT {
+                    record.failures.push(FileFailure { path: path.display().to_string(), error: error.clone() });
+                }
                 Some(error)
             }
         };
