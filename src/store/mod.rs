@@ -29,6 +29,7 @@ pub mod filter;
 pub mod jobs;
 pub mod matrix;
 pub mod photo;
+pub mod postgres;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -38,6 +39,7 @@ pub use embedded::EmbeddedStore;
 pub use filter::{Filter, Near, SortBy};
 pub use jobs::{DoneFile, FileFailure, JobKind, JobRecord, JobState, JobStore};
 pub use photo::{Camera, Location, PhotoMeta, TakenAt};
+pub use postgres::{PgOptions, PgStore};
 
 /// One page of a search: the query vector, which images may match, in which order.
 #[derive(Debug, Clone, Copy)]
@@ -129,6 +131,8 @@ pub enum StoreError {
     Locked { path: String },
     #[error("could not open the index at {path}: {message}")]
     Open { path: String, message: String },
+    #[error("the index database is unavailable: {0}")]
+    Unavailable(String),
     #[error("{limit} directory jobs are already queued or running; wait for one to finish")]
     TooManyJobs { limit: usize },
 }

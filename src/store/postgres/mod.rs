@@ -1,0 +1,607 @@
+//! The PostgreSQL backend: images, paths and vectors in tables of a database that any number of
+//! replicas share. Vectors are `halfvec` (half the memory of `vector`) under an HNSW index
+//! (`halfvec_cosine_ops`); filters and orders are SQL, so a filtered search is answered by the
+//! database's planner (the index with pgvector's iterative scan, or an exact scan when a filter
+//! passes few rows).
+//!
+//! Every write is one transaction, durable when it returns. A database that cannot be reached
+//! is [`StoreError::Unavailable`] (the API answers 503 with `Retry-After`); the pool reconnects
+//! by itself when it is back.
+
+mod query;
+mod schema;
+#[doc(hidden)]
+pub mod testing;
+
+use std::str::FromStr;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use pgvector::HalfVector;
+use postgres::error::SqlState;
+use postgres::{Client, NoTls, Row, Transaction};
+use r2d2_postgres::PostgresConnectionManager;
+
+use self::query::{bind_vector, conditions, nanos, order_by, Sql};
+use super::filter::{Facets, Filter, SortBy};
+use super::matrix::Matrix;
+use super::{duplicates, DuplicateGroup, Hit, ImageRecord, Page, PhotoMeta, SearchQuery, StoreError, Upserted, VectorStore};
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// HNSW parameters: build-time `m` and `ef_construction`, query-time `ef_search`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hnsw {
+    pub m: u32,
+    pub ef_construction: u32,
+    pub ef_search: u32,
+}
+
+impl Default for Hnsw {
+    /// `ef_search` 200: pgvector's default of 40 gives recall@10 of about 0.69 on a million
+    /// clustered CLIP-like vectors; 200 gives 0.96 (BENCHMARKS.md).
+    fn default() -> Self {
+        Self { m: 16, ef_construction: 64, ef_search: 200 }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    pub url: String,
+    /// Connections this process keeps at most.
+    pub pool_size: u32,
+    /// How long a request waits for a connection before answering 503.
+    pub acquire_timeout: Duration,
+    /// How long start-up waits for the database to accept connections.
+    pub start_timeout: Duration,
+    pub hnsw: Hnsw,
+}
+
+impl PgOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 16,
+            acquire_timeout: Duration::from_secs(3),
+            start_timeout: Duration::from_secs(30),
+            hnsw: Hnsw::default(),
+        }
+    }
+}
+
+/// What goes wrong talking to PostgreSQL, said so that a user can act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("not a PostgreSQL URL ({0}); expected postgres://user:password@host:5432/database")]
+    BadUrl(String),
+    #[error("PostgreSQL refused the credentials of user `{user}`: {message}")]
+    Auth { user: String, message: String },
+    #[error("PostgreSQL is not reachable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    NoPgvector(String),
+    #[error("the database's VisionQuery schema is version {found}, newer than this build knows ({known}); upgrade VisionQuery")]
+    NewerSchema { found: i32, known: i32 },
+    #[error("PostgreSQL error: {0}")]
+    Sql(String),
+}
+
+impl From<PgError> for StoreError {
+    fn from(e: PgError) -> Self {
+        match e {
+            PgError::Unavailable(message) => StoreError::Unavailable(message),
+            PgError::Sql(message) => StoreError::Database(message),
+            other => StoreError::Open { path: "postgres".into(), message: other.to_string() },
+        }
+    }
+}
+
+/// Whether an error means "the database is not there right now" (retry later) or a real error.
+pub(crate) fn classify(e: postgres::Error) -> PgError {
+    let Some(code) = e.code() else {
+        // No SQL state: the connection itself failed or closed.
+        return PgError::Unavailable(e.to_string());
+    };
+    let message = e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string());
+    if code.code().starts_with("08")
+        || [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW, SqlState::TOO_MANY_CONNECTIONS].contains(code)
+    {
+        return PgError::Unavailable(message);
+    }
+    if [SqlState::INVALID_PASSWORD, SqlState::INVALID_AUTHORIZATION_SPECIFICATION].contains(code) {
+        return PgError::Auth { user: String::new(), message };
+    }
+    PgError::Sql(format!("{message} ({})", code.code()))
+}
+
+fn sql_err(e: postgres::Error) -> StoreError {
+    classify(e).into()
+}
+
+fn pool_err(e: r2d2::Error) -> StoreError {
+    StoreError::Unavailable(format!("no database connection: {e}"))
+}
+
+/// Transactions that lose a deadlock or serialization race are retried this often.
+const RETRIES: usize = 5;
+
+fn is_retryable(e: &postgres::Error) -> bool {
+    e.code().is_some_and(|c| *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE)
+}
+
+/// Per-connection settings: the HNSW search breadth, and iterative index scans so a filtered or
+/// long search keeps walking the graph instead of returning fewer rows than asked.
+#[derive(Debug)]
+struct SessionSettings {
+    ef_search: u32,
+}
+
+impl r2d2::CustomizeConnection<Client, postgres::Error> for SessionSettings {
+    fn on_acquire(&self, conn: &mut Client) -> Result<(), postgres::Error> {
+        conn.batch_execute(&format!("SET hnsw.ef_search = {}; SET hnsw.iterative_scan = relaxed_order", self.ef_search))
+    }
+}
+
+pub struct PgStore {
+    pool: Pool,
+    options: PgOptions,
+    /// The vector column's dimension, once the model is bound.
+    dim: RwLock<Option<usize>>,
+    /// `count()` is asked often (health, metrics) and `count(*)` scans: keep it a second.
+    count_cache: Mutex<Option<(Instant, usize)>>,
+}
+
+impl PgStore {
+    /// Connects (waiting up to `start_timeout` for a database that is starting), checks the
+    /// credentials and pgvector, and applies the schema migrations.
+    pub fn connect(options: PgOptions) -> Result<Self, PgError> {
+        Self::connect_with(options, &[])
+    }
+
+    /// As [`connect`](Self::connect), with migrations of other rooms (the job tables) applied
+    /// in the same versioned sequence.
+    pub fn connect_with(options: PgOptions, extra_migrations: &[(i32, &str)]) -> Result<Self, PgError> {
+        let config = postgres::Config::from_str(&options.url).map_err(|e| PgError::BadUrl(e.to_string()))?;
+        if config.get_dbname().is_none() && config.get_user().is_none() {
+            return Err(PgError::BadUrl("no user or database given".into()));
+        }
+        let user = config.get_user().unwrap_or_default().to_string();
+        let mut client = connect_patiently(&config, options.start_timeout).map_err(|e| match e {
+            PgError::Auth { message, .. } => PgError::Auth { user: user.clone(), message },
+            other => other,
+        })?;
+        schema::migrate(&mut client, extra_migrations)?;
+        let dim = vector_column_dim(&mut client).map_err(classify)?;
+        drop(client);
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(options.pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(options.acquire_timeout)
+            .connection_customizer(Box::new(SessionSettings { ef_search: options.hnsw.ef_search }))
+            // A failed connection is logged by the pool; requests get our 503 instead.
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(manager);
+        tracing::info!(location = %redact(&options.url), dim = ?dim, "connected to PostgreSQL");
+        Ok(Self { pool, options, dim: RwLock::new(dim), count_cache: Mutex::new(None) })
+    }
+
+    /// The URL without its password, for logs and `/health`.
+    pub fn location(&self) -> String {
+        redact(&self.options.url)
+    }
+
+    pub fn options(&self) -> &PgOptions {
+        &self.options
+    }
+
+    pub(crate) fn conn(&self) -> Result<Conn, StoreError> {
+        self.pool.get().map_err(pool_err)
+    }
+
+    /// Runs `work` in a transaction, again when it loses a deadlock or serialization race.
+    pub(crate) fn in_transaction<T>(&self, mut work: impl FnMut(&mut Transaction) -> Result<T, postgres::Error>) -> Result<T, StoreError> {
+        let mut conn = self.conn()?;
+        let mut attempt = 0;
+        loop {
+            let mut txn = conn.transaction().map_err(sql_err)?;
+            let result = work(&mut txn).and_then(|value| txn.commit().map(|()| value));
+            match result {
+                Ok(value) => return Ok(value),
+                Err(e) if is_retryable(&e) && attempt < RETRIES => attempt += 1,
+                Err(e) => return Err(sql_err(e)),
+            }
+        }
+    }
+
+    fn dim(&self) -> Option<usize> {
+        *self.dim.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds the vector column and its HNSW index for `dim` (once), or checks the existing one.
+    fn ensure_vector_column(&self, txn: &mut Transaction, dim: usize) -> Result<(), StoreError> {
+        match vector_column_dim(txn).map_err(sql_err)? {
+            Some(existing) if existing != dim => return Err(StoreError::DimensionMismatch { expected: existing, got: dim }),
+            Some(_) => {}
+            None => {
+                let Hnsw { m, ef_construction, .. } = self.options.hnsw;
+                txn.batch_execute(&format!(
+                    "ALTER TABLE vq_images ADD COLUMN embedding halfvec({dim}) NOT NULL;
+                     CREATE INDEX vq_images_embedding ON vq_images USING hnsw (embedding halfvec_cosine_ops)
+                       WITH (m = {m}, ef_construction = {ef_construction});"
+                ))
+                .map_err(sql_err)?;
+            }
+        }
+        *self.dim.write().unwrap_or_else(|p| p.into_inner()) = Some(dim);
+        Ok(())
+    }
+
+    fn forget_count(&self) {
+        *self.count_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Checks that the database answers (for `/ready` and `/health`).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.conn()?.batch_execute("SELECT 1").map_err(sql_err)
+    }
+}
+
+/// The dimension of `vq_images.embedding`, if the column exists.
+fn vector_column_dim(client: &mut impl postgres::GenericClient) -> Result<Option<usize>, postgres::Error> {
+    let row = client.query_opt(
+        "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'vq_images'::regclass AND attname = 'embedding' AND NOT attisdropped",
+        &[],
+    )?;
+    Ok(row.map(|r| r.get::<_, i32>(0)).filter(|d| *d > 0).map(|d| d as usize))
+}
+
+fn connect_patiently(config: &postgres::Config, patience: Duration) -> Result<Client, PgError> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match config.connect(NoTls).map_err(classify) {
+            Ok(client) => return Ok(client),
+            Err(PgError::Unavailable(message)) if Instant::now() < deadline => {
+                tracing::warn!(error = %message, "PostgreSQL not reachable yet; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user@host/db`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return "postgres (key=value settings)".into() };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some((auth, host)) => (auth, host),
+        None => return url.to_string(),
+    };
+    let user = auth.split(':').next().unwrap_or_default();
+    format!("{scheme}://{user}@{host}")
+}
+
+fn decode_record(text: &str) -> Result<ImageRecord, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("image record: {e}")))
+}
+
+fn record_of(row: &Row, column: usize) -> Result<ImageRecord, StoreError> {
+    decode_record(row.get::<_, &str>(column))
+}
+
+fn to_f32(v: &HalfVector) -> Vec<f32> {
+    v.as_slice().iter().map(|h| h.to_f32()).collect()
+}
+
+/// Writes one image row (and its own path) inside `txn`; `true` when it was new.
+fn write_image(txn: &mut Transaction, record: &ImageRecord, vector: &[f32]) -> Result<bool, postgres::Error> {
+    // One writer per path at a time, across replicas: "a path names one image" is checked and
+    // changed atomically.
+    txn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&record.path])?;
+    let named_before: Option<String> = txn.query_opt("SELECT id FROM vq_paths WHERE path = $1", &[&record.path])?.map(|r| r.get(0));
+    if let Some(old) = named_before.filter(|old| *old != record.id) {
+        let old_path: Option<String> = txn.query_opt("SELECT path FROM vq_images WHERE id = $1", &[&old])?.map(|r| r.get(0));
+        if old_path.as_deref() == Some(record.path.as_str()) {
+            // New content at the path: the image it showed is retired (its copies with it).
+            txn.execute("DELETE FROM vq_images WHERE id = $1", &[&old])?;
+        } else {
+            txn.execute("DELETE FROM vq_paths WHERE path = $1 AND id = $2", &[&record.path, &old])?;
+        }
+    }
+    let previous_path: Option<String> =
+        txn.query_opt("SELECT path FROM vq_images WHERE id = $1 FOR UPDATE", &[&record.id])?.map(|r| r.get(0));
+    if let Some(previous) = previous_path.filter(|p| *p != record.path) {
+        txn.execute("DELETE FROM vq_paths WHERE path = $1 AND id = $2", &[&previous, &record.id])?;
+    }
+    let facets = Facets::of(record);
+    let json = serde_json::to_string(record).unwrap_or_default();
+    let (lat, lon) = facets.location.map_or((None, None), |l| (Some(l.lat), Some(l.lon)));
+    let inserted: bool = txn
+        .query_one(
+            "INSERT INTO vq_images (id, path, record, ingested_ns, taken_ns, camera, format, lat, lon, photo_read, embedding)
+             VALUES ($1, $2, $3::text::jsonb, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (id) DO UPDATE SET path = excluded.path, record = excluded.record, ingested_ns = excluded.ingested_ns,
+               taken_ns = excluded.taken_ns, camera = excluded.camera, format = excluded.format, lat = excluded.lat,
+               lon = excluded.lon, photo_read = excluded.photo_read, embedding = excluded.embedding
+             RETURNING (xmax = 0)",
+            &[
+                &record.id,
+                &record.path,
+                &json,
+                &nanos(facets.ingested),
+                &facets.taken.map(nanos),
+                &facets.camera,
+                &facets.format,
+                &lat,
+                &lon,
+                &facets.photo_read,
+                &HalfVector::from_f32_slice(vector),
+            ],
+        )?
+        .get(0);
+    txn.execute(
+        "INSERT INTO vq_paths (path, id, alias) VALUES ($1, $2, false) ON CONFLICT (path) DO UPDATE SET id = excluded.id, alias = false",
+        &[&record.path, &record.id],
+    )?;
+    Ok(inserted)
+}
+
+impl VectorStore for PgStore {
+    fn bind_model(&self, fingerprint: &str, dim: usize) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let mut txn = conn.transaction().map_err(sql_err)?;
+        // Replicas starting together bind once.
+        txn.execute("SELECT pg_advisory_xact_lock(hashtextextended('vq-bind-model', 0))", &[]).map_err(sql_err)?;
+        let stored: Option<String> =
+            txn.query_opt("SELECT value FROM vq_meta WHERE key = 'model'", &[]).map_err(sql_err)?.map(|r| r.get(0));
+        match stored {
+            Some(stored) if stored != fingerprint => {
+                return Err(StoreError::ModelMismatch { stored, current: fingerprint.to_string() });
+            }
+            Some(_) => self.ensure_vector_column(&mut txn, dim)?,
+            None => {
+                self.ensure_vector_column(&mut txn, dim)?;
+                txn.execute("INSERT INTO vq_meta (key, value) VALUES ('model', $1)", &[&fingerprint]).map_err(sql_err)?;
+            }
+        }
+        txn.commit().map_err(sql_err)
+    }
+
+    fn upsert_many(&self, items: &[(ImageRecord, Vec<f32>)]) -> Result<Vec<Upserted>, StoreError> {
+        let Some((_, first)) = items.first() else { return Ok(Vec::new()) };
+        let dim = first.len();
+        if let Some((_, v)) = items.iter().find(|(_, v)| v.len() != dim) {
+            return Err(StoreError::DimensionMismatch { expected: dim, got: v.len() });
+        }
+        match self.dim() {
+            Some(expected) if expected != dim => return Err(StoreError::DimensionMismatch { expected, got: dim }),
+            Some(_) => {}
+            None => self.in_transaction(|txn| Ok(self.ensure_vector_column(txn, dim)))??,
+        }
+        // Path locks in one order, so two replicas' batches cannot deadlock on them.
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by(|&a, &b| items[a].0.path.cmp(&items[b].0.path));
+        let inserted = self.in_transaction(|txn| {
+            let mut inserted = vec![false; items.len()];
+            for &i in &order {
+                let (record, vector) = &items[i];
+                inserted[i] = write_image(txn, record, vector)?;
+            }
+            Ok(inserted)
+        })?;
+        self.forget_count();
+        Ok(inserted.into_iter().map(|new| if new { Upserted::Inserted } else { Upserted::Replaced }).collect())
+    }
+
+    fn get(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
+        let row = self.conn()?.query_opt("SELECT record::text FROM vq_images WHERE id = $1", &[&id]).map_err(sql_err)?;
+        row.map(|r| record_of(&r, 0)).transpose()
+    }
+
+    fn find_by_path(&self, path: &str) -> Result<Option<ImageRecord>, StoreError> {
+        let row = self
+            .conn()?
+            .query_opt("SELECT i.record::text FROM vq_paths p JOIN vq_images i ON i.id = p.id WHERE p.path = $1 AND i.path = $1", &[&path])
+            .map_err(sql_err)?;
+        row.map(|r| record_of(&r, 0)).transpose()
+    }
+
+    fn vector(&self, id: &str) -> Result<Option<Vec<f32>>, StoreError> {
+        if self.dim().is_none() {
+            return Ok(None);
+        }
+        let row = self.conn()?.query_opt("SELECT embedding FROM vq_images WHERE id = $1", &[&id]).map_err(sql_err)?;
+        Ok(row.map(|r| to_f32(&r.get::<_, HalfVector>(0))))
+    }
+
+    fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let n = self.conn()?.execute("DELETE FROM vq_images WHERE id = $1", &[&id]).map_err(sql_err)?;
+        self.forget_count();
+        Ok(n > 0)
+    }
+
+    fn search_page(&self, q: &SearchQuery) -> Result<Page<Hit>, StoreError> {
+        let empty = Page { items: Vec::new(), more: false, total: None };
+        let Some(dim) = self.dim() else { return Ok(empty) };
+        if dim != q.vector.len() {
+            return Err(StoreError::DimensionMismatch { expected: dim, got: q.vector.len() });
+        }
+        let end = q.offset.saturating_add(q.limit);
+        if end == 0 {
+            return Ok(empty);
+        }
+        let mut sql = Sql::default();
+        let v = bind_vector(&mut sql, q.vector);
+        let mut conds = conditions(q.filter, &mut sql);
+        if let Some(floor) = q.filter.min_score {
+            let p = sql.bind(1.0 - f64::from(floor));
+            conds.push(format!("(embedding <=> {v}) <= {p}"));
+        }
+        let where_clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+        let relevance = q.sort == SortBy::Relevance;
+        let text = if relevance {
+            // Ordered by the distance expression alone, as the HNSW index answers it: a second
+            // sort key (`, id`) makes the planner sort every row instead (immich#31299). Ties
+            // are broken by id below, on the rows returned.
+            let limit = sql.bind((end + 1) as i64);
+            format!(
+                "SELECT id, record::text, embedding <=> {v} AS distance FROM vq_images {where_clause} \
+                 ORDER BY embedding <=> {v} LIMIT {limit}"
+            )
+        } else {
+            let (offset, limit) = (sql.bind(q.offset as i64), sql.bind(q.limit as i64 + 1));
+            format!(
+                "SELECT id, record::text, embedding <=> {v} AS distance, 1 - (embedding <=> {v}) AS score \
+                 FROM vq_images {where_clause} ORDER BY {} OFFSET {offset} LIMIT {limit}",
+                order_by(q.sort)
+            )
+        };
+        let rows = self.conn()?.query(&text, &sql.params()).map_err(sql_err)?;
+        let mut hits = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let distance: f64 = row.get(2);
+            hits.push(Hit { record: record_of(row, 1)?, score: (1.0 - distance) as f32 });
+        }
+        if relevance {
+            hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.record.id.cmp(&b.record.id)));
+            let more = hits.len() > end;
+            hits.truncate(end);
+            let items = hits.split_off(q.offset.min(hits.len()));
+            return Ok(Page { items, more, total: None });
+        }
+        let more = hits.len() > q.limit;
+        hits.truncate(q.limit);
+        Ok(Page { items: hits, more, total: None })
+    }
+
+    fn list_page(&self, filter: &Filter, sort: SortBy, offset: usize, limit: usize) -> Result<Page<ImageRecord>, StoreError> {
+        let sort = if sort == SortBy::Relevance { SortBy::IngestedDesc } else { sort };
+        let mut sql = Sql::default();
+        let conds = conditions(filter, &mut sql);
+        let where_clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+        let mut conn = self.conn()?;
+        let total: i64 = conn.query_one(&format!("SELECT count(*) FROM vq_images {where_clause}"), &sql.params()).map_err(sql_err)?.get(0);
+        let (off, lim) = (sql.bind(offset as i64), sql.bind(limit as i64));
+        let text = format!(
+            "SELECT record::text, 0 AS score, id FROM vq_images {where_clause} ORDER BY {} OFFSET {off} LIMIT {lim}",
+            order_by(sort)
+        );
+        let rows = conn.query(&text, &sql.params()).map_err(sql_err)?;
+        let items = rows.iter().map(|r| record_of(r, 0)).collect::<Result<Vec<_>, _>>()?;
+        let total = total as usize;
+        Ok(Page { more: offset.saturating_add(items.len()) < total, items, total: Some(total) })
+    }
+
+    fn set_photo(&self, id: &str, photo: &PhotoMeta) -> Result<bool, StoreError> {
+        self.in_transaction(|txn| {
+            let Some(row) = txn.query_opt("SELECT record::text FROM vq_images WHERE id = $1 FOR UPDATE", &[&id])? else {
+                return Ok(None);
+            };
+            Ok(Some(row.get::<_, String>(0)))
+        })?
+        .map_or(Ok(false), |text| {
+            let mut record = decode_record(&text)?;
+            record.photo = photo.clone();
+            record.photo_read = true;
+            let facets = Facets::of(&record);
+            let json = serde_json::to_string(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let (lat, lon) = facets.location.map_or((None, None), |l| (Some(l.lat), Some(l.lon)));
+            let n = self
+                .conn()?
+                .execute(
+                    "UPDATE vq_images SET record = $2::text::jsonb, taken_ns = $3, camera = $4, lat = $5, lon = $6, photo_read = true
+                     WHERE id = $1",
+                    &[&id, &json, &facets.taken.map(nanos), &facets.camera, &lat, &lon],
+                )
+                .map_err(sql_err)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn unread_photo_ids(&self) -> Result<Vec<String>, StoreError> {
+        let rows = self.conn()?.query("SELECT id FROM vq_images WHERE NOT photo_read ORDER BY id", &[]).map_err(sql_err)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn add_alias(&self, id: &str, path: &str) -> Result<(), StoreError> {
+        self.in_transaction(|txn| {
+            txn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&path])?;
+            let own: Option<String> = txn.query_opt("SELECT path FROM vq_images WHERE id = $1", &[&id])?.map(|r| r.get(0));
+            match own {
+                Some(own) if own != path => {
+                    txn.execute(
+                        "INSERT INTO vq_paths (path, id, alias) VALUES ($1, $2, true)
+                         ON CONFLICT (path) DO UPDATE SET id = excluded.id, alias = true",
+                        &[&path, &id],
+                    )?;
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+
+    fn duplicates(&self, threshold: f32) -> Result<Vec<DuplicateGroup>, StoreError> {
+        let Some(dim) = self.dim() else { return Ok(Vec::new()) };
+        let mut conn = self.conn()?;
+        // One snapshot for the vectors, the records and the copies.
+        let mut txn =
+            conn.build_transaction().read_only(true).isolation_level(postgres::IsolationLevel::RepeatableRead).start().map_err(sql_err)?;
+        let rows = txn
+            .query(
+                "SELECT i.id, i.record::text, i.embedding,
+                        coalesce(array_agg(p.path ORDER BY p.path) FILTER (WHERE p.alias), '{}')
+                 FROM vq_images i LEFT JOIN vq_paths p ON p.id = i.id GROUP BY i.id ORDER BY i.id",
+                &[],
+            )
+            .map_err(sql_err)?;
+        txn.commit().map_err(sql_err)?;
+        let mut matrix: Matrix<()> = Matrix::new(dim);
+        let mut known = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: &str = row.get(0);
+            matrix.upsert(id, &to_f32(&row.get::<_, HalfVector>(2)));
+            let aliases: Vec<String> = row.get(3);
+            // Only copies that are still there are duplicates now.
+            let aliases = aliases.into_iter().filter(|p| std::path::Path::new(p).is_file()).collect();
+            known.push(duplicates::Known { record: record_of(row, 1)?, aliases });
+        }
+        Ok(duplicates::group(&known, &matrix.pairs_at_least(threshold)))
+    }
+
+    fn count(&self) -> usize {
+        let mut cache = self.count_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, n)) = *cache {
+            if at.elapsed() < Duration::from_secs(1) {
+                return n;
+            }
+        }
+        let counted =
+            self.conn().ok().and_then(|mut c| c.query_one("SELECT count(*) FROM vq_images", &[]).ok()).map(|r| r.get::<_, i64>(0));
+        match counted {
+            Some(n) => {
+                *cache = Some((Instant::now(), n as usize));
+                n as usize
+            }
+            // Unreachable: the last known count (the health endpoint says the store is down).
+            None => cache.map_or(0, |(_, n)| n),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_store_passes_the_conformance_suite() {
+        super::super::conformance::run_all(|dir| Box::new(testing::store_for_dir(dir)));
+    }
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(redact("postgres://vq:secret@db:5432/vq"), "postgres://vq@db:5432/vq");
+        assert_eq!(redact("postgres://db/vq"), "postgres://db/vq");
+    }
+}
