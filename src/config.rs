@@ -24,9 +24,13 @@ pub struct CommonArgs {
     #[arg(long, env = "VQ_PRECISION", value_enum, default_value_t = PrecisionArg::Fp32)]
     pub precision: PrecisionArg,
 
-    /// Directory holding the persistent index.
+    /// Directory holding the persistent index (the embedded store), the thumbnail cache and,
+    /// unless `--uploads-dir` says otherwise, uploaded files.
     #[arg(long, env = "VQ_DATA_DIR", default_value = "./data/index")]
     pub data_dir: PathBuf,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 
     /// Path to `libonnxruntime.so`; found automatically when unset (see README).
     #[arg(long, env = "ORT_DYLIB_PATH")]
@@ -59,6 +63,61 @@ pub struct CommonArgs {
 
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// Where the index lives: the embedded store in `--data-dir` (default), or a PostgreSQL
+/// database with pgvector that several replicas share.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// `postgres://user:password@host:5432/database` to keep the index in PostgreSQL (pgvector);
+    /// `DATABASE_URL` is used when this is unset. Without either, the embedded store.
+    #[arg(long = "store", env = "VQ_STORE")]
+    pub url: Option<String>,
+
+    /// Where uploaded files are kept. With PostgreSQL and several replicas, a directory every
+    /// replica mounts (uploads are served from there by whichever replica is asked).
+    #[arg(long, env = "VQ_UPLOADS_DIR")]
+    pub uploads_dir: Option<PathBuf>,
+
+    /// Database connections this process keeps at most (PostgreSQL).
+    #[arg(long, env = "VQ_PG_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub pg_pool_size: u32,
+
+    /// HNSW graph degree, used when the vector index is first built (PostgreSQL).
+    #[arg(long, env = "VQ_HNSW_M", default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..=100))]
+    pub hnsw_m: u32,
+
+    /// HNSW build-time candidate list, used when the vector index is first built (PostgreSQL).
+    #[arg(long, env = "VQ_HNSW_EF_CONSTRUCTION", default_value_t = 64, value_parser = clap::value_parser!(u32).range(4..=1000))]
+    pub hnsw_ef_construction: u32,
+
+    /// HNSW search-time candidate list: higher is more exact and slower (PostgreSQL; the
+    /// default was chosen by measurement, see BENCHMARKS.md).
+    #[arg(long, env = "VQ_HNSW_EF_SEARCH", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub hnsw_ef_search: u32,
+}
+
+impl StoreArgs {
+    /// The database URL from `--store`/`VQ_STORE`, else `DATABASE_URL`.
+    pub fn database_url(&self) -> Option<String> {
+        self.url.clone().filter(|u| !u.trim().is_empty()).or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.trim().is_empty()))
+    }
+
+    pub fn location(&self, data_dir: &std::path::Path) -> crate::store::StoreLocation {
+        match self.database_url() {
+            Some(url) => {
+                let mut options = crate::store::PgOptions::new(url);
+                options.pool_size = self.pg_pool_size;
+                options.hnsw = crate::store::postgres::Hnsw {
+                    m: self.hnsw_m,
+                    ef_construction: self.hnsw_ef_construction,
+                    ef_search: self.hnsw_ef_search,
+                };
+                crate::store::StoreLocation::Postgres(options)
+            }
+            None => crate::store::StoreLocation::Embedded(data_dir.to_path_buf()),
+        }
+    }
 }
 
 /// What is logged on stderr, and where traces go.

@@ -15,7 +15,7 @@ use visionquery::embed::{DecodeLimits, Embedder};
 use visionquery::engine::jobs::{self, JobManager};
 use visionquery::engine::pipeline::{self, FileResult};
 use visionquery::engine::{DataDirs, Engine, ImageRoots, SearchSpec, Term, Weighted};
-use visionquery::store::{EmbeddedStore, JobStore};
+use visionquery::store::{self, Backend, JobStore};
 
 #[derive(Debug, Parser)]
 #[command(name = "visionquery", version, about = "Find your images by describing them (CLIP semantic search)")]
@@ -165,9 +165,19 @@ fn limits(common: &CommonArgs) -> DecodeLimits {
     DecodeLimits { max_pixels: common.max_image_pixels, max_bytes: common.max_image_bytes }
 }
 
-fn open_store(common: &CommonArgs) -> Result<Arc<EmbeddedStore>> {
-    let store = EmbeddedStore::open(&common.data_dir).with_context(|| format!("opening the index in {}", common.data_dir.display()))?;
-    Ok(Arc::new(store))
+/// The index `--store` names: PostgreSQL, or the embedded store in `--data-dir`.
+fn open_store(common: &CommonArgs) -> Result<Arc<dyn Backend>> {
+    let location = common.store.location(&common.data_dir);
+    store::open(&location).with_context(|| format!("opening the index at {}", location.describe()))
+}
+
+/// The data directory's folders, with uploads where `--uploads-dir` says.
+fn data_dirs(common: &CommonArgs) -> DataDirs {
+    let mut dirs = DataDirs::under(&common.data_dir);
+    if let Some(uploads) = &common.store.uploads_dir {
+        dirs.uploads = uploads.clone();
+    }
+    dirs
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
@@ -175,10 +185,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let store = open_store(&args.common)?;
     let embedder = Embedder::load_in_background(args.common.model_options());
     let roots = ImageRoots::new(&args.common.image_roots);
-    let dirs = DataDirs::under(&args.common.data_dir);
+    let dirs = data_dirs(&args.common);
     let job_store: Arc<dyn JobStore> = store.clone();
     jobs::import_legacy_jobs(&dirs.jobs_file, job_store.as_ref());
     let engine = Arc::new(Engine::new(embedder, store, roots, limits(&args.common), dirs));
+    engine.watch_store();
     let jobs = JobManager::start(engine.clone(), job_store, args.max_queued_jobs);
     match jobs.fill_missing_photo_metadata().await {
         Ok(Some(job)) => tracing::info!(job = %job.record.id, "reading photo metadata of images indexed by an older version"),
@@ -220,7 +231,7 @@ async fn load_engine(common: &CommonArgs, roots: ImageRoots) -> Result<Engine> {
     let store = open_store(common)?;
     let options = common.model_options();
     let embedder = tokio::task::spawn_blocking(move || Embedder::load_now(options)).await?.context("loading the model")?;
-    Ok(Engine::new(embedder, store, roots, limits(common), DataDirs::under(&common.data_dir)))
+    Ok(Engine::new(embedder, store, roots, limits(common), data_dirs(common)))
 }
 
 /// The folder to index: as given (absolute, or relative to the current folder), else relative to

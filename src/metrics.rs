@@ -14,6 +14,7 @@ pub const EMBED_DURATION: &str = "vq_embed_duration_seconds";
 pub const EMBED_BATCH_SIZE: &str = "vq_embed_batch_size";
 pub const EMBED_QUEUE_DEPTH: &str = "vq_embed_queue_depth";
 pub const INDEX_IMAGES: &str = "vq_index_images";
+pub const STORE_UP: &str = "vq_store_up";
 pub const MODEL_LOADED: &str = "vq_model_loaded";
 pub const MODEL_STATE: &str = "vq_model_state";
 pub const INGEST_IMAGES: &str = "vq_ingest_images_total";
@@ -54,6 +55,7 @@ fn describe_and_preregister() {
     describe_histogram!(EMBED_BATCH_SIZE, "Inputs per model batch, by modality");
     describe_gauge!(EMBED_QUEUE_DEPTH, "Requests waiting for the model, by modality");
     describe_gauge!(INDEX_IMAGES, "Images in the index");
+    describe_gauge!(STORE_UP, "1 while the index store (database) answers, 0 while it cannot be reached");
     describe_gauge!(MODEL_LOADED, "1 when the model is loaded and serving");
     describe_gauge!(MODEL_STATE, "1 for the model's current state (loading, ready, failed)");
     describe_counter!(INGEST_IMAGES, "Single-image ingests by outcome (indexed, duplicate, failed)");
@@ -102,6 +104,10 @@ pub fn model_state(current: &str) {
 
 pub fn index_size(images: usize) {
     metrics::gauge!(INDEX_IMAGES).set(images as f64);
+}
+
+pub fn store_up(up: bool) {
+    metrics::gauge!(STORE_UP).set(if up { 1.0 } else { 0.0 });
 }
 
 pub fn ingest(outcome: &'static str) {

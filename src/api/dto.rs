@@ -278,6 +278,28 @@ pub struct ModelStatus {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IndexStatus {
     pub images: usize,
+    /// `embedded` (a local file) or `postgres`.
+    pub backend: &'static str,
+    /// The index file, or the database URL without its password.
+    pub location: String,
+    /// Whether the store answered its last check (every 2 s); `/ready` is 503 while it does not.
+    pub reachable: bool,
+    /// Why it cannot be reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl IndexStatus {
+    pub fn of(engine: &crate::engine::Engine) -> Self {
+        let store = engine.store_status();
+        Self {
+            images: engine.image_count(),
+            backend: store.info.backend,
+            location: store.info.location,
+            reachable: store.reachable,
+            error: store.error,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

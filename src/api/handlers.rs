@@ -22,21 +22,23 @@ pub async fn health(State(state): State<AppState>) -> ApiJson<HealthResponse> {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
         model: model_status(&state),
-        index: IndexStatus { images: state.engine.image_count() },
+        index: IndexStatus::of(&state.engine),
     })
 }
 
-/// Readiness: 200 once the model is loaded, 503 before (or if loading failed).
+/// Readiness: 200 once the model is loaded and the store answers; 503 before the model is
+/// loaded (or if loading failed) and while the store's database cannot be reached.
 #[utoipa::path(get, path = "/ready", tag = "status", responses(
     (status = 200, body = HealthResponse), (status = 503, body = HealthResponse)))]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let model = model_status(&state);
-    let status = if model.state == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let index = IndexStatus::of(&state.engine);
+    let status = if model.state == "ready" && index.reachable { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = HealthResponse {
         status: if status.is_success() { "ready" } else { "not_ready" },
         version: env!("CARGO_PKG_VERSION"),
         model,
-        index: IndexStatus { images: state.engine.image_count() },
+        index,
     };
     (status, axum::Json(body)).into_response()
 }

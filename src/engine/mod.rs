@@ -8,6 +8,7 @@ pub mod metadata;
 pub mod paths;
 pub mod pipeline;
 pub mod search;
+pub mod store_health;
 pub mod thumbnails;
 pub mod uploads;
 
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+pub use self::store_health::{StoreHealth, StoreStatus};
 use crate::embed::{preprocess, ClipModel, DecodeLimits, EmbedError, Embedder, ImageError, ModelState};
 use crate::metrics;
 use crate::store::{DuplicateGroup, Filter, Hit, ImageRecord, Page, SortBy, StoreError, VectorStore};
@@ -138,6 +140,7 @@ pub struct Engine {
     decoding: Arc<tokio::sync::Semaphore>,
     /// Uploads of the same content wait for each other (one stored file, one row).
     upload_locks: uploads::HashLocks,
+    store_health: Arc<StoreHealth>,
 }
 
 impl Engine {
@@ -174,7 +177,19 @@ impl Engine {
             bound_model: Mutex::new(None),
             decoding: Arc::new(tokio::sync::Semaphore::new(cores)),
             upload_locks: uploads::HashLocks::default(),
+            store_health: Arc::default(),
         }
+    }
+
+    /// Starts checking the store's reachability in the background (after a first check now).
+    pub fn watch_store(&self) {
+        self.store_health.check(self.store.as_ref());
+        self.store_health.watch(self.store.clone());
+    }
+
+    /// The store's backend and whether it answered the last check.
+    pub fn store_status(&self) -> StoreStatus {
+        self.store_health.status(self.store.describe())
     }
 
     /// What the model is doing, for status pages.

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use super::ingest::{Staged, WhenBusy};
 use super::{Engine, EngineError};
 use crate::fsutil;
-use crate::store::ImageRecord;
+use crate::store::{ImageRecord, StoreError};
 
 /// File endings treated as images when walking a folder.
 pub const IMAGE_EXTENSIONS: [&str; 10] = ["jpg", "jpeg", "jfif", "png", "webp", "gif", "bmp", "tif", "tiff", "jpe"];
@@ -117,8 +117,22 @@ async fn stage_file(engine: &Engine, path: PathBuf) -> Result<Staged, String> {
         return Err("file name is not valid UTF-8".into());
     };
     let canonical = engine.roots().resolve(requested).map_err(|e| e.to_string())?;
-    // Jobs share the model with live requests: wait for room rather than lose a file.
-    engine.stage(canonical, WhenBusy::Wait).await.map_err(|e| e.to_string())
+    // Jobs share the model with live requests: wait for room rather than lose a file; and a
+    // database that went away is waited for, so the job continues when it is back.
+    loop {
+        match engine.stage(canonical.clone(), WhenBusy::Wait).await {
+            Err(EngineError::Store(StoreError::Unavailable(why))) => wait_for_store(&why).await,
+            outcome => return outcome.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// How long a job waits before trying an unreachable store again.
+const STORE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn wait_for_store(why: &str) {
+    tracing::warn!(error = %why, "index database unavailable; the job waits for it");
+    tokio::time::sleep(STORE_RETRY).await;
 }
 
 /// Writes a batch; the same content twice in one batch is stored once.
@@ -136,9 +150,17 @@ async fn commit_batch(engine: &Engine, batch: Vec<(PathBuf, ImageRecord, Vec<f32
             results.push((path, FileResult::Skipped));
         }
     }
-    if let Err(e) = engine.commit(writes).await {
-        let message = e.to_string();
-        return results.into_iter().map(|(path, _)| (path, FileResult::Failed(message.clone()))).collect();
+    loop {
+        match engine.commit(writes.clone()).await {
+            Ok(()) => break,
+            // Nothing of the batch was written (one transaction): write it again when the
+            // database is back, rather than lose files that are embedded already.
+            Err(EngineError::Store(StoreError::Unavailable(why))) => wait_for_store(&why).await,
+            Err(e) => {
+                let message = e.to_string();
+                return results.into_iter().map(|(path, _)| (path, FileResult::Failed(message.clone()))).collect();
+            }
+        }
     }
     for (id, path) in copies {
         // The same content at another path, as a later ingest of that path would record it.

@@ -28,6 +28,7 @@ pub mod embedded;
 pub mod filter;
 pub mod jobs;
 pub mod matrix;
+pub mod open;
 pub mod photo;
 pub mod postgres;
 
@@ -38,6 +39,7 @@ pub use duplicates::{DuplicateGroup, DuplicateKind};
 pub use embedded::EmbeddedStore;
 pub use filter::{Filter, Near, SortBy};
 pub use jobs::{DoneFile, FileFailure, JobKind, JobRecord, JobState, JobStore};
+pub use open::{Backend, StoreLocation};
 pub use photo::{Camera, Location, PhotoMeta, TakenAt};
 pub use postgres::{PgOptions, PgStore};
 
@@ -137,8 +139,20 @@ pub enum StoreError {
     TooManyJobs { limit: usize },
 }
 
+/// Which backend a store is and where it lives (never with a password), for `/health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreInfo {
+    pub backend: &'static str,
+    pub location: String,
+}
+
 /// A persistent collection of image vectors. Writes are durable when they return.
 pub trait VectorStore: Send + Sync {
+    fn describe(&self) -> StoreInfo;
+    /// Whether the store can be reached now (a database backend asks its server).
+    fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Ties the store to one model; a store built with another model refuses it.
     fn bind_model(&self, fingerprint: &str, dim: usize) -> Result<(), StoreError>;
     /// Adds or replaces the image with `record.id`. A path names one image: when `record.path`

@@ -11,7 +11,7 @@ mod jobs;
 
 use super::filter::{self, Candidate, Facets, Filter, SortBy};
 use super::matrix::Matrix;
-use super::{duplicates, DuplicateGroup, Hit, ImageRecord, Page, PhotoMeta, SearchQuery, StoreError, Upserted, VectorStore};
+use super::{duplicates, DuplicateGroup, Hit, ImageRecord, Page, PhotoMeta, SearchQuery, StoreError, StoreInfo, Upserted, VectorStore};
 
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const VECTORS: TableDefinition<&str, &[u8]> = TableDefinition::new("vectors");
@@ -190,6 +190,10 @@ fn decode_record(bytes: &[u8]) -> Result<ImageRecord, StoreError> {
 }
 
 impl VectorStore for EmbeddedStore {
+    fn describe(&self) -> StoreInfo {
+        StoreInfo { backend: "embedded", location: self.path.display().to_string() }
+    }
+
     fn bind_model(&self, fingerprint: &str, dim: usize) -> Result<(), StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let txn = self.db.begin_write().map_err(db_err)?;

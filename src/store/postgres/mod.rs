@@ -25,7 +25,7 @@ use r2d2_postgres::PostgresConnectionManager;
 use self::query::{bind_vector, conditions, nanos, order_by, Sql};
 use super::filter::{Facets, Filter, SortBy};
 use super::matrix::Matrix;
-use super::{duplicates, DuplicateGroup, Hit, ImageRecord, Page, PhotoMeta, SearchQuery, StoreError, Upserted, VectorStore};
+use super::{duplicates, DuplicateGroup, Hit, ImageRecord, Page, PhotoMeta, SearchQuery, StoreError, StoreInfo, Upserted, VectorStore};
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
@@ -238,13 +238,16 @@ impl PgStore {
         Ok(())
     }
 
-    fn forget_count(&self) {
-        *self.count_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    /// The plan PostgreSQL picks for a search page (for the test that guards index use).
+    #[doc(hidden)]
+    pub fn explain_search(&self, q: &SearchQuery) -> Result<String, StoreError> {
+        let (text, sql) = search_statement(q);
+        let rows = self.conn()?.query(&format!("EXPLAIN {text}"), &sql.params()).map_err(sql_err)?;
+        Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join("\n"))
     }
 
-    /// Checks that the database answers (for `/ready` and `/health`).
-    pub fn ping(&self) -> Result<(), StoreError> {
-        self.conn()?.batch_execute("SELECT 1").map_err(sql_err)
+    fn forget_count(&self) {
+        *self.count_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -347,7 +350,47 @@ fn write_image(txn: &mut Transaction, record: &ImageRecord, vector: &[f32]) -> R
     Ok(inserted)
 }
 
+/// The SQL of one search page.
+fn search_statement(q: &SearchQuery) -> (String, Sql) {
+    let end = q.offset.saturating_add(q.limit);
+    let mut sql = Sql::default();
+    let v = bind_vector(&mut sql, q.vector);
+    let mut conds = conditions(q.filter, &mut sql);
+    if let Some(floor) = q.filter.min_score {
+        let p = sql.bind(1.0 - f64::from(floor));
+        conds.push(format!("(embedding <=> {v}) <= {p}"));
+    }
+    let where_clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+    let relevance = q.sort == SortBy::Relevance;
+    let text = if relevance {
+        // Ordered by the distance expression alone, as the HNSW index answers it: a second
+        // sort key (`, id`) makes the planner sort every row instead (immich#31299). The
+        // caller breaks ties by id on the rows returned.
+        let limit = sql.bind((end + 1) as i64);
+        format!(
+            "SELECT id, record::text, embedding <=> {v} AS distance FROM vq_images {where_clause} \
+             ORDER BY embedding <=> {v} LIMIT {limit}"
+        )
+    } else {
+        let (offset, limit) = (sql.bind(q.offset as i64), sql.bind(q.limit as i64 + 1));
+        format!(
+            "SELECT id, record::text, embedding <=> {v} AS distance, 1 - (embedding <=> {v}) AS score \
+             FROM vq_images {where_clause} ORDER BY {} OFFSET {offset} LIMIT {limit}",
+            order_by(q.sort)
+        )
+    };
+    (text, sql)
+}
+
 impl VectorStore for PgStore {
+    fn describe(&self) -> StoreInfo {
+        StoreInfo { backend: "postgres", location: self.location() }
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.conn()?.batch_execute("SELECT 1").map_err(sql_err)
+    }
+
     fn bind_model(&self, fingerprint: &str, dim: usize) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let mut txn = conn.transaction().map_err(sql_err)?;
@@ -431,32 +474,8 @@ impl VectorStore for PgStore {
         if end == 0 {
             return Ok(empty);
         }
-        let mut sql = Sql::default();
-        let v = bind_vector(&mut sql, q.vector);
-        let mut conds = conditions(q.filter, &mut sql);
-        if let Some(floor) = q.filter.min_score {
-            let p = sql.bind(1.0 - f64::from(floor));
-            conds.push(format!("(embedding <=> {v}) <= {p}"));
-        }
-        let where_clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+        let (text, sql) = search_statement(q);
         let relevance = q.sort == SortBy::Relevance;
-        let text = if relevance {
-            // Ordered by the distance expression alone, as the HNSW index answers it: a second
-            // sort key (`, id`) makes the planner sort every row instead (immich#31299). Ties
-            // are broken by id below, on the rows returned.
-            let limit = sql.bind((end + 1) as i64);
-            format!(
-                "SELECT id, record::text, embedding <=> {v} AS distance FROM vq_images {where_clause} \
-                 ORDER BY embedding <=> {v} LIMIT {limit}"
-            )
-        } else {
-            let (offset, limit) = (sql.bind(q.offset as i64), sql.bind(q.limit as i64 + 1));
-            format!(
-                "SELECT id, record::text, embedding <=> {v} AS distance, 1 - (embedding <=> {v}) AS score \
-                 FROM vq_images {where_clause} ORDER BY {} OFFSET {offset} LIMIT {limit}",
-                order_by(q.sort)
-            )
-        };
         let rows = self.conn()?.query(&text, &sql.params()).map_err(sql_err)?;
         let mut hits = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -597,6 +616,48 @@ mod tests {
     #[test]
     fn postgres_store_passes_the_conformance_suite() {
         super::super::conformance::run_all(|dir| Box::new(testing::store_for_dir(dir)));
+    }
+
+    /// Immich shipped `ORDER BY distance, id`, which silently turned every search into a
+    /// sequential scan and a sort (immich#31299). Once the table is big enough for the planner to
+    /// prefer the index, the searches we issue must be index scans.
+    #[test]
+    fn searches_use_the_hnsw_index_once_the_table_is_big() {
+        use crate::store::{conformance_record, Filter};
+        let store = PgStore::connect(PgOptions::new(testing::fresh_database("explain_search"))).unwrap();
+        let dim = 64;
+        store.bind_model("explain-test", dim).unwrap();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+        };
+        let mut unit = || {
+            let v: Vec<f32> = (0..dim).map(|_| next()).collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
+        };
+        for batch in 0..20 {
+            let items: Vec<_> = (0..500).map(|i| (conformance_record(&format!("img{batch:02}-{i:03}")), unit())).collect();
+            store.upsert_many(&items).unwrap();
+        }
+        store.conn().unwrap().batch_execute("ANALYZE vq_images").unwrap();
+        let query = unit();
+        let jpeg = Filter { formats: vec!["jpeg".into()], ..Filter::default() };
+        for (filter, what) in [(Filter::default(), "a plain search"), (jpeg, "a filter most images pass")] {
+            let q = SearchQuery { vector: &query, filter: &filter, sort: SortBy::Relevance, offset: 0, limit: 10 };
+            let plan = store.explain_search(&q).unwrap();
+            assert!(plan.contains("Index Scan using vq_images_embedding"), "{what} must use the HNSW index:\n{plan}");
+            assert!(!plan.contains("Seq Scan"), "{what} must not scan the table:\n{plan}");
+        }
+        // The check can fail: the Immich query shape is planned as a scan and a sort.
+        let mut conn = store.conn().unwrap();
+        let v = HalfVector::from_f32_slice(&query);
+        let rows = conn.query("EXPLAIN SELECT id FROM vq_images ORDER BY embedding <=> $1, id LIMIT 10", &[&v]).unwrap();
+        let plan: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        assert!(!plan.join("\n").contains("Index Scan using vq_images_embedding"), "{plan:?}");
     }
 
     #[test]
