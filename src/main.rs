@@ -15,7 +15,7 @@ use visionquery::embed::{DecodeLimits, Embedder};
 use visionquery::engine::jobs::{self, JobManager};
 use visionquery::engine::pipeline::{self, FileResult};
 use visionquery::engine::{DataDirs, Engine, ImageRoots, SearchSpec, Term, Weighted};
-use visionquery::store::{self, Backend, JobStore};
+use visionquery::store::{self, Backend, JobStore, PgOptions, StoreLocation};
 
 #[derive(Debug, Parser)]
 #[command(name = "visionquery", version, about = "Find your images by describing them (CLIP semantic search)")]
@@ -53,6 +53,21 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Copy an index between the embedded store and PostgreSQL (either way) without
+    /// re-embedding: ids, metadata and vectors. Resumable: run it again after an interruption.
+    Migrate {
+        /// The index to copy: a data directory (embedded store) or a postgres:// URL.
+        #[arg(long)]
+        from: String,
+        /// Where to copy it: a data directory or a postgres:// URL (created if new).
+        #[arg(long)]
+        to: String,
+        /// Images per write.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        batch: u32,
+        #[command(flatten)]
+        log: LogArgs,
+    },
     /// List identical copies and similar pictures in the index.
     Duplicates {
         /// Cosine similarity at or above which two pictures count as similar (0.5 to 1).
@@ -69,6 +84,7 @@ enum Command {
 impl Command {
     fn log(&self) -> &LogArgs {
         match self {
+            Command::Migrate { log, .. } => log,
             Command::Serve(args) => &args.common.log,
             Command::Index { common, .. } | Command::Search { common, .. } | Command::Duplicates { common, .. } => &common.log,
         }
@@ -99,6 +115,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Index { dir, recursive, common } => index(dir, recursive, common).await,
             Command::Search { query, top_k, json, common } => search(query, top_k, json, common).await,
             Command::Duplicates { threshold, json, common } => duplicates(threshold, json, common).await,
+            Command::Migrate { from, to, batch, .. } => tokio::task::spawn_blocking(move || migrate(&from, &to, batch as usize)).await?,
         }
     });
     if let Some(provider) = tracer {
@@ -373,6 +390,52 @@ async fn duplicates(threshold: f32, json: bool, common: CommonArgs) -> Result<()
         "{identical} groups of identical copies, {similar} of similar pictures (threshold {threshold}) among {} images in {:.1}s",
         engine.image_count(),
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A `--from`/`--to` of `migrate`: a postgres:// URL or a data directory.
+fn migrate_end(spec: &str) -> StoreLocation {
+    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        StoreLocation::Postgres(PgOptions::new(spec))
+    } else {
+        StoreLocation::Embedded(PathBuf::from(spec))
+    }
+}
+
+fn migrate(from: &str, to: &str, batch: usize) -> Result<()> {
+    let (from, to) = (migrate_end(from), migrate_end(to));
+    let source = store::open(&from).with_context(|| format!("opening the source index at {}", from.describe()))?;
+    let destination = store::open(&to).with_context(|| format!("opening the destination at {}", to.describe()))?;
+    // The cursor lives beside an embedded end (or in the temp folder between two databases),
+    // named after both ends so two different copies never share one.
+    let key = blake3::hash(format!("{}\n{}", from.describe(), to.describe()).as_bytes()).to_hex()[..16].to_string();
+    let cursor_dir = match (&to, &from) {
+        (StoreLocation::Embedded(dir), _) | (_, StoreLocation::Embedded(dir)) => dir.clone(),
+        _ => std::env::temp_dir(),
+    };
+    let cursor = cursor_dir.join(format!("migrate-{key}.cursor"));
+    let total = source.count() as u64;
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if cursor.exists() {
+        bar.println("resuming an interrupted copy");
+    }
+    let started = Instant::now();
+    let copied = store::migrate::copy_index(source.as_ref(), destination.as_ref(), &cursor, batch, |n| bar.set_position(n as u64))
+        .context("copying the index")?;
+    bar.finish_and_clear();
+    println!(
+        "copied {} images{} in {:.1}s from {} to {}; the destination holds {} images",
+        copied.images,
+        if copied.resumed { " (resumed)" } else { "" },
+        started.elapsed().as_secs_f64(),
+        from.describe(),
+        to.describe(),
+        copied.destination_count
     );
     Ok(())
 }

@@ -31,6 +31,39 @@ pub fn run_all(open: impl Fn(&Path) -> Box<dyn VectorStore>) {
     date_order_pages_are_stable_and_undated_images_come_last(&open);
     metadata_set_later_is_filtered_on_and_survives_reopen(&open);
     duplicates_keep_identical_copies_apart_from_similar_pictures(&open);
+    export_pages_through_every_image_once_with_its_vector(&open);
+}
+
+fn export_pages_through_every_image_once_with_its_vector(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path());
+    assert_eq!(store.bound_model().unwrap(), None, "a new store is bound to no model");
+    assert!(store.export_after(None, 10).unwrap().is_empty());
+    store.bind_model("model-x", 2).unwrap();
+    assert_eq!(store.bound_model().unwrap(), Some(("model-x".to_string(), 2)));
+    for i in 0..25 {
+        let angle = i as f32 / 10.0;
+        store.upsert(&record(&format!("img{i:02}")), &[angle.cos(), angle.sin()]).unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.export_after(after.as_deref(), 7).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 7);
+        for (record, vector) in &page {
+            let i: usize = record.id[3..].parse().unwrap();
+            let angle = i as f32 / 10.0;
+            assert!((vector[0] - angle.cos()).abs() < 1e-3 && (vector[1] - angle.sin()).abs() < 1e-3, "{} has its own vector", record.id);
+            assert_eq!(*record, store.get(&record.id).unwrap().unwrap());
+        }
+        after = page.last().map(|(r, _)| r.id.clone());
+        seen.extend(page.into_iter().map(|(r, _)| r.id));
+    }
+    let expected: Vec<String> = (0..25).map(|i| format!("img{i:02}")).collect();
+    assert_eq!(seen, expected, "every image once, in id order");
 }
 
 fn duplicates_keep_identical_copies_apart_from_similar_pictures(open: &impl Fn(&Path) -> Box<dyn VectorStore>) {

@@ -28,6 +28,7 @@ pub mod embedded;
 pub mod filter;
 pub mod jobs;
 pub mod matrix;
+pub mod migrate;
 pub mod open;
 pub mod photo;
 pub mod postgres;
@@ -197,4 +198,9 @@ pub trait VectorStore: Send + Sync {
     /// above `threshold`), grouped as [`duplicates::group`] does.
     fn duplicates(&self, threshold: f32) -> Result<Vec<DuplicateGroup>, StoreError>;
     fn count(&self) -> usize;
+    /// The model fingerprint and dimension the store is bound to, if any.
+    fn bound_model(&self) -> Result<Option<(String, usize)>, StoreError>;
+    /// Up to `limit` images with their vectors, in id order, after `after` (keyset paging, for
+    /// copying a whole index between backends).
+    fn export_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(ImageRecord, Vec<f32>)>, StoreError>;
 }

@@ -465,6 +465,33 @@ impl VectorStore for EmbeddedStore {
         Ok(passing(matrix, |_, facets| !facets.photo_read, |_| 0.0).into_iter().map(|c| c.id.to_string()).collect())
     }
 
+    fn bound_model(&self) -> Result<Option<(String, usize)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let meta = txn.open_table(META).map_err(db_err)?;
+        let model = meta.get("model").map_err(db_err)?.map(|v| v.value().to_string());
+        let dim = meta.get("dim").map_err(db_err)?.and_then(|v| v.value().parse::<usize>().ok());
+        Ok(model.zip(dim))
+    }
+
+    fn export_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(ImageRecord, Vec<f32>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let images = txn.open_table(IMAGES).map_err(db_err)?;
+        let vectors = txn.open_table(VECTORS).map_err(db_err)?;
+        let range = match after {
+            Some(after) => images.range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)).map_err(db_err)?,
+            None => images.iter().map_err(db_err)?,
+        };
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for entry in range.take(limit) {
+            let (id, bytes) = entry.map_err(db_err)?;
+            let record = decode_record(bytes.value())?;
+            let vector = vectors.get(id.value()).map_err(db_err)?.and_then(|v| decode_vector(v.value(), v.value().len() / 4));
+            let vector = vector.ok_or_else(|| StoreError::Corrupt(format!("image {} has no vector", id.value())))?;
+            out.push((record, vector));
+        }
+        Ok(out)
+    }
+
     fn count(&self) -> usize {
         self.matrix.read().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(0, Matrix::len)
     }

@@ -589,6 +589,25 @@ impl VectorStore for PgStore {
         Ok(duplicates::group(&known, &matrix.pairs_at_least(threshold)))
     }
 
+    fn bound_model(&self) -> Result<Option<(String, usize)>, StoreError> {
+        let row = self.conn()?.query_opt("SELECT value FROM vq_meta WHERE key = 'model'", &[]).map_err(sql_err)?;
+        Ok(row.map(|r| r.get::<_, String>(0)).zip(self.dim()))
+    }
+
+    fn export_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(ImageRecord, Vec<f32>)>, StoreError> {
+        if self.dim().is_none() {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT record::text, embedding FROM vq_images WHERE $1::text IS NULL OR id > $1 ORDER BY id LIMIT $2",
+                &[&after, &(limit as i64)],
+            )
+            .map_err(sql_err)?;
+        rows.iter().map(|r| Ok((record_of(r, 0)?, to_f32(&r.get::<_, HalfVector>(1))))).collect()
+    }
+
     fn count(&self) -> usize {
         let mut cache = self.count_cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((at, n)) = *cache {
@@ -658,6 +677,39 @@ mod tests {
         let rows = conn.query("EXPLAIN SELECT id FROM vq_images ORDER BY embedding <=> $1, id LIMIT 10", &[&v]).unwrap();
         let plan: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
         assert!(!plan.join("\n").contains("Index Scan using vq_images_embedding"), "{plan:?}");
+    }
+
+    #[test]
+    fn an_index_moves_to_postgres_and_back_without_re_embedding() {
+        use crate::store::migrate::copy_index;
+        use crate::store::{conformance_record, EmbeddedStore};
+        let dir = tempfile::tempdir().unwrap();
+        let embedded = EmbeddedStore::open(&dir.path().join("a")).unwrap();
+        embedded.bind_model("model-m", 8).unwrap();
+        for i in 0..120 {
+            let mut r = conformance_record(&format!("id{i:03}"));
+            r.photo.lens = Some(format!("lens {i}"));
+            let v: Vec<f32> = (0..8).map(|d| ((i * 8 + d) as f32 * 0.37).sin()).collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            embedded.upsert(&r, &v.iter().map(|x| x / n).collect::<Vec<_>>()).unwrap();
+        }
+        let pg = PgStore::connect(PgOptions::new(testing::fresh_database("migrate_round_trip"))).unwrap();
+        let copied = copy_index(&embedded, &pg, &dir.path().join("cursor"), 50, |_| {}).unwrap();
+        assert_eq!((copied.images, copied.destination_count), (120, 120));
+        let back = EmbeddedStore::open(&dir.path().join("b")).unwrap();
+        copy_index(&pg, &back, &dir.path().join("cursor"), 50, |_| {}).unwrap();
+        assert_eq!(back.bound_model().unwrap(), Some(("model-m".into(), 8)));
+        for i in 0..120 {
+            let id = format!("id{i:03}");
+            assert_eq!(back.get(&id).unwrap(), embedded.get(&id).unwrap(), "records and metadata survive both ways");
+            let (a, b) = (embedded.vector(&id).unwrap().unwrap(), back.vector(&id).unwrap().unwrap());
+            let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let cos: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum::<f32>() / (norm(&a) * norm(&b));
+            assert!(cos > 0.9999, "vector of {id} kept to half precision (cos {cos})");
+        }
+        let q = embedded.vector("id007").unwrap().unwrap();
+        let ids = |hits: Vec<Hit>| hits.into_iter().map(|h| h.record.id).collect::<Vec<_>>();
+        assert_eq!(ids(pg.search(&q, 5).unwrap()), ids(embedded.search(&q, 5).unwrap()), "the same answers in PostgreSQL");
     }
 
     #[test]
