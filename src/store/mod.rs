@@ -4,6 +4,8 @@
 
 #[cfg(test)]
 pub mod conformance;
+#[cfg(test)]
+pub mod jobs_conformance;
 
 /// A sample record for tests and benchmarks.
 #[doc(hidden)]
@@ -36,7 +38,7 @@ use time::OffsetDateTime;
 pub use duplicates::{DuplicateGroup, DuplicateKind};
 pub use embedded::EmbeddedStore;
 pub use filter::{Filter, Near, SortBy};
-pub use jobs::{DoneFile, FileFailure, JobKind, JobRecord, JobState, JobStore};
+pub use jobs::{ChunkClaim, ChunkEnd, ChunkRef, DoneFile, FileFailure, FileOutcome, JobKind, JobRecord, JobState, JobStore, LeaseStatus, Listing};
 pub use photo::{Camera, Location, PhotoMeta, TakenAt};
 
 /// One page of a search: the query vector, which images may match, in which order.
