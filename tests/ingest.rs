@@ -213,6 +213,40 @@ fn a_job_interrupted_by_a_restart_resumes_where_it_stopped() {
     assert_eq!(server.image_count(), 150, "every distinct picture exactly once");
 }
 
+/// A job longer than one chunk, its server killed with `kill -9` after the first chunk finished
+/// and in the middle of the second: the restarted server takes the dead process's leases over at
+/// once and finishes the job, every file indexed exactly once.
+#[test]
+fn a_job_spanning_chunks_survives_kill_9_with_every_file_indexed_once() {
+    let files = visionquery::store::jobs::CHUNK_PATHS + 200;
+    let mut server = Server::start_with(&tiny_model(), &["--max-batch", "16"]);
+    server.wait_ready();
+    // Small files of distinct content, so the test spends its time on jobs, not on decoding.
+    let small = std::fs::read(image_path("wide_320x40.jpg")).unwrap();
+    std::fs::create_dir_all(server.image_root.join("chunks")).unwrap();
+    for i in 0..files {
+        let bytes = [small.as_slice(), format!("copy {i}").as_bytes()].concat();
+        std::fs::write(server.image_root.join("chunks").join(format!("small_{i:04}.jpg")), bytes).unwrap();
+    }
+    let (_, job) = status_and_body(server.post_json("/ingest/directory", &json!({ "path": "chunks" })));
+    let id = job["id"].as_str().unwrap().to_string();
+    let first_chunk = visionquery::store::jobs::CHUNK_PATHS as u64;
+    let before = wait_job(&server, &id, |j| j["done"].as_u64().unwrap() > first_chunk || finished(j));
+    assert_eq!(before["state"], "running", "killed mid-job: {before}");
+    server.crash_and_restart();
+    let job = wait_job(&server, &id, finished);
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!((job["total"].as_u64(), job["done"].as_u64()), (Some(files as u64), Some(files as u64)), "no file counted twice: {job}");
+    assert!(job["done"].as_u64() >= before["done"].as_u64(), "nothing recorded was lost: {before} then {job}");
+    // Files committed but not yet recorded when the process died count as skipped, not embedded again.
+    assert_eq!(job["indexed"].as_u64().unwrap() + job["skipped"].as_u64().unwrap(), files as u64, "{job}");
+    let listed: Value = server.get("/images?limit=1000").json().unwrap();
+    let mut paths: Vec<&str> = listed["images"].as_array().unwrap().iter().map(|i| i["path"].as_str().unwrap()).collect();
+    paths.sort();
+    paths.dedup();
+    assert_eq!((paths.len(), server.image_count()), (files, files as u64), "every file in the index exactly once");
+}
+
 #[test]
 fn uploads_are_stored_content_addressed_and_indexed_with_per_file_errors() {
     let server = Server::start_with(&tiny_model(), &["--max-image-bytes", "400000", "--max-upload-bytes", "3000000"]);
