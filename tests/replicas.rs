@@ -131,11 +131,8 @@ impl OwnDatabase {
     }
 
     fn pg(&self, action: &str) -> Vec<u8> {
-        let out = Command::new(common::repo().join("scripts/pg.sh"))
-            .arg(action)
-            .env("VQ_PG_PORT", &self.port)
-            .output()
-            .expect("scripts/pg.sh");
+        let out =
+            Command::new(common::repo().join("scripts/pg.sh")).arg(action).env("VQ_PG_PORT", &self.port).output().expect("scripts/pg.sh");
         assert!(out.status.success(), "pg.sh {action}: {}", String::from_utf8_lossy(&out.stderr));
         out.stdout
     }
