@@ -296,3 +296,43 @@ fn when_the_replica_working_a_job_is_killed_another_finishes_it_without_embeddin
     assert_eq!(rows(), files as u64, "every file once");
     assert_eq!(ingest_decodes(&b), files as u64 - indexed_before, "B embedded only what A had not written");
 }
+
+/// `visionquery serve` with `--store url`: its exit status and stderr (it must exit by itself).
+fn serve_fails_with(url: &str) -> String {
+    let data = tempfile::tempdir().expect("data dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_visionquery"))
+        .args(["serve", "--model"])
+        .arg(common::tiny_model())
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--port", &common::server::free_port().to_string(), "--store", url])
+        .output()
+        .expect("running visionquery");
+    assert!(!out.status.success(), "serve must refuse {url}");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn a_bad_store_url_password_or_missing_pgvector_stops_the_start_with_a_clear_error() {
+    let err = serve_fails_with("postgres://vq@127.0.0.1:notaport/db");
+    assert!(err.contains("not a PostgreSQL URL"), "{err}");
+    let err = serve_fails_with("mysql://vq@127.0.0.1/db");
+    assert!(err.contains("postgres://"), "{err}");
+
+    let server = testing::server_url();
+    let wrong = server.replacen("vqpg:vqpg@", "vqpg:wrong@", 1);
+    let err = serve_fails_with(&wrong);
+    assert!(err.contains("refused the credentials of user `vqpg`"), "{err}");
+    assert!(!err.contains("wrong@"), "the password is not echoed: {err}");
+
+    // A user who may not enable pgvector, on a database without it.
+    let mut admin = postgres::Client::connect(&server, postgres::NoTls).expect("admin");
+    admin.batch_execute("DROP DATABASE IF EXISTS vq_no_vector WITH (FORCE)").expect("drop");
+    admin.batch_execute("CREATE DATABASE vq_no_vector").expect("create");
+    admin
+        .batch_execute("DROP ROLE IF EXISTS vq_plain; CREATE ROLE vq_plain LOGIN PASSWORD 'plain'; GRANT ALL ON DATABASE vq_no_vector TO vq_plain; ALTER DATABASE vq_no_vector OWNER TO vq_plain")
+        .expect("role");
+    let plain = testing::database_url(&server, "vq_no_vector").replacen("vqpg:vqpg@", "vq_plain:plain@", 1);
+    let err = serve_fails_with(&plain);
+    assert!(err.contains("CREATE EXTENSION vector"), "says how to enable pgvector: {err}");
+}

@@ -93,7 +93,7 @@ impl From<PgError> for StoreError {
         match e {
             PgError::Unavailable(message) => StoreError::Unavailable(message),
             PgError::Sql(message) => StoreError::Database(message),
-            other => StoreError::Open { path: "postgres".into(), message: other.to_string() },
+            other => StoreError::Setup(other.to_string()),
         }
     }
 }
@@ -101,8 +101,14 @@ impl From<PgError> for StoreError {
 /// Whether an error means "the database is not there right now" (retry later) or a real error.
 pub(crate) fn classify(e: postgres::Error) -> PgError {
     let Some(code) = e.code() else {
-        // No SQL state: the connection itself failed or closed.
-        return PgError::Unavailable(e.to_string());
+        // No SQL state: the connection itself failed or closed; say why (refused, timed out...).
+        let mut message = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(inner) = cause {
+            message = format!("{message}: {inner}");
+            cause = inner.source();
+        }
+        return PgError::Unavailable(message);
     };
     let message = e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string());
     if code.code().starts_with("08")
@@ -295,7 +301,10 @@ fn connect_patiently(config: &postgres::Config, patience: Duration) -> Result<Cl
     loop {
         match config.connect(NoTls).map_err(classify) {
             Ok(client) => return Ok(client),
-            Err(PgError::Unavailable(message)) if Instant::now() < deadline => {
+            Err(PgError::Unavailable(message)) if Instant::now() >= deadline => {
+                return Err(PgError::Unavailable(format!("{message} (waited {} s for it to start)", patience.as_secs())));
+            }
+            Err(PgError::Unavailable(message)) => {
                 tracing::warn!(error = %message, "PostgreSQL not reachable yet; retrying");
                 std::thread::sleep(Duration::from_millis(500));
             }
