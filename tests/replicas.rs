@@ -336,3 +336,59 @@ fn a_bad_store_url_password_or_missing_pgvector_stops_the_start_with_a_clear_err
     let err = serve_fails_with(&plain);
     assert!(err.contains("CREATE EXTENSION vector"), "says how to enable pgvector: {err}");
 }
+
+fn cli(args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_visionquery"));
+    command.args(args);
+    for var in ["VQ_LOG", "VQ_STORE", "DATABASE_URL", "VQ_IMAGE_ROOTS"] {
+        command.env_remove(var);
+    }
+    command.output().expect("running visionquery")
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn the_cli_indexes_searches_and_migrates_with_the_same_store_flag() {
+    let url = testing::fresh_database("cli_store_flag");
+    let tmp = tempfile::tempdir().expect("temp");
+    let folder = tmp.path().join("photos");
+    std::fs::create_dir_all(&folder).expect("folder");
+    for photo in photos().iter().take(5) {
+        std::fs::copy(photo, folder.join(photo.file_name().expect("name"))).expect("copy");
+    }
+    let model = common::tiny_model();
+    let model = model.to_str().expect("utf-8");
+    let (embedded, copy) = (tmp.path().join("index"), tmp.path().join("copy"));
+    let (embedded, copy) = (embedded.to_str().expect("utf-8"), copy.to_str().expect("utf-8"));
+    let folder = folder.to_str().expect("utf-8");
+
+    // Index into PostgreSQL with --store, and into an embedded index.
+    assert!(ok(&cli(&["index", folder, "--model", model, "--store", &url])).contains("indexed 5"));
+    ok(&cli(&["index", folder, "--model", model, "--data-dir", embedded]));
+    let search = |extra: &[&str]| -> Value {
+        let mut args = vec!["search", "a photo", "--json", "-k", "5", "--model", model];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&ok(&cli(&args))).expect("search --json")
+    };
+    let ids = |v: &Value| v["results"].as_array().expect("results").iter().map(|r| r["id"].clone()).collect::<Vec<_>>();
+    let in_postgres = search(&["--store", &url]);
+    assert_eq!(ids(&in_postgres), ids(&search(&["--data-dir", embedded])), "same ranking in both stores");
+    assert_eq!(ids(&in_postgres).len(), 5);
+
+    // PostgreSQL -> a new embedded index, without re-embedding: the same answers.
+    let out = ok(&cli(&["migrate", "--from", &url, "--to", copy]));
+    assert!(out.contains("copied 5 images"), "{out}");
+    assert_eq!(ids(&search(&["--data-dir", copy])), ids(&in_postgres));
+    // Copying into a store bound to another model is refused.
+    let other = testing::fresh_database("cli_store_other");
+    let mut client = postgres::Client::connect(&other, postgres::NoTls).expect("connection");
+    drop(visionquery::store::PgStore::connect(visionquery::store::PgOptions::new(other.clone())).expect("schema"));
+    client.batch_execute("INSERT INTO vq_meta (key, value) VALUES ('model', 'some-other-model')").expect("bind");
+    let refused = cli(&["migrate", "--from", embedded, "--to", &other]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("some-other-model"), "{}", String::from_utf8_lossy(&refused.stderr));
+}

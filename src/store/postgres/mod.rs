@@ -179,7 +179,8 @@ impl r2d2::CustomizeConnection<Client, postgres::Error> for SessionSettings {
 }
 
 pub struct PgStore {
-    pool: Pool,
+    /// Always `Some` until dropped (taken in `Drop` to close connections off the async runtime).
+    pool: Option<Pool>,
     options: PgOptions,
     /// The vector column's dimension, once the model is bound.
     dim: RwLock<Option<usize>>,
@@ -219,7 +220,7 @@ impl PgStore {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(manager);
         tracing::info!(location = %redact(&options.url), dim = ?dim, "connected to PostgreSQL");
-        Ok(Self { pool, options, dim: RwLock::new(dim), count_cache: Mutex::new(None) })
+        Ok(Self { pool: Some(pool), options, dim: RwLock::new(dim), count_cache: Mutex::new(None) })
     }
 
     /// The URL without its password, for logs and `/health`.
@@ -231,8 +232,12 @@ impl PgStore {
         &self.options
     }
 
+    fn pool(&self) -> Result<&Pool, StoreError> {
+        self.pool.as_ref().ok_or_else(|| StoreError::Unavailable("the store is closing".into()))
+    }
+
     pub(crate) fn conn(&self) -> Result<Conn, StoreError> {
-        self.pool.get().map_err(pool_err)
+        self.pool()?.get().map_err(pool_err)
     }
 
     /// Runs `work` in a transaction, again when it loses a deadlock or serialization race.
@@ -284,6 +289,15 @@ impl PgStore {
 
     fn forget_count(&self) {
         *self.count_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+impl Drop for PgStore {
+    /// Closing a connection blocks on the client's own runtime, which cannot run on an async
+    /// worker thread (a CLI command or the server dropping its engine there).
+    fn drop(&mut self) {
+        let pool = self.pool.take();
+        off_runtime(move || drop(pool));
     }
 }
 
