@@ -15,7 +15,7 @@ use visionquery::embed::{DecodeLimits, Embedder};
 use visionquery::engine::jobs::{self, JobManager};
 use visionquery::engine::pipeline::{self, FileResult};
 use visionquery::engine::{DataDirs, Engine, ImageRoots, SearchSpec, Term, Weighted};
-use visionquery::store::{EmbeddedStore, JobStore};
+use visionquery::store::{AnnParams, EmbeddedStore, JobStore, StoreOptions};
 
 #[derive(Debug, Parser)]
 #[command(name = "visionquery", version, about = "Find your images by describing them (CLIP semantic search)")]
@@ -166,13 +166,18 @@ fn limits(common: &CommonArgs) -> DecodeLimits {
 }
 
 fn open_store(common: &CommonArgs) -> Result<Arc<EmbeddedStore>> {
-    let store = EmbeddedStore::open(&common.data_dir).with_context(|| format!("opening the index in {}", common.data_dir.display()))?;
+    let options = StoreOptions {
+        ann: AnnParams { ef_search: usize::from(common.ann_ef_search), ..AnnParams::default() },
+        ..StoreOptions::default()
+    };
+    let store = EmbeddedStore::open_with(&common.data_dir, options).with_context(|| format!("opening the index in {}", common.data_dir.display()))?;
     Ok(Arc::new(store))
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let metrics = visionquery::metrics::install();
     let store = open_store(&args.common)?;
+    let store_for_shutdown = store.clone();
     let embedder = Embedder::load_in_background(args.common.model_options());
     let roots = ImageRoots::new(&args.common.image_roots);
     let dirs = DataDirs::under(&args.common.data_dir);
@@ -196,6 +201,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, roots = ?args.common.image_roots, data_dir = %args.common.data_dir.display(), "VisionQuery listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    // So the next start loads the approximate index instead of rebuilding it.
+    if let Err(e) = store_for_shutdown.persist_ann() {
+        tracing::warn!(error = %e, "cannot save the approximate index; it will be rebuilt at the next start");
+    }
     Ok(())
 }
 

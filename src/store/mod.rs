@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub use duplicates::{DuplicateGroup, DuplicateKind};
-pub use embedded::EmbeddedStore;
+pub use embedded::{AnnOrigin, AnnParams, EmbeddedStore, StoreOptions};
 pub use filter::{Filter, Near, SortBy};
 pub use jobs::{DoneFile, FileFailure, JobKind, JobRecord, JobState, JobStore};
 pub use photo::{Camera, Location, PhotoMeta, TakenAt};
@@ -47,6 +47,8 @@ pub struct SearchQuery<'a> {
     pub sort: SortBy,
     pub offset: usize,
     pub limit: usize,
+    /// Rank every passing image exactly, never through an approximate index (to check recall).
+    pub exact: bool,
 }
 
 /// A page of results and whether more follow it.
@@ -152,7 +154,7 @@ pub trait VectorStore: Send + Sync {
     fn delete(&self, id: &str) -> Result<bool, StoreError>;
     /// The `k` most similar images, best first (ties by id).
     fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, StoreError> {
-        let query = SearchQuery { vector: query, filter: &Filter::default(), sort: SortBy::Relevance, offset: 0, limit: k };
+        let query = SearchQuery { vector: query, filter: &Filter::default(), sort: SortBy::Relevance, offset: 0, limit: k, exact: false };
         Ok(self.search_page(&query)?.items)
     }
     /// A page of the images that pass `query.filter` (and its score floor), in `query.sort`
