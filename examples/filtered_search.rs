@@ -112,7 +112,7 @@ fn run(store: &EmbeddedStore, queries: &[Vec<f32>], filter: &Filter, sort: SortB
     let mut returned = usize::MAX;
     for q in queries {
         let started = Instant::now();
-        let page = store.search_page(&SearchQuery { vector: q, filter, sort, offset: 0, limit: 20 }).expect("search");
+        let page = store.search_page(&SearchQuery { vector: q, filter, sort, offset: 0, limit: 20, exact: false }).expect("search");
         times.push(started.elapsed().as_secs_f64() * 1000.0);
         returned = returned.min(page.items.len());
     }

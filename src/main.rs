@@ -200,6 +200,7 @@ fn data_dirs(common: &CommonArgs) -> DataDirs {
 async fn serve(args: ServeArgs) -> Result<()> {
     let metrics = visionquery::metrics::install();
     let store = open_store(&args.common)?;
+    let store_for_shutdown = store.clone();
     let embedder = Embedder::load_in_background(args.common.model_options());
     let roots = ImageRoots::new(&args.common.image_roots);
     let dirs = data_dirs(&args.common);
@@ -225,6 +226,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, roots = ?args.common.image_roots, data_dir = %args.common.data_dir.display(), "VisionQuery listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    // So the next start loads the approximate index instead of rebuilding it.
+    if let Err(e) = store_for_shutdown.save_caches() {
+        tracing::warn!(error = %e, "cannot save the approximate index; it will be rebuilt at the next start");
+    }
     Ok(())
 }
 
@@ -400,7 +405,7 @@ fn migrate_end(spec: &str) -> StoreLocation {
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
         StoreLocation::Postgres(PgOptions::new(spec))
     } else {
-        StoreLocation::Embedded(PathBuf::from(spec))
+        StoreLocation::embedded(spec)
     }
 }
 
@@ -412,7 +417,7 @@ fn migrate(from: &str, to: &str, batch: usize) -> Result<()> {
     // named after both ends so two different copies never share one.
     let key = blake3::hash(format!("{}\n{}", from.describe(), to.describe()).as_bytes()).to_hex()[..16].to_string();
     let cursor_dir = match (&to, &from) {
-        (StoreLocation::Embedded(dir), _) | (_, StoreLocation::Embedded(dir)) => dir.clone(),
+        (StoreLocation::Embedded { dir, .. }, _) | (_, StoreLocation::Embedded { dir, .. }) => dir.clone(),
         _ => std::env::temp_dir(),
     };
     let cursor = cursor_dir.join(format!("migrate-{key}.cursor"));

@@ -68,6 +68,11 @@ pub struct SearchRequest {
     /// `relevance` (default), `taken_at` (oldest first) or `-taken_at` (newest first).
     #[serde(default)]
     pub sort: SearchSort,
+    /// Rank every image exactly instead of through the approximate index (slower; for checking
+    /// its recall). Filtered searches that few images pass and date orders are always exact.
+    #[serde(default)]
+    #[schema(default = false)]
+    pub exact: bool,
 }
 
 /// A term of a combined query: a text, or an object naming a text or an indexed image.

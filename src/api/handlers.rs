@@ -85,7 +85,7 @@ pub async fn search(State(state): State<AppState>, ApiJson(req): ApiJson<SearchR
     positive.extend(req.positive.into_iter().map(|t| weighted("positive", t)).collect::<Result<Vec<_>, _>>()?);
     let negative = req.negative.into_iter().map(|t| weighted("negative", t)).collect::<Result<Vec<_>, _>>()?;
     let filter = filters::to_filter(&state.engine, req.filters)?;
-    let spec = SearchSpec { positive, negative, filter, sort: req.sort.into(), offset: req.offset, top_k: req.top_k };
+    let spec = SearchSpec { positive, negative, filter, sort: req.sort.into(), offset: req.offset, top_k: req.top_k, exact: req.exact };
     let found = state.engine.search(spec).await?;
     Ok(ApiJson(SearchResponse {
         results: found.hits.into_iter().map(SearchResult::from).collect(),

@@ -41,6 +41,8 @@ pub struct SearchSpec {
     pub sort: SortBy,
     pub offset: usize,
     pub top_k: i64,
+    /// Rank exactly instead of through the approximate index (to check its recall).
+    pub exact: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -95,8 +97,9 @@ impl Engine {
         let vector =
             combine(&positive, &negative).ok_or_else(|| EngineError::InvalidSearch("the query terms cancel each other out".into()))?;
         let store = self.store.clone();
-        let SearchSpec { filter, sort, offset, .. } = spec;
-        let page = blocking(move || Ok(store.search_page(&SearchQuery { vector: &vector, filter: &filter, sort, offset, limit })?)).await?;
+        let SearchSpec { filter, sort, offset, exact, .. } = spec;
+        let page =
+            blocking(move || Ok(store.search_page(&SearchQuery { vector: &vector, filter: &filter, sort, offset, limit, exact })?)).await?;
         Ok(SearchOutcome { hits: page.items, more: page.more, truncated })
     }
 

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub use duplicates::{DuplicateGroup, DuplicateKind};
-pub use embedded::EmbeddedStore;
+pub use embedded::{AnnOrigin, AnnParams, EmbeddedStore, StoreOptions};
 pub use filter::{Filter, Near, SortBy};
 pub use jobs::{
     ChunkClaim, ChunkEnd, ChunkRef, DoneFile, FileFailure, FileOutcome, JobKind, JobRecord, JobState, JobStore, LeaseStatus, Listing,
@@ -56,6 +56,8 @@ pub struct SearchQuery<'a> {
     pub sort: SortBy,
     pub offset: usize,
     pub limit: usize,
+    /// Rank every passing image exactly, never through an approximate index (to check recall).
+    pub exact: bool,
 }
 
 /// A page of results and whether more follow it.
@@ -161,6 +163,10 @@ pub trait VectorStore: Send + Sync {
     fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Saves what is kept in memory to start faster next time (at shutdown).
+    fn save_caches(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Ties the store to one model; a store built with another model refuses it.
     fn bind_model(&self, fingerprint: &str, dim: usize) -> Result<(), StoreError>;
     /// Adds or replaces the image with `record.id`. A path names one image: when `record.path`
@@ -178,7 +184,7 @@ pub trait VectorStore: Send + Sync {
     fn delete(&self, id: &str) -> Result<bool, StoreError>;
     /// The `k` most similar images, best first (ties by id).
     fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, StoreError> {
-        let query = SearchQuery { vector: query, filter: &Filter::default(), sort: SortBy::Relevance, offset: 0, limit: k };
+        let query = SearchQuery { vector: query, filter: &Filter::default(), sort: SortBy::Relevance, offset: 0, limit: k, exact: false };
         Ok(self.search_page(&query)?.items)
     }
     /// A page of the images that pass `query.filter` (and its score floor), in `query.sort`

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{EmbeddedStore, JobStore, PgOptions, PgStore, StoreError, VectorStore};
+use super::{EmbeddedStore, JobStore, PgOptions, PgStore, StoreError, StoreOptions, VectorStore};
 
 /// A store that keeps both images and jobs: what the service runs on.
 pub trait Backend: VectorStore + JobStore {}
@@ -13,15 +13,23 @@ impl<T: VectorStore + JobStore> Backend for T {}
 #[derive(Debug, Clone)]
 pub enum StoreLocation {
     /// The embedded store in this directory.
-    Embedded(PathBuf),
+    Embedded {
+        dir: PathBuf,
+        options: StoreOptions,
+    },
     Postgres(PgOptions),
 }
 
 impl StoreLocation {
+    /// The embedded store in `dir` with default settings.
+    pub fn embedded(dir: impl Into<PathBuf>) -> Self {
+        StoreLocation::Embedded { dir: dir.into(), options: StoreOptions::default() }
+    }
+
     /// Where the store is, for messages (never with a password).
     pub fn describe(&self) -> String {
         match self {
-            StoreLocation::Embedded(dir) => dir.display().to_string(),
+            StoreLocation::Embedded { dir, .. } => dir.display().to_string(),
             StoreLocation::Postgres(options) => super::postgres::redact(&options.url),
         }
     }
@@ -29,7 +37,7 @@ impl StoreLocation {
 
 pub fn open(location: &StoreLocation) -> Result<Arc<dyn Backend>, StoreError> {
     Ok(match location {
-        StoreLocation::Embedded(dir) => Arc::new(EmbeddedStore::open(dir)?),
+        StoreLocation::Embedded { dir, options } => Arc::new(EmbeddedStore::open_with(dir, *options)?),
         StoreLocation::Postgres(options) => {
             if !options.url.starts_with("postgres://") && !options.url.starts_with("postgresql://") {
                 return Err(StoreError::Open {

@@ -1,13 +1,24 @@
 //! The embedded backend: records and vectors in a `redb` database file (ACID, fsync on commit,
-//! so a write that returned survives `kill -9`), mirrored into an in-memory [`Matrix`] that is
-//! rebuilt from disk at start-up and answers searches.
+//! so a write that returned survives `kill -9`). In memory: each image's id and facets
+//! ([`rows`]) and an approximate index over int8 copies of the vectors ([`ann`]), persisted
+//! beside the database. Relevance searches take candidates from the index and re-score them
+//! with the f32 vectors read from the database; selective filters, other orders and
+//! `exact` queries score every passing image with the f32 vectors ([`search`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
+use rayon::prelude::*;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
+mod ann;
 mod jobs;
+mod rows;
+mod search;
+
+use ann::Ann;
+pub use ann::AnnParams;
+use rows::Rows;
 
 use super::filter::{self, Candidate, Facets, Filter, SortBy};
 use super::matrix::Matrix;
@@ -22,16 +33,58 @@ const PATHS: TableDefinition<&str, &str> = TableDefinition::new("paths");
 const ORDER: TableDefinition<&str, &str> = TableDefinition::new("ingest_order");
 /// Image id -> other paths the same content was seen at (JSON list), for duplicate finding.
 const ALIASES: TableDefinition<&str, &[u8]> = TableDefinition::new("aliases");
+/// Image id -> its key in the approximate index (stable, so the saved index stays valid).
+const KEYS: TableDefinition<&str, u64> = TableDefinition::new("ann_keys");
+/// Meta entry counting the writes that changed vectors; the saved index names the one it reflects.
+const GENERATION: &str = "ann_generation";
 
 const DB_FILE: &str = "index.redb";
+
+/// How the embedded store searches.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    pub ann: AnnParams,
+    /// Below this many images every search is exact (reading a few thousand vectors is cheap).
+    pub ann_min_images: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { ann: AnnParams::default(), ann_min_images: 1000 }
+    }
+}
+
+/// Where the approximate index came from when the store opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnnOrigin {
+    /// The saved index matched the database.
+    Loaded,
+    /// Built from the vectors in the database, and why.
+    Rebuilt { reason: String },
+}
+
+/// The in-memory side, changed only after the database commit it mirrors.
+#[derive(Default)]
+struct State {
+    /// `None` until the first model or vector fixes the dimension.
+    dim: Option<usize>,
+    rows: Rows,
+    /// `None` without a dimension, or after an index error (searches are exact then, and the
+    /// next start rebuilds it).
+    ann: Option<Ann>,
+    /// The database generation the in-memory state reflects.
+    generation: u64,
+}
 
 pub struct EmbeddedStore {
     db: Database,
     path: PathBuf,
-    /// `None` until the first model binds the store to a dimension.
-    matrix: RwLock<Option<Matrix<Facets>>>,
-    /// Serialises writers so the database and the matrix change in the same order.
+    dir: PathBuf,
+    options: StoreOptions,
+    state: RwLock<State>,
+    /// Serialises writers so the database and the memory change in the same order.
     writer: Mutex<()>,
+    origin: Mutex<Option<AnnOrigin>>,
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -39,8 +92,14 @@ fn db_err(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the index in `dir` and loads every vector into memory.
+    /// Opens (or creates) the index in `dir` with the default search options.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens (or creates) the index in `dir`: reads every image's facets, and loads the saved
+    /// approximate index, or rebuilds it when it is missing, stale or damaged.
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         let open_err = |message: String| StoreError::Open { path: dir.display().to_string(), message };
         fs_err::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         let path = dir.join(DB_FILE);
@@ -57,10 +116,19 @@ impl EmbeddedStore {
             txn.open_table(ALIASES).map_err(db_err)?;
             jobs::create_tables(&txn)?;
             backfill_order(&txn)?;
+            backfill_keys(&txn)?;
         }
         txn.commit().map_err(db_err)?;
-        let store = Self { db, path, matrix: RwLock::new(None), writer: Mutex::new(()) };
-        store.load_matrix()?;
+        let store = Self {
+            db,
+            path,
+            dir: dir.to_path_buf(),
+            options,
+            state: RwLock::new(State::default()),
+            writer: Mutex::new(()),
+            origin: Mutex::new(None),
+        };
+        store.load()?;
         Ok(store)
     }
 
@@ -68,37 +136,159 @@ impl EmbeddedStore {
         &self.path
     }
 
-    fn load_matrix(&self) -> Result<(), StoreError> {
+    /// Whether the approximate index was loaded or rebuilt at open (`None` for an empty store).
+    pub fn ann_origin(&self) -> Option<AnnOrigin> {
+        self.origin.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Saves the approximate index if it changed since it was saved or loaded (at shutdown).
+    pub fn persist_ann(&self) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let Some(ann) = state.ann.as_ref() else { return Ok(()) };
+        if Ann::saved_generation(&self.dir) == Some(state.generation) {
+            return Ok(());
+        }
+        ann.save(&self.dir, state.generation).map_err(|e| StoreError::Database(e.to_string()))
+    }
+
+    fn load(&self) -> Result<(), StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let meta = txn.open_table(META).map_err(db_err)?;
         let Some(dim) = meta.get("dim").map_err(db_err)?.map(|v| v.value().to_string()) else {
             return Ok(());
         };
         let dim: usize = dim.parse().map_err(|_| StoreError::Corrupt(format!("dimension `{dim}` is not a number")))?;
-        let vectors = txn.open_table(VECTORS).map_err(db_err)?;
+        let generation = read_generation(&meta)?;
+        let keys = txn.open_table(KEYS).map_err(db_err)?;
         let images = txn.open_table(IMAGES).map_err(db_err)?;
-        let mut matrix = Matrix::new(dim);
-        for entry in vectors.iter().map_err(db_err)? {
-            let (id, bytes) = entry.map_err(db_err)?;
-            let vector = decode_vector(bytes.value(), dim)
-                .ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", id.value())))?;
+        let mut entries = Vec::with_capacity(keys.len().map_err(db_err)? as usize);
+        for entry in keys.iter().map_err(db_err)? {
+            let (id, key) = entry.map_err(db_err)?;
             let record = images
                 .get(id.value())
                 .map_err(db_err)?
-                .ok_or_else(|| StoreError::Corrupt(format!("vector {} has no record", id.value())))?;
-            matrix.upsert_with(id.value(), &vector, Facets::of(&decode_record(record.value())?));
+                .ok_or_else(|| StoreError::Corrupt(format!("key of {} has no record", id.value())))?;
+            entries.push((key.value(), Box::from(id.value()), Facets::of(&decode_record(record.value())?)));
         }
-        tracing::info!(images = matrix.len(), dim, path = %self.path.display(), "index loaded");
-        *self.matrix.write().unwrap_or_else(|p| p.into_inner()) = Some(matrix);
+        let rows = Rows::from_entries(entries);
+        let loaded = match Ann::load(&self.dir, dim, self.options.ann, generation) {
+            Ok(ann) if ann.len() == rows.len() && rows.iter().all(|(key, _)| ann.contains(key)) => Ok(ann),
+            Ok(ann) => Err(format!("the saved index holds {} images, the database {}", ann.len(), rows.len())),
+            Err(e) => Err(e.to_string()),
+        };
+        let ann = match loaded {
+            Ok(ann) => {
+                tracing::info!(images = rows.len(), "approximate index loaded");
+                *self.origin.lock().unwrap_or_else(|p| p.into_inner()) = Some(AnnOrigin::Loaded);
+                ann
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, images = rows.len(), "rebuilding the approximate index");
+                let ann = self.rebuild(&txn, &rows, dim)?;
+                if let Err(e) = ann.save(&self.dir, generation) {
+                    tracing::warn!(error = %e, "cannot save the approximate index; it will be rebuilt at the next start");
+                }
+                *self.origin.lock().unwrap_or_else(|p| p.into_inner()) = Some(AnnOrigin::Rebuilt { reason });
+                ann
+            }
+        };
+        tracing::info!(images = rows.len(), dim, path = %self.path.display(), "index loaded");
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = State { dim: Some(dim), rows, ann: Some(ann), generation };
         Ok(())
     }
 
+    /// Builds the approximate index from the vectors in the database, on every core.
+    fn rebuild(&self, txn: &redb::ReadTransaction, rows: &Rows, dim: usize) -> Result<Ann, StoreError> {
+        const BATCH: usize = 4096;
+        let ann = Ann::new(dim, self.options.ann, rows.len()).map_err(ann_err)?;
+        let vectors = txn.open_table(VECTORS).map_err(db_err)?;
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut entries = vectors.iter().map_err(db_err)?.peekable();
+        while entries.peek().is_some() {
+            batch.clear();
+            for entry in entries.by_ref().take(BATCH) {
+                let (id, bytes) = entry.map_err(db_err)?;
+                let key = rows.key(id.value()).ok_or_else(|| StoreError::Corrupt(format!("vector {} has no key", id.value())))?;
+                let vector = decode_vector(bytes.value(), dim)
+                    .ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", id.value())))?;
+                batch.push((key, vector));
+            }
+            batch.par_iter().try_for_each(|(key, vector)| ann.add(*key, vector)).map_err(ann_err)?;
+        }
+        Ok(ann)
+    }
+
     fn check_dim(&self, got: usize) -> Result<(), StoreError> {
-        match self.matrix.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            Some(m) if m.dim() != got => Err(StoreError::DimensionMismatch { expected: m.dim(), got }),
+        match self.state.read().unwrap_or_else(|p| p.into_inner()).dim {
+            Some(dim) if dim != got => Err(StoreError::DimensionMismatch { expected: dim, got }),
             _ => Ok(()),
         }
     }
+
+    /// Makes sure the in-memory state has a dimension and an index once vectors exist.
+    fn ensure_dim(state: &mut State, dim: usize, options: &StoreOptions) -> Result<(), StoreError> {
+        if state.dim.is_none() {
+            state.dim = Some(dim);
+            state.ann = Some(Ann::new(dim, options.ann, 1024).map_err(ann_err)?);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for EmbeddedStore {
+    /// Saves the approximate index when it changed, so the next open loads it.
+    fn drop(&mut self) {
+        if let Err(e) = self.persist_ann() {
+            tracing::warn!(error = %e, "cannot save the approximate index; it will be rebuilt at the next start");
+        }
+    }
+}
+
+fn ann_err(e: ann::AnnError) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn read_generation(meta: &impl ReadableTable<&'static str, &'static str>) -> Result<u64, StoreError> {
+    match meta.get(GENERATION).map_err(db_err)? {
+        Some(v) => v.value().parse().map_err(|_| StoreError::Corrupt(format!("index generation `{}` is not a number", v.value()))),
+        None => Ok(0),
+    }
+}
+
+/// Counts a write that changes vectors; returns the new generation.
+fn bump_generation(txn: &redb::WriteTransaction) -> Result<u64, StoreError> {
+    let mut meta = txn.open_table(META).map_err(db_err)?;
+    let next = read_generation(&meta)? + 1;
+    meta.insert(GENERATION, next.to_string().as_str()).map_err(db_err)?;
+    Ok(next)
+}
+
+/// Databases written before index keys existed get one key per image, once.
+fn backfill_keys(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut keys = txn.open_table(KEYS).map_err(db_err)?;
+    let images = txn.open_table(IMAGES).map_err(db_err)?;
+    if keys.len().map_err(db_err)? == images.len().map_err(db_err)? {
+        return Ok(());
+    }
+    let mut next = 0u64;
+    for entry in keys.iter().map_err(db_err)? {
+        next = next.max(entry.map_err(db_err)?.1.value() + 1);
+    }
+    let mut missing = Vec::new();
+    for entry in images.iter().map_err(db_err)? {
+        let (id, _) = entry.map_err(db_err)?;
+        if keys.get(id.value()).map_err(db_err)?.is_none() {
+            missing.push(id.value().to_string());
+        }
+    }
+    for id in &missing {
+        keys.insert(id.as_str(), next).map_err(db_err)?;
+        next += 1;
+    }
+    drop(keys);
+    bump_generation(txn)?;
+    Ok(())
 }
 
 fn encode_vector(v: &[f32]) -> Vec<u8> {
@@ -134,6 +324,7 @@ fn backfill_order(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 fn remove_rows(txn: &redb::WriteTransaction, id: &str) -> Result<Option<ImageRecord>, StoreError> {
     let removed = txn.open_table(IMAGES).map_err(db_err)?.remove(id).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
     txn.open_table(VECTORS).map_err(db_err)?.remove(id).map_err(db_err)?;
+    txn.open_table(KEYS).map_err(db_err)?.remove(id).map_err(db_err)?;
     if let Some(record) = &removed {
         let mut paths = txn.open_table(PATHS).map_err(db_err)?;
         if paths.get(record.path.as_str()).map_err(db_err)?.is_some_and(|v| v.value() == id) {
@@ -174,15 +365,27 @@ fn edit_aliases(txn: &redb::WriteTransaction, id: &str, edit: impl FnOnce(&mut V
     Ok(())
 }
 
-/// The rows `keep` accepts, as page candidates scored by `score`.
-fn passing<'a>(matrix: &'a Matrix<Facets>, keep: impl Fn(usize, &Facets) -> bool, score: impl Fn(usize) -> f32) -> Vec<Candidate<'a>> {
-    matrix
-        .payloads()
-        .iter()
-        .enumerate()
-        .filter(|(row, facets)| keep(*row, facets))
-        .map(|(row, facets)| Candidate { row, id: &matrix.ids()[row], score: score(row), taken: facets.taken, ingested: facets.ingested })
+/// The images `keep` accepts, as page candidates scored by `score` (row = index key).
+fn passing<'a>(rows: &'a Rows, keep: impl Fn(u64, &Facets) -> bool, score: impl Fn(u64) -> f32) -> Vec<Candidate<'a>> {
+    rows.iter()
+        .filter(|(key, slot)| keep(*key, &slot.facets))
+        .map(|(key, slot)| Candidate {
+            row: key as usize,
+            id: &slot.id,
+            score: score(key),
+            taken: slot.facets.taken,
+            ingested: slot.facets.ingested,
+        })
         .collect()
+}
+
+/// Drops `key` from the index; an index that fails is dropped whole (exact search until the next
+/// start rebuilds it), never left proposing a deleted image.
+fn remove_from_index(ann: &mut Option<Ann>, key: u64) {
+    if let Some(Err(e)) = ann.as_ref().map(|a| a.remove(key)) {
+        tracing::error!(error = %e, "approximate index failed; searching exactly until the next start");
+        *ann = None;
+    }
 }
 
 fn decode_record(bytes: &[u8]) -> Result<ImageRecord, StoreError> {
@@ -190,6 +393,10 @@ fn decode_record(bytes: &[u8]) -> Result<ImageRecord, StoreError> {
 }
 
 impl VectorStore for EmbeddedStore {
+    fn save_caches(&self) -> Result<(), StoreError> {
+        self.persist_ann()
+    }
+
     fn describe(&self) -> StoreInfo {
         StoreInfo { backend: "embedded", location: self.path.display().to_string() }
     }
@@ -210,11 +417,8 @@ impl VectorStore for EmbeddedStore {
             }
         }
         txn.commit().map_err(db_err)?;
-        let mut matrix = self.matrix.write().unwrap_or_else(|p| p.into_inner());
-        if matrix.is_none() {
-            *matrix = Some(Matrix::new(dim));
-        }
-        Ok(())
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        Self::ensure_dim(&mut state, dim, &self.options)
     }
 
     fn upsert_many(&self, items: &[(ImageRecord, Vec<f32>)]) -> Result<Vec<Upserted>, StoreError> {
@@ -227,69 +431,112 @@ impl VectorStore for EmbeddedStore {
         if let Some((_, v)) = items.iter().find(|(_, v)| v.len() != dim) {
             return Err(StoreError::DimensionMismatch { expected: dim, got: v.len() });
         }
-        let txn = self.db.begin_write().map_err(db_err)?;
-        // Images that stop existing in this write: a path names one image, so new content at a
-        // path retires the image that path named before (same transaction, so a crash can
-        // never leave the stale record searchable).
-        let mut retired = Vec::new();
-        {
-            let mut meta = txn.open_table(META).map_err(db_err)?;
-            if meta.get("dim").map_err(db_err)?.is_none() {
-                meta.insert("dim", dim.to_string().as_str()).map_err(db_err)?;
+        // Keys handed out for new images, given back if the write fails.
+        let mut allocated = Vec::new();
+        let written = (|| -> Result<(Vec<String>, Vec<u64>, u64), StoreError> {
+            let txn = self.db.begin_write().map_err(db_err)?;
+            // Images that stop existing in this write: a path names one image, so new content at a
+            // path retires the image that path named before (same transaction, so a crash can
+            // never leave the stale record searchable).
+            let mut retired = Vec::new();
+            let mut item_keys = Vec::with_capacity(items.len());
+            {
+                let mut meta = txn.open_table(META).map_err(db_err)?;
+                if meta.get("dim").map_err(db_err)?.is_none() {
+                    meta.insert("dim", dim.to_string().as_str()).map_err(db_err)?;
+                }
             }
-        }
-        for (record, vector) in items {
-            let named_before =
-                txn.open_table(PATHS).map_err(db_err)?.get(record.path.as_str()).map_err(db_err)?.map(|v| v.value().to_string());
-            if let Some(old) = named_before.filter(|old| *old != record.id) {
-                let old_record = txn
+            for (record, vector) in items {
+                let named_before =
+                    txn.open_table(PATHS).map_err(db_err)?.get(record.path.as_str()).map_err(db_err)?.map(|v| v.value().to_string());
+                if let Some(old) = named_before.filter(|old| *old != record.id) {
+                    let old_record = txn
+                        .open_table(IMAGES)
+                        .map_err(db_err)?
+                        .get(old.as_str())
+                        .map_err(db_err)?
+                        .map(|v| decode_record(v.value()))
+                        .transpose()?;
+                    if old_record.is_some_and(|r| r.path == record.path) {
+                        remove_rows(&txn, &old)?;
+                        retired.push(old);
+                    } else {
+                        // The path was another copy of `old`; it shows this image now.
+                        edit_aliases(&txn, &old, |list| list.retain(|p| *p != record.path))?;
+                    }
+                }
+                let json = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let previous = txn
                     .open_table(IMAGES)
                     .map_err(db_err)?
-                    .get(old.as_str())
+                    .insert(record.id.as_str(), json.as_slice())
                     .map_err(db_err)?
                     .map(|v| decode_record(v.value()))
                     .transpose()?;
-                if old_record.is_some_and(|r| r.path == record.path) {
-                    remove_rows(&txn, &old)?;
-                    retired.push(old);
-                } else {
-                    // The path was another copy of `old`; it shows this image now.
-                    edit_aliases(&txn, &old, |list| list.retain(|p| *p != record.path))?;
+                let mut paths = txn.open_table(PATHS).map_err(db_err)?;
+                let mut order = txn.open_table(ORDER).map_err(db_err)?;
+                if let Some(previous) = &previous {
+                    if previous.path != record.path
+                        && paths.get(previous.path.as_str()).map_err(db_err)?.is_some_and(|id| id.value() == record.id)
+                    {
+                        // The image moved: its old path no longer names it.
+                        paths.remove(previous.path.as_str()).map_err(db_err)?;
+                    }
+                    order.remove(order_key(previous).as_str()).map_err(db_err)?;
                 }
+                paths.insert(record.path.as_str(), record.id.as_str()).map_err(db_err)?;
+                order.insert(order_key(record).as_str(), record.id.as_str()).map_err(db_err)?;
+                txn.open_table(VECTORS).map_err(db_err)?.insert(record.id.as_str(), encode_vector(vector).as_slice()).map_err(db_err)?;
+                let mut keys = txn.open_table(KEYS).map_err(db_err)?;
+                let key = match keys.get(record.id.as_str()).map_err(db_err)? {
+                    Some(key) => key.value(),
+                    None => {
+                        let key = self.state.write().unwrap_or_else(|p| p.into_inner()).rows.allocate();
+                        allocated.push(key);
+                        key
+                    }
+                };
+                keys.insert(record.id.as_str(), key).map_err(db_err)?;
+                item_keys.push(key);
             }
-            let json = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let previous = txn
-                .open_table(IMAGES)
-                .map_err(db_err)?
-                .insert(record.id.as_str(), json.as_slice())
-                .map_err(db_err)?
-                .map(|v| decode_record(v.value()))
-                .transpose()?;
-            let mut paths = txn.open_table(PATHS).map_err(db_err)?;
-            let mut order = txn.open_table(ORDER).map_err(db_err)?;
-            if let Some(previous) = &previous {
-                if previous.path != record.path
-                    && paths.get(previous.path.as_str()).map_err(db_err)?.is_some_and(|id| id.value() == record.id)
-                {
-                    // The image moved: its old path no longer names it.
-                    paths.remove(previous.path.as_str()).map_err(db_err)?;
+            let generation = bump_generation(&txn)?;
+            txn.commit().map_err(db_err)?;
+            Ok((retired, item_keys, generation))
+        })();
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let (retired, keys, generation) = match written {
+            Ok(written) => written,
+            Err(e) => {
+                for key in allocated {
+                    state.rows.release(key);
                 }
-                order.remove(order_key(previous).as_str()).map_err(db_err)?;
+                return Err(e);
             }
-            paths.insert(record.path.as_str(), record.id.as_str()).map_err(db_err)?;
-            order.insert(order_key(record).as_str(), record.id.as_str()).map_err(db_err)?;
-            txn.open_table(VECTORS).map_err(db_err)?.insert(record.id.as_str(), encode_vector(vector).as_slice()).map_err(db_err)?;
-        }
-        txn.commit().map_err(db_err)?;
-        let mut matrix = self.matrix.write().unwrap_or_else(|p| p.into_inner());
-        let matrix = matrix.get_or_insert_with(|| Matrix::new(dim));
+        };
+        Self::ensure_dim(&mut state, dim, &self.options)?;
+        state.generation = generation;
+        let state = &mut *state;
         for id in &retired {
-            matrix.remove(id);
+            if let Some(key) = state.rows.remove(id) {
+                remove_from_index(&mut state.ann, key);
+            }
         }
-        Ok(items
-            .iter()
-            .map(|(r, v)| if matrix.upsert_with(&r.id, v, Facets::of(r)) { Upserted::Inserted } else { Upserted::Replaced })
-            .collect())
+        if let Some(ann) = &state.ann {
+            if let Err(e) = ann.reserve(items.len()) {
+                tracing::error!(error = %e, "approximate index failed; searching exactly until the next start");
+                state.ann = None;
+            }
+        }
+        let mut outcomes = Vec::with_capacity(items.len());
+        for ((record, vector), key) in items.iter().zip(keys) {
+            outcomes.push(if state.rows.key(&record.id).is_some() { Upserted::Replaced } else { Upserted::Inserted });
+            state.rows.place(key, &record.id, Facets::of(record));
+            if let Some(Err(e)) = state.ann.as_ref().map(|ann| ann.add(key, vector)) {
+                tracing::error!(error = %e, "approximate index failed; searching exactly until the next start");
+                state.ann = None;
+            }
+        }
+        Ok(outcomes)
     }
 
     fn get(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
@@ -310,36 +557,43 @@ impl VectorStore for EmbeddedStore {
     }
 
     fn vector(&self, id: &str) -> Result<Option<Vec<f32>>, StoreError> {
-        Ok(self.matrix.read().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|m| m.get(id).map(<[f32]>::to_vec)))
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let vectors = txn.open_table(VECTORS).map_err(db_err)?;
+        let Some(bytes) = vectors.get(id).map_err(db_err)? else { return Ok(None) };
+        let dim = bytes.value().len() / 4;
+        decode_vector(bytes.value(), dim).map(Some).ok_or_else(|| StoreError::Corrupt(format!("vector of {id} has a partial value")))
     }
 
     fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let txn = self.db.begin_write().map_err(db_err)?;
         let existed = remove_rows(&txn, id)?.is_some();
-        txn.commit().map_err(db_err)?;
-        if let Some(m) = self.matrix.write().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            m.remove(id);
+        if !existed {
+            return Ok(false);
         }
-        Ok(existed)
+        let generation = bump_generation(&txn)?;
+        txn.commit().map_err(db_err)?;
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *state;
+        state.generation = generation;
+        if let Some(key) = state.rows.remove(id) {
+            remove_from_index(&mut state.ann, key);
+        }
+        Ok(true)
     }
 
     fn search_page(&self, query: &SearchQuery) -> Result<Page<Hit>, StoreError> {
-        let (page, more): (Vec<(String, f32)>, bool) = {
-            let guard = self.matrix.read().unwrap_or_else(|p| p.into_inner());
-            let Some(matrix) = guard.as_ref() else { return Ok(Page { items: Vec::new(), more: false, total: None }) };
-            if matrix.dim() != query.vector.len() {
-                return Err(StoreError::DimensionMismatch { expected: matrix.dim(), got: query.vector.len() });
-            }
-            let scores = matrix.scores(query.vector);
-            let floor = query.filter.min_score.unwrap_or(f32::NEG_INFINITY);
-            let everything = query.filter.is_empty();
-            let candidates =
-                passing(matrix, |row, facets| scores[row] >= floor && (everything || query.filter.matches(facets)), |row| scores[row]);
-            let (page, more) = filter::page(candidates, query.sort, query.offset, query.limit);
-            (page.into_iter().map(|c| (c.id.to_string(), c.score)).collect(), more)
-        };
         let txn = self.db.begin_read().map_err(db_err)?;
+        let vectors = txn.open_table(VECTORS).map_err(db_err)?;
+        let (page, more): (Vec<(String, f32)>, bool) = {
+            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+            let Some(dim) = state.dim else { return Ok(Page { items: Vec::new(), more: false, total: None }) };
+            if dim != query.vector.len() {
+                return Err(StoreError::DimensionMismatch { expected: dim, got: query.vector.len() });
+            }
+            let ann = state.ann.as_ref().filter(|_| !query.exact && state.rows.len() >= self.options.ann_min_images);
+            search::page(&state.rows, ann, &vectors, query)?
+        };
         let table = txn.open_table(IMAGES).map_err(db_err)?;
         let mut hits = Vec::with_capacity(page.len());
         for (id, score) in page {
@@ -371,9 +625,8 @@ impl VectorStore for EmbeddedStore {
             return Ok(Page { more: offset.saturating_add(items.len()) < total, items, total: Some(total) });
         }
         let (ids, more, total): (Vec<String>, bool, usize) = {
-            let guard = self.matrix.read().unwrap_or_else(|p| p.into_inner());
-            let Some(matrix) = guard.as_ref() else { return Ok(Page { items: Vec::new(), more: false, total: Some(0) }) };
-            let candidates = passing(matrix, |_, facets| filter.matches(facets), |_| 0.0);
+            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+            let candidates = passing(&state.rows, |_, facets| filter.matches(facets), |_| 0.0);
             let total = candidates.len();
             let (page, more) = filter::page(candidates, sort, offset, limit);
             (page.into_iter().map(|c| c.id.to_string()).collect(), more, total)
@@ -406,9 +659,7 @@ impl VectorStore for EmbeddedStore {
         };
         txn.commit().map_err(db_err)?;
         let Some(record) = updated else { return Ok(false) };
-        if let Some(matrix) = self.matrix.write().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            matrix.set_payload(id, Facets::of(&record));
-        }
+        self.state.write().unwrap_or_else(|p| p.into_inner()).rows.set_facets(id, Facets::of(&record));
         Ok(true)
     }
 
@@ -432,12 +683,19 @@ impl VectorStore for EmbeddedStore {
     }
 
     fn duplicates(&self, threshold: f32) -> Result<Vec<DuplicateGroup>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        // Exact over every pair, so the f32 vectors are read into a matrix for this call only.
         let (ids, pairs): (Vec<String>, Vec<(usize, usize, f32)>) = {
-            let guard = self.matrix.read().unwrap_or_else(|p| p.into_inner());
-            let Some(matrix) = guard.as_ref() else { return Ok(Vec::new()) };
+            let Some(dim) = self.state.read().unwrap_or_else(|p| p.into_inner()).dim else { return Ok(Vec::new()) };
+            let mut matrix: Matrix = Matrix::new(dim);
+            for entry in txn.open_table(VECTORS).map_err(db_err)?.iter().map_err(db_err)? {
+                let (id, bytes) = entry.map_err(db_err)?;
+                let vector = decode_vector(bytes.value(), dim)
+                    .ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", id.value())))?;
+                matrix.upsert(id.value(), &vector);
+            }
             (matrix.ids().to_vec(), matrix.pairs_at_least(threshold))
         };
-        let txn = self.db.begin_read().map_err(db_err)?;
         let images = txn.open_table(IMAGES).map_err(db_err)?;
         let aliases = txn.open_table(ALIASES).map_err(db_err)?;
         let mut known = Vec::with_capacity(ids.len());
@@ -460,9 +718,8 @@ impl VectorStore for EmbeddedStore {
 
     fn unread_photo_ids(&self) -> Result<Vec<String>, StoreError> {
         // From the facets in memory: the records were decoded once already, at open.
-        let guard = self.matrix.read().unwrap_or_else(|p| p.into_inner());
-        let Some(matrix) = guard.as_ref() else { return Ok(Vec::new()) };
-        Ok(passing(matrix, |_, facets| !facets.photo_read, |_| 0.0).into_iter().map(|c| c.id.to_string()).collect())
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        Ok(passing(&state.rows, |_, facets| !facets.photo_read, |_| 0.0).into_iter().map(|c| c.id.to_string()).collect())
     }
 
     fn bound_model(&self) -> Result<Option<(String, usize)>, StoreError> {
@@ -493,7 +750,7 @@ impl VectorStore for EmbeddedStore {
     }
 
     fn count(&self) -> usize {
-        self.matrix.read().unwrap_or_else(|p| p.into_inner()).as_ref().map_or(0, Matrix::len)
+        self.state.read().unwrap_or_else(|p| p.into_inner()).rows.len()
     }
 }
 
@@ -504,6 +761,142 @@ mod tests {
     #[test]
     fn embedded_store_passes_the_conformance_suite() {
         super::super::conformance::run_all(|dir| Box::new(EmbeddedStore::open(dir).unwrap()));
+    }
+
+    /// Clustered unit vectors (60 centres, noise per dimension 0.08), deterministic.
+    fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut state = seed;
+        let mut normal = move || {
+            let mut uniform = || {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 + 0.5) / (1u64 << 24) as f32
+            };
+            let (u, v) = (uniform(), uniform());
+            (-2.0 * u.ln()).sqrt() * (2.0 * std::f32::consts::PI * v).cos()
+        };
+        let unit = |v: Vec<f32>| {
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
+        };
+        let centres: Vec<Vec<f32>> = (0..60).map(|_| unit((0..dim).map(|_| normal()).collect())).collect();
+        (0..n).map(|i| unit(centres[i % 60].iter().map(|c| c + 0.08 * normal()).collect())).collect()
+    }
+
+    fn filled(dir: &Path, n: usize) -> (EmbeddedStore, Vec<Vec<f32>>) {
+        let store = EmbeddedStore::open(dir).unwrap();
+        let vectors = clustered(n, 64, 3);
+        let items: Vec<(ImageRecord, Vec<f32>)> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let mut r = super::super::conformance_record(&format!("{i:05}"));
+                r.path = format!("/photos/{}/{i}.jpg", if i % 100 == 0 { "rare" } else { "common" });
+                (r, v.clone())
+            })
+            .collect();
+        for chunk in items.chunks(500) {
+            store.upsert_many(chunk).unwrap();
+        }
+        (store, vectors)
+    }
+
+    fn ids(store: &EmbeddedStore, query: &[f32], filter: &Filter, exact: bool) -> Vec<String> {
+        let q = SearchQuery { vector: query, filter, sort: SortBy::Relevance, offset: 0, limit: 10, exact };
+        store.search_page(&q).unwrap().items.into_iter().map(|h| h.record.id).collect()
+    }
+
+    #[test]
+    fn approximate_search_finds_the_exact_top_ten_and_selective_filters_stay_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = filled(dir.path(), 3000);
+        let queries = clustered(40, 64, 99);
+        let all = Filter::default();
+        let mut found = 0;
+        for q in &queries {
+            let exact = ids(&store, q, &all, true);
+            assert_eq!(exact.len(), 10);
+            found += ids(&store, q, &all, false).iter().filter(|id| exact.contains(id)).count();
+        }
+        let recall = found as f64 / (queries.len() * 10) as f64;
+        assert!(recall >= 0.95, "recall@10 {recall}");
+        // 1 % pass: ranked exactly, whatever the index would propose.
+        let rare = Filter { folders: vec!["/photos/rare".into()], ..Filter::default() };
+        for q in &queries[..5] {
+            assert_eq!(ids(&store, q, &rare, false), ids(&store, q, &rare, true));
+        }
+    }
+
+    #[test]
+    fn deleted_images_are_never_returned_before_or_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, vectors) = filled(dir.path(), 2000);
+        let gone: Vec<String> = (0..2000).step_by(3).map(|i| format!("{i:05}")).collect();
+        for id in &gone {
+            assert!(store.delete(id).unwrap());
+        }
+        let check = |store: &EmbeddedStore| {
+            for i in (0..2000).step_by(3).take(200) {
+                let found = ids(store, &vectors[i], &Filter::default(), false);
+                assert_eq!(found.len(), 10);
+                assert!(found.iter().all(|id| !gone.contains(id)), "a deleted image came back: {found:?}");
+            }
+        };
+        check(&store);
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.ann_origin(), Some(AnnOrigin::Loaded));
+        assert_eq!(store.count(), 2000 - gone.len());
+        check(&store);
+    }
+
+    #[test]
+    fn a_restart_loads_the_saved_index_and_a_stale_or_damaged_one_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, vectors) = filled(dir.path(), 1500);
+        let index_file = Ann::index_path(dir.path());
+        assert_eq!(store.ann_origin(), None, "a new store has nothing to load");
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.ann_origin(), Some(AnnOrigin::Loaded));
+        let before = ids(&store, &vectors[7], &Filter::default(), false);
+        assert_eq!(before.first().map(String::as_str), Some("00007"));
+        drop(store);
+
+        // Stale: the saved files of an older generation put back after more writes.
+        let saved: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ann-")))
+            .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+            .collect();
+        assert_eq!(saved.len(), 2);
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        store.delete("00007").unwrap();
+        drop(store);
+        for (path, bytes) in &saved {
+            std::fs::write(path, bytes).unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert!(
+            matches!(store.ann_origin(), Some(AnnOrigin::Rebuilt { reason }) if reason.contains("generation")),
+            "{:?}",
+            store.ann_origin()
+        );
+        assert!(!ids(&store, &vectors[7], &Filter::default(), false).contains(&"00007".to_string()));
+        drop(store);
+
+        // Damaged: bytes changed inside the saved graph.
+        let mut bytes = std::fs::read(&index_file).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle..middle + 64].iter_mut().for_each(|b| *b = !*b);
+        std::fs::write(&index_file, bytes).unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert!(
+            matches!(store.ann_origin(), Some(AnnOrigin::Rebuilt { reason }) if reason.contains("damaged")),
+            "{:?}",
+            store.ann_origin()
+        );
+        assert_eq!(ids(&store, &vectors[8], &Filter::default(), false).first().map(String::as_str), Some("00008"));
     }
 
     #[test]

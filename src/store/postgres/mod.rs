@@ -545,7 +545,17 @@ impl VectorStore for PgStore {
             }
             let (text, sql) = search_statement(q);
             let relevance = q.sort == SortBy::Relevance;
-            let rows = self.conn()?.query(&text, &sql.params()).map_err(sql_err)?;
+            let mut conn = self.conn()?;
+            let rows = if q.exact {
+                // Exact on request (to check recall): the planner may not use the HNSW index.
+                let mut txn = conn.transaction().map_err(sql_err)?;
+                txn.batch_execute("SET LOCAL enable_indexscan = off").map_err(sql_err)?;
+                let rows = txn.query(&text, &sql.params()).map_err(sql_err)?;
+                txn.commit().map_err(sql_err)?;
+                rows
+            } else {
+                conn.query(&text, &sql.params()).map_err(sql_err)?
+            };
             let mut hits = Vec::with_capacity(rows.len());
             for row in &rows {
                 let distance: f64 = row.get(2);
@@ -757,7 +767,7 @@ mod tests {
         let query = unit();
         let jpeg = Filter { formats: vec!["jpeg".into()], ..Filter::default() };
         for (filter, what) in [(Filter::default(), "a plain search"), (jpeg, "a filter most images pass")] {
-            let q = SearchQuery { vector: &query, filter: &filter, sort: SortBy::Relevance, offset: 0, limit: 10 };
+            let q = SearchQuery { vector: &query, filter: &filter, sort: SortBy::Relevance, offset: 0, limit: 10, exact: false };
             let plan = store.explain_search(&q).unwrap();
             assert!(plan.contains("Index Scan using vq_images_embedding"), "{what} must use the HNSW index:\n{plan}");
             assert!(!plan.contains("Seq Scan"), "{what} must not scan the table:\n{plan}");

@@ -1,0 +1,157 @@
+//! One page of a search in the embedded store. Relevance order with no filter, or a filter most
+//! images pass, takes candidates from the approximate index and re-scores them with the f32
+//! vectors; everything else (selective filters, date and ingest orders, `exact` queries) scores
+//! the passing images with the f32 vectors, so those results stay exact. Vectors are read from
+//! the database: memory holds only the int8 copies in the index.
+
+use redb::{ReadOnlyTable, ReadableTable};
+
+use super::super::filter::{self, Candidate, SortBy};
+use super::super::{SearchQuery, StoreError};
+use super::ann::Ann;
+use super::rows::Rows;
+use super::{ann_err, db_err};
+
+/// Candidates re-scored beyond the page: top 50 for a page of 10 gave recall@10 0.99 at 100k
+/// (BENCHMARKS.md); deeper pages re-score twice their depth.
+const RESCORE_EXTRA: usize = 40;
+/// A filter passing at least this share of the images is applied inside the graph walk; below
+/// it, the passing images are scored exactly (the walk would visit mostly rejected nodes).
+const ANN_MIN_SHARE: f64 = 0.1;
+/// Pages ending deeper than this are served exactly.
+const ANN_MAX_DEPTH: usize = 2000;
+
+type Vectors<'t> = ReadOnlyTable<&'static str, &'static [u8]>;
+
+/// The page as (id, cosine) and whether more follow. `ann` is `None` when the search must be exact.
+pub fn page(rows: &Rows, ann: Option<&Ann>, vectors: &Vectors, query: &SearchQuery) -> Result<(Vec<(String, f32)>, bool), StoreError> {
+    let end = query.offset.saturating_add(query.limit);
+    let everything = query.filter.is_empty();
+    if let Some(ann) = ann.filter(|_| query.sort == SortBy::Relevance && end > 0 && end <= ANN_MAX_DEPTH) {
+        let passing = if everything { rows.len() } else { rows.iter().filter(|(_, s)| query.filter.matches(&s.facets)).count() };
+        if passing as f64 >= ANN_MIN_SHARE * rows.len() as f64 {
+            return approximate(rows, ann, vectors, query, end);
+        }
+    }
+    exact(rows, vectors, query, end)
+}
+
+fn approximate(
+    rows: &Rows,
+    ann: &Ann,
+    vectors: &Vectors,
+    query: &SearchQuery,
+    end: usize,
+) -> Result<(Vec<(String, f32)>, bool), StoreError> {
+    let want = end + RESCORE_EXTRA.max(end);
+    let keep = |key: u64| rows.slot(key).is_some_and(|s| query.filter.matches(&s.facets));
+    let filter: Option<&dyn Fn(u64) -> bool> = if query.filter.is_empty() { None } else { Some(&keep) };
+    let keys = ann.search(query.vector, want, filter).map_err(ann_err)?;
+    let scored = exact_scores(rows, vectors, &keys, query.vector)?;
+    let floor = query.filter.min_score.unwrap_or(f32::NEG_INFINITY);
+    let candidates =
+        scored.into_iter().filter(|&(_, score)| score >= floor).filter_map(|(key, score)| candidate(rows, key, score)).collect();
+    Ok(finish(filter::page(candidates, query.sort, query.offset, query.limit)))
+}
+
+fn exact(rows: &Rows, vectors: &Vectors, query: &SearchQuery, end: usize) -> Result<(Vec<(String, f32)>, bool), StoreError> {
+    let passing: Vec<Candidate> =
+        rows.iter().filter(|(_, slot)| query.filter.matches(&slot.facets)).filter_map(|(key, _)| candidate(rows, key, 0.0)).collect();
+    let total = passing.len();
+    let scored_all = |cands: Vec<Candidate>| -> Result<Vec<Candidate>, StoreError> {
+        let keys: Vec<u64> = cands.iter().map(|c| c.row as u64).collect();
+        let floor = query.filter.min_score.unwrap_or(f32::NEG_INFINITY);
+        Ok(exact_scores(rows, vectors, &keys, query.vector)?
+            .into_iter()
+            .filter(|&(_, score)| score >= floor)
+            .filter_map(|(key, score)| candidate(rows, key, score))
+            .collect())
+    };
+    match query.sort {
+        // A score floor needs every score; so does relevance.
+        _ if query.filter.min_score.is_some() => Ok(finish(filter::page(scored_all(passing)?, query.sort, query.offset, query.limit))),
+        SortBy::Relevance => Ok(finish(filter::page(scored_all(passing)?, query.sort, query.offset, query.limit))),
+        SortBy::IngestedAsc | SortBy::IngestedDesc => {
+            // The order ignores scores: page first, then score the page.
+            let (page, more) = filter::page(passing, query.sort, query.offset, query.limit);
+            let keys: Vec<u64> = page.iter().map(|c| c.row as u64).collect();
+            let scores: std::collections::HashMap<u64, f32> = exact_scores(rows, vectors, &keys, query.vector)?.into_iter().collect();
+            Ok((page.into_iter().filter_map(|c| Some((c.id.to_string(), *scores.get(&(c.row as u64))?))).collect(), more))
+        }
+        SortBy::TakenAsc | SortBy::TakenDesc => {
+            // Scores only break ties of capture time: score the images up to the capture time
+            // the page ends on (all undated ones when the page reaches them).
+            let newest = query.sort == SortBy::TakenDesc;
+            let rank = |c: &Candidate| match c.taken {
+                Some(t) => (false, if newest { -t } else { t }),
+                None => (true, 0),
+            };
+            let mut head = passing;
+            if end > 0 && end < head.len() {
+                head.select_nth_unstable_by_key(end - 1, rank);
+                let boundary = rank(&head[end - 1]);
+                head.retain(|c| rank(c) <= boundary);
+            }
+            let (page, _) = filter::page(scored_all(head)?, query.sort, query.offset, query.limit);
+            Ok((finish((page, false)).0, total > end))
+        }
+    }
+}
+
+fn candidate(rows: &Rows, key: u64, score: f32) -> Option<Candidate<'_>> {
+    let slot = rows.slot(key)?;
+    Some(Candidate { row: key as usize, id: &slot.id, score, taken: slot.facets.taken, ingested: slot.facets.ingested })
+}
+
+fn finish((page, more): (Vec<Candidate>, bool)) -> (Vec<(String, f32)>, bool) {
+    (page.into_iter().map(|c| (c.id.to_string(), c.score)).collect(), more)
+}
+
+/// Exact cosines of `keys` with `query` from the f32 vectors in the database: one lookup each
+/// for a few, one pass over the table for many. Keys without a vector are left out.
+fn exact_scores(rows: &Rows, vectors: &Vectors, keys: &[u64], query: &[f32]) -> Result<Vec<(u64, f32)>, StoreError> {
+    let mut buffer = Vec::with_capacity(query.len());
+    let mut score = |bytes: &[u8]| -> Option<f32> {
+        if bytes.len() != query.len() * 4 {
+            return None;
+        }
+        buffer.clear();
+        buffer.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+        Some(dot(&buffer, query))
+    };
+    let mut out = Vec::with_capacity(keys.len());
+    if keys.len() > 1000 && keys.len() * 8 >= rows.len() {
+        let mut wanted = vec![false; keys.iter().map(|&k| k as usize + 1).max().unwrap_or(0)];
+        for &key in keys {
+            wanted[key as usize] = true;
+        }
+        for entry in vectors.iter().map_err(db_err)? {
+            let (id, bytes) = entry.map_err(db_err)?;
+            let Some(key) = rows.key(id.value()).filter(|&k| wanted.get(k as usize).copied().unwrap_or(false)) else { continue };
+            let s = score(bytes.value()).ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", id.value())))?;
+            out.push((key, s));
+        }
+    } else {
+        for &key in keys {
+            let Some(slot) = rows.slot(key) else { continue };
+            if let Some(bytes) = vectors.get(&*slot.id).map_err(db_err)? {
+                let s = score(bytes.value()).ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", slot.id)))?;
+                out.push((key, s));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Dot product in eight lanes, so it vectorises without reassociation flags.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
