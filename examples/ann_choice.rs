@@ -177,7 +177,10 @@ fn quantize(v: &[f32]) -> (Vec<i8>, f32) {
 }
 
 fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    a.chunks_exact(32).zip(b.chunks_exact(32)).map(|(x, y)| x.iter().zip(y).map(|(&p, &q)| p as i16 as i32 * q as i16 as i32).sum::<i32>()).sum()
+    a.chunks_exact(32)
+        .zip(b.chunks_exact(32))
+        .map(|(x, y)| x.iter().zip(y).map(|(&p, &q)| p as i16 as i32 * q as i16 as i32).sum::<i32>())
+        .sum()
 }
 
 impl Int8Scan {

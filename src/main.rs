@@ -166,11 +166,10 @@ fn limits(common: &CommonArgs) -> DecodeLimits {
 }
 
 fn open_store(common: &CommonArgs) -> Result<Arc<EmbeddedStore>> {
-    let options = StoreOptions {
-        ann: AnnParams { ef_search: usize::from(common.ann_ef_search), ..AnnParams::default() },
-        ..StoreOptions::default()
-    };
-    let store = EmbeddedStore::open_with(&common.data_dir, options).with_context(|| format!("opening the index in {}", common.data_dir.display()))?;
+    let options =
+        StoreOptions { ann: AnnParams { ef_search: usize::from(common.ann_ef_search), ..AnnParams::default() }, ..StoreOptions::default() };
+    let store = EmbeddedStore::open_with(&common.data_dir, options)
+        .with_context(|| format!("opening the index in {}", common.data_dir.display()))?;
     Ok(Arc::new(store))
 }
 

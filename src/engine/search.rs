@@ -98,7 +98,8 @@ impl Engine {
             combine(&positive, &negative).ok_or_else(|| EngineError::InvalidSearch("the query terms cancel each other out".into()))?;
         let store = self.store.clone();
         let SearchSpec { filter, sort, offset, exact, .. } = spec;
-        let page = blocking(move || Ok(store.search_page(&SearchQuery { vector: &vector, filter: &filter, sort, offset, limit, exact })?)).await?;
+        let page =
+            blocking(move || Ok(store.search_page(&SearchQuery { vector: &vector, filter: &filter, sort, offset, limit, exact })?)).await?;
         Ok(SearchOutcome { hits: page.items, more: page.more, truncated })
     }
 

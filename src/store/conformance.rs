@@ -145,7 +145,8 @@ fn date_order_pages_are_stable_and_undated_images_come_last(open: &impl Fn(&Path
     library(store.as_ref());
     let query = unit(&[1.0, 0.0]);
     let all = Filter::default();
-    let page = |sort, offset| store.search_page(&SearchQuery { vector: &query, filter: &all, sort, offset, limit: 15, exact: false }).unwrap();
+    let page =
+        |sort, offset| store.search_page(&SearchQuery { vector: &query, filter: &all, sort, offset, limit: 15, exact: false }).unwrap();
     let oldest = page(SortBy::TakenAsc, 0);
     assert_eq!(ids(&oldest.items)[..3], ["i000", "i010", "i020"]);
     let newest = page(SortBy::TakenDesc, 0);
@@ -185,7 +186,14 @@ fn metadata_set_later_is_filtered_on_and_survives_reopen(open: &impl Fn(&Path) -
     assert!(store.unread_photo_ids().unwrap().is_empty());
     let nikon = Filter { cameras: vec!["nikon".into()], ..Filter::default() };
     let found = store
-        .search_page(&SearchQuery { vector: &unit(&[1.0, 0.0]), filter: &nikon, sort: SortBy::Relevance, offset: 0, limit: 5, exact: false })
+        .search_page(&SearchQuery {
+            vector: &unit(&[1.0, 0.0]),
+            filter: &nikon,
+            sort: SortBy::Relevance,
+            offset: 0,
+            limit: 5,
+            exact: false,
+        })
         .unwrap();
     assert_eq!(ids(&found.items), ["old"]);
 }

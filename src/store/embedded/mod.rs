@@ -8,16 +8,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use rayon::prelude::*;
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 mod ann;
 mod jobs;
 mod rows;
 mod search;
 
-pub use ann::AnnParams;
 use ann::Ann;
+pub use ann::AnnParams;
 use rows::Rows;
 
 use super::filter::{self, Candidate, Facets, Filter, SortBy};
@@ -440,74 +440,74 @@ impl VectorStore for EmbeddedStore {
         // Keys handed out for new images, given back if the write fails.
         let mut allocated = Vec::new();
         let written = (|| -> Result<(Vec<String>, Vec<u64>, u64), StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        // Images that stop existing in this write: a path names one image, so new content at a
-        // path retires the image that path named before (same transaction, so a crash can
-        // never leave the stale record searchable).
-        let mut retired = Vec::new();
-        let mut item_keys = Vec::with_capacity(items.len());
-        {
-            let mut meta = txn.open_table(META).map_err(db_err)?;
-            if meta.get("dim").map_err(db_err)?.is_none() {
-                meta.insert("dim", dim.to_string().as_str()).map_err(db_err)?;
+            let txn = self.db.begin_write().map_err(db_err)?;
+            // Images that stop existing in this write: a path names one image, so new content at a
+            // path retires the image that path named before (same transaction, so a crash can
+            // never leave the stale record searchable).
+            let mut retired = Vec::new();
+            let mut item_keys = Vec::with_capacity(items.len());
+            {
+                let mut meta = txn.open_table(META).map_err(db_err)?;
+                if meta.get("dim").map_err(db_err)?.is_none() {
+                    meta.insert("dim", dim.to_string().as_str()).map_err(db_err)?;
+                }
             }
-        }
-        for (record, vector) in items {
-            let named_before =
-                txn.open_table(PATHS).map_err(db_err)?.get(record.path.as_str()).map_err(db_err)?.map(|v| v.value().to_string());
-            if let Some(old) = named_before.filter(|old| *old != record.id) {
-                let old_record = txn
+            for (record, vector) in items {
+                let named_before =
+                    txn.open_table(PATHS).map_err(db_err)?.get(record.path.as_str()).map_err(db_err)?.map(|v| v.value().to_string());
+                if let Some(old) = named_before.filter(|old| *old != record.id) {
+                    let old_record = txn
+                        .open_table(IMAGES)
+                        .map_err(db_err)?
+                        .get(old.as_str())
+                        .map_err(db_err)?
+                        .map(|v| decode_record(v.value()))
+                        .transpose()?;
+                    if old_record.is_some_and(|r| r.path == record.path) {
+                        remove_rows(&txn, &old)?;
+                        retired.push(old);
+                    } else {
+                        // The path was another copy of `old`; it shows this image now.
+                        edit_aliases(&txn, &old, |list| list.retain(|p| *p != record.path))?;
+                    }
+                }
+                let json = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let previous = txn
                     .open_table(IMAGES)
                     .map_err(db_err)?
-                    .get(old.as_str())
+                    .insert(record.id.as_str(), json.as_slice())
                     .map_err(db_err)?
                     .map(|v| decode_record(v.value()))
                     .transpose()?;
-                if old_record.is_some_and(|r| r.path == record.path) {
-                    remove_rows(&txn, &old)?;
-                    retired.push(old);
-                } else {
-                    // The path was another copy of `old`; it shows this image now.
-                    edit_aliases(&txn, &old, |list| list.retain(|p| *p != record.path))?;
+                let mut paths = txn.open_table(PATHS).map_err(db_err)?;
+                let mut order = txn.open_table(ORDER).map_err(db_err)?;
+                if let Some(previous) = &previous {
+                    if previous.path != record.path
+                        && paths.get(previous.path.as_str()).map_err(db_err)?.is_some_and(|id| id.value() == record.id)
+                    {
+                        // The image moved: its old path no longer names it.
+                        paths.remove(previous.path.as_str()).map_err(db_err)?;
+                    }
+                    order.remove(order_key(previous).as_str()).map_err(db_err)?;
                 }
+                paths.insert(record.path.as_str(), record.id.as_str()).map_err(db_err)?;
+                order.insert(order_key(record).as_str(), record.id.as_str()).map_err(db_err)?;
+                txn.open_table(VECTORS).map_err(db_err)?.insert(record.id.as_str(), encode_vector(vector).as_slice()).map_err(db_err)?;
+                let mut keys = txn.open_table(KEYS).map_err(db_err)?;
+                let key = match keys.get(record.id.as_str()).map_err(db_err)? {
+                    Some(key) => key.value(),
+                    None => {
+                        let key = self.state.write().unwrap_or_else(|p| p.into_inner()).rows.allocate();
+                        allocated.push(key);
+                        key
+                    }
+                };
+                keys.insert(record.id.as_str(), key).map_err(db_err)?;
+                item_keys.push(key);
             }
-            let json = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let previous = txn
-                .open_table(IMAGES)
-                .map_err(db_err)?
-                .insert(record.id.as_str(), json.as_slice())
-                .map_err(db_err)?
-                .map(|v| decode_record(v.value()))
-                .transpose()?;
-            let mut paths = txn.open_table(PATHS).map_err(db_err)?;
-            let mut order = txn.open_table(ORDER).map_err(db_err)?;
-            if let Some(previous) = &previous {
-                if previous.path != record.path
-                    && paths.get(previous.path.as_str()).map_err(db_err)?.is_some_and(|id| id.value() == record.id)
-                {
-                    // The image moved: its old path no longer names it.
-                    paths.remove(previous.path.as_str()).map_err(db_err)?;
-                }
-                order.remove(order_key(previous).as_str()).map_err(db_err)?;
-            }
-            paths.insert(record.path.as_str(), record.id.as_str()).map_err(db_err)?;
-            order.insert(order_key(record).as_str(), record.id.as_str()).map_err(db_err)?;
-            txn.open_table(VECTORS).map_err(db_err)?.insert(record.id.as_str(), encode_vector(vector).as_slice()).map_err(db_err)?;
-            let mut keys = txn.open_table(KEYS).map_err(db_err)?;
-            let key = match keys.get(record.id.as_str()).map_err(db_err)? {
-                Some(key) => key.value(),
-                None => {
-                    let key = self.state.write().unwrap_or_else(|p| p.into_inner()).rows.allocate();
-                    allocated.push(key);
-                    key
-                }
-            };
-            keys.insert(record.id.as_str(), key).map_err(db_err)?;
-            item_keys.push(key);
-        }
-        let generation = bump_generation(&txn)?;
-        txn.commit().map_err(db_err)?;
-        Ok((retired, item_keys, generation))
+            let generation = bump_generation(&txn)?;
+            txn.commit().map_err(db_err)?;
+            Ok((retired, item_keys, generation))
         })();
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         let (retired, keys, generation) = match written {

@@ -36,23 +36,27 @@ pub fn page(rows: &Rows, ann: Option<&Ann>, vectors: &Vectors, query: &SearchQue
     exact(rows, vectors, query, end)
 }
 
-fn approximate(rows: &Rows, ann: &Ann, vectors: &Vectors, query: &SearchQuery, end: usize) -> Result<(Vec<(String, f32)>, bool), StoreError> {
+fn approximate(
+    rows: &Rows,
+    ann: &Ann,
+    vectors: &Vectors,
+    query: &SearchQuery,
+    end: usize,
+) -> Result<(Vec<(String, f32)>, bool), StoreError> {
     let want = end + RESCORE_EXTRA.max(end);
     let keep = |key: u64| rows.slot(key).is_some_and(|s| query.filter.matches(&s.facets));
     let filter: Option<&dyn Fn(u64) -> bool> = if query.filter.is_empty() { None } else { Some(&keep) };
     let keys = ann.search(query.vector, want, filter).map_err(ann_err)?;
     let scored = exact_scores(rows, vectors, &keys, query.vector)?;
     let floor = query.filter.min_score.unwrap_or(f32::NEG_INFINITY);
-    let candidates = scored.into_iter().filter(|&(_, score)| score >= floor).filter_map(|(key, score)| candidate(rows, key, score)).collect();
+    let candidates =
+        scored.into_iter().filter(|&(_, score)| score >= floor).filter_map(|(key, score)| candidate(rows, key, score)).collect();
     Ok(finish(filter::page(candidates, query.sort, query.offset, query.limit)))
 }
 
 fn exact(rows: &Rows, vectors: &Vectors, query: &SearchQuery, end: usize) -> Result<(Vec<(String, f32)>, bool), StoreError> {
-    let passing: Vec<Candidate> = rows
-        .iter()
-        .filter(|(_, slot)| query.filter.matches(&slot.facets))
-        .filter_map(|(key, _)| candidate(rows, key, 0.0))
-        .collect();
+    let passing: Vec<Candidate> =
+        rows.iter().filter(|(_, slot)| query.filter.matches(&slot.facets)).filter_map(|(key, _)| candidate(rows, key, 0.0)).collect();
     let total = passing.len();
     let scored_all = |cands: Vec<Candidate>| -> Result<Vec<Candidate>, StoreError> {
         let keys: Vec<u64> = cands.iter().map(|c| c.row as u64).collect();
