@@ -821,6 +821,12 @@ mod tests {
             }
         };
         check(&store);
+        // A replaced vector is found where it is now.
+        let mut moved = super::super::conformance_record("00001");
+        moved.path = "/photos/common/1.jpg".into();
+        assert_eq!(store.upsert(&moved, &vectors[5]).unwrap(), Upserted::Replaced);
+        let near_five = ids(&store, &vectors[5], &Filter::default(), false);
+        assert!(near_five[..2].contains(&"00001".to_string()), "{near_five:?}");
         drop(store);
         let store = EmbeddedStore::open(dir.path()).unwrap();
         assert_eq!(store.ann_origin(), Some(AnnOrigin::Loaded));
