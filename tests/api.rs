@@ -306,6 +306,8 @@ fn metrics_docs_and_openapi_are_served() {
     for path in ["/health", "/ready", "/search", "/ingest/image", "/images/{id}", "/images/{id}/file", "/metrics"] {
         assert!(spec["paths"][path].is_object(), "OpenAPI documents {path}");
     }
+    let exact = &spec["components"]["schemas"]["SearchRequest"]["properties"]["exact"];
+    assert_eq!((exact["type"].as_str(), exact["default"].as_bool()), (Some("boolean"), Some(false)), "{exact}");
     let docs = server.get("/docs/");
     assert_eq!(docs.status(), 200);
     let html = docs.text().unwrap();
@@ -437,6 +439,11 @@ fn filters_sorting_and_paging_through_the_api() {
     assert_eq!(got.len(), 2, "a date bound is the whole day, inclusive: {got:?}");
     let (_, _, got) = search_ids(&server, q(json!({ "taken_after": "2020-01-01T00:00:00Z" })));
     assert_eq!(got, vec![id("holiday/2021/fuji.jpg")], "undated photos never match a date filter");
+    let (status, _, exact) = search_ids(&server, json!({ "query": "a photo", "top_k": 10, "exact": true }));
+    assert_eq!(status, 200);
+    assert_eq!(exact, search_ids(&server, json!({ "query": "a photo", "top_k": 10 })).2, "a small library is ranked exactly either way");
+    let (status, _, _) = search_ids(&server, json!({ "query": "a photo", "exact": "yes" }));
+    assert_eq!(status, 422, "`exact` is a boolean");
     let (_, _, got) = search_ids(&server, q(json!({ "folder": "holiday/2019" })));
     assert_eq!(got.len(), 2);
     let (_, _, got) = search_ids(&server, q(json!({ "folder": "holiday/201" })));

@@ -3,6 +3,8 @@
 //! API never see how. Filters are exact: a filtered search ranks every image that passes, never
 //! a post-filtered top few.
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 
 use super::{ImageRecord, Location};
@@ -48,14 +50,17 @@ pub enum SortBy {
 }
 
 /// What filters and sorting read of an image, kept beside each vector so a filtered search
-/// never reads records it will not return.
+/// never reads records it will not return. Compact, since the store keeps one per image in
+/// memory: the texts are shared (`Rows` interns them), and of the path only its folder is kept.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Facets {
-    pub taken: Option<i128>,
-    pub ingested: i128,
-    pub camera: String,
-    pub path: String,
-    pub format: String,
+    /// Unix nanoseconds (i64 reaches 2262; earlier or later times saturate).
+    pub taken: Option<i64>,
+    pub ingested: i64,
+    pub camera: Arc<str>,
+    /// The folder holding the image: its path up to the last `/`.
+    pub folder: Arc<str>,
+    pub format: Arc<str>,
     pub location: Option<Location>,
     /// Whether the photo metadata was read (false for records of older versions).
     pub photo_read: bool,
@@ -63,16 +68,21 @@ pub struct Facets {
 
 impl Facets {
     pub fn of(record: &ImageRecord) -> Self {
+        let folder = record.path.rsplit_once('/').map_or("", |(folder, _)| folder);
         Self {
-            taken: record.photo.taken_at.map(|t| t.instant().unix_timestamp_nanos()),
-            ingested: record.ingested_at.unix_timestamp_nanos(),
-            camera: record.photo.camera.as_ref().map(|c| c.search_text()).unwrap_or_default(),
-            path: record.path.clone(),
-            format: record.format.clone(),
+            taken: record.photo.taken_at.map(|t| nanos(t.instant().unix_timestamp_nanos())),
+            ingested: nanos(record.ingested_at.unix_timestamp_nanos()),
+            camera: record.photo.camera.as_ref().map(|c| c.search_text()).unwrap_or_default().into(),
+            folder: folder.into(),
+            format: record.format.as_str().into(),
             location: record.photo.location,
             photo_read: record.photo_read,
         }
     }
+}
+
+fn nanos(t: i128) -> i64 {
+    i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX })
 }
 
 impl Filter {
@@ -84,14 +94,14 @@ impl Filter {
     pub fn matches(&self, f: &Facets) -> bool {
         let taken_ok = match (self.taken_after, self.taken_before) {
             (None, None) => true,
-            (after, before) => f.taken.is_some_and(|t| {
+            (after, before) => f.taken.map(i128::from).is_some_and(|t| {
                 after.is_none_or(|a| t >= a.unix_timestamp_nanos()) && before.is_none_or(|b| t <= b.unix_timestamp_nanos())
             }),
         };
         taken_ok
             && (self.cameras.is_empty() || self.cameras.iter().any(|c| f.camera.contains(c.as_str())))
-            && (self.folders.is_empty() || self.folders.iter().any(|folder| in_folder(&f.path, folder)))
-            && (self.formats.is_empty() || self.formats.contains(&f.format))
+            && (self.folders.is_empty() || self.folders.iter().any(|folder| folder_within(&f.folder, folder)))
+            && (self.formats.is_empty() || self.formats.iter().any(|x| **x == *f.format))
             && self.near.is_none_or(|near| f.location.is_some_and(|l| l.distance_km(&near.center) <= near.radius_km))
     }
 
@@ -100,10 +110,18 @@ impl Filter {
     }
 }
 
+#[cfg(test)]
 /// `path` lies in `folder` (whole components: `/a/b` holds `/a/b/c.jpg`, not `/a/bc.jpg`).
 fn in_folder(path: &str, folder: &str) -> bool {
     let folder = folder.trim_end_matches('/');
     path.strip_prefix(folder).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// An image directly in `image_folder` lies in `folder` (whole components), the same answer as
+/// [`in_folder`] on its path: a file name holds no `/`, so only the folder part can match.
+fn folder_within(image_folder: &str, folder: &str) -> bool {
+    let folder = folder.trim_end_matches('/');
+    image_folder.strip_prefix(folder).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// An image that passed a filter, with what it sorts by.
@@ -112,8 +130,8 @@ pub struct Candidate<'a> {
     pub row: usize,
     pub id: &'a str,
     pub score: f32,
-    pub taken: Option<i128>,
-    pub ingested: i128,
+    pub taken: Option<i64>,
+    pub ingested: i64,
 }
 
 /// The page `offset..offset + limit` of `candidates` in `sort` order, and whether more follow.
@@ -162,6 +180,18 @@ mod tests {
         assert!(in_folder("/photos/holiday/a.jpg", "/photos/holiday/"));
         assert!(!in_folder("/photos/holidays/a.jpg", "/photos/holiday"));
         assert!(!in_folder("/photos/holiday", "/photos/holiday"));
+        for (path, folder) in [
+            ("/photos/holiday/2019/a.jpg", "/photos/holiday"),
+            ("/photos/holiday/a.jpg", "/photos/holiday/"),
+            ("/photos/holidays/a.jpg", "/photos/holiday"),
+            ("/photos/holiday", "/photos/holiday"),
+            ("/a.jpg", "/"),
+            ("/photos/a.jpg", "/photos/a.jpg"),
+        ] {
+            let mut r = conformance_record("a");
+            r.path = path.into();
+            assert_eq!(folder_within(&Facets::of(&r).folder, folder), in_folder(path, folder), "{path} in {folder}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! the database generation it reflects and the BLAKE3 of the usearch file, so a stale, partial
 //! or corrupt file is rebuilt rather than trusted.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Condvar, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -108,6 +108,11 @@ impl Ann {
 
     pub fn len(&self) -> usize {
         self.index.size()
+    }
+
+    /// Bytes usearch holds (graph, int8 vectors, reserved room and search contexts).
+    pub fn memory_bytes(&self) -> usize {
+        self.index.memory_usage()
     }
 
     pub fn contains(&self, key: u64) -> bool {
@@ -220,7 +225,7 @@ impl Ann {
     }
 
     #[cfg(test)]
-    pub fn index_path(dir: &Path) -> PathBuf {
+    pub fn index_path(dir: &Path) -> std::path::PathBuf {
         dir.join(INDEX_FILE)
     }
 }

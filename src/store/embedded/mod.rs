@@ -152,6 +152,13 @@ impl EmbeddedStore {
         ann.save(&self.dir, state.generation).map_err(|e| StoreError::Database(e.to_string()))
     }
 
+    /// What the store holds in memory: (approximate index, per-image ids and facets), in bytes.
+    /// The f32 vectors stay in the database (and the OS page cache), not here.
+    pub fn memory_bytes(&self) -> (usize, usize) {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        (state.ann.as_ref().map_or(0, Ann::memory_bytes), state.rows.memory_bytes())
+    }
+
     fn load(&self) -> Result<(), StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let meta = txn.open_table(META).map_err(db_err)?;
@@ -193,7 +200,14 @@ impl EmbeddedStore {
                 ann
             }
         };
-        tracing::info!(images = rows.len(), dim, path = %self.path.display(), "index loaded");
+        tracing::info!(
+            images = rows.len(),
+            dim,
+            index_bytes = ann.memory_bytes(),
+            facet_bytes = rows.memory_bytes(),
+            path = %self.path.display(),
+            "index loaded"
+        );
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = State { dim: Some(dim), rows, ann: Some(ann), generation };
         Ok(())
     }
@@ -842,6 +856,12 @@ mod tests {
             }
         };
         check(&store);
+        // A replaced vector is found where it is now.
+        let mut moved = super::super::conformance_record("00001");
+        moved.path = "/photos/common/1.jpg".into();
+        assert_eq!(store.upsert(&moved, &vectors[5]).unwrap(), Upserted::Replaced);
+        let near_five = ids(&store, &vectors[5], &Filter::default(), false);
+        assert!(near_five[..2].contains(&"00001".to_string()), "{near_five:?}");
         drop(store);
         let store = EmbeddedStore::open(dir.path()).unwrap();
         assert_eq!(store.ann_origin(), Some(AnnOrigin::Loaded));
@@ -897,6 +917,40 @@ mod tests {
             store.ann_origin()
         );
         assert_eq!(ids(&store, &vectors[8], &Filter::default(), false).first().map(String::as_str), Some("00008"));
+    }
+
+    /// Bytes per image added between 3,000 and 6,000 images: the ids and facets as counted in
+    /// memory, the index as saved (its vectors and graph; usearch's own memory report moves in
+    /// arena-sized steps at this size, and RSS at 1M is measured in BENCHMARKS.md).
+    #[test]
+    fn memory_per_image_stays_under_1_1_kib() {
+        let dir = tempfile::tempdir().unwrap();
+        let vectors = clustered(6000, 512, 5);
+        let add = |range: std::ops::Range<usize>| {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            let items: Vec<(ImageRecord, Vec<f32>)> = range
+                .map(|i| {
+                    let mut r = super::super::conformance_record(&format!("{i:016x}"));
+                    r.path = format!("/home/someone/Pictures/2024/trip-{}/IMG_{i:05}.jpg", i % 50);
+                    (r, vectors[i].clone())
+                })
+                .collect();
+            for chunk in items.chunks(1000) {
+                store.upsert_many(chunk).unwrap();
+            }
+            drop(store);
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            assert_eq!(store.ann_origin(), Some(AnnOrigin::Loaded));
+            let saved = std::fs::metadata(Ann::index_path(dir.path())).unwrap().len() as usize;
+            (saved, store.memory_bytes().1)
+        };
+        let (index_before, facets_before) = add(0..3000);
+        let (index_after, facets_after) = add(3000..6000);
+        let index = (index_after - index_before) / 3000;
+        let facets = (facets_after - facets_before) / 3000;
+        eprintln!("per image: index {index} B, ids and facets {facets} B");
+        assert!(facets <= 250, "ids and facets take {facets} B per image");
+        assert!(index + facets <= 1126, "{} B per image", index + facets);
     }
 
     #[test]

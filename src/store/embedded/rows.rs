@@ -3,25 +3,41 @@
 //! (persisted in the database) so the saved index, keyed the same way, stays valid across
 //! restarts; a freed key is reused by the next new image.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use super::super::filter::Facets;
 
 pub struct Slot {
-    pub id: Box<str>,
+    /// Shared with the id -> key map, so each id is stored once.
+    pub id: Arc<str>,
     pub facets: Facets,
 }
 
 #[derive(Default)]
 pub struct Rows {
     slots: Vec<Option<Slot>>,
-    keys: HashMap<Box<str>, u64>,
+    keys: HashMap<Arc<str>, u64>,
     free: Vec<u64>,
+    /// Folders, cameras and formats repeat across images: one copy of each.
+    texts: HashSet<Arc<str>>,
 }
 
 impl Rows {
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Bytes held, from sizes and capacities (ids once, shared texts once; allocator rounding
+    /// not included).
+    pub fn memory_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let arc_heap = |text: &Arc<str>| 2 * size_of::<usize>() + text.len();
+        size_of::<Option<Slot>>() * self.slots.capacity()
+            + (size_of::<(Arc<str>, u64)>() + 1) * self.keys.capacity()
+            + self.keys.keys().map(arc_heap).sum::<usize>()
+            + size_of::<u64>() * self.free.capacity()
+            + self.texts.iter().map(|t| arc_heap(t) + size_of::<Arc<str>>() + 1).sum::<usize>()
     }
 
     pub fn key(&self, id: &str) -> Option<u64> {
@@ -49,9 +65,11 @@ impl Rows {
     /// Rows read back at start: keys may have gaps (freed keys), which become free.
     pub fn from_entries(entries: Vec<(u64, Box<str>, Facets)>) -> Self {
         let size = entries.iter().map(|(k, _, _)| *k as usize + 1).max().unwrap_or(0);
-        let mut rows = Rows { slots: Vec::with_capacity(size), keys: HashMap::with_capacity(entries.len()), free: Vec::new() };
+        let mut rows = Rows { slots: Vec::with_capacity(size), keys: HashMap::with_capacity(entries.len()), ..Rows::default() };
         rows.slots.resize_with(size, || None);
         for (key, id, facets) in entries {
+            let id: Arc<str> = id.into();
+            let facets = rows.intern(facets);
             rows.keys.insert(id.clone(), key);
             rows.slots[key as usize] = Some(Slot { id, facets });
         }
@@ -61,12 +79,27 @@ impl Rows {
 
     /// Puts `id` at `key` (from [`Rows::allocate`], or the key it already holds).
     pub fn place(&mut self, key: u64, id: &str, facets: Facets) {
-        self.slots[key as usize] = Some(Slot { id: id.into(), facets });
-        self.keys.insert(id.into(), key);
+        let facets = self.intern(facets);
+        let id: Arc<str> = self.keys.get_key_value(id).map_or_else(|| id.into(), |(shared, _)| shared.clone());
+        self.slots[key as usize] = Some(Slot { id: id.clone(), facets });
+        self.keys.insert(id, key);
+    }
+
+    fn intern(&mut self, mut facets: Facets) -> Facets {
+        for text in [&mut facets.camera, &mut facets.folder, &mut facets.format] {
+            match self.texts.get(&**text) {
+                Some(shared) => *text = shared.clone(),
+                None => {
+                    self.texts.insert(text.clone());
+                }
+            }
+        }
+        facets
     }
 
     pub fn set_facets(&mut self, id: &str, facets: Facets) -> bool {
         let Some(key) = self.key(id) else { return false };
+        let facets = self.intern(facets);
         match self.slots.get_mut(key as usize).and_then(Option::as_mut) {
             Some(slot) => {
                 slot.facets = facets;

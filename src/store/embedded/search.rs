@@ -83,7 +83,7 @@ fn exact(rows: &Rows, vectors: &Vectors, query: &SearchQuery, end: usize) -> Res
             // the page ends on (all undated ones when the page reaches them).
             let newest = query.sort == SortBy::TakenDesc;
             let rank = |c: &Candidate| match c.taken {
-                Some(t) => (false, if newest { -t } else { t }),
+                Some(t) => (false, if newest { -i128::from(t) } else { i128::from(t) }),
                 None => (true, 0),
             };
             let mut head = passing;
