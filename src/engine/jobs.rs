@@ -232,9 +232,17 @@ impl JobManager {
     /// Lists a claimed job's files (a folder, or the images lacking photo metadata) and stores
     /// the listing as chunks.
     async fn list_job(&self, job: JobRecord) {
-        let listing = match job.kind {
-            JobKind::Directory => self.list_folder(&job).await,
-            JobKind::PhotoMetadata => self.engine.unread_photo_ids().map(|paths| Listing { paths, failures: Vec::new() }),
+        let listing = self.list_files(&job);
+        tokio::pin!(listing);
+        let mut ticker = tokio::time::interval(FLUSH_EVERY);
+        ticker.tick().await;
+        // Walking a big folder can outlast a lease: renew it, or another replica would list the
+        // job too (and take the lease from this one, over and over).
+        let listing = loop {
+            tokio::select! {
+                listing = &mut listing => break listing,
+                _ = ticker.tick() => self.renew_listing(&job.id).await,
+            }
         };
         let (id, owner) = (job.id.clone(), self.owner.clone());
         let stored = match listing {
@@ -255,6 +263,22 @@ impl JobManager {
             Err(e) => {
                 tracing::error!(job = %job.id, error = %e, "could not store the job's listing; it is listed again once the lease expires")
             }
+        }
+    }
+
+    async fn list_files(&self, job: &JobRecord) -> Result<Listing, EngineError> {
+        match job.kind {
+            JobKind::Directory => self.list_folder(job).await,
+            JobKind::PhotoMetadata => self.engine.unread_photo_ids().map(|paths| Listing { paths, failures: Vec::new() }),
+        }
+    }
+
+    async fn renew_listing(&self, id: &str) {
+        let (id, owner, ttl) = (id.to_string(), self.owner.clone(), self.settings.lease);
+        match self.with_store(move |store| store.renew_listing(&id, &owner, ttl)).await {
+            Ok(status) if !status.held => tracing::warn!("lost the lease of a job's listing (a write was late); another runner lists it"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "could not renew a job's listing lease; will retry"),
         }
     }
 

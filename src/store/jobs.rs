@@ -216,6 +216,9 @@ pub trait JobStore: Send + Sync {
     /// not recorded done yet as chunks, `total` set. A job with nothing to do completes; one
     /// cancelled meanwhile ends cancelled with nothing stored; a lost lease stores nothing.
     fn store_listing(&self, job_id: &str, owner: &str, listing: &Listing) -> Result<LeaseStatus, StoreError>;
+    /// Renews the lease of a listing in progress (a big folder can take longer than one lease
+    /// to walk); the answer says whether `owner` still holds it and the job's state.
+    fn renew_listing(&self, job_id: &str, owner: &str, ttl: Duration) -> Result<LeaseStatus, StoreError>;
     /// Fails a job whose listing `owner` holds (its folder cannot be read, say).
     fn fail_listing(&self, job_id: &str, owner: &str, error: &str) -> Result<LeaseStatus, StoreError>;
 

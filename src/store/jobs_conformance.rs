@@ -22,6 +22,8 @@ pub fn run_all(open: Open) {
     recording_is_idempotent_per_path(open);
     cancel_stops_queued_jobs_at_once_and_running_ones_when_the_last_worker_lets_go(open);
     a_cancelled_job_whose_workers_died_ends_at_the_next_claim(open);
+    nothing_is_recorded_after_a_job_reads_cancelled_however_claims_race_the_cancel(open);
+    a_renewed_listing_lease_is_not_taken_over(open);
     the_worker_finishing_the_last_chunk_completes_the_job(open);
     the_cap_on_unfinished_jobs_holds_under_concurrent_creates(open);
     failures_and_empty_listings_and_failed_listings(open);
@@ -316,4 +318,79 @@ fn prune_keeps_the_newest_finished_jobs(open: Open) {
     store.prune_finished_jobs(2).unwrap();
     let left: Vec<String> = store.jobs().unwrap().into_iter().map(|j| j.id).collect();
     assert_eq!(left, vec!["j4", "j3", "j2"], "the unfinished one and the two newest finished");
+}
+
+/// Workers claim, record one file and let go in a loop while the job is cancelled: once the job
+/// reads `cancelled`, no claim made in the meantime may still record files into it.
+fn nothing_is_recorded_after_a_job_reads_cancelled_however_claims_race_the_cancel(open: Open) {
+    let store = open();
+    for round in 0..12 {
+        let id = format!("race{round}");
+        listed_job(store.as_ref(), &id, CHUNK_PATHS * 40);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers: Vec<_> = (0..3)
+            .map(|w| {
+                let (store, stop) = (store.clone(), stop.clone());
+                thread::spawn(move || {
+                    let owner = format!("w{w}");
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let Some(claim) = store.claim_chunk(&owner, LONG).unwrap() else { continue };
+                        thread::sleep(Duration::from_millis(3)); // the first file
+                        let status = store.record_progress(&claim.chunk, &owner, LONG, &indexed(&claim.paths[..1])).unwrap();
+                        let end = if status.should_stop() { ChunkEnd::Stopped } else { ChunkEnd::Finished };
+                        store.let_go(&claim.chunk, &owner, &indexed(&claim.paths[1..]), end).unwrap();
+                    }
+                })
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(5 + round * 2));
+        store.cancel_job(&id).unwrap();
+        let cancelled = loop {
+            let job = store.job(&id).unwrap().unwrap();
+            if job.state.is_finished() {
+                break job;
+            }
+            thread::yield_now();
+        };
+        thread::sleep(Duration::from_millis(50));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for w in workers {
+            w.join().unwrap();
+        }
+        let later = store.job(&id).unwrap().unwrap();
+        assert_eq!(cancelled.state, JobState::Cancelled, "{cancelled:?}");
+        assert_eq!(later.done, cancelled.done, "files recorded after the job read cancelled (round {round})");
+    }
+}
+
+/// Listing a big folder can take longer than a lease: the lister renews it, and no one else
+/// lists the job meanwhile; once it stops renewing, the lease expires and another takes over.
+fn a_renewed_listing_lease_is_not_taken_over(open: Open) {
+    let store = open();
+    let short = Duration::from_millis(300);
+    store.create_job(&JobRecord::queued("big".into(), "/big".into(), true), 10).unwrap();
+    store.claim_listing("slow", short).unwrap().unwrap();
+    for _ in 0..4 {
+        thread::sleep(Duration::from_millis(150));
+        let status = store.renew_listing("big", "slow", short).unwrap();
+        assert!(status.held && !status.should_stop(), "{status:?}");
+        assert!(store.claim_listing("other", short).unwrap().is_none(), "a renewed listing lease is not taken over");
+    }
+    assert!(!store.renew_listing("big", "stranger", short).unwrap().held);
+    store.cancel_job("big").unwrap();
+    let heard = store.renew_listing("big", "slow", short).unwrap();
+    assert!(heard.held && heard.should_stop() && heard.job_state == JobState::Cancelling, "{heard:?}");
+    thread::sleep(Duration::from_millis(450));
+    assert!(store.claim_listing("other", short).unwrap().is_none(), "a cancelled job is not listed again");
+    assert_eq!(store.job("big").unwrap().unwrap().state, JobState::Cancelled);
+
+    store.create_job(&JobRecord::queued("next".into(), "/next".into(), true), 10).unwrap();
+    store.claim_listing("dies", short).unwrap().unwrap();
+    thread::sleep(Duration::from_millis(450));
+    assert_eq!(store.claim_listing("other", LONG).unwrap().expect("an expired listing lease is taken over").id, "next");
+    assert!(!store.renew_listing("next", "dies", short).unwrap().held, "the late lister hears it lost the lease");
+    let late = store.store_listing("next", "dies", &Listing { paths: paths(3), failures: vec![] }).unwrap();
+    assert!(!late.held);
+    assert!(store.store_listing("next", "other", &Listing { paths: paths(3), failures: vec![] }).unwrap().held);
+    assert_eq!(store.job("next").unwrap().unwrap().total, 3);
 }

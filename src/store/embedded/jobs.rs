@@ -367,6 +367,22 @@ impl JobStore for EmbeddedStore {
         })
     }
 
+    fn renew_listing(&self, job_id: &str, owner: &str, ttl: Duration) -> Result<LeaseStatus, StoreError> {
+        self.write_jobs(|txn| {
+            let mut jobs = txn.open_table(JOBS).map_err(db_err)?;
+            let Some(bytes) = jobs.get(job_id).map_err(db_err)?.map(|v| v.value().to_vec()) else {
+                return Ok(LeaseStatus { held: false, job_state: JobState::Cancelled });
+            };
+            let mut job = decode_job(&bytes)?;
+            let held = !job.listed && job.lister.as_ref().is_some_and(|l| l.owner == owner);
+            if held {
+                job.lister = Some(Lease::new(owner, ttl));
+                put_job(&mut jobs, &job)?;
+            }
+            Ok(LeaseStatus { held, job_state: job.record.state })
+        })
+    }
+
     fn fail_listing(&self, job_id: &str, owner: &str, error: &str) -> Result<LeaseStatus, StoreError> {
         self.write_jobs(|txn| {
             let mut jobs = txn.open_table(JOBS).map_err(db_err)?;

@@ -292,10 +292,15 @@ impl JobStore for PgStore {
         off_runtime(|| {
             let mut conn = self.conn()?;
             let rows = conn.query("SELECT record::text FROM vq_jobs ORDER BY created_at DESC, id DESC", &[]).map_err(sql_err)?;
+            // Every job's failures in one round trip (the list is asked for every second or so).
+            let mut failures: std::collections::HashMap<String, Vec<FileFailure>> = std::collections::HashMap::new();
+            for row in conn.query("SELECT job_id, path, error FROM vq_job_failures ORDER BY job_id, seq", &[]).map_err(sql_err)? {
+                failures.entry(row.get(0)).or_default().push(FileFailure { path: row.get(1), error: row.get(2) });
+            }
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
                 let mut job = decode(row.get(0))?;
-                job.failures = failures_of(&mut *conn, &job.id).map_err(sql_err)?;
+                job.failures = failures.remove(&job.id).unwrap_or_default();
                 out.push(job);
             }
             Ok(out)
@@ -362,6 +367,22 @@ impl JobStore for PgStore {
         })
     }
 
+    fn renew_listing(&self, job_id: &str, owner: &str, ttl: Duration) -> Result<LeaseStatus, StoreError> {
+        off_runtime(|| {
+            self.in_transaction(|txn| {
+                let Some(job) = lock(txn, job_id)? else { return Ok(LeaseStatus { held: false, job_state: JobState::Cancelled }) };
+                let held = !job.listed && job.lister.as_deref() == Some(owner);
+                if held {
+                    txn.execute(
+                        "UPDATE vq_jobs SET lister_until = now() + make_interval(secs => $2) WHERE id = $1",
+                        &[&job_id, &secs(ttl)],
+                    )?;
+                }
+                Ok(LeaseStatus { held, job_state: job.record.state })
+            })
+        })
+    }
+
     fn fail_listing(&self, job_id: &str, owner: &str, error: &str) -> Result<LeaseStatus, StoreError> {
         off_runtime(|| {
             self.in_transaction(|txn| {
@@ -387,11 +408,19 @@ impl JobStore for PgStore {
         off_runtime(|| {
             self.in_transaction(|txn| {
                 settle_cancelling(txn)?;
+                // The running jobs first, shared (the job row before its chunks, as every writer
+                // takes them): a cancel then waits for this claim and sees its lease, instead of
+                // ending the job while a worker is about to start on it.
+                let running: Vec<String> = txn
+                    .query("SELECT id FROM vq_jobs WHERE state = 'running' AND listed ORDER BY created_at, id FOR SHARE", &[])?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
                 let row = txn.query_opt(
                     "SELECT c.job_id, c.idx, c.paths, j.record->>'kind' FROM vq_job_chunks c JOIN vq_jobs j ON j.id = c.job_id
-                     WHERE j.state = 'running' AND j.listed AND NOT c.finished AND (c.owner IS NULL OR c.lease_until <= now())
+                     WHERE c.job_id = ANY($1) AND NOT c.finished AND (c.owner IS NULL OR c.lease_until <= now())
                      ORDER BY j.created_at, j.id, c.idx LIMIT 1 FOR UPDATE OF c SKIP LOCKED",
-                    &[],
+                    &[&running],
                 )?;
                 let Some(row) = row else { return Ok(None) };
                 let (job_id, index, paths, kind): (String, i32, Vec<String>, Option<String>) =
