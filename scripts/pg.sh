@@ -6,6 +6,7 @@
 #   scripts/pg.sh start    install if needed, start if not running, print the superuser URL
 #   scripts/pg.sh url      the same (idempotent; what the Rust tests call)
 #   scripts/pg.sh stop     stop the server (the data stays)
+#   scripts/pg.sh kill     stop it the way a crash does (immediate: no checkpoint, clients cut off)
 #   scripts/pg.sh reset    stop and delete the cluster
 #   scripts/pg.sh psql ... psql as the superuser
 #
@@ -90,11 +91,12 @@ start() {
 case "${1:-url}" in
   start | url) start ;;
   stop) running && as_owner "$BIN/pg_ctl" -D "$DATA" -w -m fast stop >/dev/null; true ;;
+  kill) running && as_owner "$BIN/pg_ctl" -D "$DATA" -w -m immediate stop >/dev/null; true ;;
   reset)
     running && as_owner "$BIN/pg_ctl" -D "$DATA" -w -m immediate stop >/dev/null || true
     rm -rf "$DATA"
     ;;
   bin) install_server; echo "$BIN" ;;
   psql) shift; start >/dev/null; PGPASSWORD="$PASSWORD" "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U "$USER_NAME" -d postgres "$@" ;;
-  *) echo "usage: $0 start|url|stop|reset|bin|psql" >&2; exit 2 ;;
+  *) echo "usage: $0 start|url|stop|kill|reset|bin|psql" >&2; exit 2 ;;
 esac

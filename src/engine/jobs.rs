@@ -1,13 +1,21 @@
-//! The directory job scheduler: runs queued jobs one after another through the ingest pipeline,
-//! and keeps their progress in a [`JobStore`].
+//! The job runner of this process: claims work from the [`JobStore`] that every replica shares,
+//! lists folders and ingests chunks of them through the pipeline, and answers job queries from
+//! the store, so every replica gives the same answer.
 //!
-//! Progress is persisted by path: every second the files finished since the last write are
-//! recorded done together with the counters (one transaction, off the async threads). A job
-//! interrupted by a crash or restart resumes by walking its folder again and skipping the paths
-//! it had recorded done, so files added, removed or renamed in between are handled truthfully.
+//! One runner per process does one thing at a time: it prefers a chunk of a running job (older
+//! jobs first) over listing a new one, so on one server jobs still run one after another. While
+//! it works a chunk, it records the files finished since the last write every second together
+//! with a lease renewal; the answer tells it to stop when the job is being cancelled (from any
+//! replica) or when its lease was lost. A chunk whose worker died is claimed again by lease
+//! expiry (at once on the embedded store: a restarted server owns every lease), and the paths it
+//! recorded done are skipped; a file committed but not yet recorded is skipped by ingest's
+//! path+size+mtime check, so nothing is embedded twice.
+//!
+//! A job's listing is final: files added to the folder after it was listed belong to the next
+//! job on that folder (which skips every unchanged file cheaply).
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,124 +26,98 @@ use tokio::sync::Notify;
 use super::pipeline::{self, FileResult};
 use super::{Engine, EngineError};
 use crate::metrics;
-use crate::store::jobs::MAX_FAILURES_KEPT;
-use crate::store::{DoneFile, FileFailure, JobKind, JobRecord, JobState, JobStore, StoreError};
+use crate::store::{ChunkClaim, ChunkEnd, ChunkRef, DoneFile, JobKind, JobRecord, JobState, JobStore, Listing, StoreError};
 
 /// Finished jobs remembered.
 const MAX_FINISHED_KEPT: usize = 100;
-/// How often a running job's progress is written.
+/// How often a worker records its finished files and renews its lease.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often an idle runner looks for work (other replicas' jobs, expired leases).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// How jobs are run.
+#[derive(Debug, Clone, Copy)]
+pub struct JobSettings {
+    /// Jobs that may be queued, running or cancelling at once; more are refused.
+    pub max_unfinished: usize,
+    /// How long a claim lasts without renewal: a dead worker's chunk is taken over after it.
+    pub lease: Duration,
+}
 
 /// A job with its rates.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobView {
     #[serde(flatten)]
     pub record: JobRecord,
-    /// Files per second: the current run's while running, the job's average once finished.
+    /// Files per second since the job started while running; its average once finished.
     pub rate: f64,
-    /// Seconds left at the current rate, while running.
+    /// Seconds left at that rate, while running.
     pub eta_seconds: Option<f64>,
 }
 
 impl JobView {
-    fn stored(record: JobRecord) -> Self {
-        let rate = match (record.state.is_finished(), record.started_at, record.finished_at) {
-            (true, Some(start), Some(end)) => {
-                let secs = (end - start).as_seconds_f64();
-                if secs > 0.0 {
-                    record.done as f64 / secs
-                } else {
-                    0.0
-                }
-            }
+    fn of(record: JobRecord) -> Self {
+        let end = if record.state.is_finished() { record.finished_at } else { Some(OffsetDateTime::now_utc()) };
+        let rate = match (record.started_at, end) {
+            (Some(start), Some(end)) if (end - start).as_seconds_f64() > 0.0 => record.done as f64 / (end - start).as_seconds_f64(),
             _ => 0.0,
         };
-        Self { record, rate, eta_seconds: None }
-    }
-}
-
-/// The job this process is running: its live counters and what is not yet written.
-struct LiveJob {
-    record: Mutex<JobRecord>,
-    /// Files finished since the last write.
-    pending: Mutex<Vec<DoneFile>>,
-    cancel: AtomicBool,
-    started: Instant,
-    done_at_start: usize,
-}
-
-impl LiveJob {
-    fn record(&self) -> std::sync::MutexGuard<'_, JobRecord> {
-        self.record.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn finished_file(&self, path: &Path, result: FileResult) {
-        let mut record = self.record();
-        record.done += 1;
-        let failure = match result {
-            FileResult::Indexed => {
-                record.indexed += 1;
-                metrics::job_file("indexed");
-                None
-            }
-            FileResult::Skipped => {
-                record.skipped += 1;
-                metrics::job_file("skipped");
-                None
-            }
-            FileResult::Failed(error) => {
-                record.failed += 1;
-                metrics::job_file("failed");
-                // The live view shows failures as they happen, as the store will keep them.
-                if record.failures.len() < MAX_FAILURES_KEPT {
-                    record.failures.push(FileFailure { path: path.display().to_string(), error: error.clone() });
-                }
-                Some(error)
-            }
-        };
-        // Taken under the record's lock, so a snapshot never separates counters from files.
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).push(DoneFile { path: path.display().to_string(), failure });
-    }
-
-    /// The counters and the files they count, taken together.
-    fn snapshot(&self) -> (JobRecord, Vec<DoneFile>) {
-        let record = self.record();
-        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        (record.clone(), pending)
-    }
-
-    fn view(&self) -> JobView {
-        let record = self.record().clone();
-        let secs = self.started.elapsed().as_secs_f64();
-        let rate = if secs > 0.0 { record.done.saturating_sub(self.done_at_start) as f64 / secs } else { 0.0 };
+        let running = matches!(record.state, JobState::Running | JobState::Cancelling);
         let left = record.total.saturating_sub(record.done) as f64;
-        let eta_seconds = (rate > 0.0 && record.total > 0).then(|| left / rate);
-        JobView { record, rate, eta_seconds }
+        let eta_seconds = (running && rate > 0.0 && record.total > 0).then(|| left / rate);
+        Self { record, rate, eta_seconds }
     }
 }
 
-/// Runs directory jobs one at a time on a background task.
+/// The chunk this process works on: files finished since the last write, and whether to stop.
+#[derive(Default)]
+struct ChunkProgress {
+    pending: Mutex<Vec<DoneFile>>,
+    finished: AtomicUsize,
+    stop: AtomicBool,
+}
+
+impl ChunkProgress {
+    fn finished_file(&self, path: String, outcome: FileResult) {
+        metrics::job_file(match outcome {
+            FileResult::Indexed => "indexed",
+            FileResult::Skipped => "skipped",
+            FileResult::Failed(_) => "failed",
+        });
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).push(DoneFile::new(path, outcome));
+        self.finished.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn take_pending(&self) -> Vec<DoneFile> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts files whose write failed back in front, so the next write includes them.
+    fn put_back(&self, files: Vec<DoneFile>) {
+        let mut queue = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let later = std::mem::replace(&mut *queue, files);
+        queue.extend(later);
+    }
+}
+
+/// Runs jobs on a background task and answers for them.
 pub struct JobManager {
     engine: Arc<Engine>,
     store: Arc<dyn JobStore>,
-    live: Mutex<Option<Arc<LiveJob>>>,
-    /// Held while a queued job changes hands (picked by the runner, or cancelled).
-    claim: tokio::sync::Mutex<()>,
+    settings: JobSettings,
+    /// Names this process in leases: new at every start, so a restarted process never takes a
+    /// dead one's leases for its own.
+    owner: String,
     wake: Notify,
-    max_unfinished: usize,
+    /// The chunk being worked here, so a cancel received here stops it at once.
+    working: Mutex<Option<(String, Arc<ChunkProgress>)>>,
 }
 
 impl JobManager {
-    /// Starts the runner: jobs a previous process left running resume first.
-    pub fn start(engine: Arc<Engine>, store: Arc<dyn JobStore>, max_unfinished: usize) -> Arc<Self> {
-        let manager = Arc::new(Self {
-            engine,
-            store,
-            live: Mutex::new(None),
-            claim: tokio::sync::Mutex::new(()),
-            wake: Notify::new(),
-            max_unfinished: max_unfinished.max(1),
-        });
+    /// Starts the runner: work other runners left behind is taken over as their leases expire.
+    pub fn start(engine: Arc<Engine>, store: Arc<dyn JobStore>, settings: JobSettings) -> Arc<Self> {
+        let settings = JobSettings { max_unfinished: settings.max_unfinished.max(1), ..settings };
+        let manager = Arc::new(Self { engine, store, settings, owner: new_owner_id(), wake: Notify::new(), working: Mutex::new(None) });
         let runner = manager.clone();
         tokio::spawn(async move { runner.run_forever().await });
         manager
@@ -146,10 +128,10 @@ impl JobManager {
         let dir = self.engine.roots().resolve_dir(requested)?;
         let record = JobRecord::queued(new_job_id(&dir.display().to_string()), dir.display().to_string(), recursive);
         let saved = record.clone();
-        let max = self.max_unfinished;
+        let max = self.settings.max_unfinished;
         self.with_store(move |store| store.create_job(&saved, max)).await?;
         self.wake.notify_one();
-        Ok(JobView::stored(record))
+        Ok(JobView::of(record))
     }
 
     /// Queues a pass that reads the photo metadata of images indexed before it was read at
@@ -167,55 +149,36 @@ impl JobManager {
         let saved = record.clone();
         self.with_store(move |store| store.create_job(&saved, usize::MAX)).await?;
         self.wake.notify_one();
-        Ok(Some(JobView::stored(record)))
+        Ok(Some(JobView::of(record)))
     }
 
-    /// Newest first.
+    /// Newest first, as stored (at most a second behind the workers).
     pub async fn list(&self) -> Result<Vec<JobView>, EngineError> {
         let jobs = self.with_store(|store| store.jobs()).await?;
-        Ok(jobs.into_iter().map(|record| self.view_of(record)).collect())
+        Ok(jobs.into_iter().map(JobView::of).collect())
     }
 
     pub async fn get(&self, id: &str) -> Result<JobView, EngineError> {
         let wanted = id.to_string();
         let record = self.with_store(move |store| store.job(&wanted)).await?;
-        record.map(|r| self.view_of(r)).ok_or_else(|| EngineError::JobNotFound(id.to_string()))
+        record.map(JobView::of).ok_or_else(|| EngineError::JobNotFound(id.to_string()))
     }
 
-    /// Cancels a queued job at once, or asks the running one to stop after its files in flight.
+    /// Cancels a queued job at once; a running one stops after its files in flight, here at
+    /// once and on other replicas at their next write.
     pub async fn cancel(&self, id: &str) -> Result<JobView, EngineError> {
-        if let Some(live) = self.live_job(id) {
-            live.cancel.store(true, Ordering::Relaxed);
-            {
-                let mut record = live.record();
-                if record.state == JobState::Running {
-                    record.state = JobState::Cancelling;
-                }
-            }
-            self.flush(&live).await;
-            return Ok(live.view());
+        let wanted = id.to_string();
+        let record = self.with_store(move |store| store.cancel_job(&wanted)).await?;
+        let record = record.ok_or_else(|| EngineError::JobNotFound(id.to_string()))?;
+        if let Some(progress) = self.working_on(id) {
+            progress.stop.store(true, Ordering::Relaxed);
         }
-        let _claim = self.claim.lock().await;
-        let mut record = self.get(id).await?.record;
-        if record.state == JobState::Queued {
-            record.state = JobState::Cancelled;
-            record.finished_at = Some(OffsetDateTime::now_utc());
-            let saved = record.clone();
-            self.with_store(move |store| store.save_job(&saved)).await?;
-        }
-        Ok(self.view_of(record))
+        Ok(JobView::of(record))
     }
 
-    fn live_job(&self, id: &str) -> Option<Arc<LiveJob>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).as_ref().filter(|j| j.record().id == id).cloned()
-    }
-
-    /// The live view when this process runs the job (counters ahead of the last write).
-    fn view_of(&self, record: JobRecord) -> JobView {
-        match self.live_job(&record.id) {
-            Some(live) => live.view(),
-            None => JobView::stored(record),
-        }
+    fn working_on(&self, id: &str) -> Option<Arc<ChunkProgress>> {
+        let working = self.working.lock().unwrap_or_else(|p| p.into_inner());
+        working.as_ref().filter(|(job, _)| job == id).map(|(_, progress)| progress.clone())
     }
 
     async fn with_store<T: Send + 'static>(
@@ -230,203 +193,193 @@ impl JobManager {
     }
 
     async fn run_forever(self: Arc<Self>) {
+        // Claim nothing before the model is up: a lease must not expire while it loads.
+        let _ = self.engine.embedder().wait_loaded().await;
         loop {
-            let next = {
-                let _claim = self.claim.lock().await;
-                match self.next_job().await {
-                    Ok(next) => next,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot read the job records; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
+            match self.work_once().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
                     }
                 }
-            };
-            match next {
-                Some(record) => {
-                    metrics::jobs_running(1);
-                    self.run(record).await;
-                    metrics::jobs_running(0);
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim job work; retrying");
+                    tokio::time::sleep(IDLE_POLL).await;
                 }
-                None => self.wake.notified().await,
             }
         }
     }
 
-    /// The job to run next, marked running: one a previous process left running (a job being
-    /// cancelled then is cancelled), else the oldest queued.
-    async fn next_job(&self) -> Result<Option<JobRecord>, EngineError> {
-        let jobs = self.with_store(|store| store.jobs()).await?;
-        for job in jobs.iter().filter(|j| j.state == JobState::Cancelling) {
-            let mut cancelled = job.clone();
-            cancelled.state = JobState::Cancelled;
-            cancelled.finished_at = Some(OffsetDateTime::now_utc());
-            self.with_store(move |store| store.save_job(&cancelled)).await?;
+    /// Works one chunk, or lists one folder; `false` when there was nothing to do.
+    async fn work_once(&self) -> Result<bool, EngineError> {
+        let (owner, ttl) = (self.owner.clone(), self.settings.lease);
+        if let Some(claim) = self.with_store(move |store| store.claim_chunk(&owner, ttl)).await? {
+            metrics::jobs_running(1);
+            self.work_chunk(claim).await;
+            metrics::jobs_running(0);
+            return Ok(true);
         }
-        let next =
-            jobs.iter().rev().find(|j| j.state == JobState::Running).or_else(|| jobs.iter().rev().find(|j| j.state == JobState::Queued));
-        let Some(mut record) = next.cloned() else { return Ok(None) };
-        if record.state == JobState::Running {
-            tracing::info!(job = %record.id, done = record.done, "resuming an interrupted job");
+        let owner = self.owner.clone();
+        if let Some(job) = self.with_store(move |store| store.claim_listing(&owner, ttl)).await? {
+            self.list_job(job).await;
+            return Ok(true);
         }
-        record.state = JobState::Running;
-        record.started_at.get_or_insert(OffsetDateTime::now_utc());
-        let saved = record.clone();
-        self.with_store(move |store| store.save_job(&saved)).await?;
-        Ok(Some(record))
+        Ok(false)
     }
 
-    async fn run(&self, mut record: JobRecord) {
-        if record.kind == JobKind::PhotoMetadata {
-            return self.run_photo_metadata(record).await;
-        }
-        if let Err(e) = self.engine.embedder().wait_loaded().await {
-            record.error = Some(e.to_string());
-            return self.finish_stored(record, JobState::Failed).await;
-        }
-        let (dir, recursive, id) = (PathBuf::from(&record.path), record.recursive, record.id.clone());
-        let walked = tokio::task::spawn_blocking(move || pipeline::walk_images(&dir, recursive)).await;
-        let walk = match walked {
-            Ok(Ok(walk)) => walk,
-            Ok(Err(e)) => {
-                record.error = Some(e.to_string());
-                return self.finish_stored(record, JobState::Failed).await;
+    /// Lists a claimed job's files (a folder, or the images lacking photo metadata) and stores
+    /// the listing as chunks.
+    async fn list_job(&self, job: JobRecord) {
+        let listing = match job.kind {
+            JobKind::Directory => self.list_folder(&job).await,
+            JobKind::PhotoMetadata => self.engine.unread_photo_ids().map(|paths| Listing { paths, failures: Vec::new() }),
+        };
+        let (id, owner) = (job.id.clone(), self.owner.clone());
+        let stored = match listing {
+            Ok(listing) => {
+                tracing::info!(job = %id, files = listing.paths.len(), "job listed");
+                self.with_store(move |store| store.store_listing(&id, &owner, &listing)).await
             }
             Err(e) => {
-                record.error = Some(format!("listing the folder: {e}"));
-                return self.finish_stored(record, JobState::Failed).await;
+                let error = e.to_string();
+                tracing::warn!(job = %id, %error, "job failed");
+                self.with_store(move |store| store.fail_listing(&id, &owner, &error)).await
             }
         };
-        let done = match self.with_store(move |store| store.done_paths(&id)).await {
-            Ok(done) => done,
+        match stored {
+            Ok(status) if status.job_state.is_finished() => self.finished(&job.id, status.job_state).await,
+            Ok(status) if !status.held => tracing::warn!(job = %job.id, "another runner took over the job's listing"),
+            Ok(_) => {}
             Err(e) => {
-                record.error = Some(format!("reading the job's progress: {e}"));
-                return self.finish_stored(record, JobState::Failed).await;
+                tracing::error!(job = %job.id, error = %e, "could not store the job's listing; it is listed again once the lease expires")
             }
-        };
-        // Resume by path: what a previous run finished is not done again; anything else the
-        // folder holds now (added or renamed since) is.
-        let is_new = |path: &str| !done.contains(path);
-        let walk_errors: Vec<(String, String)> = walk.errors.into_iter().filter(|(p, _)| is_new(p)).collect();
-        let todo: Vec<PathBuf> = walk.files.into_iter().filter(|p| is_new(&p.display().to_string())).collect();
-        record.total = record.done + walk_errors.len() + todo.len();
-        let live = self.go_live(record);
-        for (path, error) in walk_errors {
-            live.finished_file(Path::new(&path), FileResult::Failed(error));
         }
-        self.flush(&live).await;
+    }
 
-        let window = self.engine.embedder().options.max_batch * 2;
-        let ingest =
-            pipeline::ingest_files(self.engine.clone(), todo, window, &live.cancel, |path, result| live.finished_file(path, result));
-        tokio::pin!(ingest);
+    async fn list_folder(&self, job: &JobRecord) -> Result<Listing, EngineError> {
+        self.engine.embedder().wait_loaded().await?;
+        let (dir, recursive) = (PathBuf::from(&job.path), job.recursive);
+        let walk = tokio::task::spawn_blocking(move || pipeline::walk_images(&dir, recursive))
+            .await
+            .map_err(|e| EngineError::Internal(format!("listing the folder: {e}")))??;
+        let mut paths = Vec::with_capacity(walk.files.len());
+        let mut failures: Vec<_> = walk.errors.into_iter().map(|(path, error)| crate::store::FileFailure { path, error }).collect();
+        for file in walk.files {
+            match file.to_str() {
+                Some(path) => paths.push(path.to_string()),
+                None => failures
+                    .push(crate::store::FileFailure { path: file.display().to_string(), error: "file name is not valid UTF-8".into() }),
+            }
+        }
+        Ok(Listing { paths, failures })
+    }
+
+    /// Works a claimed chunk until it is done or the worker is told to stop, then lets it go.
+    async fn work_chunk(&self, claim: ChunkClaim) {
+        let progress = Arc::new(ChunkProgress::default());
+        *self.working.lock().unwrap_or_else(|p| p.into_inner()) = Some((claim.chunk.job_id.clone(), progress.clone()));
+        let todo: Vec<String> = claim.paths.into_iter().filter(|p| !claim.done.contains(p)).collect();
+        let todo_count = todo.len();
+        tracing::debug!(job = %claim.chunk.job_id, chunk = claim.chunk.index, files = todo_count, "working a chunk");
+        let work = self.process(claim.kind, todo, &progress);
+        tokio::pin!(work);
         let mut ticker = tokio::time::interval(FLUSH_EVERY);
         ticker.tick().await;
         loop {
             tokio::select! {
-                _ = &mut ingest => break,
-                _ = ticker.tick() => self.flush(&live).await,
+                _ = &mut work => break,
+                _ = ticker.tick() => self.renew(&claim.chunk, &progress).await,
             }
         }
-        let state = if live.cancel.load(Ordering::Relaxed) { JobState::Cancelled } else { JobState::Completed };
-        {
-            let mut record = live.record();
-            record.state = state;
-            record.finished_at = Some(OffsetDateTime::now_utc());
-            tracing::info!(job = %record.id, state = ?state, indexed = record.indexed, skipped = record.skipped, failed = record.failed, "job finished");
-        }
-        self.flush(&live).await;
-        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        self.prune().await;
+        // Every file done finishes the chunk, even when told to stop after the last one.
+        let end = if progress.finished.load(Ordering::Relaxed) == todo_count { ChunkEnd::Finished } else { ChunkEnd::Stopped };
+        self.let_go(&claim.chunk, &progress, end).await;
+        *self.working.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    /// Reads the photo metadata of every image that lacks it; done "paths" are image ids.
-    async fn run_photo_metadata(&self, mut record: JobRecord) {
-        let id = record.id.clone();
-        let done = match self.with_store(move |store| store.done_paths(&id)).await {
-            Ok(done) => done,
+    async fn process(&self, kind: JobKind, todo: Vec<String>, progress: &ChunkProgress) {
+        match kind {
+            JobKind::Directory => {
+                let window = self.engine.embedder().options.max_batch * 2;
+                let files = todo.into_iter().map(PathBuf::from).collect();
+                pipeline::ingest_files(self.engine.clone(), files, window, &progress.stop, |path, result| {
+                    progress.finished_file(path.display().to_string(), result)
+                })
+                .await;
+            }
+            // The "paths" are image ids.
+            JobKind::PhotoMetadata => {
+                for image in todo {
+                    if progress.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let result = match self.engine.refresh_photo_meta(&image).await {
+                        Ok(true) => FileResult::Indexed,
+                        Ok(false) | Err(EngineError::ImageNotFound(_)) => FileResult::Skipped,
+                        Err(e) => FileResult::Failed(e.to_string()),
+                    };
+                    progress.finished_file(image, result);
+                }
+            }
+        }
+    }
+
+    /// Records the files finished since the last write and renews the lease; stops the work
+    /// when the job is being cancelled or the lease was lost.
+    async fn renew(&self, chunk: &ChunkRef, progress: &ChunkProgress) {
+        let done = progress.take_pending();
+        let (chunk, owner, ttl, kept) = (chunk.clone(), self.owner.clone(), self.settings.lease, done.clone());
+        match self.with_store(move |store| store.record_progress(&chunk, &owner, ttl, &done)).await {
+            Ok(status) if status.should_stop() => {
+                if !status.held {
+                    tracing::warn!("lost the lease of a job chunk (a write was late); another runner finishes it");
+                }
+                progress.stop.store(true, Ordering::Relaxed);
+            }
+            Ok(_) => {}
             Err(e) => {
-                record.error = Some(format!("reading the job's progress: {e}"));
-                return self.finish_stored(record, JobState::Failed).await;
-            }
-        };
-        let todo: Vec<String> = match self.engine.unread_photo_ids() {
-            Ok(ids) => ids.into_iter().filter(|id| !done.contains(id)).collect(),
-            Err(e) => {
-                record.error = Some(e.to_string());
-                return self.finish_stored(record, JobState::Failed).await;
-            }
-        };
-        record.total = record.done + todo.len();
-        let live = self.go_live(record);
-        let mut last_flush = Instant::now();
-        for image in todo {
-            if live.cancel.load(Ordering::Relaxed) {
-                break;
-            }
-            let result = match self.engine.refresh_photo_meta(&image).await {
-                Ok(true) => FileResult::Indexed,
-                Ok(false) | Err(EngineError::ImageNotFound(_)) => FileResult::Skipped,
-                Err(e) => FileResult::Failed(e.to_string()),
-            };
-            live.finished_file(Path::new(&image), result);
-            if last_flush.elapsed() >= FLUSH_EVERY {
-                self.flush(&live).await;
-                last_flush = Instant::now();
+                tracing::error!(error = %e, "could not save job progress; will retry");
+                progress.put_back(kept);
             }
         }
-        self.finish_live(&live).await;
     }
 
-    fn go_live(&self, record: JobRecord) -> Arc<LiveJob> {
-        let live = Arc::new(LiveJob {
-            done_at_start: record.done,
-            record: Mutex::new(record),
-            pending: Mutex::new(Vec::new()),
-            cancel: AtomicBool::new(false),
-            started: Instant::now(),
-        });
-        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(live.clone());
-        live
-    }
-
-    async fn finish_live(&self, live: &LiveJob) {
-        let state = if live.cancel.load(Ordering::Relaxed) { JobState::Cancelled } else { JobState::Completed };
-        {
-            let mut record = live.record();
-            record.state = state;
-            record.finished_at = Some(OffsetDateTime::now_utc());
-            tracing::info!(job = %record.id, state = ?state, indexed = record.indexed, skipped = record.skipped, failed = record.failed, "job finished");
-        }
-        self.flush(live).await;
-        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        self.prune().await;
-    }
-
-    /// Writes the files finished since the last write with the counters that include them.
-    async fn flush(&self, live: &LiveJob) {
-        let (record, pending) = live.snapshot();
-        let kept = pending.clone();
-        if let Err(e) = self.with_store(move |store| store.record_progress(&record, &pending)).await {
-            tracing::error!(error = %e, "could not save job progress; will retry");
-            // Put them back in front so the next write includes them.
-            let mut queue = live.pending.lock().unwrap_or_else(|p| p.into_inner());
-            let later = std::mem::replace(&mut *queue, kept);
-            queue.extend(later);
+    /// Records the last files and lets the chunk go, retrying while the lease would last; if it
+    /// never succeeds the lease expires and another claim redoes what was not recorded.
+    async fn let_go(&self, chunk: &ChunkRef, progress: &ChunkProgress, end: ChunkEnd) {
+        let done = progress.take_pending();
+        let deadline = Instant::now() + self.settings.lease;
+        loop {
+            let (writing, owner, done) = (chunk.clone(), self.owner.clone(), done.clone());
+            match self.with_store(move |store| store.let_go(&writing, &owner, &done, end)).await {
+                Ok(status) => {
+                    if status.job_state.is_finished() {
+                        self.finished(&chunk.job_id, status.job_state).await;
+                    }
+                    return;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    tracing::error!(error = %e, "could not save job progress; will retry");
+                    tokio::time::sleep(FLUSH_EVERY).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not save job progress; the chunk is redone once its lease expires");
+                    return;
+                }
+            }
         }
     }
 
-    async fn finish_stored(&self, mut record: JobRecord, state: JobState) {
-        record.state = state;
-        record.finished_at = Some(OffsetDateTime::now_utc());
-        tracing::info!(job = %record.id, state = ?state, error = ?record.error, "job finished");
-        if let Err(e) = self.with_store(move |store| store.save_job(&record)).await {
-            tracing::error!(error = %e, "could not save the job record");
+    async fn finished(&self, id: &str, state: JobState) {
+        match self.get(id).await {
+            Ok(job) => {
+                let r = &job.record;
+                tracing::info!(job = %id, ?state, indexed = r.indexed, skipped = r.skipped, failed = r.failed, error = ?r.error, "job finished");
+            }
+            Err(_) => tracing::info!(job = %id, ?state, "job finished"),
         }
-        self.prune().await;
-    }
-
-    async fn prune(&self) {
         if let Err(e) = self.with_store(|store| store.prune_finished_jobs(MAX_FINISHED_KEPT)).await {
             tracing::warn!(error = %e, "could not prune old job records");
         }
@@ -439,9 +392,17 @@ fn new_job_id(subject: &str) -> String {
     blake3::hash(seed.as_bytes()).to_hex()[..12].to_string()
 }
 
+/// This process's name in leases: host, process id and a hash of the start time.
+fn new_owner_id() -> String {
+    let pid = std::process::id();
+    let seed = format!("{}{pid}", OffsetDateTime::now_utc().unix_timestamp_nanos());
+    format!("{pid}-{}", &blake3::hash(seed.as_bytes()).to_hex()[..16])
+}
+
 /// Moves job records of versions that kept them in `jobs.json` into the job store, once.
-/// Unfinished ones resume by walking their folder again (the path index skips what is indexed).
-pub fn import_legacy_jobs(file: &Path, store: &dyn JobStore) {
+/// Unfinished ones are queued again: their folder is listed afresh (their finished files were
+/// kept by position, not path; the path index skips what is indexed).
+pub fn import_legacy_jobs(file: &std::path::Path, store: &dyn JobStore) {
     let Ok(bytes) = std::fs::read(file) else { return };
     let records: Vec<JobRecord> = match serde_json::from_slice(&bytes) {
         Ok(records) => records,
@@ -454,9 +415,12 @@ pub fn import_legacy_jobs(file: &Path, store: &dyn JobStore) {
         if matches!(store.job(&record.id), Ok(Some(_))) {
             continue;
         }
-        if !record.state.is_finished() {
-            // Its finished paths were not kept by path: count afresh as the walk finds them.
-            (record.done, record.indexed, record.skipped, record.failed) = (0, 0, 0, 0);
+        if record.state == JobState::Cancelling {
+            record.state = JobState::Cancelled;
+            record.finished_at = Some(OffsetDateTime::now_utc());
+        } else if !record.state.is_finished() {
+            record.state = JobState::Queued;
+            (record.total, record.done, record.indexed, record.skipped, record.failed) = (0, 0, 0, 0, 0);
             record.failures.clear();
         }
         if let Err(e) = store.create_job(&record, usize::MAX) {

@@ -62,14 +62,8 @@ fn has_image_extension(path: &Path) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// How one file of a directory went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileResult {
-    Indexed,
-    /// Already indexed: unchanged, or the same content under another name.
-    Skipped,
-    Failed(String),
-}
+/// How one file of a directory went: what a job records.
+pub use crate::store::FileOutcome as FileResult;
 
 /// Ingests `files` with `window` files in flight, so reading and decoding overlap inference and
 /// model batches fill; embedded images are committed together, and `on_done` hears of a file

@@ -4,6 +4,8 @@
 
 #[cfg(test)]
 pub mod conformance;
+#[cfg(test)]
+pub mod jobs_conformance;
 
 /// A sample record for tests and benchmarks.
 #[doc(hidden)]
@@ -39,8 +41,10 @@ use time::OffsetDateTime;
 pub use duplicates::{DuplicateGroup, DuplicateKind};
 pub use embedded::EmbeddedStore;
 pub use filter::{Filter, Near, SortBy};
-pub use jobs::{DoneFile, FileFailure, JobKind, JobRecord, JobState, JobStore};
-pub use open::{Backend, StoreLocation};
+pub use jobs::{
+    ChunkClaim, ChunkEnd, ChunkRef, DoneFile, FileFailure, FileOutcome, JobKind, JobRecord, JobState, JobStore, LeaseStatus, Listing,
+};
+pub use open::{open, Backend, StoreLocation};
 pub use photo::{Camera, Location, PhotoMeta, TakenAt};
 pub use postgres::{PgOptions, PgStore};
 

@@ -49,10 +49,20 @@ impl Server {
         Self::start_configured(model, extra_args, env, false)
     }
 
+    /// A replica: its own data directory, and the image root another server (or the test)
+    /// shares with it.
+    pub fn start_sharing(image_root: &Path, extra_args: &[&str]) -> Self {
+        Self::start_in(&super::tiny_model(), extra_args, &[], false, Some(image_root))
+    }
+
     fn start_configured(model: &Path, extra_args: &[&str], env: &[(&str, &str)], relative_data_dir: bool) -> Self {
+        Self::start_in(model, extra_args, env, relative_data_dir, None)
+    }
+
+    fn start_in(model: &Path, extra_args: &[&str], env: &[(&str, &str)], relative_data_dir: bool, shared_root: Option<&Path>) -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("index");
-        let image_root = tmp.path().join("images");
+        let image_root = shared_root.map_or_else(|| tmp.path().join("images"), Path::to_path_buf);
         std::fs::create_dir_all(&image_root).expect("image root");
         let mut server = Server {
             child: None,

@@ -8,6 +8,7 @@
 //! is [`StoreError::Unavailable`] (the API answers 503 with `Retry-After`); the pool reconnects
 //! by itself when it is back.
 
+mod jobs;
 mod query;
 mod schema;
 #[doc(hidden)]
@@ -123,6 +124,24 @@ fn pool_err(e: r2d2::Error) -> StoreError {
     StoreError::Unavailable(format!("no database connection: {e}"))
 }
 
+/// What work inside a transaction can fail with: the database, or our own checks.
+pub(crate) enum TxError {
+    Sql(postgres::Error),
+    Store(StoreError),
+}
+
+impl From<postgres::Error> for TxError {
+    fn from(e: postgres::Error) -> Self {
+        TxError::Sql(e)
+    }
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        TxError::Store(e)
+    }
+}
+
 /// Transactions that lose a deadlock or serialization race are retried this often.
 const RETRIES: usize = 5;
 
@@ -201,16 +220,17 @@ impl PgStore {
     }
 
     /// Runs `work` in a transaction, again when it loses a deadlock or serialization race.
-    pub(crate) fn in_transaction<T>(&self, mut work: impl FnMut(&mut Transaction) -> Result<T, postgres::Error>) -> Result<T, StoreError> {
+    pub(crate) fn in_transaction<T>(&self, mut work: impl FnMut(&mut Transaction) -> Result<T, TxError>) -> Result<T, StoreError> {
         let mut conn = self.conn()?;
         let mut attempt = 0;
         loop {
             let mut txn = conn.transaction().map_err(sql_err)?;
-            let result = work(&mut txn).and_then(|value| txn.commit().map(|()| value));
+            let result = work(&mut txn).and_then(|value| txn.commit().map(|()| value).map_err(TxError::Sql));
             match result {
                 Ok(value) => return Ok(value),
-                Err(e) if is_retryable(&e) && attempt < RETRIES => attempt += 1,
-                Err(e) => return Err(sql_err(e)),
+                Err(TxError::Sql(e)) if is_retryable(&e) && attempt < RETRIES => attempt += 1,
+                Err(TxError::Sql(e)) => return Err(sql_err(e)),
+                Err(TxError::Store(e)) => return Err(e),
             }
         }
     }
@@ -420,7 +440,7 @@ impl VectorStore for PgStore {
         match self.dim() {
             Some(expected) if expected != dim => return Err(StoreError::DimensionMismatch { expected, got: dim }),
             Some(_) => {}
-            None => self.in_transaction(|txn| Ok(self.ensure_vector_column(txn, dim)))??,
+            None => self.in_transaction(|txn| Ok(self.ensure_vector_column(txn, dim)?))?,
         }
         // Path locks in one order, so two replicas' batches cannot deadlock on them.
         let mut order: Vec<usize> = (0..items.len()).collect();

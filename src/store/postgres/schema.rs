@@ -10,9 +10,10 @@ use super::{classify, PgError};
 const MIGRATION_LOCK: i64 = 0x7671_2d73_6368_656d;
 
 /// Each migration once, in order. Append only: never edit a released one.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
     CREATE TABLE vq_meta (
         key   text PRIMARY KEY,
         value text NOT NULL
@@ -42,7 +43,9 @@ const MIGRATIONS: &[(i32, &str)] = &[(
     );
     CREATE INDEX vq_paths_id ON vq_paths (id);
     "#,
-)];
+    ),
+    (2, super::jobs::MIGRATION),
+];
 
 /// Enables pgvector (or says clearly why it cannot be) and brings the schema up to date.
 pub fn migrate(client: &mut Client, extra: &[(i32, &str)]) -> Result<i32, PgError> {
