@@ -31,7 +31,7 @@ use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{IsNull, ToSql, Type};
 use visionquery::embed::{ClipModel, ModelOptions, Precision};
 use visionquery::store::filter::Facets;
-use visionquery::store::{conformance_record, open::open, ImageRecord, PgOptions, StoreLocation, VectorStore};
+use visionquery::store::{conformance_record, open::open, ImageRecord, PgOptions, StoreLocation};
 
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 

@@ -366,9 +366,11 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with code {self.proc.returncode}; log:\n{self.log_tail()}")
             try:
-                status, _ = http("GET", self.base + "/ready", timeout=2)
+                status, body = http("GET", self.base + "/ready", timeout=2)
                 if status == 200:
                     return time.monotonic() - t0
+                if isinstance(body, dict) and isinstance(body.get("model"), dict) and body["model"].get("state") == "failed":
+                    raise RuntimeError(f"the server's model failed to load; log:\n{self.log_tail()}")
             except OSError:
                 pass
             time.sleep(0.2)
@@ -938,6 +940,8 @@ def main(argv=None) -> int:
     if not args.no_build:
         wait_quiet(args.wait_quiet, check_competing=True)
     binary, loader = build(args.no_build)
+    # The ONNX Runtime library the server and the loader load (idempotent; from PyPI into .runtime/).
+    subprocess.run([str(REPO / "scripts" / "install-runtime.sh")], cwd=REPO, check=True, stdout=sys.stderr)
     args.store_flag = "--store" in server_help(binary)
     git = git_state()
     rng = np.random.default_rng(args.seed + 2)
