@@ -68,8 +68,8 @@ RUN apt-get update \
 RUN groupadd --system --gid 10001 visionquery \
  && useradd --system --uid 10001 --gid 10001 --home-dir /home/visionquery --create-home \
             --shell /usr/sbin/nologin visionquery \
- && mkdir -p /data/index /data/images /models \
- && chown -R visionquery:visionquery /data/index /models
+ && mkdir -p /data/index /data/images /data/uploads /models \
+ && chown -R visionquery:visionquery /data/index /data/uploads /models
 
 # Only the shared libraries from the wheel's capi/ directory (libonnxruntime.so.<ver> has
 # RUNPATH $ORIGIN, so libonnxruntime_providers_shared.so is found next to it).
@@ -93,6 +93,10 @@ ENV VQ_DATA_DIR=/data/index \
     ORT_DYLIB_PATH=/opt/onnxruntime/lib/libonnxruntime.so.${ONNXRUNTIME_VERSION}
 
 # Index and model cache are state; images are mounted read-only at /data/images by compose.
+# /data/uploads exists (owned by the runtime user) for the replicas of compose's `postgres`
+# profile, which mount one shared volume there (VQ_UPLOADS_DIR): an empty named volume takes
+# the ownership of the image directory it is mounted on. Not a VOLUME: without VQ_UPLOADS_DIR
+# uploads live in the data dir.
 VOLUME ["/data/index", "/models"]
 EXPOSE 8000
 

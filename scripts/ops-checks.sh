@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 ./scripts/install-test-deps.sh
 
 bash tests/ops/check_compose.sh
+bash tests/ops/check_proxy.sh
 python3 tests/ops/check_dockerfile.py
 python3 tests/ops/check_dashboard_metrics.py --self-test
 
@@ -32,6 +33,7 @@ done
 curl -fsS "$url/ready" >/dev/null || { cat "$work/server.log"; echo "server not ready" >&2; exit 1; }
 
 VQ_URL="$url" bash tests/ops/prometheus_scrape.sh
+VQ_URL="$url" bash tests/ops/prometheus_replicas.sh
 python3 tests/ops/check_dashboard_metrics.py --metrics-url "$url/metrics"
 
 if [ -x tests/e2e/run.sh ]; then

@@ -296,3 +296,99 @@ fn when_the_replica_working_a_job_is_killed_another_finishes_it_without_embeddin
     assert_eq!(rows(), files as u64, "every file once");
     assert_eq!(ingest_decodes(&b), files as u64 - indexed_before, "B embedded only what A had not written");
 }
+
+/// `visionquery serve` with `--store url`: its exit status and stderr (it must exit by itself).
+fn serve_fails_with(url: &str) -> String {
+    let data = tempfile::tempdir().expect("data dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_visionquery"))
+        .args(["serve", "--model"])
+        .arg(common::tiny_model())
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--port", &common::server::free_port().to_string(), "--store", url])
+        .output()
+        .expect("running visionquery");
+    assert!(!out.status.success(), "serve must refuse {url}");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn a_bad_store_url_password_or_missing_pgvector_stops_the_start_with_a_clear_error() {
+    let err = serve_fails_with("postgres://vq@127.0.0.1:notaport/db");
+    assert!(err.contains("not a PostgreSQL URL"), "{err}");
+    let err = serve_fails_with("mysql://vq@127.0.0.1/db");
+    assert!(err.contains("postgres://"), "{err}");
+
+    let server = testing::server_url();
+    let wrong = server.replacen("vqpg:vqpg@", "vqpg:wrong@", 1);
+    let err = serve_fails_with(&wrong);
+    assert!(err.contains("refused the credentials of user `vqpg`"), "{err}");
+    assert!(!err.contains("wrong@"), "the password is not echoed: {err}");
+
+    // A user who may not enable pgvector, on a database without it.
+    let mut admin = postgres::Client::connect(&server, postgres::NoTls).expect("admin");
+    admin.batch_execute("DROP DATABASE IF EXISTS vq_no_vector WITH (FORCE)").expect("drop");
+    admin.batch_execute("CREATE DATABASE vq_no_vector").expect("create");
+    admin
+        .batch_execute("DROP ROLE IF EXISTS vq_plain; CREATE ROLE vq_plain LOGIN PASSWORD 'plain'; GRANT ALL ON DATABASE vq_no_vector TO vq_plain; ALTER DATABASE vq_no_vector OWNER TO vq_plain")
+        .expect("role");
+    let plain = testing::database_url(&server, "vq_no_vector").replacen("vqpg:vqpg@", "vq_plain:plain@", 1);
+    let err = serve_fails_with(&plain);
+    assert!(err.contains("CREATE EXTENSION vector"), "says how to enable pgvector: {err}");
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_visionquery"));
+    command.args(args);
+    for var in ["VQ_LOG", "VQ_STORE", "DATABASE_URL", "VQ_IMAGE_ROOTS"] {
+        command.env_remove(var);
+    }
+    command.output().expect("running visionquery")
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn the_cli_indexes_searches_and_migrates_with_the_same_store_flag() {
+    let url = testing::fresh_database("cli_store_flag");
+    let tmp = tempfile::tempdir().expect("temp");
+    let folder = tmp.path().join("photos");
+    std::fs::create_dir_all(&folder).expect("folder");
+    for photo in photos().iter().take(5) {
+        std::fs::copy(photo, folder.join(photo.file_name().expect("name"))).expect("copy");
+    }
+    let model = common::tiny_model();
+    let model = model.to_str().expect("utf-8");
+    let (embedded, copy) = (tmp.path().join("index"), tmp.path().join("copy"));
+    let (embedded, copy) = (embedded.to_str().expect("utf-8"), copy.to_str().expect("utf-8"));
+    let folder = folder.to_str().expect("utf-8");
+
+    // Index into PostgreSQL with --store, and into an embedded index.
+    assert!(ok(&cli(&["index", folder, "--model", model, "--store", &url])).contains("indexed 5"));
+    ok(&cli(&["index", folder, "--model", model, "--data-dir", embedded]));
+    let search = |extra: &[&str]| -> Value {
+        let mut args = vec!["search", "a photo", "--json", "-k", "5", "--model", model];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&ok(&cli(&args))).expect("search --json")
+    };
+    let ids = |v: &Value| v["results"].as_array().expect("results").iter().map(|r| r["id"].clone()).collect::<Vec<_>>();
+    let in_postgres = search(&["--store", &url]);
+    assert_eq!(ids(&in_postgres), ids(&search(&["--data-dir", embedded])), "same ranking in both stores");
+    assert_eq!(ids(&in_postgres).len(), 5);
+
+    // PostgreSQL -> a new embedded index, without re-embedding: the same answers.
+    let out = ok(&cli(&["migrate", "--from", &url, "--to", copy]));
+    assert!(out.contains("copied 5 images"), "{out}");
+    assert_eq!(ids(&search(&["--data-dir", copy])), ids(&in_postgres));
+    // Copying into a store bound to another model is refused.
+    let other = testing::fresh_database("cli_store_other");
+    let mut client = postgres::Client::connect(&other, postgres::NoTls).expect("connection");
+    drop(visionquery::store::PgStore::connect(visionquery::store::PgOptions::new(other.clone())).expect("schema"));
+    client.batch_execute("INSERT INTO vq_meta (key, value) VALUES ('model', 'some-other-model')").expect("bind");
+    let refused = cli(&["migrate", "--from", embedded, "--to", &other]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("some-other-model"), "{}", String::from_utf8_lossy(&refused.stderr));
+}

@@ -141,9 +141,11 @@ impl From<StoreError> for ApiError {
             StoreError::Locked { .. } => Self::new(StatusCode::SERVICE_UNAVAILABLE, "index_locked", message).retry(5),
             StoreError::Unavailable(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message).retry(5),
             StoreError::TooManyJobs { .. } => Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_jobs", message).retry(10),
-            StoreError::DimensionMismatch { .. } | StoreError::Database(_) | StoreError::Corrupt(_) | StoreError::Open { .. } => {
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "index_error", message)
-            }
+            StoreError::DimensionMismatch { .. }
+            | StoreError::Database(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Open { .. }
+            | StoreError::Setup(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "index_error", message),
         }
     }
 }

@@ -138,6 +138,9 @@ pub enum StoreError {
     Locked { path: String },
     #[error("could not open the index at {path}: {message}")]
     Open { path: String, message: String },
+    /// The store cannot be used as configured (a bad URL, credentials, a missing extension).
+    #[error("{0}")]
+    Setup(String),
     #[error("the index database is unavailable: {0}")]
     Unavailable(String),
     #[error("{limit} directory jobs are already queued or running; wait for one to finish")]

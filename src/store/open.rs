@@ -39,7 +39,7 @@ pub fn open(location: &StoreLocation) -> Result<Arc<dyn Backend>, StoreError> {
                             .into(),
                 });
             }
-            Arc::new(PgStore::connect(options.clone())?)
+            Arc::new(super::postgres::off_runtime(|| PgStore::connect(options.clone()))?)
         }
     })
 }

@@ -211,7 +211,10 @@ try:
           "grafana datasource uid 'prometheus' -> http://prometheus:9090 (default)")
     pcfg = yaml.safe_load(open(os.path.join(project_dir, "monitoring/prometheus/prometheus.yml")))
     job = next((j for j in pcfg.get("scrape_configs", []) if j.get("job_name") == "visionquery"), {})
+    # Static targets and DNS SD (A records + port) both count.
     targets = [t for sc in job.get("static_configs", []) for t in sc.get("targets", [])]
+    targets += [f"{n}:{sd.get('port')}" for sd in job.get("dns_sd_configs", [])
+                if sd.get("type", "SRV") in ("A", "AAAA") for n in sd.get("names", [])]
     api_ports = {int(p.get("target")) for p in services.get("api", {}).get("ports", [])}
     check(any(t.split(":")[0] == "api" and int(t.split(":")[1]) in api_ports for t in targets)
           and job.get("metrics_path", "/metrics") == "/metrics",
@@ -233,6 +236,8 @@ for svc, s in services.items():
             check(False, f"{svc}: unexpected mount type {mm.get('type')} at {mm.get('target')}")
 for v in ("index", "models"):
     check(v in declared, f"top-level named volume '{v}' declared")
+check(set(services) == {"api", "prometheus", "grafana"},
+      f"without a profile exactly api, prometheus, grafana run ({sorted(services)})")
 
 print(f"__COUNTS__ {passed} {failed}")
 PY
@@ -242,6 +247,266 @@ grep -v '^__COUNTS__' "$WORK/struct.out" || true
 read -r _ p f < <(grep '^__COUNTS__' "$WORK/struct.out" || echo "__COUNTS__ 0 1")
 PASS=$((PASS+p)); FAIL=$((FAIL+f))
 if [[ $rc -ne 0 ]]; then FAIL=$((FAIL+1)); echo "FAIL structural checks crashed (rc=$rc)"; fi
+
+# 4. The `postgres` profile: PostgreSQL + pgvector, two API replicas, nginx in front.
+if compose --profile postgres config --quiet 2>"$WORK/profile.err"; then
+  ok "compose --profile postgres config: valid"
+else
+  bad "compose --profile postgres config rejected the file:"
+  sed 's/^/    /' "$WORK/profile.err"
+fi
+compose --profile postgres config --format json >"$WORK/profile.json" 2>/dev/null || echo '{}' >"$WORK/profile.json"
+# Credentials set: they must reach both PostgreSQL and the replicas' store URL.
+env -u VQ_MODEL -u VQ_LOG_FORMAT -u COMPOSE_PROJECT_NAME -u COMPOSE_FILE -u COMPOSE_PROFILES \
+  VQ_PG_USER=vq_user_x VQ_PG_PASSWORD=s3cret-Pw VQ_PG_DB=vq_db_x \
+  "${COMPOSE[@]}" --project-directory "$(dirname "$COMPOSE_FILE")" -f "$COMPOSE_FILE" \
+  --profile postgres config --format json >"$WORK/profile-creds.json" 2>/dev/null || echo '{}' >"$WORK/profile-creds.json"
+# What the documented `docker compose --profile postgres up proxy grafana` starts.
+compose --profile postgres config --format json proxy grafana >"$WORK/profile-up.json" 2>/dev/null \
+  || echo '{}' >"$WORK/profile-up.json"
+set +e
+python3 - "$WORK" "$ROOT" "$(dirname "$COMPOSE_FILE")" >"$WORK/profile.out" 2>&1 <<'PY'
+import json, os, re, sys
+from urllib.parse import urlsplit
+
+work, root, project_dir = sys.argv[1:4]
+cfg = json.load(open(os.path.join(work, "profile.json")))
+creds = json.load(open(os.path.join(work, "profile-creds.json")))
+up = json.load(open(os.path.join(work, "profile-up.json")))
+passed = failed = 0
+
+def check(cond, msg):
+    global passed, failed
+    if cond:
+        passed += 1; print(f"PASS [postgres] {msg}")
+    else:
+        failed += 1; print(f"FAIL [postgres] {msg}")
+
+services = cfg.get("services", {})
+REPLICAS = ("api-1", "api-2")
+for name in ("postgres", *REPLICAS, "proxy"):
+    check(services.get(name, {}).get("profiles") == ["postgres"], f"service '{name}' defined, only in profile 'postgres'")
+
+def mount_to(svc, target):
+    return next((m for m in services.get(svc, {}).get("volumes", []) if m.get("target") == target), None)
+
+def published(svc):
+    return {(str(p.get("published")), int(p.get("target"))) for p in services.get(svc, {}).get("ports", [])}
+
+def src_config_default(env_name):
+    """Default of a `serve` flag in src/config.rs (an integer expression such as 256 * 1024 * 1024)."""
+    text = open(os.path.join(root, "src/config.rs")).read()
+    m = re.search(r'env = "' + env_name + r'", default_value_t = ([0-9 *]+)[,)]', text)
+    if not m:
+        return None
+    value = 1
+    for part in m.group(1).split("*"):
+        value *= int(part.strip())
+    return value
+
+# --- postgres ---
+pg = services.get("postgres", {})
+image = pg.get("image", "")
+check(re.fullmatch(r"pgvector/pgvector:\d+\.\d+\.\d+-pg\d+(-[a-z]+)?", image) is not None,
+      f"postgres image is a pinned pgvector release ({image})")
+pg_env = pg.get("environment", {})
+check(all(pg_env.get(k) for k in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB")),
+      "postgres has POSTGRES_USER/PASSWORD/DB with working defaults")
+cpg_env = creds.get("services", {}).get("postgres", {}).get("environment", {})
+check((cpg_env.get("POSTGRES_USER"), cpg_env.get("POSTGRES_PASSWORD"), cpg_env.get("POSTGRES_DB"))
+      == ("vq_user_x", "s3cret-Pw", "vq_db_x"),
+      "postgres credentials come from VQ_PG_USER / VQ_PG_PASSWORD / VQ_PG_DB")
+hc = pg.get("healthcheck", {})
+check("pg_isready" in " ".join(map(str, hc.get("test", []))) and not hc.get("disable"),
+      f"postgres healthcheck runs pg_isready ({' '.join(map(str, hc.get('test', [])))})")
+m = mount_to("postgres", "/var/lib/postgresql/data")
+check(m is not None and m.get("type") == "volume", "postgres data directory is a named volume")
+check(not pg.get("ports"), "postgres is not published on the host")
+
+# --- replicas ---
+seen = {}
+for r in REPLICAS:
+    s = services.get(r, {})
+    env = s.get("environment", {})
+    dep = s.get("depends_on", {}).get("postgres", {})
+    check(dep.get("condition") == "service_healthy", f"{r} depends on postgres being healthy")
+    for label, model, want in (("defaults", cfg, (pg_env.get("POSTGRES_USER"), pg_env.get("POSTGRES_PASSWORD"), pg_env.get("POSTGRES_DB"))),
+                               ("VQ_PG_*", creds, ("vq_user_x", "s3cret-Pw", "vq_db_x"))):
+        url = model.get("services", {}).get(r, {}).get("environment", {}).get("VQ_STORE", "")
+        u = urlsplit(url)
+        check(u.scheme in ("postgres", "postgresql") and u.hostname == "postgres" and (u.port or 5432) == 5432
+              and (u.username, u.password, u.path.lstrip("/")) == want,
+              f"{r} VQ_STORE points at the postgres service with its credentials ({label}: {url})")
+    check(s.get("image") == services.get("api", {}).get("image") and bool(s.get("build")),
+          f"{r} runs (and can build) the api image ({s.get('image')})")
+    check(not s.get("ports"), f"{r} publishes no host port (reached through the proxy)")
+    check("/health" in " ".join(map(str, s.get("healthcheck", {}).get("test", []))), f"{r} healthcheck hits /health")
+    data_dir, uploads, roots = env.get("VQ_DATA_DIR"), env.get("VQ_UPLOADS_DIR"), env.get("VQ_IMAGE_ROOTS")
+    md, mu, mi, mm = mount_to(r, data_dir), mount_to(r, uploads), mount_to(r, roots), mount_to(r, env.get("HF_HOME"))
+    check(bool(uploads) and mu is not None and mu.get("type") == "volume" and not mu.get("read_only"),
+          f"{r} VQ_UPLOADS_DIR={uploads} is a writable named volume")
+    check(mi is not None and mi.get("type") == "bind" and mi.get("read_only") is True,
+          f"{r} image root {roots} is a read-only bind mount")
+    check(md is not None and md.get("type") == "volume" and mm is not None and mm.get("type") == "volume",
+          f"{r} data dir {data_dir} and model cache {env.get('HF_HOME')} are named volumes")
+    seen[r] = {
+        "uploads": (uploads, mu and mu.get("source")),
+        "images": (roots, mi and os.path.realpath(mi.get("source", ""))),
+        "data": md and md.get("source"),
+        "models": mm and mm.get("source"),
+    }
+a, b = (seen[r] for r in REPLICAS)
+check(a["uploads"] == b["uploads"] and all(a["uploads"]),
+      f"both replicas mount the same uploads volume at the same path ({a['uploads']})")
+check(a["images"] == b["images"] and all(a["images"]),
+      f"both replicas mount the same read-only image root ({a['images']})")
+api_env = services.get("api", {}).get("environment", {})
+check(a["images"][0] == api_env.get("VQ_IMAGE_ROOTS"), "the replicas' image root path is the embedded api's")
+own = [a["data"], b["data"], a["models"], b["models"]]
+index_vol = (mount_to("api", "/data/index") or {}).get("source")
+check(None not in own and len(set(own)) == 4 and index_vol not in own and a["uploads"][1] not in own,
+      f"each replica has its own data dir and model cache volumes ({own})")
+# An empty named volume takes the ownership of the image directory it is mounted on: the
+# runtime image must create the uploads directory for its non-root user.
+dockerfile = open(os.path.join(root, "Dockerfile")).read()
+up_path = a["uploads"][0] or "/nonexistent"
+check(re.search(r"mkdir -p [^\n]*" + re.escape(up_path) + r"\b", dockerfile) is not None
+      and re.search(r"chown [^\n]*" + re.escape(up_path) + r"\b", dockerfile) is not None,
+      f"Dockerfile creates {up_path} and chowns it to the runtime user (the shared volume is writable)")
+
+# --- proxy ---
+px = services.get("proxy", {})
+pimage = px.get("image", "")
+mver = re.fullmatch(r"nginx:(\d+)\.(\d+)\.(\d+)-alpine[\d.]*", pimage)
+check(mver is not None, f"proxy image is a pinned nginx alpine release ({pimage})")
+conf_mount = mount_to("proxy", "/etc/nginx/conf.d/default.conf")
+conf_path = os.path.join(project_dir, "deploy/nginx/visionquery.conf")
+check(conf_mount is not None and conf_mount.get("type") == "bind" and conf_mount.get("read_only") is True
+      and os.path.realpath(conf_mount.get("source", "")) == os.path.realpath(conf_path) and os.path.isfile(conf_path),
+      "proxy mounts deploy/nginx/visionquery.conf read-only as conf.d/default.conf")
+deps = px.get("depends_on", {})
+check(all(r in deps for r in REPLICAS), f"proxy depends on both replicas ({sorted(deps)})")
+
+conf = open(conf_path).read() if os.path.isfile(conf_path) else ""
+conf_nc = re.sub(r"#[^\n]*", "", conf)
+listen = [int(x) for x in re.findall(r"^\s*listen\s+(?:[\d.]+:)?(\d+)", conf_nc, re.M)]
+lp = listen[0] if len(listen) == 1 else -1
+check(("8000", lp) in published("proxy") and ("5173", lp) in published("proxy"),
+      f"proxy publishes 8000 and 5173 onto nginx's listen port ({listen})")
+ups = dict(re.findall(r"upstream\s+(\S+)\s*\{(.*?)\}", conf_nc, re.S))
+check(len(ups) == 1, f"nginx config has one upstream ({sorted(ups)})")
+uname, ubody = next(iter(ups.items()), ("", ""))
+servers = re.findall(r"^\s*server\s+([^\s;]+)([^;]*);", ubody, re.M)
+by_host = {h.split(":")[0]: (h, params) for h, params in servers}
+for r in REPLICAS:
+    h, params = by_host.get(r, ("", ""))
+    port = int(h.split(":")[1]) if ":" in h else 80
+    check(port == int(services.get(r, {}).get("environment", {}).get("VQ_PORT", "-1")),
+          f"nginx upstream '{uname}' names {r} on its port ({h})")
+    check("max_fails=" in params and "fail_timeout=" in params,
+          f"nginx upstream server {r} has passive health ({params.strip()})")
+check(set(by_host) == set(REPLICAS), f"nginx upstream names exactly the replicas ({sorted(by_host)})")
+if any("resolve" in p.split() for _, p in servers):
+    ver = tuple(int(x) for x in mver.groups()) if mver else (0, 0, 0)
+    check(ver >= (1, 27, 3) and re.search(r"^\s*resolver\s+127\.0\.0\.11\b", conf_nc, re.M) is not None
+          and "zone " in ubody,
+          f"upstream `resolve`: nginx >= 1.27.3 ({pimage}), Docker's resolver 127.0.0.11, a shared zone")
+check(re.search(r"^\s*keepalive\s+\d+;", ubody, re.M) is not None
+      and re.search(r"proxy_http_version\s+1\.1;", conf_nc) is not None
+      and re.search(r'proxy_set_header\s+Connection\s+"";', conf_nc) is not None,
+      "keep-alive to the upstream (keepalive, HTTP/1.1, empty Connection header)")
+passes = re.findall(r"proxy_pass\s+([^;]+);", conf_nc)
+check(bool(passes) and all(p_ == f"http://{uname}" for p_ in passes),
+      f"every proxy_pass goes to the upstream ({sorted(set(passes))})")
+nxt = [n.split() for n in re.findall(r"proxy_next_upstream\s+([^;]+);", conf_nc)]
+check(bool(nxt) and all("error" in n and "timeout" in n and "http_503" not in n for n in nxt),
+      f"proxy_next_upstream retries on error/timeout, never on the service's own 503 ({nxt})")
+non_idem = [n for n in nxt if "non_idempotent" in n]
+check(len(non_idem) <= 1 and (not non_idem or re.search(r"location\s*=\s*/search\s*\{[^}]*non_idempotent", conf_nc)),
+      "non-idempotent requests are retried only for POST /search (reads only)")
+
+def size_bytes(v):
+    m = re.fullmatch(r"(\d+)([kKmMgG]?)", v.strip())
+    return int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()] if m else None
+
+limit = src_config_default("VQ_MAX_UPLOAD_BYTES")
+cmbs = re.findall(r"client_max_body_size\s+([^;]+);", conf_nc)
+check(limit is not None and len(cmbs) == 1 and size_bytes(cmbs[0]) == limit,
+      f"client_max_body_size {cmbs} = the server's upload limit ({limit} bytes, src/config.rs)")
+
+def secs(v):
+    m = re.fullmatch(r"(\d+)(s|m)?", v.strip())
+    return int(m.group(1)) * (60 if m.group(2) == "m" else 1) if m else -1
+
+up_timeout = src_config_default("VQ_UPLOAD_TIMEOUT_SECS") or 10**9
+req_timeout = src_config_default("VQ_REQUEST_TIMEOUT_SECS") or 10**9
+loc = re.search(r"location\s+~\s+(\S+)\s*\{([^}]*)\}", conf_nc)
+upload_re = re.compile(loc.group(1)) if loc else None
+check(upload_re is not None and all(upload_re.search(p_) for p_ in ("/ingest/upload", "/search/image")),
+      "a location matches the upload routes /ingest/upload and /search/image")
+body = loc.group(2) if loc else ""
+tmo = re.findall(r"(proxy_read_timeout|proxy_send_timeout|client_body_timeout)\s+([^;]+);", body)
+check({k for k, _ in tmo} == {"proxy_read_timeout", "proxy_send_timeout", "client_body_timeout"}
+      and all(secs(v) >= up_timeout for _, v in tmo),
+      f"upload timeouts {tmo} >= the server's upload deadline ({up_timeout} s)")
+check(re.search(r"proxy_request_buffering\s+off;", body) is not None,
+      "uploads are streamed to the replica (proxy_request_buffering off)")
+server_level = re.findall(r"^    proxy_read_timeout\s+([^;]+);", conf, re.M)
+check(bool(server_level) and all(secs(v) > req_timeout for v in server_level),
+      f"default proxy_read_timeout {server_level} > the server's request deadline ({req_timeout} s)")
+
+# --- Prometheus scrapes each replica ---
+try:
+    import yaml
+    pcfg = yaml.safe_load(open(os.path.join(project_dir, "monitoring/prometheus/prometheus.yml")))
+    job = next((j for j in pcfg.get("scrape_configs", []) if j.get("job_name") == "visionquery"), {})
+    names = {n: sd.get("port") for sd in job.get("dns_sd_configs", []) if sd.get("type") == "A" for n in sd.get("names", [])}
+    static_labels = {}
+    for sc in job.get("static_configs", []):
+        for t in sc.get("targets", []):
+            names[t.split(":")[0]] = int(t.split(":")[1])
+            static_labels[t.split(":")[0]] = sc.get("labels", {})
+    for r in ("api", *REPLICAS):
+        port = int(services.get(r, {}).get("environment", {}).get("VQ_PORT", "-1"))
+        check(names.get(r) == port, f"prometheus job 'visionquery' scrapes {r}:{port} directly (found {names.get(r)})")
+    by_dns = any(rl.get("target_label") == "replica" and rl.get("source_labels") == ["__meta_dns_name"]
+                 for rl in job.get("relabel_configs", []))
+    check(by_dns or all(static_labels.get(r, {}).get("replica") == r for r in REPLICAS),
+          "each replica's series carry a `replica` label")
+    check("api" not in services.get("prometheus", {}).get("depends_on", {}),
+          "prometheus does not depend on the embedded api (that would start it in the profile)")
+except ImportError:
+    print("SKIP prometheus replica checks (PyYAML missing)")
+
+# --- the documented command: `docker compose --profile postgres up proxy grafana` ---
+sel = set(up.get("services", {}))
+want = {"postgres", *REPLICAS, "proxy", "prometheus", "grafana"}
+check(sel == want, f"`--profile postgres up proxy grafana` starts {sorted(want)}, not the embedded api (got {sorted(sel)})")
+hostports = {}
+for svc in sel:
+    for p_ in up.get("services", {}).get(svc, {}).get("ports", []):
+        hostports.setdefault(str(p_.get("published")), []).append(svc)
+clash = {k: v for k, v in hostports.items() if len(v) > 1}
+check(not clash, f"no host port published twice by that command ({clash or sorted(hostports)})")
+
+# --- state: named volumes only (as without the profile) ---
+declared = set(cfg.get("volumes", {}))
+for svc in ("postgres", *REPLICAS, "proxy"):
+    for mm in services.get(svc, {}).get("volumes", []):
+        if mm.get("type") == "volume":
+            check(mm.get("source") in declared, f"{svc}: volume '{mm.get('source')}' -> {mm.get('target')} is declared")
+        else:
+            check(mm.get("type") == "bind" and mm.get("read_only") is True,
+                  f"{svc}: bind mount {mm.get('target')} is read-only")
+
+print(f"__COUNTS__ {passed} {failed}")
+PY
+rc=$?
+set -e
+grep -v '^__COUNTS__' "$WORK/profile.out" || true
+read -r _ p f < <(grep '^__COUNTS__' "$WORK/profile.out" || echo "__COUNTS__ 0 1")
+PASS=$((PASS+p)); FAIL=$((FAIL+f))
+if [[ $rc -ne 0 ]]; then FAIL=$((FAIL+1)); echo "FAIL profile checks crashed (rc=$rc)"; fi
 
 printf 'check_compose: %d passed, %d failed\n' "$PASS" "$FAIL"
 [[ $FAIL -eq 0 ]]

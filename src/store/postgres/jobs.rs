@@ -10,7 +10,7 @@ use std::time::Duration;
 use postgres::Transaction;
 use time::OffsetDateTime;
 
-use super::{sql_err, PgStore, TxError};
+use super::{off_runtime, sql_err, PgStore, TxError};
 use crate::store::jobs::{
     chunked, ChunkClaim, ChunkEnd, ChunkRef, DoneFile, FileFailure, FileOutcome, JobRecord, JobState, JobStore, LeaseStatus, Listing,
     MAX_FAILURES_KEPT,
@@ -250,184 +250,207 @@ enum ChunkChange {
 
 impl JobStore for PgStore {
     fn create_job(&self, job: &JobRecord, max_unfinished: usize) -> Result<(), StoreError> {
-        let created = self.in_transaction(|txn| {
-            // One creator at a time across replicas, so the cap holds.
-            txn.execute("SELECT pg_advisory_xact_lock(hashtextextended('vq-create-job', 0))", &[])?;
-            let unfinished: i64 =
-                txn.query_one("SELECT count(*) FROM vq_jobs WHERE state IN ('queued', 'running', 'cancelling')", &[])?.get(0);
-            if unfinished as usize >= max_unfinished {
-                return Ok(false);
+        off_runtime(|| {
+            let created = self.in_transaction(|txn| {
+                // One creator at a time across replicas, so the cap holds.
+                txn.execute("SELECT pg_advisory_xact_lock(hashtextextended('vq-create-job', 0))", &[])?;
+                let unfinished: i64 =
+                    txn.query_one("SELECT count(*) FROM vq_jobs WHERE state IN ('queued', 'running', 'cancelling')", &[])?.get(0);
+                if unfinished as usize >= max_unfinished {
+                    return Ok(false);
+                }
+                let bare = JobRecord { failures: Vec::new(), ..job.clone() };
+                let json = serde_json::to_string(&bare).unwrap_or_default();
+                let created_at = std::time::SystemTime::from(job.created_at);
+                txn.execute(
+                    "INSERT INTO vq_jobs (id, record, state, created_at) VALUES ($1, $2::text::jsonb, $3, $4)",
+                    &[&job.id, &json, &state_name(job.state), &created_at],
+                )?;
+                Ok(true)
+            })?;
+            if created {
+                Ok(())
+            } else {
+                Err(StoreError::TooManyJobs { limit: max_unfinished })
             }
-            let bare = JobRecord { failures: Vec::new(), ..job.clone() };
-            let json = serde_json::to_string(&bare).unwrap_or_default();
-            let created_at = std::time::SystemTime::from(job.created_at);
-            txn.execute(
-                "INSERT INTO vq_jobs (id, record, state, created_at) VALUES ($1, $2::text::jsonb, $3, $4)",
-                &[&job.id, &json, &state_name(job.state), &created_at],
-            )?;
-            Ok(true)
-        })?;
-        if created {
-            Ok(())
-        } else {
-            Err(StoreError::TooManyJobs { limit: max_unfinished })
-        }
+        })
     }
 
     fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let mut conn = self.conn()?;
-        let Some(row) = conn.query_opt("SELECT record::text FROM vq_jobs WHERE id = $1", &[&id]).map_err(sql_err)? else {
-            return Ok(None);
-        };
-        let mut job = decode(row.get(0))?;
-        job.failures = failures_of(&mut *conn, id).map_err(sql_err)?;
-        Ok(Some(job))
+        off_runtime(|| {
+            let mut conn = self.conn()?;
+            let Some(row) = conn.query_opt("SELECT record::text FROM vq_jobs WHERE id = $1", &[&id]).map_err(sql_err)? else {
+                return Ok(None);
+            };
+            let mut job = decode(row.get(0))?;
+            job.failures = failures_of(&mut *conn, id).map_err(sql_err)?;
+            Ok(Some(job))
+        })
     }
 
     fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
-        let mut conn = self.conn()?;
-        let rows = conn.query("SELECT record::text FROM vq_jobs ORDER BY created_at DESC, id DESC", &[]).map_err(sql_err)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut job = decode(row.get(0))?;
-            job.failures = failures_of(&mut *conn, &job.id).map_err(sql_err)?;
-            out.push(job);
-        }
-        Ok(out)
+        off_runtime(|| {
+            let mut conn = self.conn()?;
+            let rows = conn.query("SELECT record::text FROM vq_jobs ORDER BY created_at DESC, id DESC", &[]).map_err(sql_err)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let mut job = decode(row.get(0))?;
+                job.failures = failures_of(&mut *conn, &job.id).map_err(sql_err)?;
+                out.push(job);
+            }
+            Ok(out)
+        })
     }
 
     fn claim_listing(&self, owner: &str, ttl: Duration) -> Result<Option<JobRecord>, StoreError> {
-        self.in_transaction(|txn| {
-            settle_cancelling(txn)?;
-            let next = txn.query_opt(
-                "SELECT id FROM vq_jobs
-                 WHERE state = 'queued' OR (state = 'running' AND NOT listed AND (lister IS NULL OR lister_until <= now()))
-                 ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                &[],
-            )?;
-            let Some(id) = next.map(|r| r.get::<_, String>(0)) else { return Ok(None) };
-            let Some(mut job) = lock(txn, &id)? else { return Ok(None) };
-            job.record.state = JobState::Running;
-            job.record.started_at.get_or_insert_with(OffsetDateTime::now_utc);
-            job.listed = false;
-            put(txn, &job, ListerWrite::Take(owner, ttl))?;
-            Ok(Some(job.record))
+        off_runtime(|| {
+            self.in_transaction(|txn| {
+                settle_cancelling(txn)?;
+                let next = txn.query_opt(
+                    "SELECT id FROM vq_jobs
+                     WHERE state = 'queued' OR (state = 'running' AND NOT listed AND (lister IS NULL OR lister_until <= now()))
+                     ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                    &[],
+                )?;
+                let Some(id) = next.map(|r| r.get::<_, String>(0)) else { return Ok(None) };
+                let Some(mut job) = lock(txn, &id)? else { return Ok(None) };
+                job.record.state = JobState::Running;
+                job.record.started_at.get_or_insert_with(OffsetDateTime::now_utc);
+                job.listed = false;
+                put(txn, &job, ListerWrite::Take(owner, ttl))?;
+                Ok(Some(job.record))
+            })
         })
     }
 
     fn store_listing(&self, job_id: &str, owner: &str, listing: &Listing) -> Result<LeaseStatus, StoreError> {
-        self.in_transaction(|txn| {
-            let Some(mut job) = lock(txn, job_id)? else { return Ok(LeaseStatus { held: false, job_state: JobState::Cancelled }) };
-            let held = !job.listed && job.lister.as_deref() == Some(owner);
-            if !held {
-                return Ok(LeaseStatus { held, job_state: job.record.state });
-            }
-            job.lister = None;
-            job.lister_live = false;
-            if job.record.state == JobState::Running {
-                let failures: Vec<DoneFile> =
-                    listing.failures.iter().map(|f| DoneFile::new(f.path.clone(), FileOutcome::Failed(f.error.clone()))).collect();
-                record_done(txn, &mut job.record, &failures)?;
-                let todo: Vec<String> = txn
-                    .query(
-                        "SELECT p.path FROM unnest($2::text[]) WITH ORDINALITY AS p(path, n)
-                         WHERE NOT EXISTS (SELECT 1 FROM vq_job_done d WHERE d.job_id = $1 AND d.path = p.path) ORDER BY p.n",
-                        &[&job_id, &listing.paths],
-                    )?
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect();
-                job.record.total = job.record.done + todo.len();
-                for (index, chunk) in chunked(todo).into_iter().enumerate() {
-                    txn.execute("INSERT INTO vq_job_chunks (job_id, idx, paths) VALUES ($1, $2, $3)", &[&job_id, &(index as i32), &chunk])?;
+        off_runtime(|| {
+            self.in_transaction(|txn| {
+                let Some(mut job) = lock(txn, job_id)? else { return Ok(LeaseStatus { held: false, job_state: JobState::Cancelled }) };
+                let held = !job.listed && job.lister.as_deref() == Some(owner);
+                if !held {
+                    return Ok(LeaseStatus { held, job_state: job.record.state });
                 }
-                job.listed = true;
-            }
-            settle(txn, &mut job)?;
-            put(txn, &job, ListerWrite::Clear)?;
-            Ok(LeaseStatus { held, job_state: job.record.state })
+                job.lister = None;
+                job.lister_live = false;
+                if job.record.state == JobState::Running {
+                    let failures: Vec<DoneFile> =
+                        listing.failures.iter().map(|f| DoneFile::new(f.path.clone(), FileOutcome::Failed(f.error.clone()))).collect();
+                    record_done(txn, &mut job.record, &failures)?;
+                    let todo: Vec<String> = txn
+                        .query(
+                            "SELECT p.path FROM unnest($2::text[]) WITH ORDINALITY AS p(path, n)
+                             WHERE NOT EXISTS (SELECT 1 FROM vq_job_done d WHERE d.job_id = $1 AND d.path = p.path) ORDER BY p.n",
+                            &[&job_id, &listing.paths],
+                        )?
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect();
+                    job.record.total = job.record.done + todo.len();
+                    for (index, chunk) in chunked(todo).into_iter().enumerate() {
+                        txn.execute(
+                            "INSERT INTO vq_job_chunks (job_id, idx, paths) VALUES ($1, $2, $3)",
+                            &[&job_id, &(index as i32), &chunk],
+                        )?;
+                    }
+                    job.listed = true;
+                }
+                settle(txn, &mut job)?;
+                put(txn, &job, ListerWrite::Clear)?;
+                Ok(LeaseStatus { held, job_state: job.record.state })
+            })
         })
     }
 
     fn fail_listing(&self, job_id: &str, owner: &str, error: &str) -> Result<LeaseStatus, StoreError> {
-        self.in_transaction(|txn| {
-            let Some(mut job) = lock(txn, job_id)? else { return Ok(LeaseStatus { held: false, job_state: JobState::Cancelled }) };
-            let held = !job.listed && job.lister.as_deref() == Some(owner);
-            if held {
-                job.lister = None;
-                job.lister_live = false;
-                if job.record.state == JobState::Running {
-                    job.record.error = Some(error.to_string());
-                    finish(&mut job.record, JobState::Failed);
-                } else {
-                    settle(txn, &mut job)?;
+        off_runtime(|| {
+            self.in_transaction(|txn| {
+                let Some(mut job) = lock(txn, job_id)? else { return Ok(LeaseStatus { held: false, job_state: JobState::Cancelled }) };
+                let held = !job.listed && job.lister.as_deref() == Some(owner);
+                if held {
+                    job.lister = None;
+                    job.lister_live = false;
+                    if job.record.state == JobState::Running {
+                        job.record.error = Some(error.to_string());
+                        finish(&mut job.record, JobState::Failed);
+                    } else {
+                        settle(txn, &mut job)?;
+                    }
+                    put(txn, &job, ListerWrite::Clear)?;
                 }
-                put(txn, &job, ListerWrite::Clear)?;
-            }
-            Ok(LeaseStatus { held, job_state: job.record.state })
+                Ok(LeaseStatus { held, job_state: job.record.state })
+            })
         })
     }
 
     fn claim_chunk(&self, owner: &str, ttl: Duration) -> Result<Option<ChunkClaim>, StoreError> {
-        self.in_transaction(|txn| {
-            settle_cancelling(txn)?;
-            let row = txn.query_opt(
-                "SELECT c.job_id, c.idx, c.paths, j.record->>'kind' FROM vq_job_chunks c JOIN vq_jobs j ON j.id = c.job_id
-                 WHERE j.state = 'running' AND j.listed AND NOT c.finished AND (c.owner IS NULL OR c.lease_until <= now())
-                 ORDER BY j.created_at, j.id, c.idx LIMIT 1 FOR UPDATE OF c SKIP LOCKED",
-                &[],
-            )?;
-            let Some(row) = row else { return Ok(None) };
-            let (job_id, index, paths, kind): (String, i32, Vec<String>, Option<String>) = (row.get(0), row.get(1), row.get(2), row.get(3));
-            txn.execute(
-                "UPDATE vq_job_chunks SET owner = $3, lease_until = now() + make_interval(secs => $4) WHERE job_id = $1 AND idx = $2",
-                &[&job_id, &index, &owner, &secs(ttl)],
-            )?;
-            let done: HashSet<String> = txn
-                .query("SELECT path FROM vq_job_done WHERE job_id = $1 AND path = ANY($2)", &[&job_id, &paths])?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            let kind = serde_json::from_value(serde_json::Value::String(kind.unwrap_or_else(|| "directory".into()))).unwrap_or_default();
-            Ok(Some(ChunkClaim { chunk: ChunkRef { job_id, index: index as u32 }, kind, paths, done }))
+        off_runtime(|| {
+            self.in_transaction(|txn| {
+                settle_cancelling(txn)?;
+                let row = txn.query_opt(
+                    "SELECT c.job_id, c.idx, c.paths, j.record->>'kind' FROM vq_job_chunks c JOIN vq_jobs j ON j.id = c.job_id
+                     WHERE j.state = 'running' AND j.listed AND NOT c.finished AND (c.owner IS NULL OR c.lease_until <= now())
+                     ORDER BY j.created_at, j.id, c.idx LIMIT 1 FOR UPDATE OF c SKIP LOCKED",
+                    &[],
+                )?;
+                let Some(row) = row else { return Ok(None) };
+                let (job_id, index, paths, kind): (String, i32, Vec<String>, Option<String>) =
+                    (row.get(0), row.get(1), row.get(2), row.get(3));
+                txn.execute(
+                    "UPDATE vq_job_chunks SET owner = $3, lease_until = now() + make_interval(secs => $4) WHERE job_id = $1 AND idx = $2",
+                    &[&job_id, &index, &owner, &secs(ttl)],
+                )?;
+                let done: HashSet<String> = txn
+                    .query("SELECT path FROM vq_job_done WHERE job_id = $1 AND path = ANY($2)", &[&job_id, &paths])?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let kind =
+                    serde_json::from_value(serde_json::Value::String(kind.unwrap_or_else(|| "directory".into()))).unwrap_or_default();
+                Ok(Some(ChunkClaim { chunk: ChunkRef { job_id, index: index as u32 }, kind, paths, done }))
+            })
         })
     }
 
     fn record_progress(&self, chunk: &ChunkRef, owner: &str, ttl: Duration, done: &[DoneFile]) -> Result<LeaseStatus, StoreError> {
-        self.chunk_write(chunk, owner, done, ChunkChange::Renew(ttl))
+        off_runtime(|| self.chunk_write(chunk, owner, done, ChunkChange::Renew(ttl)))
     }
 
     fn let_go(&self, chunk: &ChunkRef, owner: &str, done: &[DoneFile], end: ChunkEnd) -> Result<LeaseStatus, StoreError> {
-        self.chunk_write(chunk, owner, done, ChunkChange::LetGo(end))
+        off_runtime(|| self.chunk_write(chunk, owner, done, ChunkChange::LetGo(end)))
     }
 
     fn cancel_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        self.in_transaction(|txn| {
-            let Some(mut job) = lock(txn, id)? else { return Ok(None) };
-            match job.record.state {
-                JobState::Queued => finish(&mut job.record, JobState::Cancelled),
-                JobState::Running => {
-                    job.record.state = JobState::Cancelling;
-                    settle(txn, &mut job)?;
+        off_runtime(|| {
+            self.in_transaction(|txn| {
+                let Some(mut job) = lock(txn, id)? else { return Ok(None) };
+                match job.record.state {
+                    JobState::Queued => finish(&mut job.record, JobState::Cancelled),
+                    JobState::Running => {
+                        job.record.state = JobState::Cancelling;
+                        settle(txn, &mut job)?;
+                    }
+                    _ => {}
                 }
-                _ => {}
-            }
-            put(txn, &job, ListerWrite::Keep)?;
-            job.record.failures = failures_of(txn, id)?;
-            Ok(Some(job.record))
+                put(txn, &job, ListerWrite::Keep)?;
+                job.record.failures = failures_of(txn, id)?;
+                Ok(Some(job.record))
+            })
         })
     }
 
     fn prune_finished_jobs(&self, keep: usize) -> Result<(), StoreError> {
-        self.conn()?
-            .execute(
-                "DELETE FROM vq_jobs WHERE id IN (
-                   SELECT id FROM vq_jobs WHERE state IN ('completed', 'cancelled', 'failed')
-                   ORDER BY created_at DESC, id DESC OFFSET $1)",
-                &[&(keep as i64)],
-            )
-            .map_err(sql_err)?;
-        Ok(())
+        off_runtime(|| {
+            self.conn()?
+                .execute(
+                    "DELETE FROM vq_jobs WHERE id IN (
+                       SELECT id FROM vq_jobs WHERE state IN ('completed', 'cancelled', 'failed')
+                       ORDER BY created_at DESC, id DESC OFFSET $1)",
+                    &[&(keep as i64)],
+                )
+                .map_err(sql_err)?;
+            Ok(())
+        })
     }
 }
 

@@ -93,7 +93,7 @@ impl From<PgError> for StoreError {
         match e {
             PgError::Unavailable(message) => StoreError::Unavailable(message),
             PgError::Sql(message) => StoreError::Database(message),
-            other => StoreError::Open { path: "postgres".into(), message: other.to_string() },
+            other => StoreError::Setup(other.to_string()),
         }
     }
 }
@@ -101,8 +101,14 @@ impl From<PgError> for StoreError {
 /// Whether an error means "the database is not there right now" (retry later) or a real error.
 pub(crate) fn classify(e: postgres::Error) -> PgError {
     let Some(code) = e.code() else {
-        // No SQL state: the connection itself failed or closed.
-        return PgError::Unavailable(e.to_string());
+        // No SQL state: the connection itself failed or closed; say why (refused, timed out...).
+        let mut message = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(inner) = cause {
+            message = format!("{message}: {inner}");
+            cause = inner.source();
+        }
+        return PgError::Unavailable(message);
     };
     let message = e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string());
     if code.code().starts_with("08")
@@ -142,6 +148,16 @@ impl From<StoreError> for TxError {
     }
 }
 
+/// Runs blocking database work from wherever the store is called. The `postgres` client drives
+/// its own small runtime, which cannot start on an async worker thread: there the work moves
+/// off the runtime (`block_in_place`) first.
+pub(crate) fn off_runtime<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// Transactions that lose a deadlock or serialization race are retried this often.
 const RETRIES: usize = 5;
 
@@ -163,7 +179,8 @@ impl r2d2::CustomizeConnection<Client, postgres::Error> for SessionSettings {
 }
 
 pub struct PgStore {
-    pool: Pool,
+    /// Always `Some` until dropped (taken in `Drop` to close connections off the async runtime).
+    pool: Option<Pool>,
     options: PgOptions,
     /// The vector column's dimension, once the model is bound.
     dim: RwLock<Option<usize>>,
@@ -203,7 +220,7 @@ impl PgStore {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(manager);
         tracing::info!(location = %redact(&options.url), dim = ?dim, "connected to PostgreSQL");
-        Ok(Self { pool, options, dim: RwLock::new(dim), count_cache: Mutex::new(None) })
+        Ok(Self { pool: Some(pool), options, dim: RwLock::new(dim), count_cache: Mutex::new(None) })
     }
 
     /// The URL without its password, for logs and `/health`.
@@ -215,8 +232,12 @@ impl PgStore {
         &self.options
     }
 
+    fn pool(&self) -> Result<&Pool, StoreError> {
+        self.pool.as_ref().ok_or_else(|| StoreError::Unavailable("the store is closing".into()))
+    }
+
     pub(crate) fn conn(&self) -> Result<Conn, StoreError> {
-        self.pool.get().map_err(pool_err)
+        self.pool()?.get().map_err(pool_err)
     }
 
     /// Runs `work` in a transaction, again when it loses a deadlock or serialization race.
@@ -271,6 +292,15 @@ impl PgStore {
     }
 }
 
+impl Drop for PgStore {
+    /// Closing a connection blocks on the client's own runtime, which cannot run on an async
+    /// worker thread (a CLI command or the server dropping its engine there).
+    fn drop(&mut self) {
+        let pool = self.pool.take();
+        off_runtime(move || drop(pool));
+    }
+}
+
 /// The dimension of `vq_images.embedding`, if the column exists.
 fn vector_column_dim(client: &mut impl postgres::GenericClient) -> Result<Option<usize>, postgres::Error> {
     let row = client.query_opt(
@@ -285,7 +315,10 @@ fn connect_patiently(config: &postgres::Config, patience: Duration) -> Result<Cl
     loop {
         match config.connect(NoTls).map_err(classify) {
             Ok(client) => return Ok(client),
-            Err(PgError::Unavailable(message)) if Instant::now() < deadline => {
+            Err(PgError::Unavailable(message)) if Instant::now() >= deadline => {
+                return Err(PgError::Unavailable(format!("{message} (waited {} s for it to start)", patience.as_secs())));
+            }
+            Err(PgError::Unavailable(message)) => {
                 tracing::warn!(error = %message, "PostgreSQL not reachable yet; retrying");
                 std::thread::sleep(Duration::from_millis(500));
             }
@@ -404,247 +437,285 @@ fn search_statement(q: &SearchQuery) -> (String, Sql) {
 
 impl VectorStore for PgStore {
     fn describe(&self) -> StoreInfo {
-        StoreInfo { backend: "postgres", location: self.location() }
+        off_runtime(|| StoreInfo { backend: "postgres", location: self.location() })
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        self.conn()?.batch_execute("SELECT 1").map_err(sql_err)
+        off_runtime(|| self.conn()?.batch_execute("SELECT 1").map_err(sql_err))
     }
 
     fn bind_model(&self, fingerprint: &str, dim: usize) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let mut txn = conn.transaction().map_err(sql_err)?;
-        // Replicas starting together bind once.
-        txn.execute("SELECT pg_advisory_xact_lock(hashtextextended('vq-bind-model', 0))", &[]).map_err(sql_err)?;
-        let stored: Option<String> =
-            txn.query_opt("SELECT value FROM vq_meta WHERE key = 'model'", &[]).map_err(sql_err)?.map(|r| r.get(0));
-        match stored {
-            Some(stored) if stored != fingerprint => {
-                return Err(StoreError::ModelMismatch { stored, current: fingerprint.to_string() });
+        off_runtime(|| {
+            let mut conn = self.conn()?;
+            let mut txn = conn.transaction().map_err(sql_err)?;
+            // Replicas starting together bind once.
+            txn.execute("SELECT pg_advisory_xact_lock(hashtextextended('vq-bind-model', 0))", &[]).map_err(sql_err)?;
+            let stored: Option<String> =
+                txn.query_opt("SELECT value FROM vq_meta WHERE key = 'model'", &[]).map_err(sql_err)?.map(|r| r.get(0));
+            match stored {
+                Some(stored) if stored != fingerprint => {
+                    return Err(StoreError::ModelMismatch { stored, current: fingerprint.to_string() });
+                }
+                Some(_) => self.ensure_vector_column(&mut txn, dim)?,
+                None => {
+                    self.ensure_vector_column(&mut txn, dim)?;
+                    txn.execute("INSERT INTO vq_meta (key, value) VALUES ('model', $1)", &[&fingerprint]).map_err(sql_err)?;
+                }
             }
-            Some(_) => self.ensure_vector_column(&mut txn, dim)?,
-            None => {
-                self.ensure_vector_column(&mut txn, dim)?;
-                txn.execute("INSERT INTO vq_meta (key, value) VALUES ('model', $1)", &[&fingerprint]).map_err(sql_err)?;
-            }
-        }
-        txn.commit().map_err(sql_err)
+            txn.commit().map_err(sql_err)
+        })
     }
 
     fn upsert_many(&self, items: &[(ImageRecord, Vec<f32>)]) -> Result<Vec<Upserted>, StoreError> {
-        let Some((_, first)) = items.first() else { return Ok(Vec::new()) };
-        let dim = first.len();
-        if let Some((_, v)) = items.iter().find(|(_, v)| v.len() != dim) {
-            return Err(StoreError::DimensionMismatch { expected: dim, got: v.len() });
-        }
-        match self.dim() {
-            Some(expected) if expected != dim => return Err(StoreError::DimensionMismatch { expected, got: dim }),
-            Some(_) => {}
-            None => self.in_transaction(|txn| Ok(self.ensure_vector_column(txn, dim)?))?,
-        }
-        // Path locks in one order, so two replicas' batches cannot deadlock on them.
-        let mut order: Vec<usize> = (0..items.len()).collect();
-        order.sort_by(|&a, &b| items[a].0.path.cmp(&items[b].0.path));
-        let inserted = self.in_transaction(|txn| {
-            let mut inserted = vec![false; items.len()];
-            for &i in &order {
-                let (record, vector) = &items[i];
-                inserted[i] = write_image(txn, record, vector)?;
+        off_runtime(|| {
+            let Some((_, first)) = items.first() else { return Ok(Vec::new()) };
+            let dim = first.len();
+            if let Some((_, v)) = items.iter().find(|(_, v)| v.len() != dim) {
+                return Err(StoreError::DimensionMismatch { expected: dim, got: v.len() });
             }
-            Ok(inserted)
-        })?;
-        self.forget_count();
-        Ok(inserted.into_iter().map(|new| if new { Upserted::Inserted } else { Upserted::Replaced }).collect())
+            match self.dim() {
+                Some(expected) if expected != dim => return Err(StoreError::DimensionMismatch { expected, got: dim }),
+                Some(_) => {}
+                None => self.in_transaction(|txn| Ok(self.ensure_vector_column(txn, dim)?))?,
+            }
+            // Path locks in one order, so two replicas' batches cannot deadlock on them.
+            let mut order: Vec<usize> = (0..items.len()).collect();
+            order.sort_by(|&a, &b| items[a].0.path.cmp(&items[b].0.path));
+            let inserted = self.in_transaction(|txn| {
+                let mut inserted = vec![false; items.len()];
+                for &i in &order {
+                    let (record, vector) = &items[i];
+                    inserted[i] = write_image(txn, record, vector)?;
+                }
+                Ok(inserted)
+            })?;
+            self.forget_count();
+            Ok(inserted.into_iter().map(|new| if new { Upserted::Inserted } else { Upserted::Replaced }).collect())
+        })
     }
 
     fn get(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
-        let row = self.conn()?.query_opt("SELECT record::text FROM vq_images WHERE id = $1", &[&id]).map_err(sql_err)?;
-        row.map(|r| record_of(&r, 0)).transpose()
+        off_runtime(|| {
+            let row = self.conn()?.query_opt("SELECT record::text FROM vq_images WHERE id = $1", &[&id]).map_err(sql_err)?;
+            row.map(|r| record_of(&r, 0)).transpose()
+        })
     }
 
     fn find_by_path(&self, path: &str) -> Result<Option<ImageRecord>, StoreError> {
-        let row = self
-            .conn()?
-            .query_opt("SELECT i.record::text FROM vq_paths p JOIN vq_images i ON i.id = p.id WHERE p.path = $1 AND i.path = $1", &[&path])
-            .map_err(sql_err)?;
-        row.map(|r| record_of(&r, 0)).transpose()
+        off_runtime(|| {
+            let row = self
+                .conn()?
+                .query_opt(
+                    "SELECT i.record::text FROM vq_paths p JOIN vq_images i ON i.id = p.id WHERE p.path = $1 AND i.path = $1",
+                    &[&path],
+                )
+                .map_err(sql_err)?;
+            row.map(|r| record_of(&r, 0)).transpose()
+        })
     }
 
     fn vector(&self, id: &str) -> Result<Option<Vec<f32>>, StoreError> {
-        if self.dim().is_none() {
-            return Ok(None);
-        }
-        let row = self.conn()?.query_opt("SELECT embedding FROM vq_images WHERE id = $1", &[&id]).map_err(sql_err)?;
-        Ok(row.map(|r| to_f32(&r.get::<_, HalfVector>(0))))
+        off_runtime(|| {
+            if self.dim().is_none() {
+                return Ok(None);
+            }
+            let row = self.conn()?.query_opt("SELECT embedding FROM vq_images WHERE id = $1", &[&id]).map_err(sql_err)?;
+            Ok(row.map(|r| to_f32(&r.get::<_, HalfVector>(0))))
+        })
     }
 
     fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        let n = self.conn()?.execute("DELETE FROM vq_images WHERE id = $1", &[&id]).map_err(sql_err)?;
-        self.forget_count();
-        Ok(n > 0)
-    }
-
-    fn search_page(&self, q: &SearchQuery) -> Result<Page<Hit>, StoreError> {
-        let empty = Page { items: Vec::new(), more: false, total: None };
-        let Some(dim) = self.dim() else { return Ok(empty) };
-        if dim != q.vector.len() {
-            return Err(StoreError::DimensionMismatch { expected: dim, got: q.vector.len() });
-        }
-        let end = q.offset.saturating_add(q.limit);
-        if end == 0 {
-            return Ok(empty);
-        }
-        let (text, sql) = search_statement(q);
-        let relevance = q.sort == SortBy::Relevance;
-        let rows = self.conn()?.query(&text, &sql.params()).map_err(sql_err)?;
-        let mut hits = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let distance: f64 = row.get(2);
-            hits.push(Hit { record: record_of(row, 1)?, score: (1.0 - distance) as f32 });
-        }
-        if relevance {
-            hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.record.id.cmp(&b.record.id)));
-            let more = hits.len() > end;
-            hits.truncate(end);
-            let items = hits.split_off(q.offset.min(hits.len()));
-            return Ok(Page { items, more, total: None });
-        }
-        let more = hits.len() > q.limit;
-        hits.truncate(q.limit);
-        Ok(Page { items: hits, more, total: None })
-    }
-
-    fn list_page(&self, filter: &Filter, sort: SortBy, offset: usize, limit: usize) -> Result<Page<ImageRecord>, StoreError> {
-        let sort = if sort == SortBy::Relevance { SortBy::IngestedDesc } else { sort };
-        let mut sql = Sql::default();
-        let conds = conditions(filter, &mut sql);
-        let where_clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
-        let mut conn = self.conn()?;
-        let total: i64 = conn.query_one(&format!("SELECT count(*) FROM vq_images {where_clause}"), &sql.params()).map_err(sql_err)?.get(0);
-        let (off, lim) = (sql.bind(offset as i64), sql.bind(limit as i64));
-        let text = format!(
-            "SELECT record::text, 0 AS score, id FROM vq_images {where_clause} ORDER BY {} OFFSET {off} LIMIT {lim}",
-            order_by(sort)
-        );
-        let rows = conn.query(&text, &sql.params()).map_err(sql_err)?;
-        let items = rows.iter().map(|r| record_of(r, 0)).collect::<Result<Vec<_>, _>>()?;
-        let total = total as usize;
-        Ok(Page { more: offset.saturating_add(items.len()) < total, items, total: Some(total) })
-    }
-
-    fn set_photo(&self, id: &str, photo: &PhotoMeta) -> Result<bool, StoreError> {
-        self.in_transaction(|txn| {
-            let Some(row) = txn.query_opt("SELECT record::text FROM vq_images WHERE id = $1 FOR UPDATE", &[&id])? else {
-                return Ok(None);
-            };
-            Ok(Some(row.get::<_, String>(0)))
-        })?
-        .map_or(Ok(false), |text| {
-            let mut record = decode_record(&text)?;
-            record.photo = photo.clone();
-            record.photo_read = true;
-            let facets = Facets::of(&record);
-            let json = serde_json::to_string(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let (lat, lon) = facets.location.map_or((None, None), |l| (Some(l.lat), Some(l.lon)));
-            let n = self
-                .conn()?
-                .execute(
-                    "UPDATE vq_images SET record = $2::text::jsonb, taken_ns = $3, camera = $4, lat = $5, lon = $6, photo_read = true
-                     WHERE id = $1",
-                    &[&id, &json, &facets.taken.map(nanos), &facets.camera, &lat, &lon],
-                )
-                .map_err(sql_err)?;
+        off_runtime(|| {
+            let n = self.conn()?.execute("DELETE FROM vq_images WHERE id = $1", &[&id]).map_err(sql_err)?;
+            self.forget_count();
             Ok(n > 0)
         })
     }
 
+    fn search_page(&self, q: &SearchQuery) -> Result<Page<Hit>, StoreError> {
+        off_runtime(|| {
+            let empty = Page { items: Vec::new(), more: false, total: None };
+            let Some(dim) = self.dim() else { return Ok(empty) };
+            if dim != q.vector.len() {
+                return Err(StoreError::DimensionMismatch { expected: dim, got: q.vector.len() });
+            }
+            let end = q.offset.saturating_add(q.limit);
+            if end == 0 {
+                return Ok(empty);
+            }
+            let (text, sql) = search_statement(q);
+            let relevance = q.sort == SortBy::Relevance;
+            let rows = self.conn()?.query(&text, &sql.params()).map_err(sql_err)?;
+            let mut hits = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let distance: f64 = row.get(2);
+                hits.push(Hit { record: record_of(row, 1)?, score: (1.0 - distance) as f32 });
+            }
+            if relevance {
+                hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.record.id.cmp(&b.record.id)));
+                let more = hits.len() > end;
+                hits.truncate(end);
+                let items = hits.split_off(q.offset.min(hits.len()));
+                return Ok(Page { items, more, total: None });
+            }
+            let more = hits.len() > q.limit;
+            hits.truncate(q.limit);
+            Ok(Page { items: hits, more, total: None })
+        })
+    }
+
+    fn list_page(&self, filter: &Filter, sort: SortBy, offset: usize, limit: usize) -> Result<Page<ImageRecord>, StoreError> {
+        off_runtime(|| {
+            let sort = if sort == SortBy::Relevance { SortBy::IngestedDesc } else { sort };
+            let mut sql = Sql::default();
+            let conds = conditions(filter, &mut sql);
+            let where_clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+            let mut conn = self.conn()?;
+            let total: i64 =
+                conn.query_one(&format!("SELECT count(*) FROM vq_images {where_clause}"), &sql.params()).map_err(sql_err)?.get(0);
+            let (off, lim) = (sql.bind(offset as i64), sql.bind(limit as i64));
+            let text = format!(
+                "SELECT record::text, 0 AS score, id FROM vq_images {where_clause} ORDER BY {} OFFSET {off} LIMIT {lim}",
+                order_by(sort)
+            );
+            let rows = conn.query(&text, &sql.params()).map_err(sql_err)?;
+            let items = rows.iter().map(|r| record_of(r, 0)).collect::<Result<Vec<_>, _>>()?;
+            let total = total as usize;
+            Ok(Page { more: offset.saturating_add(items.len()) < total, items, total: Some(total) })
+        })
+    }
+
+    fn set_photo(&self, id: &str, photo: &PhotoMeta) -> Result<bool, StoreError> {
+        off_runtime(|| {
+            self.in_transaction(|txn| {
+                let Some(row) = txn.query_opt("SELECT record::text FROM vq_images WHERE id = $1 FOR UPDATE", &[&id])? else {
+                    return Ok(None);
+                };
+                Ok(Some(row.get::<_, String>(0)))
+            })?
+            .map_or(Ok(false), |text| {
+                let mut record = decode_record(&text)?;
+                record.photo = photo.clone();
+                record.photo_read = true;
+                let facets = Facets::of(&record);
+                let json = serde_json::to_string(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let (lat, lon) = facets.location.map_or((None, None), |l| (Some(l.lat), Some(l.lon)));
+                let n = self
+                    .conn()?
+                    .execute(
+                        "UPDATE vq_images SET record = $2::text::jsonb, taken_ns = $3, camera = $4, lat = $5, lon = $6, photo_read = true
+                         WHERE id = $1",
+                        &[&id, &json, &facets.taken.map(nanos), &facets.camera, &lat, &lon],
+                    )
+                    .map_err(sql_err)?;
+                Ok(n > 0)
+            })
+        })
+    }
+
     fn unread_photo_ids(&self) -> Result<Vec<String>, StoreError> {
-        let rows = self.conn()?.query("SELECT id FROM vq_images WHERE NOT photo_read ORDER BY id", &[]).map_err(sql_err)?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        off_runtime(|| {
+            let rows = self.conn()?.query("SELECT id FROM vq_images WHERE NOT photo_read ORDER BY id", &[]).map_err(sql_err)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
     }
 
     fn add_alias(&self, id: &str, path: &str) -> Result<(), StoreError> {
-        self.in_transaction(|txn| {
-            txn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&path])?;
-            let own: Option<String> = txn.query_opt("SELECT path FROM vq_images WHERE id = $1", &[&id])?.map(|r| r.get(0));
-            match own {
-                Some(own) if own != path => {
-                    txn.execute(
-                        "INSERT INTO vq_paths (path, id, alias) VALUES ($1, $2, true)
-                         ON CONFLICT (path) DO UPDATE SET id = excluded.id, alias = true",
-                        &[&path, &id],
-                    )?;
+        off_runtime(|| {
+            self.in_transaction(|txn| {
+                txn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&path])?;
+                let own: Option<String> = txn.query_opt("SELECT path FROM vq_images WHERE id = $1", &[&id])?.map(|r| r.get(0));
+                match own {
+                    Some(own) if own != path => {
+                        txn.execute(
+                            "INSERT INTO vq_paths (path, id, alias) VALUES ($1, $2, true)
+                             ON CONFLICT (path) DO UPDATE SET id = excluded.id, alias = true",
+                            &[&path, &id],
+                        )?;
+                    }
+                    _ => {}
                 }
-                _ => {}
-            }
-            Ok(())
+                Ok(())
+            })
         })
     }
 
     fn duplicates(&self, threshold: f32) -> Result<Vec<DuplicateGroup>, StoreError> {
-        let Some(dim) = self.dim() else { return Ok(Vec::new()) };
-        let mut conn = self.conn()?;
-        // One snapshot for the vectors, the records and the copies.
-        let mut txn =
-            conn.build_transaction().read_only(true).isolation_level(postgres::IsolationLevel::RepeatableRead).start().map_err(sql_err)?;
-        let rows = txn
-            .query(
-                "SELECT i.id, i.record::text, i.embedding,
-                        coalesce(array_agg(p.path ORDER BY p.path) FILTER (WHERE p.alias), '{}')
-                 FROM vq_images i LEFT JOIN vq_paths p ON p.id = i.id GROUP BY i.id ORDER BY i.id",
-                &[],
-            )
-            .map_err(sql_err)?;
-        txn.commit().map_err(sql_err)?;
-        let mut matrix: Matrix<()> = Matrix::new(dim);
-        let mut known = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let id: &str = row.get(0);
-            matrix.upsert(id, &to_f32(&row.get::<_, HalfVector>(2)));
-            let aliases: Vec<String> = row.get(3);
-            // Only copies that are still there are duplicates now.
-            let aliases = aliases.into_iter().filter(|p| std::path::Path::new(p).is_file()).collect();
-            known.push(duplicates::Known { record: record_of(row, 1)?, aliases });
-        }
-        Ok(duplicates::group(&known, &matrix.pairs_at_least(threshold)))
+        off_runtime(|| {
+            let Some(dim) = self.dim() else { return Ok(Vec::new()) };
+            let mut conn = self.conn()?;
+            // One snapshot for the vectors, the records and the copies.
+            let mut txn = conn
+                .build_transaction()
+                .read_only(true)
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .start()
+                .map_err(sql_err)?;
+            let rows = txn
+                .query(
+                    "SELECT i.id, i.record::text, i.embedding,
+                            coalesce(array_agg(p.path ORDER BY p.path) FILTER (WHERE p.alias), '{}')
+                     FROM vq_images i LEFT JOIN vq_paths p ON p.id = i.id GROUP BY i.id ORDER BY i.id",
+                    &[],
+                )
+                .map_err(sql_err)?;
+            txn.commit().map_err(sql_err)?;
+            let mut matrix: Matrix<()> = Matrix::new(dim);
+            let mut known = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id: &str = row.get(0);
+                matrix.upsert(id, &to_f32(&row.get::<_, HalfVector>(2)));
+                let aliases: Vec<String> = row.get(3);
+                // Only copies that are still there are duplicates now.
+                let aliases = aliases.into_iter().filter(|p| std::path::Path::new(p).is_file()).collect();
+                known.push(duplicates::Known { record: record_of(row, 1)?, aliases });
+            }
+            Ok(duplicates::group(&known, &matrix.pairs_at_least(threshold)))
+        })
     }
 
     fn bound_model(&self) -> Result<Option<(String, usize)>, StoreError> {
-        let row = self.conn()?.query_opt("SELECT value FROM vq_meta WHERE key = 'model'", &[]).map_err(sql_err)?;
-        Ok(row.map(|r| r.get::<_, String>(0)).zip(self.dim()))
+        off_runtime(|| {
+            let row = self.conn()?.query_opt("SELECT value FROM vq_meta WHERE key = 'model'", &[]).map_err(sql_err)?;
+            Ok(row.map(|r| r.get::<_, String>(0)).zip(self.dim()))
+        })
     }
 
     fn export_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(ImageRecord, Vec<f32>)>, StoreError> {
-        if self.dim().is_none() {
-            return Ok(Vec::new());
-        }
-        let rows = self
-            .conn()?
-            .query(
-                "SELECT record::text, embedding FROM vq_images WHERE $1::text IS NULL OR id > $1 ORDER BY id LIMIT $2",
-                &[&after, &(limit as i64)],
-            )
-            .map_err(sql_err)?;
-        rows.iter().map(|r| Ok((record_of(r, 0)?, to_f32(&r.get::<_, HalfVector>(1))))).collect()
+        off_runtime(|| {
+            if self.dim().is_none() {
+                return Ok(Vec::new());
+            }
+            let rows = self
+                .conn()?
+                .query(
+                    "SELECT record::text, embedding FROM vq_images WHERE $1::text IS NULL OR id > $1 ORDER BY id LIMIT $2",
+                    &[&after, &(limit as i64)],
+                )
+                .map_err(sql_err)?;
+            rows.iter().map(|r| Ok((record_of(r, 0)?, to_f32(&r.get::<_, HalfVector>(1))))).collect()
+        })
     }
 
     fn count(&self) -> usize {
-        let mut cache = self.count_cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, n)) = *cache {
-            if at.elapsed() < Duration::from_secs(1) {
-                return n;
+        off_runtime(|| {
+            let mut cache = self.count_cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, n)) = *cache {
+                if at.elapsed() < Duration::from_secs(1) {
+                    return n;
+                }
             }
-        }
-        let counted =
-            self.conn().ok().and_then(|mut c| c.query_one("SELECT count(*) FROM vq_images", &[]).ok()).map(|r| r.get::<_, i64>(0));
-        match counted {
-            Some(n) => {
-                *cache = Some((Instant::now(), n as usize));
-                n as usize
+            let counted =
+                self.conn().ok().and_then(|mut c| c.query_one("SELECT count(*) FROM vq_images", &[]).ok()).map(|r| r.get::<_, i64>(0));
+            match counted {
+                Some(n) => {
+                    *cache = Some((Instant::now(), n as usize));
+                    n as usize
+                }
+                // Unreachable: the last known count (the health endpoint says the store is down).
+                None => cache.map_or(0, |(_, n)| n),
             }
-            // Unreachable: the last known count (the health endpoint says the store is down).
-            None => cache.map_or(0, |(_, n)| n),
-        }
+        })
     }
 }
 

@@ -83,6 +83,7 @@ fn ensure_pgvector(client: &mut Client) -> Result<(), PgError> {
         ));
     }
     client.batch_execute("CREATE EXTENSION IF NOT EXISTS vector").map_err(|e| {
+        let e = e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string());
         PgError::NoPgvector(format!(
             "the pgvector extension is installed but not enabled in this database, and this user may not enable it ({e}); \
              run `CREATE EXTENSION vector;` in the database as a superuser"
