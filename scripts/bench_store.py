@@ -778,7 +778,7 @@ def render(results: dict) -> str:
         if b and not r.get("supported"):
             notes.append(f"{b['backend']}: `\"exact\": true` is not accepted by this build (HTTP {r.get('status')}), "
                          f"so that row is empty.")
-    noisy = [f"{b['backend']} at {l['clients']} clients ({100 * l['foreign_share']:.0f}%)"
+    noisy = [f"{b['backend']} at {l['clients']} client{'s' if l['clients'] > 1 else ''} ({100 * l['foreign_share']:.0f}%)"
              for b in (e, p) if b for l in b.get("levels", []) if l["foreign_share"] > 0.10]
     if noisy:
         notes.append("**Noisy rows** (other processes used more than 10% of the CPUs during the run): "
