@@ -202,8 +202,7 @@ fn load_postgres(a: &Args, url: &str, fp: &str) -> Res<serde_json::Value> {
     drop(store);
     let mut client = postgres::Client::connect(url, postgres::NoTls)?;
     // The index definition as the store created it, to create it again after the load.
-    let index_def: String =
-        client.query_one("SELECT indexdef FROM pg_indexes WHERE indexname = 'vq_images_embedding'", &[])?.get(0);
+    let index_def: String = client.query_one("SELECT indexdef FROM pg_indexes WHERE indexname = 'vq_images_embedding'", &[])?.get(0);
     client.batch_execute("DROP INDEX vq_images_embedding")?;
     let halfvec = client.prepare("SELECT embedding FROM vq_images")?.columns()[0].type_().clone();
 
