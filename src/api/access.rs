@@ -223,9 +223,10 @@ fn admit(access: &Access, mut request: Request) -> Result<Request, (Response, Re
         return Err((refusal.into_response(), request));
     }
     // A key is a credential no foreign page can attach by itself; without one, a state change
-    // must carry the custom header that only same-origin (or CORS-allowed) code can set.
+    // (a route that needs more than `read`) must carry the custom header that only same-origin
+    // (or CORS-allowed) code can set. Searches are POSTs too but change nothing.
     let custom_header = request.headers().get(CSRF_HEADER).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(CSRF_VALUE.as_bytes()));
-    if presented.is_none() && !is_safe(request.method()) && !custom_header {
+    if presented.is_none() && needed > Scope::Read && !is_safe(request.method()) && !custom_header {
         let refusal = ApiError::new(
             StatusCode::FORBIDDEN,
             "missing_csrf_header",
