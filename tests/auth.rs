@@ -316,3 +316,19 @@ fn the_key_never_appears_in_the_log_but_its_name_does() {
         assert!(!log.contains(secret), "a key appears in the log");
     }
 }
+
+#[test]
+fn openapi_documents_the_bearer_scheme_and_the_access_errors() {
+    let server = Server::start();
+    let spec: Value = server.get("/openapi.json").json().unwrap();
+    assert_eq!(spec["components"]["securitySchemes"]["bearer"]["scheme"], "bearer", "{}", spec["components"]);
+    let upload = &spec["paths"]["/ingest/upload"]["post"];
+    assert_eq!(upload["security"][0]["bearer"][0], "write");
+    assert_eq!(spec["paths"]["/search"]["post"]["security"][0]["bearer"][0], "read");
+    for status in ["401", "403", "429"] {
+        assert!(upload["responses"][status].is_object(), "upload documents {status}");
+        assert!(spec["paths"]["/images/{id}/file"]["get"]["responses"][status].is_object(), "file documents {status}");
+    }
+    assert!(spec["paths"]["/health"]["get"]["security"].is_null(), "health is open");
+    assert!(spec["paths"]["/health"]["get"]["responses"]["401"].is_null());
+}
