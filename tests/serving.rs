@@ -542,7 +542,11 @@ fn many_large_uploads_and_huge_image_searches_keep_memory_bounded_and_other_clie
                 let (barrier, uploads, huge, server) = (&barrier, &uploads, &huge, &server);
                 s.spawn(move || {
                     barrier.wait();
-                    let c = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).default_headers(common::server::same_page_headers()).build().unwrap();
+                    let c = reqwest::blocking::Client::builder()
+                        .timeout(Duration::from_secs(600))
+                        .default_headers(common::server::same_page_headers())
+                        .build()
+                        .unwrap();
                     if i % 2 == 0 {
                         let part = reqwest::blocking::multipart::Part::bytes(uploads[i / 2 % 4].clone()).file_name(format!("big{i}.png"));
                         let form = reqwest::blocking::multipart::Form::new().part("files", part);

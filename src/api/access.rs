@@ -210,7 +210,9 @@ fn admit(access: &Access, mut request: Request) -> Result<Request, (Response, Re
             Some(identity) => Caller { key: Some(identity.name), scope: identity.scope },
             None => return Err((unauthorized("unknown API key"), request)),
         },
-        None if access.keys_required => return Err((unauthorized("this route needs an API key: send `Authorization: Bearer <key>`"), request)),
+        None if access.keys_required => {
+            return Err((unauthorized("this route needs an API key: send `Authorization: Bearer <key>`"), request))
+        }
         None => Caller { key: None, scope: Scope::Admin },
     };
     tracing::Span::current().record("key", caller.key.as_deref().unwrap_or("anonymous"));

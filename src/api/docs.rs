@@ -95,7 +95,10 @@ fn protect(operation: &mut Operation, scope: Scope) {
     operation.security = Some(vec![SecurityRequirement::new("bearer", [scope.as_str()])]);
     let responses = &mut operation.responses.responses;
     let error = |description: &str| -> Response {
-        ResponseBuilder::new().description(description).content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody")))).build()
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
+            .build()
     };
     responses.insert("401".into(), error("No API key, or an unknown one (`unauthorized`); with `WWW-Authenticate: Bearer`").into());
     let forbidden = if scope > Scope::Read {
@@ -111,7 +114,10 @@ fn protect(operation: &mut Operation, scope: Scope) {
         }
     }
     let mut limited = error("Over the rate limit (`rate_limited`, with `Retry-After` in seconds); only with --rate-limit");
-    limited.headers.insert("Retry-After".into(), utoipa::openapi::header::Header::new(utoipa::openapi::Object::with_type(utoipa::openapi::Type::Integer)));
+    limited.headers.insert(
+        "Retry-After".into(),
+        utoipa::openapi::header::Header::new(utoipa::openapi::Object::with_type(utoipa::openapi::Type::Integer)),
+    );
     responses.entry("429".into()).or_insert_with(|| limited.into());
     responses.insert("421".into(), error("The `Host` header is not an allowed host name (`host_not_allowed`)").into());
 }

@@ -65,9 +65,13 @@ pub async fn throttle(State(limits): State<Option<Arc<RateLimits>>>, request: Re
         Ok(()) => next.run(request).await,
         Err(seconds) => {
             crate::metrics::rate_limited(&label);
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("more than the allowed requests per second; retry in {seconds} s"))
-                .retry(seconds)
-                .into_response()
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("more than the allowed requests per second; retry in {seconds} s"),
+            )
+            .retry(seconds)
+            .into_response()
         }
     }
 }

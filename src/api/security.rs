@@ -115,7 +115,7 @@ impl HostPolicy {
             Self::Any => true,
             Self::Only(names) => {
                 let host = normalize(host);
-                names.iter().any(|n| *n == host)
+                names.contains(&host)
             }
         }
     }
@@ -138,7 +138,12 @@ fn normalize(host: &str) -> String {
 /// at 127.0.0.1, so the browser sends the attacker's name as `Host`. A request without any
 /// `Host` (HTTP/1.0 probes) is let through: browsers always send one.
 pub async fn check_host(State(policy): State<Arc<HostPolicy>>, request: Request, next: Next) -> Response {
-    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string).or_else(|| request.uri().host().map(str::to_string));
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| request.uri().host().map(str::to_string));
     match host {
         Some(host) if !policy.allows(&host) => ApiError::new(
             StatusCode::MISDIRECTED_REQUEST,

@@ -30,9 +30,7 @@ pub enum KeysAction {
     /// List the keys' names and scopes (never the keys or their hashes).
     List,
     /// Remove a key: a running server refuses it within a couple of seconds.
-    Remove {
-        name: String,
-    },
+    Remove { name: String },
 }
 
 fn parse_scope(s: &str) -> Result<Scope, String> {

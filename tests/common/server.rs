@@ -31,7 +31,11 @@ pub fn free_port() -> u16 {
 /// header the web page sends (`X-Requested-With: visionquery`), without which a request that
 /// changes state and carries no key is refused as possibly cross-site.
 pub fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(180)).default_headers(same_page_headers()).build().expect("http client")
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(180))
+        .default_headers(same_page_headers())
+        .build()
+        .expect("http client")
 }
 
 /// A client that sends only what a foreign web page could: no key, no custom header.
