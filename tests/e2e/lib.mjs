@@ -86,7 +86,8 @@ export async function withPage(browser, name, fn, { viewport = DESKTOP, path: st
 // ------------------------------------------------------------------ API
 
 export async function api(method, urlPath, body, { raw = false } = {}) {
-  const init = { method, headers: { Accept: 'application/json' }, signal: AbortSignal.timeout(30_000) };
+  // The header the page sends: state changes without a key need it (see README, Access control).
+  const init = { method, headers: { Accept: 'application/json', 'X-Requested-With': 'visionquery' }, signal: AbortSignal.timeout(30_000) };
   if (body instanceof FormData) init.body = body;
   else if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
