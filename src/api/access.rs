@@ -93,11 +93,6 @@ impl Access {
         })
     }
 
-    /// No keys at all: anonymous callers may do everything (loopback use, as before keys).
-    pub fn open() -> Self {
-        Self { keyring: RwLock::default(), keys_required: false, metrics_need_key: false, file: None, bootstrap: None }
-    }
-
     fn load(file: Option<&std::path::Path>, bootstrap: Option<&str>) -> Result<Keyring, crate::auth::AuthError> {
         let entries = match file {
             Some(path) => KeyFile::read_existing(path)?,

@@ -45,11 +45,6 @@ pub struct Security {
 }
 
 impl Security {
-    /// Loopback-only, no keys, no limits: how the server behaved before access control.
-    pub fn open() -> Self {
-        Self { access: Arc::new(Access::open()), hosts: Arc::new(HostPolicy::Any), rate: None, cors: None }
-    }
-
     /// Reads the key file and checks the settings. Call from inside the async runtime (the key
     /// file watcher and the rate limiter's cleanup are tasks).
     pub fn from_args(args: &AccessArgs, bind: IpAddr) -> Result<Self, SecurityError> {
