@@ -53,6 +53,11 @@ impl Security {
             return Err(SecurityError::ExposedWithoutKeys { addr: bind });
         }
         access.watch();
+        if access.keys_required() {
+            tracing::info!(file = ?args.api_keys, bootstrap = args.bootstrap_key().is_some(), "API routes need a key");
+        } else if !bind.is_loopback() {
+            tracing::warn!(%bind, "serving without API keys on a non-loopback address (--allow-anonymous)");
+        }
         let hosts = HostPolicy::from_args(&args.allowed_hosts, bind);
         let rate = args.rate_limit.and_then(std::num::NonZeroU32::new).map(RateLimits::per_second);
         let cors = if args.cors_origins.is_empty() { None } else { Some(cors(&args.cors_origins)?) };
