@@ -92,7 +92,7 @@ fn scopes_give_401_403_and_200_on_read_and_write_routes() {
     assert_eq!(post_json(&server, "/ingest/image", &ingest, Some(&write)).status(), 200, "a key needs no custom header");
 
     // Open routes stay open.
-    for path in ["/health", "/ready", "/metrics", "/", "/assets/app.js", "/openapi.json"] {
+    for path in ["/health", "/ready", "/metrics", "/", "/assets/app.js", "/openapi.json", "/docs/"] {
         assert_eq!(get(&server, path, None).status(), 200, "{path}");
     }
 }

@@ -105,6 +105,11 @@ impl Access {
         self.keys_required
     }
 
+    /// Keys accepted right now (the file's and the bootstrap key).
+    pub fn key_count(&self) -> usize {
+        self.keyring().len()
+    }
+
     fn keyring(&self) -> Arc<Keyring> {
         // A poisoned lock only means a reload panicked; the ring it holds is still whole.
         self.keyring.read().unwrap_or_else(|e| e.into_inner()).clone()

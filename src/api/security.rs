@@ -53,8 +53,10 @@ impl Security {
             return Err(SecurityError::ExposedWithoutKeys { addr: bind });
         }
         access.watch();
-        if access.keys_required() {
-            tracing::info!(file = ?args.api_keys, bootstrap = args.bootstrap_key().is_some(), "API routes need a key");
+        if access.keys_required() && access.key_count() == 0 {
+            tracing::warn!(file = ?args.api_keys, "API routes need a key but the key file has none yet: add one with `visionquery keys add`");
+        } else if access.keys_required() {
+            tracing::info!(keys = access.key_count(), file = ?args.api_keys, "API routes need a key");
         } else if !bind.is_loopback() {
             tracing::warn!(%bind, "serving without API keys on a non-loopback address (--allow-anonymous)");
         }

@@ -231,6 +231,10 @@ impl Keyring {
         self.entries.is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// The owner of `key`, if any. Compares the key's hash with every entry without stopping
     /// early, each comparison in constant time, so the time taken says nothing about which
     /// entry (or how much of one) matched.
