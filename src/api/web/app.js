@@ -110,6 +110,8 @@
       if (key) sessionStorage.setItem(KEY_STORAGE, key); else sessionStorage.removeItem(KEY_STORAGE);
     } catch (_) { /* storage disabled: the key lasts until the page is left */ }
     memoryKey = key || '';
+    // Images fetched with another key are released; they are fetched again with this one.
+    for (const promise of imageUrls.values()) promise.then((u) => URL.revokeObjectURL(u), () => {});
     imageUrls.clear();
   }
   let memoryKey = '';
