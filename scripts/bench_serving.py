@@ -119,8 +119,11 @@ def _die_with_parent():
 
 def http(method: str, url: str, body=None, timeout: float = 30.0):
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data is not None else {})
+    # X-Requested-With: state changes without an API key need it (README, Access control).
+    headers = {"X-Requested-With": "visionquery"}
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             raw = r.read()

@@ -218,6 +218,9 @@ pub struct ServeArgs {
     /// 503 with `Retry-After` at once. Default: 2 × cores + 2.
     #[arg(long, env = "VQ_MAX_HEAVY_REQUESTS", default_value_t = default_max_heavy_requests(), value_parser = clap::value_parser!(u32).range(1..))]
     pub max_heavy_requests: u32,
+
+    #[command(flatten)]
+    pub access: AccessArgs,
 }
 
 /// Enough heavy requests to keep every core decoding while as many more receive their bodies,
@@ -231,4 +234,47 @@ fn default_max_heavy_requests() -> u32 {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// Who may call the API, how often, and from which pages (see README, "Access control").
+#[derive(Debug, Clone, Args)]
+pub struct AccessArgs {
+    /// Key file (`name scope hash` per line, written by `visionquery keys add`). With keys
+    /// (this file or `VQ_API_KEY`), every API route but /health, /ready, /metrics, the docs and
+    /// the web page needs `Authorization: Bearer <key>`. The bootstrap admin key is read from the
+    /// environment variable `VQ_API_KEY` only (never a flag: flags show in `ps`).
+    #[arg(long = "api-keys", env = "VQ_API_KEYS_FILE")]
+    pub api_keys: Option<PathBuf>,
+
+    /// Serve without keys on a non-loopback address, on purpose (refused otherwise).
+    #[arg(long, env = "VQ_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
+
+    /// Put /metrics behind a `read` key (open by default, for Prometheus).
+    #[arg(long, env = "VQ_METRICS_NEED_KEY")]
+    pub metrics_need_key: bool,
+
+    /// Requests per second each key (or each client address, without a key) may make, with
+    /// bursts of as many; more are answered 429 with `Retry-After`. Off when unset.
+    #[arg(long, env = "VQ_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: Option<u32>,
+
+    /// Origins other web pages may call the API from (CORS), e.g. `https://photos.example`;
+    /// repeat or comma-separate. Off when unset: only the page served here can.
+    #[arg(long = "cors-origin", env = "VQ_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Host names (the `Host` header, port ignored) the server answers to; others get 421, which
+    /// defeats DNS rebinding. Default: localhost, 127.0.0.1, ::1 and the --host address. `*`
+    /// accepts any (reasonable when every route needs a key).
+    #[arg(long = "allowed-hosts", env = "VQ_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl AccessArgs {
+    /// The bootstrap admin key: the environment variable `VQ_API_KEY` only, never a flag (the
+    /// arguments of a process are visible to every user of the machine).
+    pub fn bootstrap_key(&self) -> Option<String> {
+        std::env::var("VQ_API_KEY").ok().filter(|k| !k.trim().is_empty()).map(|k| k.trim().to_string())
+    }
 }

@@ -9,6 +9,7 @@
 //! handlers and the CLI share one pipeline.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod embed;
 pub mod engine;

@@ -79,12 +79,19 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Manage API keys (the file `serve --api-keys` reads): add, list, remove.
+    Keys {
+        #[command(flatten)]
+        keys: visionquery::auth::cli::KeysArgs,
+        #[command(flatten)]
+        log: LogArgs,
+    },
 }
 
 impl Command {
     fn log(&self) -> &LogArgs {
         match self {
-            Command::Migrate { log, .. } => log,
+            Command::Migrate { log, .. } | Command::Keys { log, .. } => log,
             Command::Serve(args) => &args.common.log,
             Command::Index { common, .. } | Command::Search { common, .. } | Command::Duplicates { common, .. } => &common.log,
         }
@@ -116,6 +123,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Search { query, top_k, json, common } => search(query, top_k, json, common).await,
             Command::Duplicates { threshold, json, common } => duplicates(threshold, json, common).await,
             Command::Migrate { from, to, batch, .. } => tokio::task::spawn_blocking(move || migrate(&from, &to, batch as usize)).await?,
+            Command::Keys { keys, .. } => visionquery::auth::cli::run(&keys).map(|out| print!("{out}")).map_err(Into::into),
         }
     });
     if let Some(provider) = tracer {
@@ -199,6 +207,8 @@ fn data_dirs(common: &CommonArgs) -> DataDirs {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let metrics = visionquery::metrics::install();
+    // Before anything slow: a server that must not start says so at once.
+    let security = api::Security::from_args(&args.access, args.host)?;
     let store = open_store(&args.common)?;
     let store_for_shutdown = store.clone();
     let embedder = Embedder::load_in_background(args.common.model_options());
@@ -221,10 +231,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         upload_timeout: std::time::Duration::from_secs(args.upload_timeout_secs),
         max_heavy_requests: args.max_heavy_requests as usize,
     };
-    let app = api::router(AppState { engine, jobs, metrics, limits, serving });
+    let app = api::router(AppState { engine, jobs, metrics, limits, serving, security });
     let addr = std::net::SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, roots = ?args.common.image_roots, data_dir = %args.common.data_dir.display(), "VisionQuery listening");
+    // The client address keys the rate limit of anonymous callers.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
     // So the next start loads the approximate index instead of rebuilding it.
     if let Err(e) = store_for_shutdown.save_caches() {

@@ -22,6 +22,7 @@ pub const INGEST_JOBS_RUNNING: &str = "vq_ingest_jobs_running";
 pub const INGEST_JOB_FILES: &str = "vq_ingest_job_files_total";
 pub const IMAGE_DECODES: &str = "vq_image_decodes_total";
 pub const BUILD_INFO: &str = "vq_build_info";
+pub const RATE_LIMITED: &str = "vq_rate_limited_total";
 
 const MODEL_STATES: [&str; 3] = ["loading", "ready", "failed"];
 const MODALITIES: [&str; 2] = ["text", "image"];
@@ -63,6 +64,7 @@ fn describe_and_preregister() {
     describe_counter!(INGEST_JOB_FILES, "Files handled by directory jobs, by outcome (indexed, skipped, failed)");
     describe_counter!(IMAGE_DECODES, "Full-size image decodes for embedding, by purpose (ingest, upload)");
     describe_gauge!(BUILD_INFO, "Build information");
+    describe_counter!(RATE_LIMITED, "Requests refused with 429 by the rate limit, by key name (\"anonymous\" without a key)");
 
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     for modality in MODALITIES {
@@ -124,4 +126,9 @@ pub fn job_file(outcome: &'static str) {
 
 pub fn image_decode(purpose: &'static str) {
     metrics::counter!(IMAGE_DECODES, "purpose" => purpose).increment(1);
+}
+
+/// A request refused by the rate limit; `key` is the key's name or "anonymous", never the key.
+pub fn rate_limited(key: &str) {
+    metrics::counter!(RATE_LIMITED, "key" => key.to_string()).increment(1);
 }

@@ -437,7 +437,7 @@ fn oversized_upload(url: &str, length: usize) -> (u16, Value) {
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let head = format!(
-        "POST /ingest/upload HTTP/1.1\r\nhost: {address}\r\ncontent-type: multipart/form-data; boundary=XyZ\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n--XyZ\r\n"
+        "POST /ingest/upload HTTP/1.1\r\nhost: {address}\r\nx-requested-with: visionquery\r\ncontent-type: multipart/form-data; boundary=XyZ\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n--XyZ\r\n"
     );
     stream.write_all(head.as_bytes()).unwrap();
     let mut response = String::new();

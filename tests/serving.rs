@@ -414,7 +414,7 @@ fn stalled_request(url: &str, target: &str, content_type: &str, length: usize, s
     let address = url.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let head = format!("POST {target} HTTP/1.1\r\nhost: {address}\r\ncontent-type: {content_type}\r\ncontent-length: {length}\r\n\r\n");
+    let head = format!("POST {target} HTTP/1.1\r\nhost: {address}\r\nx-requested-with: visionquery\r\ncontent-type: {content_type}\r\ncontent-length: {length}\r\n\r\n");
     let started = Instant::now();
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(sent).unwrap();
@@ -542,7 +542,11 @@ fn many_large_uploads_and_huge_image_searches_keep_memory_bounded_and_other_clie
                 let (barrier, uploads, huge, server) = (&barrier, &uploads, &huge, &server);
                 s.spawn(move || {
                     barrier.wait();
-                    let c = reqwest::blocking::Client::builder().timeout(Duration::from_secs(600)).build().unwrap();
+                    let c = reqwest::blocking::Client::builder()
+                        .timeout(Duration::from_secs(600))
+                        .default_headers(common::server::same_page_headers())
+                        .build()
+                        .unwrap();
                     if i % 2 == 0 {
                         let part = reqwest::blocking::multipart::Part::bytes(uploads[i / 2 % 4].clone()).file_name(format!("big{i}.png"));
                         let form = reqwest::blocking::multipart::Form::new().part("files", part);

@@ -24,6 +24,9 @@ pub struct ErrorDetail {
     pub code: &'static str,
     /// Human-readable explanation.
     pub message: String,
+    /// The request's `X-Request-Id` (also on the response's header), to find it in the logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -59,7 +62,8 @@ impl IntoResponse for ApiError {
         } else if self.status.is_server_error() {
             tracing::error!(status = %self.status, code = self.code, message = %self.message, "request failed");
         }
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
+        let request_id = super::request_id::current();
+        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message, request_id } };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));

@@ -216,7 +216,7 @@ pub async fn ingest_upload(
                     status: "error",
                     id: None,
                     duplicate: None,
-                    error: Some(super::error::ErrorDetail { code: e.code, message: e.message }),
+                    error: Some(super::error::ErrorDetail { code: e.code, message: e.message, request_id: None }),
                 }
             }
         };

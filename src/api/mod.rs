@@ -1,14 +1,18 @@
 //! The HTTP room: router, handlers, wire types, error → status mapping, metrics and docs.
 //! The only module that knows HTTP; it talks to the rest through [`crate::engine::Engine`].
 
+pub mod access;
 pub mod docs;
 pub mod dto;
 pub mod error;
 pub mod files;
 mod filters;
 pub mod handlers;
+pub mod limits;
 mod observe;
 pub mod overload;
+pub mod request_id;
+pub mod security;
 mod web;
 
 use std::sync::Arc;
@@ -22,6 +26,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::engine::jobs::JobManager;
 use crate::engine::Engine;
 pub use overload::ServingLimits;
+pub use security::Security;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -30,6 +35,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub limits: BodyLimits,
     pub serving: ServingLimits,
+    /// Keys, rate limits, allowed hosts and origins.
+    pub security: Security,
 }
 
 /// Request size limits.
@@ -44,6 +51,7 @@ pub struct BodyLimits {
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     let (limits, serving) = (state.limits, state.serving);
+    let security = state.security.clone();
     // Heavy routes share one budget of requests in flight; see `overload`.
     let heavy = from_fn_with_state(overload::HeavyGate::new(serving.max_heavy_requests), overload::shed);
     let uploads = Router::new()
@@ -60,7 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/duplicates", get(handlers::duplicates))
         .layer(heavy)
         .layer(from_fn_with_state(serving.upload_timeout, overload::deadline));
-    Router::new()
+    let router = Router::new()
         .route("/health", get(handlers::health))
         .route("/ready", get(handlers::ready))
         .route("/metrics", get(handlers::metrics))
@@ -79,17 +87,31 @@ pub fn router(state: AppState) -> Router {
         .merge(long)
         .merge(docs::routes())
         .merge(web::routes())
+        // Per route (they read the matched route): the rate limit below the guard that names
+        // the caller. The 404 fallback, added after, is open.
+        .layer(from_fn_with_state(security.rate.clone(), limits::throttle))
+        .layer(from_fn_with_state(security.access.clone(), access::guard))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::middleware::from_fn(observe::record))
+        .layer(axum::middleware::from_fn(security::headers));
+    // Outside the guard, so a listed origin's preflight is answered without a key.
+    let router = match security.cors.clone() {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router
+        .layer(from_fn_with_state(security.hosts.clone(), security::check_host))
         // One span per request (exported when OpenTelemetry is on); logging is `observe`'s job.
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
-                .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .make_span_with(observe::request_span)
                 .on_request(())
                 .on_response(())
                 .on_failure(()),
         )
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(observe::panic_response))
+        // Outermost: every layer, log line and error body below sees the id.
+        .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }

@@ -23,6 +23,20 @@ pub async fn record(request: Request, next: Next) -> Response {
     response
 }
 
+/// The request span: every log line inside carries the request id and, once the access guard
+/// has identified the caller, the key's name (never the key). At ERROR level so the fields show
+/// whatever the log filter (a span filtered out would drop them from the lines inside it).
+pub fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let id = request.headers().get(super::request_id::X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::error_span!(
+        "request",
+        method = %request.method(),
+        uri = %request.uri().path(),
+        request_id = %id,
+        key = tracing::field::Empty,
+    )
+}
+
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
 }

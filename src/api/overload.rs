@@ -68,7 +68,7 @@ pub async fn shed(State(gate): State<HeavyGate>, request: Request, next: Next) -
     }
 }
 
-async fn discard(mut body: Body) {
+pub(super) async fn discard(mut body: Body) {
     let drain = async {
         let mut read = 0u64;
         while let Some(Ok(frame)) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {

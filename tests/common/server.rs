@@ -18,6 +18,8 @@ pub struct Server {
     pub model: PathBuf,
     /// Working directory of the server process, when the test sets one.
     pub cwd: Option<PathBuf>,
+    /// Where the server's stderr goes, when a test reads its log (else inherited).
+    pub log: Option<PathBuf>,
     _tmp: tempfile::TempDir,
 }
 
@@ -25,9 +27,26 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
 }
 
-/// Generous: CI machines are small and a test may load the server on purpose.
+/// Generous: CI machines are small and a test may load the server on purpose. Sends the
+/// header the web page sends (`X-Requested-With: visionquery`), without which a request that
+/// changes state and carries no key is refused as possibly cross-site.
 pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(180))
+        .default_headers(same_page_headers())
+        .build()
+        .expect("http client")
+}
+
+/// A client that sends only what a foreign web page could: no key, no custom header.
+pub fn bare_client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(Duration::from_secs(180)).build().expect("http client")
+}
+
+pub fn same_page_headers() -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-requested-with", reqwest::header::HeaderValue::from_static("visionquery"));
+    headers
 }
 
 impl Server {
@@ -73,10 +92,38 @@ impl Server {
             extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             model: model.to_path_buf(),
             cwd: relative_data_dir.then(|| tmp.path().to_path_buf()),
+            log: None,
             _tmp: tmp,
         };
         server.spawn();
         server
+    }
+
+    /// A server whose stderr (at debug level, unless `env` says otherwise) is kept in a file
+    /// the test reads with [`Server::log_text`].
+    pub fn start_logging(extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let image_root = tmp.path().join("images");
+        std::fs::create_dir_all(&image_root).expect("image root");
+        let mut server = Server {
+            child: None,
+            url: String::new(),
+            data_dir: tmp.path().join("index"),
+            image_root,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_env: [("VQ_LOG", "debug")].iter().chain(env).map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            model: super::tiny_model(),
+            cwd: None,
+            log: Some(tmp.path().join("server.log")),
+            _tmp: tmp,
+        };
+        server.spawn();
+        server
+    }
+
+    /// Everything the server wrote on stderr so far (servers started with `start_logging`).
+    pub fn log_text(&self) -> String {
+        self.log.as_ref().map(|p| std::fs::read_to_string(p).unwrap_or_default()).unwrap_or_default()
     }
 
     fn spawn(&mut self) {
@@ -92,6 +139,10 @@ impl Server {
         if let Some(cwd) = &self.cwd {
             command.current_dir(cwd);
         }
+        let stderr = match &self.log {
+            Some(path) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).expect("server log file")),
+            None => Stdio::inherit(),
+        };
         let child = command
             .arg("serve")
             .arg("--model")
@@ -105,7 +156,7 @@ impl Server {
             .env("VQ_LOG", "warn")
             .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("starting visionquery serve");
         self.child = Some(child);

@@ -69,9 +69,11 @@ bad()  { FAIL=$((FAIL+1)); printf 'FAIL %s\n' "$*"; }
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-# Run compose in a clean environment for interpolation: the file's own defaults must work.
+# Run compose in a clean environment for interpolation: the file's own defaults must work. The
+# one setting without a default is the API key (required: the API listens on every interface).
+TEST_API_KEY=check-compose-admin-key-0123456789
 compose() {
-  env -u VQ_MODEL -u VQ_LOG_FORMAT -u COMPOSE_PROJECT_NAME -u COMPOSE_FILE \
+  env -u VQ_MODEL -u VQ_LOG_FORMAT -u COMPOSE_PROJECT_NAME -u COMPOSE_FILE -u VQ_ALLOWED_HOSTS VQ_API_KEY="$TEST_API_KEY" \
     "${COMPOSE[@]}" --project-directory "$(dirname "$COMPOSE_FILE")" -f "$COMPOSE_FILE" "$@"
 }
 
@@ -99,6 +101,15 @@ else
   sed 's/^/    /' "$WORK/config.err"
   printf 'check_compose: %d passed, %d failed\n' "$PASS" "$FAIL"
   exit 1
+fi
+
+# 2b. Without a key, Compose refuses to start the API and says which variable to set.
+if env -u VQ_API_KEY "${COMPOSE[@]}" --project-directory "$(dirname "$COMPOSE_FILE")" -f "$COMPOSE_FILE" config --quiet >"$WORK/nokey.out" 2>&1; then
+  bad "compose config accepted the file without VQ_API_KEY (the API would listen on every interface without a key)"
+elif grep -q VQ_API_KEY "$WORK/nokey.out"; then
+  ok "compose config without VQ_API_KEY is refused, naming VQ_API_KEY"
+else
+  bad "compose config without VQ_API_KEY failed for another reason: $(head -n1 "$WORK/nokey.out")"
 fi
 
 # 3. Structural assertions on the normalised model.
@@ -151,7 +162,8 @@ check(m is not None and m.get("type") == "bind" and m.get("read_only") is True
       "api bind-mounts ./data/images read-only at /data/images")
 env = api.get("environment", {})
 expect_env = {"VQ_DATA_DIR": "/data/index", "VQ_IMAGE_ROOTS": "/data/images", "VQ_HOST": "0.0.0.0",
-              "VQ_PORT": "8000", "HF_HOME": "/models", "VQ_MODEL": "Xenova/clip-vit-base-patch32"}
+              "VQ_PORT": "8000", "HF_HOME": "/models", "VQ_MODEL": "Xenova/clip-vit-base-patch32",
+              "VQ_API_KEY": "check-compose-admin-key-0123456789", "VQ_ALLOWED_HOSTS": "*"}
 for k, v in expect_env.items():
     check(env.get(k) == v, f"api env {k}={v} (got {env.get(k)!r})")
 hc = api.get("healthcheck", {})
@@ -258,7 +270,7 @@ fi
 compose --profile postgres config --format json >"$WORK/profile.json" 2>/dev/null || echo '{}' >"$WORK/profile.json"
 # Credentials set: they must reach both PostgreSQL and the replicas' store URL.
 env -u VQ_MODEL -u VQ_LOG_FORMAT -u COMPOSE_PROJECT_NAME -u COMPOSE_FILE -u COMPOSE_PROFILES \
-  VQ_PG_USER=vq_user_x VQ_PG_PASSWORD=s3cret-Pw VQ_PG_DB=vq_db_x \
+  VQ_API_KEY="$TEST_API_KEY" VQ_PG_USER=vq_user_x VQ_PG_PASSWORD=s3cret-Pw VQ_PG_DB=vq_db_x \
   "${COMPOSE[@]}" --project-directory "$(dirname "$COMPOSE_FILE")" -f "$COMPOSE_FILE" \
   --profile postgres config --format json >"$WORK/profile-creds.json" 2>/dev/null || echo '{}' >"$WORK/profile-creds.json"
 # What the documented `docker compose --profile postgres up proxy grafana` starts.
@@ -330,6 +342,8 @@ for r in REPLICAS:
     env = s.get("environment", {})
     dep = s.get("depends_on", {}).get("postgres", {})
     check(dep.get("condition") == "service_healthy", f"{r} depends on postgres being healthy")
+    check(env.get("VQ_API_KEY") == "check-compose-admin-key-0123456789",
+          f"{r} takes its admin key from VQ_API_KEY (it listens on every interface)")
     for label, model, want in (("defaults", cfg, (pg_env.get("POSTGRES_USER"), pg_env.get("POSTGRES_PASSWORD"), pg_env.get("POSTGRES_DB"))),
                                ("VQ_PG_*", creds, ("vq_user_x", "s3cret-Pw", "vq_db_x"))):
         url = model.get("services", {}).get(r, {}).get("environment", {}).get("VQ_STORE", "")

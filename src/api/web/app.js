@@ -92,8 +92,120 @@
     return new ApiError(status, code, message);
   }
 
+  // ---------------------------------------------------------------- API keys
+  // With keys configured the server answers 401; the page then asks for a key, keeps it for this
+  // browser tab only (sessionStorage) and sends it as a header on every call. Keys never go into
+  // URLs (they would end up in logs and history): images are fetched with the header and shown
+  // from blob: URLs.
+
+  const KEY_STORAGE = 'visionquery.apiKey';
+  let keyPrompt = null;  // the pending prompt, shared by every call that got a 401
+
+  function apiKey() {
+    try { return sessionStorage.getItem(KEY_STORAGE) || ''; } catch (_) { return ''; }
+  }
+
+  function setApiKey(key) {
+    try {
+      if (key) sessionStorage.setItem(KEY_STORAGE, key); else sessionStorage.removeItem(KEY_STORAGE);
+    } catch (_) { /* storage disabled: the key lasts until the page is left */ }
+    memoryKey = key || '';
+    // Images fetched with another key are released; they are fetched again with this one.
+    for (const promise of imageUrls.values()) promise.then((u) => URL.revokeObjectURL(u), () => {});
+    imageUrls.clear();
+  }
+  let memoryKey = '';
+
+  function currentKey() { return apiKey() || memoryKey; }
+
+  /** The headers every call sends: the key, and the header that marks same-page requests. */
+  function authHeaders(headers = {}) {
+    headers['X-Requested-With'] = 'visionquery';
+    const key = currentKey();
+    if (key) headers.Authorization = 'Bearer ' + key;
+    return headers;
+  }
+
+  /** Asks for a key; resolves true when one was entered, false when the person cancelled. */
+  function askForKey(rejected) {
+    if (keyPrompt) return keyPrompt;
+    const dialog = $('key-dialog');
+    const input = $('key-input');
+    setText($('key-reason'), rejected
+      ? 'That key was not accepted. Enter another API key.'
+      : 'This server needs an API key. Ask its administrator for one (visionquery keys add).');
+    input.value = '';
+    keyPrompt = new Promise((resolve) => {
+      const done = (ok) => {
+        $('key-form').removeEventListener('submit', onSubmit);
+        $('key-cancel').removeEventListener('click', onCancel);
+        dialog.removeEventListener('cancel', onCancel);
+        if (dialog.open) dialog.close();
+        keyPrompt = null;
+        resolve(ok);
+      };
+      const onSubmit = (e) => {
+        e.preventDefault();
+        const key = input.value.trim();
+        if (!key) { input.focus(); return; }
+        setApiKey(key);
+        done(true);
+      };
+      const onCancel = (e) => { if (e) e.preventDefault(); done(false); };
+      $('key-form').addEventListener('submit', onSubmit);
+      $('key-cancel').addEventListener('click', onCancel);
+      dialog.addEventListener('cancel', onCancel);
+      if (!dialog.open) dialog.showModal();
+      input.focus();
+    });
+    return keyPrompt;
+  }
+
+  /** After a 401: forget a key the server refused and ask for one. True when there is a new key. */
+  async function recoverFrom401() {
+    const hadKey = Boolean(currentKey());
+    if (hadKey) setApiKey('');
+    return askForKey(hadKey);
+  }
+
+  // Image URLs fetched with the key, as blob: URLs (bounded; the oldest are released).
+  const imageUrls = new Map();
+  const MAX_IMAGE_URLS = 400;
+
+  async function blobUrl(url) {
+    let entry = imageUrls.get(url);
+    if (!entry) {
+      entry = fetch(url, { headers: authHeaders() }).then(async (r) => {
+        if (!r.ok) throw new ApiError(r.status, 'http_' + r.status, 'image not available');
+        return URL.createObjectURL(await r.blob());
+      });
+      imageUrls.set(url, entry);
+      entry.catch(() => imageUrls.delete(url));
+      while (imageUrls.size > MAX_IMAGE_URLS) {
+        const [oldest, promise] = imageUrls.entries().next().value;
+        imageUrls.delete(oldest);
+        promise.then((u) => URL.revokeObjectURL(u), () => {});
+      }
+    }
+    return entry;
+  }
+
+  /** Shows `url` in `img`: directly without a key, else through a blob: URL fetched with it. */
+  function setImageSrc(img, url) {
+    if (!currentKey()) {
+      img.src = url;
+      return;
+    }
+    img.removeAttribute('srcset');
+    img.dataset.src = url;
+    blobUrl(url).then((u) => { if (img.dataset.src === url) img.src = u; }, async (err) => {
+      if (err && err.status === 401 && await recoverFrom401()) { setImageSrc(img, url); return; }
+      img.dispatchEvent(new Event('error'));
+    });
+  }
+
   async function api(method, path, body, options = {}) {
-    const init = { method, headers: { Accept: 'application/json' }, signal: options.signal };
+    const init = { method, headers: authHeaders({ Accept: 'application/json' }), signal: options.signal };
     if (body instanceof FormData) {
       init.body = body;
     } else if (body !== undefined) {
@@ -108,6 +220,7 @@
       throw new ApiError(0, 'network_error', 'Could not reach the server. Is it running?');
     }
     const text = await response.text();
+    if (response.status === 401 && await recoverFrom401()) return api(method, path, body, options);
     if (!response.ok) throw errorFrom(response.status, response.statusText, text);
     if (!text) return null;
     try {
@@ -173,6 +286,8 @@
         else if (k === 'text') node.textContent = v;
         else if (k === 'dataset') { for (const [dk, dv] of Object.entries(v)) if (dv != null) node.dataset[dk] = dv; }
         else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+        else if (tag === 'img' && k === 'src') setImageSrc(node, v);
+        else if (tag === 'img' && k === 'srcset' && currentKey()) continue;
         else node.setAttribute(k, v === true ? '' : v);
       }
     }
@@ -647,7 +762,7 @@
     setText(el.detailScore, hit ? 'Score ' + formatScore(hit.score) : '');
     el.detailScore.hidden = !hit;
     el.detailImg.alt = name;
-    el.detailImg.src = fileUrl(id);
+    setImageSrc(el.detailImg, fileUrl(id));
     el.detailOpen.href = fileUrl(id);
     el.detailMeta.replaceChildren(make('div', { class: 'meta-loading', text: 'Loading details…' }));
     el.detailConfirm.hidden = true;
@@ -1055,7 +1170,7 @@
   }
 
   function showImageChip(id, name) {
-    el.chipImg.src = thumbUrl(id, 64);
+    setImageSrc(el.chipImg, thumbUrl(id, 64));
     setText(el.chipName, name);
     el.chip.hidden = false;
   }
@@ -1172,7 +1287,7 @@
       const form = new FormData();
       form.append('files', file, file.name);
       xhr.open('POST', '/ingest/upload');
-      xhr.setRequestHeader('Accept', 'application/json');
+      for (const [name, value] of Object.entries(authHeaders({ Accept: 'application/json' }))) xhr.setRequestHeader(name, value);
       xhr.timeout = 10 * 60 * 1000;
       setUploadState(row, 'uploading', 'Uploading…');
       xhr.upload.addEventListener('progress', (e) => {
@@ -1185,7 +1300,11 @@
         row.progress.removeAttribute('value'); // indeterminate while the server indexes it
         setUploadState(row, 'indexing', 'Indexing…');
       });
-      xhr.addEventListener('load', () => {
+      xhr.addEventListener('load', async () => {
+        if (xhr.status === 401 && await recoverFrom401()) {
+          resolve(uploadOne(file, row));
+          return;
+        }
         row.progress.value = 100;
         if (xhr.status >= 200 && xhr.status < 300) {
           let body = null;
@@ -1502,6 +1621,16 @@
     el.dialog.addEventListener('click', (e) => { if (e.target === el.dialog) closeDetail(); });
     el.detailSimilar.addEventListener('click', () => likeFromDetail('positive'));
     el.detailLess.addEventListener('click', () => likeFromDetail('negative'));
+    // With a key, a plain link would open the file without it: open the fetched copy instead.
+    el.detailOpen.addEventListener('click', (e) => {
+      if (!currentKey()) return;
+      e.preventDefault();
+      const tab = window.open('', '_blank');
+      blobUrl(el.detailOpen.href).then((u) => { if (tab) tab.location.href = u; }, (err) => {
+        if (tab) tab.close();
+        showError(el.detailError, err);
+      });
+    });
     el.filters.addEventListener('submit', (e) => e.preventDefault());
     el.filters.addEventListener('change', (e) => {
       if (e.target === el.fFolder) return; // typed: handled on input, after a pause
