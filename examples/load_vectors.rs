@@ -154,7 +154,7 @@ fn record(i: usize) -> ImageRecord {
 fn load_embedded(a: &Args, dir: &PathBuf, fp: &str) -> Res<serde_json::Value> {
     let t0 = Instant::now();
     // Opened as the server opens it.
-    let store = open(&StoreLocation::Embedded(dir.clone()))?;
+    let store = open(&StoreLocation::embedded(dir.clone()))?;
     store.bind_model(fp, a.dim)?;
     let mut src = Source::open(a)?;
     let mut last = Instant::now();
@@ -232,11 +232,11 @@ fn load_postgres(a: &Args, url: &str, fp: &str) -> Res<serde_json::Value> {
             for (r, v) in src.batch(a.batch)? {
                 let f = Facets::of(&r);
                 let json = Jsonb(serde_json::to_string(&r)?);
-                let ingested = f.ingested.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
-                let taken = f.taken.map(|t| t.clamp(i64::MIN as i128, i64::MAX as i128) as i64);
+                let ingested = f.ingested;
+                let taken = f.taken;
                 let (lat, lon) = f.location.map_or((None, None), |l| (Some(l.lat), Some(l.lon)));
                 let hv = pgvector::HalfVector::from_f32_slice(&v);
-                w.write(&[&r.id, &r.path, &json, &ingested, &taken, &f.camera, &f.format, &lat, &lon, &f.photo_read, &hv])?;
+                w.write(&[&r.id, &r.path, &json, &ingested, &taken, &&*f.camera, &&*f.format, &lat, &lon, &f.photo_read, &hv])?;
             }
             if last.elapsed() > Duration::from_secs(10) {
                 eprintln!("postgres: {}/{} rows copied ({:.0} s)", src.next, src.count, t_copy.elapsed().as_secs_f64());

@@ -81,7 +81,7 @@ impl Facets {
     }
 }
 
-fn nanos(t: i128) -> i64 {
+pub fn nanos(t: i128) -> i64 {
     i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX })
 }
 

@@ -23,7 +23,7 @@ use postgres::error::SqlState;
 use postgres::{Client, NoTls, Row, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 
-use self::query::{bind_vector, conditions, nanos, order_by, Sql};
+use self::query::{bind_vector, conditions, order_by, Sql};
 use super::filter::{Facets, Filter, SortBy};
 use super::matrix::Matrix;
 use super::{duplicates, DuplicateGroup, Hit, ImageRecord, Page, PhotoMeta, SearchQuery, StoreError, StoreInfo, Upserted, VectorStore};
@@ -385,10 +385,10 @@ fn write_image(txn: &mut Transaction, record: &ImageRecord, vector: &[f32]) -> R
                 &record.id,
                 &record.path,
                 &json,
-                &nanos(facets.ingested),
-                &facets.taken.map(nanos),
-                &facets.camera,
-                &facets.format,
+                &facets.ingested,
+                &facets.taken,
+                &&*facets.camera,
+                &&*facets.format,
                 &lat,
                 &lon,
                 &facets.photo_read,
@@ -615,7 +615,7 @@ impl VectorStore for PgStore {
                     .execute(
                         "UPDATE vq_images SET record = $2::text::jsonb, taken_ns = $3, camera = $4, lat = $5, lon = $6, photo_read = true
                          WHERE id = $1",
-                        &[&id, &json, &facets.taken.map(nanos), &facets.camera, &lat, &lon],
+                        &[&id, &json, &facets.taken, &&*facets.camera, &lat, &lon],
                     )
                     .map_err(sql_err)?;
                 Ok(n > 0)

@@ -5,7 +5,7 @@
 use pgvector::HalfVector;
 use postgres::types::ToSql;
 
-use crate::store::filter::{Filter, SortBy};
+use crate::store::filter::{nanos, Filter, SortBy};
 
 /// SQL text with numbered parameters, built up piece by piece.
 #[derive(Default)]
@@ -23,11 +23,6 @@ impl Sql {
     pub fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
     }
-}
-
-/// Nanoseconds since the epoch as stored (clamped to what a bigint holds: years 1677-2262).
-pub fn nanos(value: i128) -> i64 {
-    value.clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
 /// The conditions of `filter` (metadata only; the score floor is added by the caller, which
