@@ -81,6 +81,7 @@ impl Facets {
     }
 }
 
+/// Unix nanoseconds as stored (saturating at the years 1677 and 2262).
 pub fn nanos(t: i128) -> i64 {
     i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX })
 }
