@@ -23,7 +23,7 @@
 use std::error::Error;
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
@@ -151,10 +151,10 @@ fn record(i: usize) -> ImageRecord {
     r
 }
 
-fn load_embedded(a: &Args, dir: &PathBuf, fp: &str) -> Res<serde_json::Value> {
+fn load_embedded(a: &Args, dir: &Path, fp: &str) -> Res<serde_json::Value> {
     let t0 = Instant::now();
     // Opened as the server opens it.
-    let store = open(&StoreLocation::embedded(dir.clone()))?;
+    let store = open(&StoreLocation::embedded(dir))?;
     store.bind_model(fp, a.dim)?;
     let mut src = Source::open(a)?;
     let mut last = Instant::now();
