@@ -19,26 +19,13 @@ use std::time::Instant;
 use ndarray::{s, Array2};
 use rayon::prelude::*;
 
+#[path = "common/random.rs"]
+mod random;
+use random::{percentile, unit, Rng};
+
 const DIM: usize = 512;
 const QUERIES: usize = 500;
 const RESCORE: usize = 50;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as f32 + 0.5) / (1u64 << 24) as f32
-    }
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (self.next(), self.next());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f32::consts::PI * v).cos()
-    }
-}
-
-fn unit(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|x| *x /= n);
-}
 
 struct Clusters {
     centres: Vec<Vec<f32>>,
@@ -109,10 +96,6 @@ fn ground_truth(data: &[f32], queries: &[f32]) -> Vec<Vec<(usize, f32)>> {
 fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     statm.split_whitespace().nth(1).and_then(|p| p.parse::<usize>().ok()).unwrap_or(0) * 4096
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 /// An index under test: returns candidate rows for a query at a search breadth `ef`.

@@ -13,29 +13,11 @@ use std::time::Instant;
 use visionquery::engine::metadata::read_photo_meta;
 use visionquery::store::{conformance_record, Camera, EmbeddedStore, Filter, SearchQuery, SortBy, TakenAt, VectorStore};
 
+#[path = "common/random.rs"]
+mod random;
+use random::{percentile, unit, Rng};
+
 const DIM: usize = 512;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as f32 + 0.5) / (1u64 << 24) as f32
-    }
-    /// Standard normal (Box-Muller).
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (self.next(), self.next());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f32::consts::PI * v).cos()
-    }
-}
-
-fn unit(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|x| *x /= n);
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);

@@ -44,7 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     CLEAN, DEFAULT_CACHE, DEFAULT_CONFIG, DEFAULT_IMAGES, REPO, SCRIPTS, CpuMonitor, ensure_reference_python, fmt, log,
-    machine_info, machine_line, measure, pct, reproduce_footer, update_markdown, wait_quiet,
+    machine_info, machine_line, measure, pct, publish, reproduce_footer, wait_quiet,
 )
 
 SECTION = "embed"  # <!-- bench:embed:start/end --> in BENCHMARKS.md
@@ -760,14 +760,7 @@ def main(argv=None) -> int:
         "fp32": goal(engines["ours_fp32"], engines["torch_fp32"], args.batches, 1.15, rounds["ours_fp32"], rounds["torch_fp32"]),
         "quantized": goal(engines["ours_quantized"], engines["torch_fp32"], args.batches, 3.0, rounds["ours_quantized"], rounds["torch_fp32"]),
     }
-    out_dir = REPO / "bench-results"
-    out_dir.mkdir(exist_ok=True)
-    (out_dir / json_name).write_text(json.dumps(results, indent=1, default=str))
-    section = render(results)
-    print(section)
-    if not args.no_markdown:
-        update_markdown(SECTION, section, "## Embedder")
-        log(f"updated BENCHMARKS.md; raw results in bench-results/{json_name}")
+    publish(results, json_name, render(results), SECTION, "## Embedder", markdown=not args.no_markdown)
     return 0
 
 

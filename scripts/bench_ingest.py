@@ -287,13 +287,7 @@ def main(argv=None) -> int:
     res["timestamp"] = stamp.strftime("%Y-%m-%d %H:%M UTC")
     res["json_name"] = f"ingest-{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
     res["machine"] = bl.machine_info(args.threads)
-    out = REPO / "bench-results"
-    out.mkdir(exist_ok=True)
-    (out / res["json_name"]).write_text(json.dumps(res, indent=1))
-    section = render(res)
-    print(section)
-    if not args.no_markdown:
-        bl.update_markdown(SECTION, section, "## End-to-end ingest")
+    bl.publish(res, res["json_name"], render(res), SECTION, "## End-to-end ingest", markdown=not args.no_markdown)
     return 0
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import shutil
 import statistics
 import subprocess
@@ -400,14 +399,7 @@ def main(argv=None) -> int:
         "fidelity": fid, "summary": summary, "avx2_emulated": emulated,
         "raw": {f"{n}@{b}": v for (n, b), v in raw.items()},
     }
-    out_dir = bl.REPO / "bench-results"
-    out_dir.mkdir(exist_ok=True)
-    (out_dir / res["json_name"]).write_text(json.dumps(res, indent=1, default=str))
-    section = render(res)
-    print(section)
-    if not args.no_markdown:
-        bl.update_markdown(SECTION, section, HEADING)
-        bl.log(f"updated BENCHMARKS.md; raw results in bench-results/{res['json_name']}")
+    bl.publish(res, res["json_name"], render(res), SECTION, HEADING, markdown=not args.no_markdown)
     return 0
 
 

@@ -37,26 +37,22 @@ wrk itself runs on the same cores as the server; its CPU use is recorded.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import datetime as dt
 import json
 import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     DEFAULT_CACHE, DEFAULT_CONFIG, DEFAULT_IMAGES, REPO, SCRIPTS, CpuMonitor, fmt, log, machine_info, machine_line,
-    reference_python, update_markdown, wait_quiet,
+    reference_python, update_markdown, wait_quiet, ServerProcess, free_port, http,
 )
 
 DEFAULT_CAPTIONS = Path("/work/shared/data/photos/captions.json")
@@ -103,100 +99,22 @@ def build_binary(no_build: bool) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _die_with_parent():
-    """Child side of Popen: get SIGKILL if this script dies without cleaning up."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def http(method: str, url: str, body=None, timeout: float = 30.0):
-    data = None if body is None else json.dumps(body).encode()
-    # X-Requested-With: state changes without an API key need it (README, Access control).
-    headers = {"X-Requested-With": "visionquery"}
-    if data is not None:
-        headers["Content-Type"] = "application/json"
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            raw = r.read()
-            status = r.status
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        status = e.code
-    text = raw.decode(errors="replace")
-    try:
-        return status, json.loads(text)
-    except ValueError:
-        return status, text
-
-
-class Server:
+class Server(ServerProcess):
     def __init__(self, binary: Path, model: Path, precision: str, images: Path, threads: int, max_batch: int | None,
                  workdir: Path):
         self.precision = precision
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
         self.log_mark = 0
         self.data_dir = workdir / f"data-{precision}"
-        self.log_path = workdir / f"server-{precision}.log"
-        self.cmd = [str(binary), "serve", "--model", str(model), "--data-dir", str(self.data_dir),
-                    "--image-root", str(images), "--host", "127.0.0.1", "--port", str(self.port),
-                    "--precision", precision, "--threads", str(threads)]
+        port = free_port()
+        cmd = [str(binary), "serve", "--model", str(model), "--data-dir", str(self.data_dir),
+               "--image-root", str(images), "--host", "127.0.0.1", "--port", str(port),
+               "--precision", precision, "--threads", str(threads)]
         if max_batch:
-            self.cmd += ["--max-batch", str(max_batch)]
-        self.proc = None
-
-    def start(self, timeout: float = 300.0) -> float:
-        log("starting:", " ".join(self.cmd))
-        self._log = open(self.log_path, "w")
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-        while time.monotonic() - t0 < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with code {self.proc.returncode}; log:\n{self.log_tail()}")
-            try:
-                status, _ = http("GET", self.base + "/ready", timeout=2)
-                if status == 200:
-                    return time.monotonic() - t0
-            except (OSError, urllib.error.URLError):
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"server not ready after {timeout:.0f} s; log:\n{self.log_tail()}")
-
-    def log_tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def log_lines(self) -> list[str]:
-        try:
-            return self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return []
+            cmd += ["--max-batch", str(max_batch)]
+        super().__init__(cmd, port, workdir / f"server-{precision}.log")
 
     def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                log("server did not stop after SIGTERM; killing it")
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
+        return super().stop(grace=15)
 
     def metrics(self) -> dict:
         status, text = http("GET", self.base + "/metrics")

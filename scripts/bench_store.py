@@ -54,14 +54,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     DEFAULT_CACHE, REPO, CpuMonitor, cpu_seconds_of, ensure_reference_python, fmt, log, machine_info, machine_line,
-    update_markdown, wait_quiet,
+    publish, update_markdown, wait_quiet, DEFAULT_CONFIG, ServerProcess, free_port, http,
 )
 
 ensure_reference_python(("numpy",))
 import numpy as np  # noqa: E402
 
-from bench_serving import ensure_checkpoint, free_port, http, wrk_version, _die_with_parent  # noqa: E402
-from benchlib import DEFAULT_CONFIG  # noqa: E402
+from bench_serving import ensure_checkpoint, wrk_version  # noqa: E402
 
 HEADING_PREFIX = "## Store at scale"
 STORE_CACHE = DEFAULT_CACHE / "store"
@@ -341,59 +340,19 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-class Server:
+class Server(ServerProcess):
     def __init__(self, binary: Path, args, data_dir: Path, workdir: Path, name: str, store: str | None = None):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / f"server-{name}.log"
         roots = workdir / "image-root"
         roots.mkdir(exist_ok=True)
-        self.cmd = [str(binary), "serve", "--model", str(args.model), "--precision", args.precision,
-                    "--data-dir", str(data_dir), "--image-root", str(roots), "--host", "127.0.0.1",
-                    "--port", str(self.port)]
+        port = free_port()
+        cmd = [str(binary), "serve", "--model", str(args.model), "--precision", args.precision,
+               "--data-dir", str(data_dir), "--image-root", str(roots), "--host", "127.0.0.1", "--port", str(port)]
         if store:
-            self.cmd += ["--store", store, "--pg-pool-size", str(args.pool_size),
-                         "--hnsw-ef-search", str(args.server_ef_search)]
-        self.proc = None
+            cmd += ["--store", store, "--pg-pool-size", str(args.pool_size), "--hnsw-ef-search", str(args.server_ef_search)]
+        super().__init__(cmd, port, workdir / f"server-{name}.log")
 
     def start(self, timeout: float = 3600.0) -> float:
-        log("starting:", " ".join(self.cmd))
-        self._log = open(self.log_path, "w")
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-        while time.monotonic() - t0 < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with code {self.proc.returncode}; log:\n{self.log_tail()}")
-            try:
-                status, body = http("GET", self.base + "/ready", timeout=2)
-                if status == 200:
-                    return time.monotonic() - t0
-                if isinstance(body, dict) and isinstance(body.get("model"), dict) and body["model"].get("state") == "failed":
-                    raise RuntimeError(f"the server's model failed to load; log:\n{self.log_tail()}")
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"server not ready after {timeout:.0f} s; log:\n{self.log_tail()}")
-
-    def log_tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        self.proc = None
+        return super().start(timeout)
 
     def search(self, body: dict):
         return http("POST", self.base + "/search", body, timeout=120)
@@ -992,14 +951,7 @@ def main(argv=None) -> int:
                    "pool_size": args.pool_size, "maintenance_work_mem": args.maintenance_work_mem,
                    "parallel_workers": args.parallel_workers, "store_flag": args.store_flag},
     })
-    out_dir = REPO / "bench-results"
-    out_dir.mkdir(exist_ok=True)
-    (out_dir / json_name).write_text(json.dumps(results, indent=1, default=str))
-    section = render(results)
-    print(section)
-    if not args.no_markdown:
-        update_markdown(section_name(n), section, heading(n))
-        log(f"updated BENCHMARKS.md; raw results in bench-results/{json_name}")
+    publish(results, json_name, render(results), section_name(n), heading(n), markdown=not args.no_markdown)
     log(f"total wall time {results['wall_s'] / 60:.1f} min")
     return 0
 

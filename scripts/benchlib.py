@@ -13,13 +13,19 @@ What each benchmark measures stays in its own script.
 
 from __future__ import annotations
 
+import ctypes
+import json
 import math
 import os
 import platform
 import re
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -307,6 +313,18 @@ def update_markdown(name: str, section: str, heading: str, md: Path = BENCHMARKS
     md.write_text(text)
 
 
+def publish(results: dict, json_name: str, section: str, name: str, heading: str, markdown: bool = True) -> None:
+    """Writes the raw results to bench-results/JSON_NAME, prints the rendered section and (unless
+    told not to) puts it in BENCHMARKS.md."""
+    out_dir = REPO / "bench-results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / json_name).write_text(json.dumps(results, indent=1, default=str))
+    print(section)
+    if markdown:
+        update_markdown(name, section, heading)
+        log(f"updated BENCHMARKS.md; raw results in bench-results/{json_name}")
+
+
 def fmt(x, digits=1):
     if x is None:
         return "—"
@@ -318,3 +336,102 @@ def fmt(x, digits=1):
 def reproduce_footer(command: str, json_name: str) -> list[str]:
     """The closing lines every bench section ends with: the command and where the raw numbers are."""
     return ["Command:", "", "```sh", command, "```", "", f"Raw numbers: `bench-results/{json_name}` (not committed)."]
+
+
+# ---------------------------------------------------------------------------------------------
+# A `visionquery serve` process for the benchmarks
+# ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent():
+    """Child side of Popen: get SIGKILL if this script dies without cleaning up."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def http(method: str, url: str, body=None, timeout: float = 30.0):
+    """(status, JSON body or text) of one request."""
+    data = None if body is None else json.dumps(body).encode()
+    # X-Requested-With: state changes without an API key need it (README, Access control).
+    headers = {"X-Requested-With": "visionquery"}
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+            status = r.status
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        status = e.code
+    text = raw.decode(errors="replace")
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+class ServerProcess:
+    """A server started with `cmd` on `port`, logging to `log_path`; subclasses build `cmd`."""
+
+    def __init__(self, cmd: list[str], port: int, log_path: Path):
+        self.cmd = cmd
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self.proc = None
+
+    def start(self, timeout: float = 300.0) -> float:
+        """Seconds until /ready answered 200; raises with the log's tail if it never does."""
+        log("starting:", " ".join(self.cmd))
+        self._log = open(self.log_path, "w")
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(self.cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with code {self.proc.returncode}; log:\n{self.log_tail()}")
+            try:
+                status, body = http("GET", self.base + "/ready", timeout=2)
+                if status == 200:
+                    return time.monotonic() - t0
+                if isinstance(body, dict) and isinstance(body.get("model"), dict) and body["model"].get("state") == "failed":
+                    raise RuntimeError(f"the server's model failed to load; log:\n{self.log_tail()}")
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server not ready after {timeout:.0f} s; log:\n{self.log_tail()}")
+
+    def log_lines(self) -> list[str]:
+        try:
+            return self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+
+    def log_tail(self, n: int = 30) -> str:
+        return "\n".join(self.log_lines()[-n:])
+
+    def stop(self, grace: float = 30.0) -> int | None:
+        """SIGTERM (the server saves its caches), SIGKILL after `grace` seconds."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                log("server did not stop after SIGTERM; killing it")
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        code = self.proc.returncode
+        self.proc = None
+        return code
