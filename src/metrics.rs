@@ -80,6 +80,9 @@ fn describe_and_preregister() {
     for purpose in ["ingest", "upload"] {
         metrics::counter!(IMAGE_DECODES, "purpose" => purpose).increment(0);
     }
+    // Present from the start, so dashboards and alerts see 0 rather than "no data".
+    metrics::counter!(RATE_LIMITED, "key" => "anonymous").increment(0);
+    metrics::gauge!(STORE_UP).set(0.0);
 }
 
 pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {
