@@ -97,7 +97,7 @@ pub struct StoreArgs {
     pub hnsw_ef_construction: u32,
 
     /// HNSW search-time candidate list: higher is more exact and slower (PostgreSQL; the
-    /// default was chosen by measurement, see BENCHMARKS.md).
+    /// recall and latency per value are in BENCHMARKS.md).
     #[arg(long, env = "VQ_HNSW_EF_SEARCH", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub hnsw_ef_search: u32,
 }

@@ -40,8 +40,9 @@ pub struct Hnsw {
 }
 
 impl Default for Hnsw {
-    /// `ef_search` 200: pgvector's default of 40 gives recall@10 of about 0.69 on a million
-    /// clustered CLIP-like vectors; 200 gives 0.96 (BENCHMARKS.md).
+    /// `ef_search` 200 rather than pgvector's 40: on a million clustered CLIP-like vectors, 40
+    /// gives recall@10 0.71 and 200 gives 0.86 with m=16 / ef_construction=64 (BENCHMARKS.md);
+    /// the graph shape is what limits recall there, and is being measured next.
     fn default() -> Self {
         Self { m: 16, ef_construction: 64, ef_search: 200 }
     }
