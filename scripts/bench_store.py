@@ -348,7 +348,9 @@ class Server(ServerProcess):
         cmd = [str(binary), "serve", "--model", str(args.model), "--precision", args.precision,
                "--data-dir", str(data_dir), "--image-root", str(roots), "--host", "127.0.0.1", "--port", str(port)]
         if store:
-            cmd += ["--store", store, "--pg-pool-size", str(args.pool_size), "--hnsw-ef-search", str(args.server_ef_search)]
+            # The first server to bind the store builds its index: it must use the shape asked for.
+            cmd += ["--store", store, "--pg-pool-size", str(args.pool_size), "--hnsw-ef-search", str(args.server_ef_search),
+                    "--hnsw-m", str(args.m), "--hnsw-ef-construction", str(args.ef_construction)]
         super().__init__(cmd, port, workdir / f"server-{name}.log")
 
     def start(self, timeout: float = 3600.0) -> float:
