@@ -140,15 +140,16 @@ def load_vectors(path: Path, n: int, dim: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def topk_exact(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 100_000):
-    """Exact top-k by cosine (unit vectors: dot) of every query over all rows: (ids, scores),
-    ties by id like the stores."""
+def topk_exact(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int = 100_000, score=None):
+    """Exact top-k of every query over all rows: (ids, scores), ties by id like the stores.
+    `score(queries, block)` gives the similarities of a block of rows (default: the dot product,
+    the cosine of unit vectors)."""
+    score = score or (lambda q, block: q @ block.T)
     n = vectors.shape[0]
     best_s = np.full((len(queries), 0), -np.inf, dtype=np.float32)
     best_i = np.zeros((len(queries), 0), dtype=np.int64)
     for start in range(0, n, chunk):
-        block = np.asarray(vectors[start:start + chunk], dtype=np.float32)
-        s = queries @ block.T
+        s = score(queries, np.asarray(vectors[start:start + chunk], dtype=np.float32))
         take = min(k + 5, s.shape[1])
         part = np.argpartition(-s, take - 1, axis=1)[:, :take]
         best_s = np.concatenate([best_s, np.take_along_axis(s, part, 1)], axis=1)
@@ -211,21 +212,14 @@ def ground_truth(vectors: np.ndarray, n_queries: int, k: int, seed: int) -> dict
 
 
 def topk_exact_f16(vectors: np.ndarray, q16: np.ndarray, k: int) -> np.ndarray:
+    """Exact top-k by cosine with the rows rounded to half precision, as halfvec stores them."""
     norms = np.linalg.norm(q16, axis=1, keepdims=True)
-    n = vectors.shape[0]
-    best_s = np.full((len(q16), 0), -np.inf, dtype=np.float32)
-    best_i = np.zeros((len(q16), 0), dtype=np.int64)
-    for start in range(0, n, 100_000):
-        b16 = np.asarray(vectors[start:start + 100_000], dtype=np.float32).astype(np.float16).astype(np.float32)
-        s = (q16 @ b16.T) / norms / np.linalg.norm(b16, axis=1)[None, :]
-        take = min(k + 5, s.shape[1])
-        part = np.argpartition(-s, take - 1, axis=1)[:, :take]
-        best_s = np.concatenate([best_s, np.take_along_axis(s, part, 1)], axis=1)
-        best_i = np.concatenate([best_i, part + start], axis=1)
-        order = np.lexsort((best_i, -best_s), axis=1)[:, :k + 5]
-        best_s = np.take_along_axis(best_s, order, 1)
-        best_i = np.take_along_axis(best_i, order, 1)
-    return best_i[:, :k]
+
+    def cosine_f16(q, block):
+        b16 = block.astype(np.float16).astype(np.float32)
+        return (q @ b16.T) / norms / np.linalg.norm(b16, axis=1)[None, :]
+
+    return topk_exact(vectors, q16, k, score=cosine_f16)[0]
 
 
 def image_id(i: int) -> str:
