@@ -335,7 +335,8 @@ def dir_bytes(path: Path) -> int:
 
 
 class Server(ServerProcess):
-    def __init__(self, binary: Path, args, data_dir: Path, workdir: Path, name: str, store: str | None = None):
+    def __init__(self, binary: Path, args, data_dir: Path, workdir: Path, name: str, store: str | None = None,
+                 ef_search: int | None = None):
         roots = workdir / "image-root"
         roots.mkdir(exist_ok=True)
         port = free_port()
@@ -343,8 +344,12 @@ class Server(ServerProcess):
                "--data-dir", str(data_dir), "--image-root", str(roots), "--host", "127.0.0.1", "--port", str(port)]
         if store:
             # The first server to bind the store builds its index: it must use the shape asked for.
-            cmd += ["--store", store, "--pg-pool-size", str(args.pool_size), "--hnsw-ef-search", str(args.server_ef_search),
-                    "--hnsw-m", str(args.m), "--hnsw-ef-construction", str(args.ef_construction)]
+            cmd += ["--store", store, "--pg-pool-size", str(args.pool_size), "--hnsw-m", str(args.m),
+                    "--hnsw-ef-construction", str(args.ef_construction)]
+            if ef_search:
+                cmd += ["--hnsw-ef-search", str(ef_search)]
+        elif ef_search:
+            cmd += ["--ann-ef-search", str(ef_search)]
         super().__init__(cmd, port, workdir / f"server-{name}.log")
 
     def start(self, timeout: float = 3600.0) -> float:
@@ -487,19 +492,61 @@ def measure_backend(kind: str, binary: Path, loader: Path, args, vec_path: Path,
                      "hnsw_index_bytes": int(sizes[2]), "heap_bytes": int(sizes[3]), "max_connections": int(sizes[4]),
                      "shared_buffers": sizes[5], "pgvector": sizes[6], "version": sizes[7]}
 
+    res["disk_per_image"] = res["disk_bytes"] / n
+    if kind == "postgres":
+        # First, so the server can be measured at the breadth the sweep chose.
+        res["in_database"] = pg_in_database(store, args, vec_path, n, gt)
+        res["ef_search"] = choose_ef([(s["ef_search"], s["recall"]) for s in res["in_database"]["sweep"]
+                                      if s["ef_search"] != "exact"], args.server_ef_search, args.pg_recall_goal)
+        log(f"  postgres: the server runs with hnsw.ef_search {res['ef_search']['chosen']} ({res['ef_search']['why']})")
     if serve:
         measure_http(res, kind, binary, args, data_dir, workdir, store, dbname, admin_url, gt, lua)
         res["memory_per_image"] = (res["rss_loaded"] - res["rss_empty"]) / n
-    res["disk_per_image"] = res["disk_bytes"] / n
-    if kind == "postgres":
-        res["in_database"] = pg_in_database(store, args, vec_path, n, gt)
     if kind == "postgres" and not args.keep:
         psql(admin_url, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE);')
     return res
 
 
+def choose_ef(measured: list, asked: str, goal: float) -> dict:
+    """The search breadth the server runs with: the one asked for, or (`auto`) the smallest measured one whose
+    recall reaches the goal, else the most accurate measured."""
+    measured = sorted((int(ef), recall) for ef, recall in measured if recall is not None)
+    if asked != "auto":
+        return {"chosen": int(asked), "why": "asked for", "goal": goal}
+    for ef, recall in measured:
+        if recall >= goal:
+            return {"chosen": ef, "why": f"the smallest measured reaching recall@10 {goal}", "goal": goal}
+    if not measured:
+        return {"chosen": None, "why": "nothing measured: the server's default", "goal": goal}
+    ef, recall = max(measured, key=lambda m: (m[1], -m[0]))
+    return {"chosen": ef, "why": f"none measured reaches recall@10 {goal}: the most accurate", "goal": goal}
+
+
+def embedded_ef_sweep(res, binary, args, data_dir, workdir, gt) -> None:
+    """Recall and sequential latency of the embedded store at each `--ann-ef-sweep` breadth (a server per value,
+    on the saved index), then the breadth the measured server runs with."""
+    sweep = []
+    for ef in args.ann_ef_sweep:
+        srv = Server(binary, args, data_dir, workdir, f"embedded-ef{ef}", ef_search=ef)
+        try:
+            ready = srv.start()
+            run = recall_of(srv, gt, args.top_k)
+            run = {"ef_search": ef, "ready_s": ready, **run}
+            sweep.append(run)
+            log(f"  embedded ef {ef}: recall@{args.top_k} {run.get('recall')}, sequential p50 "
+                f"{run.get('sequential_p50_ms', 0):.2f} ms (ready after {ready:.1f} s)")
+        finally:
+            srv.stop()
+    res["ef_sweep_http"] = sweep
+    res["ef_search"] = choose_ef([(s["ef_search"], s.get("recall")) for s in sweep], args.ann_ef_search,
+                                 args.embedded_recall_goal)
+    log(f"  embedded: the server runs with ef {res['ef_search']['chosen']} ({res['ef_search']['why']})")
+
+
 def measure_http(res, kind, binary, args, data_dir, workdir, store, dbname, admin_url, gt, lua):
-    srv = Server(binary, args, data_dir, workdir, kind, store)
+    if kind == "embedded":
+        embedded_ef_sweep(res, binary, args, data_dir, workdir, gt)
+    srv = Server(binary, args, data_dir, workdir, kind, store, ef_search=res.get("ef_search", {}).get("chosen"))
     try:
         res["ready_s"] = srv.start()
         log(f"  {kind}: server ready after {res['ready_s']:.1f} s")
@@ -756,6 +803,19 @@ def render(results: dict) -> str:
             plan = "HNSW index" if s["all_use_hnsw_index"] else "sequential scan" if s["none_use_hnsw_index"] else "mixed"
             lines.append(f"| {s['ef_search']} | {s['queries']} | {s['recall']:.3f} | {fmt(s['p50_ms'], 2)} | "
                          f"{fmt(s['p99_ms'], 2)} | {fmt(s['mean_buffers'], 0)} | {plan} |")
+    esweep = e.get("ef_sweep_http", [])
+    if esweep:
+        ch = e.get("ef_search", {})
+        lines += ["", f"Embedded store, approximate index breadth (usearch `ef`, a server started per value on the saved "
+                      f"index; recall@{k} and one-at-a-time latency of `/search` over HTTP; the measured server above runs "
+                      f"with ef {ch.get('chosen')}: {ch.get('why')}):", "",
+                  f"| ef | recall@{k} | sequential p50 (ms) | start-up until ready (s) |", "|---:|---:|---:|---:|"]
+        for s in esweep:
+            lines.append(f"| {s['ef_search']} | {fmt(s.get('recall'), 3)} | {fmt(s.get('sequential_p50_ms'), 2)} | "
+                         f"{fmt(s.get('ready_s'), 1)} |")
+    if p.get("ef_search"):
+        lines += ["", f"PostgreSQL's server ran with hnsw.ef_search {p['ef_search']['chosen']}: {p['ef_search']['why']} "
+                      f"(from the in-database sweep below)."]
     h = gt["halfvec"]
     lines += ["", f"halfvec against vector (f32), over all {h['pairs']:,} query × image pairs: |cos_halfvec − cos_f32| "
                   f"max {h['max_abs_cos_diff']:.1e}, mean {h['mean_abs_cos_diff']:.1e}; the exact top-{k} by halfvec "
@@ -854,7 +914,16 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--m", type=int, default=16, help="HNSW m (default 16, the store's)")
     ap.add_argument("--ef-construction", type=int, default=64, help="HNSW ef_construction (default 64, the store's)")
-    ap.add_argument("--server-ef-search", type=int, default=200, help="the server's hnsw.ef_search (store default 200)")
+    ap.add_argument("--server-ef-search", default="auto",
+                    help="PostgreSQL: the server's hnsw.ef_search, or `auto` (default): the smallest of --ef-sweep "
+                         "whose recall in the database reaches --pg-recall-goal")
+    ap.add_argument("--pg-recall-goal", type=float, default=0.95)
+    ap.add_argument("--ann-ef-sweep", default="64,128,256,512",
+                    help="embedded: the approximate index's search breadths measured for recall through HTTP")
+    ap.add_argument("--ann-ef-search", default="auto",
+                    help="embedded: the breadth the measured server runs with, or `auto` (default): the smallest of "
+                         "--ann-ef-sweep reaching --embedded-recall-goal")
+    ap.add_argument("--embedded-recall-goal", type=float, default=0.97)
     ap.add_argument("--pool-size", type=int, default=16, help="the server's connection pool (store default 16)")
     ap.add_argument("--maintenance-work-mem", default="4GB", help="for the HNSW build (default 4GB)")
     ap.add_argument("--parallel-workers", type=int, default=1, help="max_parallel_maintenance_workers for the build")
@@ -876,6 +945,7 @@ def main(argv=None) -> int:
     command = "python3 scripts/bench_store.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     args.clients = [int(c) for c in args.clients.split(",")]
     args.ef_sweep = [int(x) for x in args.ef_sweep.split(",")]
+    args.ann_ef_sweep = [int(x) for x in args.ann_ef_sweep.split(",") if x.strip()]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     n = args.vectors
     if shutil.which("wrk") is None:
@@ -943,7 +1013,10 @@ def main(argv=None) -> int:
                    "clients": args.clients, "seconds": args.seconds, "warmup": args.warmup, "wrk_ids": len(wrk_ids),
                    "ef_sweep": args.ef_sweep, "exact_sample": args.exact_sample, "model": str(args.model),
                    "model_name": args.model.name, "precision": args.precision, "m": args.m,
-                   "ef_construction": args.ef_construction, "server_ef_search": args.server_ef_search,
+                   "ef_construction": args.ef_construction,
+                   "server_ef_search": results["backends"].get("postgres", {}).get("ef_search", {}).get("chosen"),
+                   "ann_ef_search": results["backends"].get("embedded", {}).get("ef_search", {}).get("chosen"),
+                   "pg_recall_goal": args.pg_recall_goal, "embedded_recall_goal": args.embedded_recall_goal,
                    "pool_size": args.pool_size, "maintenance_work_mem": args.maintenance_work_mem,
                    "parallel_workers": args.parallel_workers, "store_flag": args.store_flag},
     })

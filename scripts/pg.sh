@@ -80,9 +80,10 @@ start() {
     rm -f "$pwfile"
   fi
   if ! running; then
-    # Small shared memory and many connections: several test servers share one cluster.
+    # Small shared memory and many connections: several test servers share one cluster (a benchmark
+    # gives the HNSW index room with VQ_PG_SHARED_BUFFERS).
     as_owner "$BIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 start \
-      -o "-c listen_addresses=127.0.0.1 -c port=$PORT -c unix_socket_directories=$DATA -c max_connections=300 -c shared_buffers=256MB -c fsync=on" >/dev/null \
+      -o "-c listen_addresses=127.0.0.1 -c port=$PORT -c unix_socket_directories=$DATA -c max_connections=300 -c shared_buffers=${VQ_PG_SHARED_BUFFERS:-256MB} -c fsync=on" >/dev/null \
       || { tail -20 "$DATA/server.log" >&2; exit 1; }
   fi
   url

@@ -200,6 +200,12 @@ pub struct ServeArgs {
     #[arg(long, env = "VQ_JOB_LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..))]
     pub job_lease_secs: u64,
 
+    /// Seconds between saves of the embedded store's approximate index while serving (only when
+    /// images changed; 0 = at shutdown only). After `kill -9` or a power cut, the next start
+    /// replays the changes since the last save instead of rebuilding the index.
+    #[arg(long, env = "VQ_INDEX_SAVE_SECS", default_value_t = 300)]
+    pub index_save_secs: u64,
+
     /// Largest multipart upload (all files of one request), in bytes.
     #[arg(long, env = "VQ_MAX_UPLOAD_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_upload_bytes: usize,

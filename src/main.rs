@@ -218,6 +218,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     jobs::import_legacy_jobs(&dirs.jobs_file, job_store.as_ref());
     let engine = Arc::new(Engine::new(embedder, store, roots, limits(&args.common), dirs));
     engine.watch_store();
+    engine.keep_saving_caches((args.index_save_secs > 0).then(|| std::time::Duration::from_secs(args.index_save_secs)));
     let job_settings = JobSettings { max_unfinished: args.max_queued_jobs, lease: std::time::Duration::from_secs(args.job_lease_secs) };
     let jobs = JobManager::start(engine.clone(), job_store, job_settings);
     match jobs.fill_missing_photo_metadata().await {

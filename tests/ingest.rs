@@ -678,3 +678,54 @@ fn issue_14_corrupt_jpegs_get_a_4xx_and_the_server_keeps_serving() {
     assert_eq!(server.ingest(&valid)["duplicate"], false);
     assert_eq!(server.image_count(), 1);
 }
+
+/// The last "approximate index loaded" line of the server's log, or the rebuild warning.
+fn last_index_origin(server: &Server) -> String {
+    let log = server.log_text();
+    log.lines()
+        .rev()
+        .find(|l| l.contains("approximate index loaded") || l.contains("rebuilding the approximate index"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn after_kill_9_the_approximate_index_restarts_from_its_last_periodic_save() {
+    let mut server = Server::start_logging(&["--index-save-secs", "1"], &[]);
+    server.wait_ready();
+    let small = std::fs::read(image_path("wide_320x40.jpg")).unwrap();
+    std::fs::create_dir_all(server.image_root.join("first")).unwrap();
+    for i in 0..30 {
+        let bytes = [small.as_slice(), format!("first {i}").as_bytes()].concat();
+        std::fs::write(server.image_root.join("first").join(format!("{i:02}.jpg")), bytes).unwrap();
+    }
+    let (_, job) = status_and_body(server.post_json("/ingest/directory", &json!({ "path": "first" })));
+    let job = wait_job(&server, job["id"].as_str().unwrap(), finished);
+    assert_eq!(job["indexed"], 30, "{job}");
+    // The running server saves the index within a second or two of the last change.
+    std::thread::sleep(Duration::from_secs(3));
+    server.kill();
+    // Without periodic saves from here on, so the next kill leaves an index that misses writes.
+    server.extra_args = vec!["--index-save-secs".into(), "0".into()];
+    server.start_again();
+    let origin = last_index_origin(&server);
+    assert!(origin.contains("origin=Loaded"), "the periodic save was not loaded after kill -9: {origin}");
+
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let path = server.image_root.join(format!("later_{i}.jpg"));
+        std::fs::write(&path, [small.as_slice(), format!("later {i}").as_bytes()].concat()).unwrap();
+        ids.push(server.ingest(&path)["id"].as_str().unwrap().to_string());
+    }
+    let listed: Value = server.get("/images?limit=2&sort=ingested_at").json().unwrap();
+    for image in listed["images"].as_array().unwrap() {
+        assert_eq!(server.delete(&format!("/images/{}", image["id"].as_str().unwrap())).status(), 200);
+    }
+    server.crash_and_restart();
+    let origin = last_index_origin(&server);
+    assert!(origin.contains("CaughtUp { changes: 7 }"), "kill -9 should replay the 7 changes, not rebuild: {origin}");
+    assert_eq!(server.image_count(), 33);
+    for id in &ids {
+        assert_eq!(server.get(&format!("/images/{id}")).status(), 200, "an image ingested before the kill is gone");
+    }
+}

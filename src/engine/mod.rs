@@ -2,6 +2,7 @@
 //! search by text or by image. Used by the HTTP handlers and the CLI alike, so both run the
 //! same pipeline. Knows no HTTP: errors are typed and mapped to statuses by `api`.
 
+pub mod cache_saver;
 mod ingest;
 pub mod jobs;
 pub mod metadata;
@@ -185,6 +186,13 @@ impl Engine {
     pub fn watch_store(&self) {
         self.store_health.check(self.store.as_ref());
         self.store_health.watch(self.store.clone());
+    }
+
+    /// Saves the store's in-memory caches every `every` in the background (`None`: at shutdown only).
+    pub fn keep_saving_caches(&self, every: Option<std::time::Duration>) {
+        if let Some(every) = every {
+            cache_saver::keep_saving(self.store.clone(), every);
+        }
     }
 
     /// The store's backend and whether it answered the last check.

@@ -5,8 +5,9 @@
 //! recovers what int8 loses in order.
 //!
 //! Persisted as two files beside the database: the usearch file and a small JSON sidecar naming
-//! the database generation it reflects and the BLAKE3 of the usearch file, so a stale, partial
-//! or corrupt file is rebuilt rather than trusted.
+//! the database generation it reflects and the BLAKE3 of the usearch file, so a partial or
+//! corrupt file is rebuilt rather than trusted, and an older one is caught up from the store's
+//! change log.
 
 use std::path::Path;
 use std::sync::{Condvar, Mutex};
@@ -43,8 +44,6 @@ impl Default for AnnParams {
 pub enum AnnError {
     #[error("no saved approximate index")]
     Missing,
-    #[error("the saved approximate index is for database generation {file}, the database is at {db}")]
-    Stale { file: u64, db: u64 },
     #[error("the saved approximate index was built differently ({0})")]
     Mismatch(String),
     #[error("the saved approximate index is damaged: {0}")]
@@ -184,9 +183,9 @@ impl Ann {
         Ok(())
     }
 
-    /// Loads the index saved in `dir` if it reflects database generation `generation` and was
-    /// built with `dim` and `params` (the search breadth may differ: it is applied here).
-    pub fn load(dir: &Path, dim: usize, params: AnnParams, generation: u64) -> Result<Self, AnnError> {
+    /// Loads the index saved in `dir` if it was built with `dim` and `params` (the search breadth
+    /// may differ: it is applied here), with the database generation it reflects.
+    pub fn load(dir: &Path, dim: usize, params: AnnParams) -> Result<(Self, u64), AnnError> {
         let sidecar_path = dir.join(SIDECAR_FILE);
         let index_path = dir.join(INDEX_FILE);
         if !sidecar_path.exists() || !index_path.exists() {
@@ -196,9 +195,6 @@ impl Ann {
             serde_json::from_slice(&fs_err::read(&sidecar_path)?).map_err(|e| AnnError::Corrupt(format!("sidecar: {e}")))?;
         if sidecar.format != FORMAT {
             return Err(AnnError::Mismatch(format!("format {} instead of {FORMAT}", sidecar.format)));
-        }
-        if sidecar.generation != generation {
-            return Err(AnnError::Stale { file: sidecar.generation, db: generation });
         }
         let built = AnnParams { ef_search: params.ef_search, ..sidecar.params };
         if sidecar.dim != dim || built != params {
@@ -215,7 +211,7 @@ impl Ann {
         }
         index.change_expansion_search(params.ef_search);
         index.reserve_capacity_and_threads(index.size().max(1024), context_count()).map_err(index_err)?;
-        Ok(Self::wrap(index, dim, params))
+        Ok((Self::wrap(index, dim, params), sidecar.generation))
     }
 
     /// The database generation the saved index reflects, if there is a readable one.

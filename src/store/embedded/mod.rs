@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 mod ann;
+mod changes;
 mod jobs;
 mod rows;
 mod search;
@@ -35,8 +36,6 @@ const ORDER: TableDefinition<&str, &str> = TableDefinition::new("ingest_order");
 const ALIASES: TableDefinition<&str, &[u8]> = TableDefinition::new("aliases");
 /// Image id -> its key in the approximate index (stable, so the saved index stays valid).
 const KEYS: TableDefinition<&str, u64> = TableDefinition::new("ann_keys");
-/// Meta entry counting the writes that changed vectors; the saved index names the one it reflects.
-const GENERATION: &str = "ann_generation";
 
 const DB_FILE: &str = "index.redb";
 
@@ -59,6 +58,9 @@ impl Default for StoreOptions {
 pub enum AnnOrigin {
     /// The saved index matched the database.
     Loaded,
+    /// The saved index was older than the database (the process was killed before saving):
+    /// the images changed since it was saved were replayed into it.
+    CaughtUp { changes: usize },
     /// Built from the vectors in the database, and why.
     Rebuilt { reason: String },
 }
@@ -85,6 +87,8 @@ pub struct EmbeddedStore {
     /// Serialises writers so the database and the memory change in the same order.
     writer: Mutex<()>,
     origin: Mutex<Option<AnnOrigin>>,
+    /// Off only in tests that stand in for a killed process.
+    save_on_drop: bool,
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -115,6 +119,7 @@ impl EmbeddedStore {
             txn.open_table(PATHS).map_err(db_err)?;
             txn.open_table(ALIASES).map_err(db_err)?;
             jobs::create_tables(&txn)?;
+            changes::create(&txn)?;
             backfill_order(&txn)?;
             backfill_keys(&txn)?;
         }
@@ -127,6 +132,7 @@ impl EmbeddedStore {
             state: RwLock::new(State::default()),
             writer: Mutex::new(()),
             origin: Mutex::new(None),
+            save_on_drop: true,
         };
         store.load()?;
         Ok(store)
@@ -149,7 +155,7 @@ impl EmbeddedStore {
         if Ann::saved_generation(&self.dir) == Some(state.generation) {
             return Ok(());
         }
-        ann.save(&self.dir, state.generation).map_err(|e| StoreError::Database(e.to_string()))
+        self.save_index(ann, state.generation)
     }
 
     /// What the store holds in memory: (approximate index, per-image ids and facets), in bytes.
@@ -166,7 +172,7 @@ impl EmbeddedStore {
             return Ok(());
         };
         let dim: usize = dim.parse().map_err(|_| StoreError::Corrupt(format!("dimension `{dim}` is not a number")))?;
-        let generation = read_generation(&meta)?;
+        let generation = changes::generation(&meta)?;
         let keys = txn.open_table(KEYS).map_err(db_err)?;
         let images = txn.open_table(IMAGES).map_err(db_err)?;
         let mut entries = Vec::with_capacity(keys.len().map_err(db_err)? as usize);
@@ -179,27 +185,22 @@ impl EmbeddedStore {
             entries.push((key.value(), Box::from(id.value()), Facets::of(&decode_record(record.value())?)));
         }
         let rows = Rows::from_entries(entries);
-        let loaded = match Ann::load(&self.dir, dim, self.options.ann, generation) {
-            Ok(ann) if ann.len() == rows.len() && rows.iter().all(|(key, _)| ann.contains(key)) => Ok(ann),
-            Ok(ann) => Err(format!("the saved index holds {} images, the database {}", ann.len(), rows.len())),
-            Err(e) => Err(e.to_string()),
-        };
-        let ann = match loaded {
-            Ok(ann) => {
-                tracing::info!(images = rows.len(), "approximate index loaded");
-                *self.origin.lock().unwrap_or_else(|p| p.into_inner()) = Some(AnnOrigin::Loaded);
-                ann
+        let (ann, origin) = match self.saved_index(&txn, &rows, dim, generation) {
+            Ok((ann, origin)) => {
+                tracing::info!(images = rows.len(), ?origin, "approximate index loaded");
+                (ann, origin)
             }
             Err(reason) => {
                 tracing::warn!(%reason, images = rows.len(), "rebuilding the approximate index");
-                let ann = self.rebuild(&txn, &rows, dim)?;
-                if let Err(e) = ann.save(&self.dir, generation) {
-                    tracing::warn!(error = %e, "cannot save the approximate index; it will be rebuilt at the next start");
-                }
-                *self.origin.lock().unwrap_or_else(|p| p.into_inner()) = Some(AnnOrigin::Rebuilt { reason });
-                ann
+                (self.rebuild(&txn, &rows, dim)?, AnnOrigin::Rebuilt { reason })
             }
         };
+        if origin != AnnOrigin::Loaded {
+            if let Err(e) = self.save_index(&ann, generation) {
+                tracing::warn!(error = %e, "cannot save the approximate index; it will be rebuilt at the next start");
+            }
+        }
+        *self.origin.lock().unwrap_or_else(|p| p.into_inner()) = Some(origin);
         tracing::info!(
             images = rows.len(),
             dim,
@@ -212,25 +213,71 @@ impl EmbeddedStore {
         Ok(())
     }
 
+    /// The saved approximate index brought up to database generation `generation`: as saved, or
+    /// with the images changed since it was saved replayed into it. `Err` says why it must be
+    /// rebuilt instead.
+    fn saved_index(&self, txn: &redb::ReadTransaction, rows: &Rows, dim: usize, generation: u64) -> Result<(Ann, AnnOrigin), String> {
+        let (ann, saved) = Ann::load(&self.dir, dim, self.options.ann).map_err(|e| e.to_string())?;
+        let origin = if saved == generation {
+            AnnOrigin::Loaded
+        } else {
+            let changed = changes::changed_after(txn, saved).map_err(|e| e.to_string())?.ok_or_else(|| {
+                format!("the saved index reflects database generation {saved}, which the change log no longer reaches (the database is at {generation})")
+            })?;
+            // Past half the images, a fresh graph costs no more and is better connected.
+            if changed.len() > rows.len() / 2 {
+                return Err(format!("{} of {} images changed since the index was saved", changed.len(), rows.len()));
+            }
+            self.replay(txn, &ann, rows, dim, &changed).map_err(|e| e.to_string())?;
+            AnnOrigin::CaughtUp { changes: changed.len() }
+        };
+        if ann.len() != rows.len() || !rows.iter().all(|(key, _)| ann.contains(key)) {
+            return Err(format!("the saved index holds {} images, the database {}", ann.len(), rows.len()));
+        }
+        Ok((ann, origin))
+    }
+
+    /// Brings the index's entries for `changed` keys to the database's state: the current
+    /// vector, or no entry when the image is gone.
+    fn replay(&self, txn: &redb::ReadTransaction, ann: &Ann, rows: &Rows, dim: usize, changed: &[u64]) -> Result<(), StoreError> {
+        for &key in changed {
+            if ann.contains(key) {
+                ann.remove(key).map_err(ann_err)?;
+            }
+        }
+        let vectors = txn.open_table(VECTORS).map_err(db_err)?;
+        let present: Vec<u64> = changed.iter().copied().filter(|&key| rows.slot(key).is_some()).collect();
+        ann.reserve(present.len()).map_err(ann_err)?;
+        let entries = present.into_iter().filter_map(|key| rows.slot(key).map(|slot| (key, slot.id.clone()))).map(|(key, id)| {
+            let bytes = vectors.get(&*id).map_err(db_err)?.ok_or_else(|| StoreError::Corrupt(format!("{id} has no vector")))?;
+            let vector =
+                decode_vector(bytes.value(), dim).ok_or_else(|| StoreError::Corrupt(format!("vector of {id} has the wrong length")))?;
+            Ok((key, vector))
+        });
+        add_in_batches(ann, entries)
+    }
+
     /// Builds the approximate index from the vectors in the database, on every core.
     fn rebuild(&self, txn: &redb::ReadTransaction, rows: &Rows, dim: usize) -> Result<Ann, StoreError> {
-        const BATCH: usize = 4096;
         let ann = Ann::new(dim, self.options.ann, rows.len()).map_err(ann_err)?;
         let vectors = txn.open_table(VECTORS).map_err(db_err)?;
-        let mut batch = Vec::with_capacity(BATCH);
-        let mut entries = vectors.iter().map_err(db_err)?.peekable();
-        while entries.peek().is_some() {
-            batch.clear();
-            for entry in entries.by_ref().take(BATCH) {
-                let (id, bytes) = entry.map_err(db_err)?;
-                let key = rows.key(id.value()).ok_or_else(|| StoreError::Corrupt(format!("vector {} has no key", id.value())))?;
-                let vector = decode_vector(bytes.value(), dim)
-                    .ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", id.value())))?;
-                batch.push((key, vector));
-            }
-            batch.par_iter().try_for_each(|(key, vector)| ann.add(*key, vector)).map_err(ann_err)?;
-        }
+        let entries = vectors.iter().map_err(db_err)?.map(|entry| {
+            let (id, bytes) = entry.map_err(db_err)?;
+            let key = rows.key(id.value()).ok_or_else(|| StoreError::Corrupt(format!("vector {} has no key", id.value())))?;
+            let vector = decode_vector(bytes.value(), dim)
+                .ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", id.value())))?;
+            Ok((key, vector))
+        });
+        add_in_batches(&ann, entries)?;
         Ok(ann)
+    }
+
+    /// Saves the index as reflecting `generation` and forgets the changes it now holds.
+    fn save_index(&self, ann: &Ann, generation: u64) -> Result<(), StoreError> {
+        ann.save(&self.dir, generation).map_err(ann_err)?;
+        let txn = self.db.begin_write().map_err(db_err)?;
+        changes::prune(&txn, generation)?;
+        txn.commit().map_err(db_err)
     }
 
     fn check_dim(&self, got: usize) -> Result<(), StoreError> {
@@ -253,6 +300,9 @@ impl EmbeddedStore {
 impl Drop for EmbeddedStore {
     /// Saves the approximate index when it changed, so the next open loads it.
     fn drop(&mut self) {
+        if !self.save_on_drop {
+            return;
+        }
         if let Err(e) = self.persist_ann() {
             tracing::warn!(error = %e, "cannot save the approximate index; it will be rebuilt at the next start");
         }
@@ -263,19 +313,19 @@ fn ann_err(e: ann::AnnError) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-fn read_generation(meta: &impl ReadableTable<&'static str, &'static str>) -> Result<u64, StoreError> {
-    match meta.get(GENERATION).map_err(db_err)? {
-        Some(v) => v.value().parse().map_err(|_| StoreError::Corrupt(format!("index generation `{}` is not a number", v.value()))),
-        None => Ok(0),
+/// Adds `(key, vector)` entries to `ann` a few thousand at a time, each batch on every core.
+fn add_in_batches(ann: &Ann, entries: impl Iterator<Item = Result<(u64, Vec<f32>), StoreError>>) -> Result<(), StoreError> {
+    const BATCH: usize = 4096;
+    let mut entries = entries.peekable();
+    let mut batch = Vec::with_capacity(BATCH);
+    while entries.peek().is_some() {
+        batch.clear();
+        for entry in entries.by_ref().take(BATCH) {
+            batch.push(entry?);
+        }
+        batch.par_iter().try_for_each(|(key, vector)| ann.add(*key, vector)).map_err(ann_err)?;
     }
-}
-
-/// Counts a write that changes vectors; returns the new generation.
-fn bump_generation(txn: &redb::WriteTransaction) -> Result<u64, StoreError> {
-    let mut meta = txn.open_table(META).map_err(db_err)?;
-    let next = read_generation(&meta)? + 1;
-    meta.insert(GENERATION, next.to_string().as_str()).map_err(db_err)?;
-    Ok(next)
+    Ok(())
 }
 
 /// Databases written before index keys existed get one key per image, once.
@@ -296,12 +346,13 @@ fn backfill_keys(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
             missing.push(id.value().to_string());
         }
     }
+    let first = next;
     for id in &missing {
         keys.insert(id.as_str(), next).map_err(db_err)?;
         next += 1;
     }
     drop(keys);
-    bump_generation(txn)?;
+    changes::record(txn, first..next)?;
     Ok(())
 }
 
@@ -335,10 +386,11 @@ fn backfill_order(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 }
 
 /// Removes an image's rows (record, vector, path and order entries) inside a write transaction.
-fn remove_rows(txn: &redb::WriteTransaction, id: &str) -> Result<Option<ImageRecord>, StoreError> {
+/// Removes an image's rows; returns its record and its index key.
+fn remove_rows(txn: &redb::WriteTransaction, id: &str) -> Result<(Option<ImageRecord>, Option<u64>), StoreError> {
     let removed = txn.open_table(IMAGES).map_err(db_err)?.remove(id).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
     txn.open_table(VECTORS).map_err(db_err)?.remove(id).map_err(db_err)?;
-    txn.open_table(KEYS).map_err(db_err)?.remove(id).map_err(db_err)?;
+    let key = txn.open_table(KEYS).map_err(db_err)?.remove(id).map_err(db_err)?.map(|k| k.value());
     if let Some(record) = &removed {
         let mut paths = txn.open_table(PATHS).map_err(db_err)?;
         if paths.get(record.path.as_str()).map_err(db_err)?.is_some_and(|v| v.value() == id) {
@@ -351,7 +403,7 @@ fn remove_rows(txn: &redb::WriteTransaction, id: &str) -> Result<Option<ImageRec
             }
         }
     }
-    Ok(removed)
+    Ok((removed, key))
 }
 
 fn read_aliases(bytes: Option<&[u8]>) -> Result<Vec<String>, StoreError> {
@@ -453,6 +505,7 @@ impl VectorStore for EmbeddedStore {
             // path retires the image that path named before (same transaction, so a crash can
             // never leave the stale record searchable).
             let mut retired = Vec::new();
+            let mut retired_keys = Vec::new();
             let mut item_keys = Vec::with_capacity(items.len());
             {
                 let mut meta = txn.open_table(META).map_err(db_err)?;
@@ -472,7 +525,7 @@ impl VectorStore for EmbeddedStore {
                         .map(|v| decode_record(v.value()))
                         .transpose()?;
                     if old_record.is_some_and(|r| r.path == record.path) {
-                        remove_rows(&txn, &old)?;
+                        retired_keys.extend(remove_rows(&txn, &old)?.1);
                         retired.push(old);
                     } else {
                         // The path was another copy of `old`; it shows this image now.
@@ -513,7 +566,7 @@ impl VectorStore for EmbeddedStore {
                 keys.insert(record.id.as_str(), key).map_err(db_err)?;
                 item_keys.push(key);
             }
-            let generation = bump_generation(&txn)?;
+            let generation = changes::record(&txn, item_keys.iter().copied().chain(retired_keys))?;
             txn.commit().map_err(db_err)?;
             Ok((retired, item_keys, generation))
         })();
@@ -542,10 +595,20 @@ impl VectorStore for EmbeddedStore {
             }
         }
         let mut outcomes = Vec::with_capacity(items.len());
-        for ((record, vector), key) in items.iter().zip(keys) {
+        for ((record, _), &key) in items.iter().zip(&keys) {
             outcomes.push(if state.rows.key(&record.id).is_some() { Upserted::Replaced } else { Upserted::Inserted });
             state.rows.place(key, &record.id, Facets::of(record));
-            if let Some(Err(e)) = state.ann.as_ref().map(|ann| ann.add(key, vector)) {
+        }
+        if let Some(ann) = &state.ann {
+            let vectors = items.iter().map(|(_, vector)| vector.as_slice());
+            let added = if keys.iter().collect::<std::collections::HashSet<_>>().len() == keys.len() {
+                // Distinct keys go in on every core (usearch inserts concurrently).
+                keys.par_iter().zip(vectors.collect::<Vec<_>>()).try_for_each(|(&key, vector)| ann.add(key, vector))
+            } else {
+                // The same image twice in one write: in order, so its last vector stays.
+                keys.iter().zip(vectors).try_for_each(|(&key, vector)| ann.add(key, vector))
+            };
+            if let Err(e) = added {
                 tracing::error!(error = %e, "approximate index failed; searching exactly until the next start");
                 state.ann = None;
             }
@@ -581,11 +644,11 @@ impl VectorStore for EmbeddedStore {
     fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let txn = self.db.begin_write().map_err(db_err)?;
-        let existed = remove_rows(&txn, id)?.is_some();
-        if !existed {
+        let (removed, key) = remove_rows(&txn, id)?;
+        if removed.is_none() {
             return Ok(false);
         }
-        let generation = bump_generation(&txn)?;
+        let generation = changes::record(&txn, key)?;
         txn.commit().map_err(db_err)?;
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         let state = &mut *state;
@@ -867,6 +930,58 @@ mod tests {
         assert_eq!(store.ann_origin(), Some(AnnOrigin::Loaded));
         assert_eq!(store.count(), 2000 - gone.len());
         check(&store);
+    }
+
+    /// What `kill -9` leaves: the database has every acknowledged write, the saved index does not.
+    fn crash(mut store: EmbeddedStore) {
+        store.save_on_drop = false;
+    }
+
+    #[test]
+    fn after_a_crash_the_saved_index_catches_up_with_the_writes_it_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, vectors) = filled(dir.path(), 1500);
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        // Writes the saved index never saw: 300 new images, 100 deleted, one moved elsewhere.
+        let more = clustered(300, 64, 17);
+        let items: Vec<(ImageRecord, Vec<f32>)> = more
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let mut r = super::super::conformance_record(&format!("new{i:05}"));
+                r.path = format!("/photos/new/{i}.jpg");
+                (r, v.clone())
+            })
+            .collect();
+        store.upsert_many(&items).unwrap();
+        let gone: Vec<String> = (0..1500).step_by(15).map(|i| format!("{i:05}")).collect();
+        for id in &gone {
+            assert!(store.delete(id).unwrap());
+        }
+        let mut moved = super::super::conformance_record("00001");
+        moved.path = "/photos/common/1.jpg".into();
+        assert_eq!(store.upsert(&moved, &vectors[5]).unwrap(), Upserted::Replaced);
+        crash(store);
+
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.ann_origin(), Some(AnnOrigin::CaughtUp { changes: 300 + gone.len() + 1 }));
+        assert_eq!(store.count(), 1500 + 300 - gone.len());
+        let all = Filter::default();
+        for (i, v) in more.iter().enumerate().step_by(7) {
+            assert_eq!(ids(&store, v, &all, false).first(), Some(&format!("new{i:05}")), "a new image is not found by itself");
+        }
+        for i in (0..1500).step_by(15) {
+            let found = ids(&store, &vectors[i], &all, false);
+            assert!(found.iter().all(|id| !gone.contains(id)), "a deleted image came back: {found:?}");
+        }
+        assert!(ids(&store, &vectors[5], &all, false)[..2].contains(&"00001".to_string()), "the moved image is not where it moved");
+        assert!(!ids(&store, &vectors[1], &all, false).contains(&"00001".to_string()), "the moved image is still where it was");
+        // Caught up, saved again: the next start loads it as it is.
+        drop(store);
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.ann_origin(), Some(AnnOrigin::Loaded));
+        assert_eq!(ids(&store, &more[0], &all, false).first().map(String::as_str), Some("new00000"));
     }
 
     #[test]
