@@ -12,11 +12,11 @@
 #
 # `initdb` refuses to run as root: as root, the cluster belongs to the user `vqpg` (created if
 # missing) and every server command runs through `runuser`.
-# Environment: VQ_PG_PORT (55432), VQ_PG_MAJOR (16 or 18).
+# Environment: VQ_PG_PORT (25432: below the kernel's ephemeral range, so an outgoing connection never holds it), VQ_PG_MAJOR (16 or 18).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
-PORT="${VQ_PG_PORT:-55432}"
+PORT="${VQ_PG_PORT:-25432}"
 MAJOR="${VQ_PG_MAJOR:-16}"
 WHEEL_VERSION="${VQ_PGSERVER_VERSION:-0.6.0}"
 PKG="$ROOT/.runtime/pgserver"

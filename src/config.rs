@@ -32,7 +32,8 @@ pub struct CommonArgs {
     #[command(flatten)]
     pub store: StoreArgs,
 
-    /// Path to `libonnxruntime.so`; found automatically when unset (see README).
+    /// Path to `libonnxruntime.so`; when unset, looked for next to the binary only (and in a
+    /// development checkout's `.runtime/`), never in the working directory.
     #[arg(long, env = "ORT_DYLIB_PATH")]
     pub ort_library: Option<PathBuf>,
 

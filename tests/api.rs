@@ -596,3 +596,57 @@ fn duplicates_are_grouped_as_identical_copies_and_similar_pictures() {
     assert_eq!(server.get("/duplicates?threshold=0.2").status(), 422);
     assert_eq!(server.get("/duplicates?limit=3").status(), 400);
 }
+
+/// Whoever can write inside a root swaps the folder of an indexed photo for a symlink to a
+/// folder outside, over and over, while the photo is fetched: every answer is the photo or a
+/// 404, never the file outside (the path is checked, then the file is opened beneath the root
+/// and read from that handle).
+#[test]
+fn a_folder_swapped_for_a_symlink_never_serves_a_file_from_outside_the_roots() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let server = Server::start();
+    server.wait_ready();
+    let photo = server.add_image(&image_path("baseline.jpg"), "album/photo.jpg");
+    let id = server.ingest(&photo)["id"].as_str().unwrap().to_string();
+    let real = std::fs::read(&photo).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir(outside.path().join("album")).unwrap();
+    let secret = b"SECRET outside the image roots".repeat(64);
+    std::fs::write(outside.path().join("album/photo.jpg"), &secret).unwrap();
+
+    let album = server.image_root.join("album");
+    let parked = server.image_root.join("album.real");
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, album, parked, target) = (stop.clone(), album.clone(), parked.clone(), outside.path().join("album"));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::fs::rename(&album, &parked).unwrap();
+                std::os::unix::fs::symlink(&target, &album).unwrap();
+                std::fs::remove_file(&album).unwrap();
+                std::fs::rename(&parked, &album).unwrap();
+            }
+        })
+    };
+    let (mut served, mut refused) = (0, 0);
+    let http = client();
+    for _ in 0..1500 {
+        let response = http.get(format!("{}/images/{id}/file", server.url)).send().unwrap();
+        match response.status().as_u16() {
+            200 => {
+                let body = response.bytes().unwrap();
+                assert!(!body.windows(6).any(|w| w == b"SECRET"), "a file outside the roots was served");
+                assert_eq!(body.as_ref(), real.as_slice());
+                served += 1;
+            }
+            404 => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    eprintln!("served {served}, refused {refused}");
+    assert!(served > 0, "the photo itself was never served while the folder was in place");
+}

@@ -114,7 +114,8 @@ fn an_upload_to_one_replica_is_served_by_the_other() {
 }
 
 /// A PostgreSQL of this test's own (another port), so it can be killed without disturbing the
-/// server the other tests share.
+/// server the other tests share. Ports below the kernel's ephemeral range (32768-60999), so
+/// no outgoing connection of a concurrent test holds the port when the database restarts.
 struct OwnDatabase {
     port: String,
 }
@@ -159,7 +160,7 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn losing_the_database_is_a_503_with_retry_after_and_service_resumes_by_itself() {
-    let (db, url) = OwnDatabase::start(55491);
+    let (db, url) = OwnDatabase::start(25491);
     let images = tempfile::tempdir().expect("images");
     let server = Server::start_sharing(images.path(), &["--store", &url]);
     server.wait_ready();
@@ -196,7 +197,7 @@ fn losing_the_database_is_a_503_with_retry_after_and_service_resumes_by_itself()
 
 #[test]
 fn a_directory_job_outlives_a_database_restart_with_every_file_once() {
-    let (db, url) = OwnDatabase::start(55492);
+    let (db, url) = OwnDatabase::start(25492);
     let images = tempfile::tempdir().expect("images");
     let server = Server::start_sharing(images.path(), &["--store", &url, "--max-batch", "2"]);
     server.wait_ready();

@@ -60,7 +60,9 @@ pub async fn image_file(State(state): State<AppState>, Path(id): Path<String>, r
         parts.headers.remove(header::RANGE);
     }
     let mime = media_type(&file);
-    let served = ServeFile::new_with_mime(&file.path, &mime).try_call(Request::from_parts(parts, body)).await;
+    // ServeFile opens what it is given by path: give it the descriptor's own name, which reopens
+    // the file the engine opened beneath its root (the same inode, whatever the path names now).
+    let served = ServeFile::new_with_mime(opened_file_path(&file.file), &mime).try_call(Request::from_parts(parts, body)).await;
     let gone = || ApiError::from(engine::EngineError::ImageFileGone { id: file.record.id.clone(), path: file.record.path.clone() });
     let mut response = match served {
         Ok(response) if response.status() == StatusCode::NOT_FOUND => return Err(gone()),
@@ -112,6 +114,12 @@ pub async fn image_thumbnail(
     let mut response = ([(header::CONTENT_TYPE, "image/jpeg")], Body::from(jpeg)).into_response();
     set_validators(response.headers_mut(), &etag, THUMBNAIL_CACHE_CONTROL);
     Ok(response)
+}
+
+/// `/proc/self/fd/N`: a name for an open file that reopens it, not the path it was found by.
+fn opened_file_path(file: &std::fs::File) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
 /// A strong ETag for a file. While its size and modification time are those recorded at

@@ -20,7 +20,7 @@ pub enum ImageError {
 /// Why a model could not be found or loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("ONNX Runtime library not found; looked in: {tried}. Install it with `pip install onnxruntime==1.32.0` or set ORT_DYLIB_PATH to libonnxruntime.so")]
+    #[error("ONNX Runtime library not found; looked in: {tried}. Put libonnxruntime.so next to the binary, or set ORT_DYLIB_PATH (or --ort-library) to its path: `pip install onnxruntime==1.32.0` ships it in onnxruntime/capi/")]
     RuntimeNotFound { tried: String },
     #[error("could not load ONNX Runtime from {path}: {message}")]
     Runtime { path: PathBuf, message: String },

@@ -199,12 +199,6 @@ fn png_palette_has_transparency(bytes: &[u8]) -> bool {
     false
 }
 
-/// Decodes a file; see [`decode_reduced`].
-pub fn decode_file(path: &Path, limits: &DecodeLimits, min_short_side: Option<u32>) -> Result<DecodedImage, ImageError> {
-    let bytes = std::fs::read(path).map_err(|e| ImageError::Corrupt(format!("{}: {e}", path.display())))?;
-    decode_reduced(&bytes, limits, min_short_side)
-}
-
 /// A cut-off JPEG has no EOI marker (FF D9) near its end. Some writers append padding or
 /// metadata after EOI, so look in the last few KiB rather than at the last two bytes only.
 fn has_jpeg_end_marker(bytes: &[u8]) -> bool {

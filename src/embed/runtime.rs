@@ -1,8 +1,8 @@
 //! Finds and initialises the ONNX Runtime shared library, once per process.
 //!
 //! Builds here cannot download binaries, so `ort` runs with `load-dynamic` against the
-//! `libonnxruntime.so` that the PyPI wheel `onnxruntime` ships. Users should not have to set
-//! variables by hand, so we probe the places our scripts and pip put it.
+//! `libonnxruntime.so` that the PyPI wheel `onnxruntime` ships: given by path, or found next to
+//! the binary (and in a development checkout's `.runtime/`, where our scripts put it).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -60,23 +60,7 @@ fn locate(explicit: Option<&Path>) -> Result<PathBuf, LoadError> {
             Err(LoadError::RuntimeNotFound { tried: format!("{} (given explicitly; no such file)", path.display()) })
         };
     }
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        // Next to the binary, and the repo's `.runtime/` when run from `target/{debug,release}`.
-        for ancestor in exe.ancestors().skip(1).take(4) {
-            dirs.push(ancestor.to_path_buf());
-            dirs.push(ancestor.join(".runtime/onnxruntime/capi"));
-        }
-    }
-    if let Ok(cwd) = std::env::current_dir() {
-        dirs.push(cwd.join(".runtime/onnxruntime/capi"));
-    }
-    dirs.push(PathBuf::from("/opt/onnxruntime/onnxruntime/capi"));
-    dirs.push(PathBuf::from("/usr/local/lib"));
-    dirs.push(PathBuf::from("/usr/lib"));
-    if let Some(site) = python_onnxruntime_dir() {
-        dirs.push(site.join("capi"));
-    }
+    let dirs = std::env::current_exe().map(|exe| search_dirs(&exe)).unwrap_or_default();
     for dir in &dirs {
         if let Some(lib) = library_in(dir) {
             return Ok(lib);
@@ -84,6 +68,28 @@ fn locate(explicit: Option<&Path>) -> Result<PathBuf, LoadError> {
     }
     let tried = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
     Err(LoadError::RuntimeNotFound { tried })
+}
+
+/// The folders searched when no path is given: only where whoever installed the binary put
+/// things. Never the working directory, a `PATH` lookup or Python's import path: a folder the
+/// server merely runs in (or a user can write to) must not be able to plant a library that
+/// the server would load and run.
+fn search_dirs(exe: &Path) -> Vec<PathBuf> {
+    let Some(dir) = exe.parent() else { return Vec::new() };
+    let mut dirs = vec![dir.to_path_buf(), dir.join(".runtime/onnxruntime/capi")];
+    // A development build, `<repo>/target/<profile>/[deps|examples/]visionquery`: the
+    // repository's `.runtime/` that `scripts/install-runtime.sh` fills.
+    let repo = exe
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .find(|a| a.file_name().is_some_and(|n| n == "target"))
+        .and_then(Path::parent)
+        .filter(|repo| repo.join("Cargo.toml").is_file());
+    if let Some(repo) = repo {
+        dirs.push(repo.join(".runtime/onnxruntime/capi"));
+    }
+    dirs
 }
 
 /// `libonnxruntime.so` or a versioned `libonnxruntime.so.X.Y.Z` in `dir`.
@@ -101,13 +107,24 @@ fn library_in(dir: &Path) -> Option<PathBuf> {
     versioned.pop()
 }
 
-/// The package directory of a pip-installed `onnxruntime`, if a Python has one.
-fn python_onnxruntime_dir() -> Option<PathBuf> {
-    let output = std::process::Command::new("python3")
-        .args(["-c", "import importlib.util as u; s = u.find_spec('onnxruntime'); print(s.submodule_search_locations[0] if s else '')"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let dir = String::from_utf8(output.stdout).ok()?.trim().to_string();
-    (!dir.is_empty()).then(|| PathBuf::from(dir))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_installed_binary_looks_only_beside_itself() {
+        let dirs = search_dirs(Path::new("/usr/local/bin/visionquery"));
+        assert_eq!(dirs, [PathBuf::from("/usr/local/bin"), PathBuf::from("/usr/local/bin/.runtime/onnxruntime/capi")]);
+    }
+
+    #[test]
+    fn a_development_build_uses_its_checkouts_runtime_folder() {
+        let repo = tempfile::tempdir().unwrap();
+        let exe = repo.path().join("target/release/visionquery");
+        assert!(!search_dirs(&exe).contains(&repo.path().join(".runtime/onnxruntime/capi")), "no Cargo.toml: not a checkout");
+        std::fs::write(repo.path().join("Cargo.toml"), b"[package]").unwrap();
+        for exe in ["target/release/visionquery", "target/debug/deps/visionquery-0123", "target/release/examples/load_vectors"] {
+            assert!(search_dirs(&repo.path().join(exe)).contains(&repo.path().join(".runtime/onnxruntime/capi")), "{exe}");
+        }
+    }
 }

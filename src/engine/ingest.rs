@@ -9,7 +9,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::metadata::read_photo_meta;
-use super::{blocking, count_ingest, format_name, image_id, Engine, EngineError, IngestOutcome, Ingested};
+use super::{blocking, count_ingest, format_name, image_id, Engine, EngineError, ImageRoots, IngestOutcome, Ingested};
 use crate::embed::{preprocess, ClipModel, DecodeLimits, DecodedImage, EmbedError, ImageError};
 use crate::metrics;
 use crate::store::{ImageRecord, PhotoMeta, VectorStore};
@@ -62,8 +62,8 @@ impl Engine {
     pub async fn stage(&self, path: PathBuf, when_busy: WhenBusy) -> Result<Staged, EngineError> {
         let model = self.model()?;
         let store = self.store.clone();
-        let limits = self.limits;
-        let prepared = self.in_decode_slot(move || prepare(&path, &limits, store.as_ref())).await?;
+        let (limits, roots) = (self.limits, self.roots.clone());
+        let prepared = self.in_decode_slot(move || prepare(&path, &roots, &limits, store.as_ref())).await?;
         match prepared {
             Prepared::Known(ingested) => Ok(Staged::Done(ingested)),
             Prepared::New { record, decoded } => {
@@ -160,10 +160,12 @@ fn pixel_hash(decoded: &DecodedImage) -> String {
     hasher.finalize().to_hex()[..32].to_string()
 }
 
-fn prepare(path: &Path, limits: &DecodeLimits, store: &dyn VectorStore) -> Result<Prepared, EngineError> {
+fn prepare(path: &Path, roots: &ImageRoots, limits: &DecodeLimits, store: &dyn VectorStore) -> Result<Prepared, EngineError> {
     let shown = path.display().to_string();
     let unreadable = |e: std::io::Error| EngineError::Unreadable { path: shown.clone(), message: e.to_string() };
-    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    // Opened once beneath its root; the size, the bytes and the hash all come from this handle.
+    let file = roots.open(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
     let size = meta.len();
     let modified = modified_nanos(&meta);
     let previous = store.find_by_path(&shown)?;
@@ -175,7 +177,11 @@ fn prepare(path: &Path, limits: &DecodeLimits, store: &dyn VectorStore) -> Resul
     if size > limits.max_bytes {
         return Err(ImageError::TooManyBytes { bytes: size, limit: limits.max_bytes }.into());
     }
-    let bytes = std::fs::read(path).map_err(unreadable)?;
+    let bytes = read_at_most(&file, limits.max_bytes).map_err(unreadable)?;
+    if bytes.len() as u64 > limits.max_bytes {
+        // It grew after its size was read.
+        return Err(ImageError::TooManyBytes { bytes: bytes.len() as u64, limit: limits.max_bytes }.into());
+    }
     let content_hash = blake3::hash(&bytes).to_hex().to_string();
     let id = image_id(&content_hash);
     if let Some(existing) = store.get(&id)?.filter(|r| r.content_hash == content_hash) {
@@ -205,4 +211,14 @@ fn prepare(path: &Path, limits: &DecodeLimits, store: &dyn VectorStore) -> Resul
     record.photo = read_photo_meta(&bytes);
     record.photo_read = true;
     Ok(Prepared::New { record, decoded })
+}
+
+/// Reads a file from its handle, stopping one byte past `limit` (a file that grows while it is
+/// read is not read without end).
+pub(super) fn read_at_most(file: &std::fs::File, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let expected = file.metadata().map(|m| m.len().min(limit)).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }

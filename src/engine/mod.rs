@@ -316,11 +316,13 @@ impl Engine {
         let record = self.image(id)?;
         let store = self.store.clone();
         let max_bytes = self.limits.max_bytes;
+        let roots = self.roots.clone();
         blocking(move || {
-            let bytes = match std::fs::metadata(&record.path) {
-                Ok(meta) if meta.len() <= max_bytes => std::fs::read(&record.path).ok(),
-                _ => None,
-            };
+            let bytes = roots
+                .open(Path::new(&record.path))
+                .and_then(|file| ingest::read_at_most(&file, max_bytes))
+                .ok()
+                .filter(|bytes| bytes.len() as u64 <= max_bytes);
             let photo = bytes.as_deref().map(metadata::read_photo_meta).unwrap_or_default();
             store.set_photo(&record.id, &photo)?;
             Ok(bytes.is_some())
@@ -357,32 +359,34 @@ impl Engine {
         Ok(record)
     }
 
-    /// The file behind an indexed image, if it is still there and still under a root.
-    pub fn image_file(&self, id: &str) -> Result<(ImageRecord, PathBuf), EngineError> {
+    /// The file behind an indexed image, if it is still there and still under a root: opened
+    /// beneath its root, to be read from the handle (never reopened by path).
+    fn open_image_file(&self, id: &str) -> Result<(ImageRecord, PathBuf, std::fs::File), EngineError> {
         let record = self.image(id)?;
         let gone = || EngineError::ImageFileGone { id: record.id.clone(), path: record.path.clone() };
         let canonical = std::fs::canonicalize(&record.path).map_err(|_| gone())?;
-        if !self.roots.contains(&canonical) || !canonical.is_file() {
+        if !self.roots.contains(&canonical) {
             return Err(gone());
         }
-        Ok((record, canonical))
+        let file = self.roots.open(&canonical).map_err(|_| gone())?;
+        Ok((record, canonical, file))
     }
 
     /// The file behind an indexed image as it is on disk now, for serving it.
     pub fn current_file(&self, id: &str) -> Result<ImageFile, EngineError> {
-        let (record, path) = self.image_file(id)?;
-        let meta = std::fs::metadata(&path).map_err(|_| EngineError::ImageFileGone { id: record.id.clone(), path: record.path.clone() })?;
+        let (record, path, file) = self.open_image_file(id)?;
+        let meta = file.metadata().map_err(|_| EngineError::ImageFileGone { id: record.id.clone(), path: record.path.clone() })?;
         let modified = ingest::modified_nanos(&meta);
         // The same test as re-ingesting uses to skip a file: unchanged size and modification time.
         let as_indexed = record.bytes == meta.len() && record.modified.is_some() && record.modified == modified;
-        Ok(ImageFile { record, path, len: meta.len(), modified_nanos: modified, as_indexed })
+        Ok(ImageFile { record, path, file, len: meta.len(), modified_nanos: modified, as_indexed })
     }
 
     /// A JPEG thumbnail whose longer side is `size` snapped up to one of
     /// [`thumbnails::SIZES`] (never larger than the image), cached on disk.
     pub async fn thumbnail(&self, id: &str, size: u32) -> Result<Vec<u8>, EngineError> {
         let size = thumbnails::snap(size);
-        let (record, path) = self.image_file(id)?;
+        let (record, path, file) = self.open_image_file(id)?;
         let dir = self.dirs.thumbnails.clone();
         let (cache, cached_id) = (dir.clone(), record.id.clone());
         if let Some(jpeg) = blocking(move || Ok(thumbnails::lookup(&cache, &cached_id, size))).await? {
@@ -395,7 +399,12 @@ impl Engine {
             // Requests for the same thumbnail that waited for a permit find it rendered.
             match thumbnails::lookup(&dir, &record.id, size) {
                 Some(jpeg) => Ok(jpeg),
-                None => thumbnails::render(&dir, &record.id, &path, size, &limits),
+                None => {
+                    let unreadable =
+                        |e: std::io::Error| EngineError::Unreadable { path: path.display().to_string(), message: e.to_string() };
+                    let bytes = ingest::read_at_most(&file, limits.max_bytes).map_err(unreadable)?;
+                    thumbnails::render(&dir, &record.id, &bytes, size, &limits)
+                }
             }
         })
         .await
@@ -409,11 +418,13 @@ impl Engine {
 }
 
 /// An indexed image's file, as found on disk.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ImageFile {
     pub record: ImageRecord,
-    /// Canonical path, under an image root.
+    /// Canonical path, under an image root (for messages; read from `file`).
     pub path: PathBuf,
+    /// The file, opened beneath its root.
+    pub file: std::fs::File,
     /// Size in bytes now.
     pub len: u64,
     /// Modification time now (nanoseconds since the epoch), where the file system keeps one.

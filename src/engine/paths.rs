@@ -96,6 +96,28 @@ impl ImageRoots {
         }
     }
 
+    /// Opens a regular file under a root through that root's directory handle, never letting a
+    /// symlink or `..` lead out of the root (cap-std: `openat2` with `RESOLVE_BENEATH` where the
+    /// kernel has it, checked component by component where not). A path is checked and then
+    /// read later; whoever can write inside a root could swap a folder for a symlink in between,
+    /// so every read goes through the handle this returns, not the path.
+    pub fn open(&self, path: &Path) -> std::io::Result<std::fs::File> {
+        let (root, relative) = self
+            .roots
+            .iter()
+            .find_map(|(absolute, canonical)| {
+                let under = |root: &PathBuf| path.strip_prefix(root).ok().map(|relative| (root.clone(), relative.to_path_buf()));
+                under(canonical).or_else(|| under(absolute))
+            })
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::PermissionDenied, "outside the image roots"))?;
+        let dir = cap_std::fs::Dir::open_ambient_dir(&root, cap_std::ambient_authority())?;
+        let file = dir.open(&relative)?.into_std();
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+        Ok(file)
+    }
+
     /// Whether an absolute, normalised path lies under one of the roots.
     pub fn contains(&self, path: &Path) -> bool {
         self.roots.iter().any(|(absolute, canonical)| path.starts_with(canonical) || path.starts_with(absolute))

@@ -56,8 +56,8 @@ pub fn lookup(dir: &Path, id: &str, size: u32) -> Option<Vec<u8>> {
 
 /// Decodes `source`, renders the thumbnail at `size` (already snapped) and caches it. The
 /// expensive part (a full decode): callers bound how many run at once.
-pub fn render(dir: &Path, id: &str, source: &Path, size: u32, limits: &DecodeLimits) -> Result<Vec<u8>, EngineError> {
-    let decoded = preprocess::decode_file(source, limits, Some(size))?;
+pub fn render(dir: &Path, id: &str, source: &[u8], size: u32, limits: &DecodeLimits) -> Result<Vec<u8>, EngineError> {
+    let decoded = preprocess::decode_reduced(source, limits, Some(size))?;
     let small = shrink(&decoded.rgb, size)?;
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY)
