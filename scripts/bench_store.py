@@ -692,6 +692,25 @@ def projection(results: dict) -> dict | None:
             "max_connections": max_conn, "rows": rows, "columns": [(cores, 0), (cores, 1), (16, 0), (16, 1), (16, 3)]}
 
 
+def merge_runs(runs: list) -> dict:
+    """One result from runs of one backend each (same N and generator): each backend's numbers and
+    parameters as its own run measured them; the runs' commands, times and versions all listed."""
+    merged = json.loads(json.dumps(runs[0]))
+    for run in runs[1:]:
+        if run["params"]["vectors"] != merged["params"]["vectors"]:
+            sys.exit("runs of different sizes cannot be shown side by side")
+        merged["backends"].update(run["backends"])
+        for key, value in run["params"].items():
+            if merged["params"].get(key) is None:
+                merged["params"][key] = value
+    if len(runs) > 1:
+        merged["timestamp"] = " and ".join(r["timestamp"] for r in runs)
+        merged["git"] = " and ".join(dict.fromkeys(r["git"] for r in runs))
+        merged["command"] = "\n".join(r["command"] for r in runs)
+        merged["json_name"] = "`, `bench-results/".join(r["json_name"] for r in runs)
+    return merged
+
+
 def render(results: dict) -> str:
     m, prm, gen, gt = results["machine"], results["params"], results["generator"], results["ground_truth"]
     n = prm["vectors"]
@@ -933,10 +952,11 @@ def main(argv=None) -> int:
     ap.add_argument("--wait-quiet", type=float, default=600,
                     help="wait up to this many seconds for other builds/benchmarks before each step (default 600)")
     ap.add_argument("--no-markdown", action="store_true")
-    ap.add_argument("--from-json", type=Path)
+    ap.add_argument("--from-json", type=Path, nargs="+",
+                    help="re-render from saved results; several files (one backend each, same N) are shown side by side")
     args = ap.parse_args(argv)
     if args.from_json:
-        results = json.loads(args.from_json.read_text())
+        results = merge_runs([json.loads(p.read_text()) for p in args.from_json])
         section = render(results)
         print(section)
         if not args.no_markdown:

@@ -90,16 +90,16 @@ pub struct StoreArgs {
     pub ann_ef_search: u16,
 
     /// HNSW graph degree, used when the vector index is first built (PostgreSQL).
-    #[arg(long, env = "VQ_HNSW_M", default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..=100))]
+    #[arg(long, env = "VQ_HNSW_M", default_value_t = crate::store::postgres::Hnsw::DEFAULT.m, value_parser = clap::value_parser!(u32).range(2..=100))]
     pub hnsw_m: u32,
 
     /// HNSW build-time candidate list, used when the vector index is first built (PostgreSQL).
-    #[arg(long, env = "VQ_HNSW_EF_CONSTRUCTION", default_value_t = 64, value_parser = clap::value_parser!(u32).range(4..=1000))]
+    #[arg(long, env = "VQ_HNSW_EF_CONSTRUCTION", default_value_t = crate::store::postgres::Hnsw::DEFAULT.ef_construction, value_parser = clap::value_parser!(u32).range(4..=1000))]
     pub hnsw_ef_construction: u32,
 
     /// HNSW search-time candidate list: higher is more exact and slower (PostgreSQL; the
     /// recall and latency per value are in BENCHMARKS.md).
-    #[arg(long, env = "VQ_HNSW_EF_SEARCH", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, env = "VQ_HNSW_EF_SEARCH", default_value_t = crate::store::postgres::Hnsw::DEFAULT.ef_search, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub hnsw_ef_search: u32,
 }
 

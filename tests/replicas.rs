@@ -13,13 +13,7 @@ use serde_json::{json, Value};
 use visionquery::store::postgres::testing;
 
 fn photos() -> Vec<PathBuf> {
-    let mut photos: Vec<PathBuf> = std::fs::read_dir(common::fixtures().join("photos"))
-        .expect("committed photos")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
-        .collect();
-    photos.sort();
-    photos
+    common::committed_photos()
 }
 
 /// Two replicas on database `db`, sharing one image root and one uploads folder.

@@ -144,6 +144,7 @@ impl From<StoreError> for ApiError {
             StoreError::ModelMismatch { .. } => Self::new(StatusCode::CONFLICT, "model_mismatch", message),
             StoreError::Locked { .. } => Self::new(StatusCode::SERVICE_UNAVAILABLE, "index_locked", message).retry(5),
             StoreError::Unavailable(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message).retry(5),
+            StoreError::StorageFull(_) => Self::new(StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage", message).retry(30),
             StoreError::TooManyJobs { .. } => Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_jobs", message).retry(10),
             StoreError::DimensionMismatch { .. }
             | StoreError::Database(_)
@@ -166,6 +167,7 @@ impl From<EngineError> for ApiError {
             EngineError::ImageFileGone { .. } => Self::new(StatusCode::NOT_FOUND, "image_file_gone", message),
             EngineError::JobNotFound(_) => Self::new(StatusCode::NOT_FOUND, "job_not_found", message),
             EngineError::Write { .. } => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "write_failed", message),
+            EngineError::DiskFull { .. } => Self::new(StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage", message).retry(30),
             EngineError::EmptyQuery => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_query", message),
             EngineError::QueryTooLong { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "query_too_long", message),
             EngineError::InvalidTopK { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_top_k", message),

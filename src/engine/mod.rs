@@ -65,8 +65,22 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("could not write {path}: {message}")]
     Write { path: String, message: String },
+    #[error("no space left to write {path}: {message}")]
+    DiskFull { path: String, message: String },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl EngineError {
+    /// A failed write to `path`: a full disk (or quota) is told apart, as it passes once space
+    /// is freed.
+    pub fn write(path: &Path, e: std::io::Error) -> Self {
+        let (path, message) = (path.display().to_string(), e.to_string());
+        match e.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Self::DiskFull { path, message },
+            _ => Self::Write { path, message },
+        }
+    }
 }
 
 /// What ingesting one file did.

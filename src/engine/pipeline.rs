@@ -115,7 +115,7 @@ async fn stage_file(engine: &Engine, path: PathBuf) -> Result<Staged, String> {
     // database that went away is waited for, so the job continues when it is back.
     loop {
         match engine.stage(canonical.clone(), WhenBusy::Wait).await {
-            Err(EngineError::Store(StoreError::Unavailable(why))) => wait_for_store(&why).await,
+            Err(EngineError::Store(StoreError::Unavailable(why) | StoreError::StorageFull(why))) => wait_for_store(&why).await,
             outcome => return outcome.map_err(|e| e.to_string()),
         }
     }
@@ -149,7 +149,7 @@ async fn commit_batch(engine: &Engine, batch: Vec<(PathBuf, ImageRecord, Vec<f32
             Ok(()) => break,
             // Nothing of the batch was written (one transaction): write it again when the
             // database is back, rather than lose files that are embedded already.
-            Err(EngineError::Store(StoreError::Unavailable(why))) => wait_for_store(&why).await,
+            Err(EngineError::Store(StoreError::Unavailable(why) | StoreError::StorageFull(why))) => wait_for_store(&why).await,
             Err(e) => {
                 let message = e.to_string();
                 return results.into_iter().map(|(path, _)| (path, FileResult::Failed(message.clone()))).collect();

@@ -86,7 +86,7 @@ impl Engine {
     pub fn upload_sink(&self) -> Result<UploadSink, EngineError> {
         let uploads = self.dirs.uploads.clone();
         let max_bytes = self.limits.max_bytes;
-        let failed = |e: std::io::Error| EngineError::Write { path: uploads.display().to_string(), message: e.to_string() };
+        let failed = |e: std::io::Error| EngineError::write(&uploads, e);
         let temp = fsutil::temp_beside(&uploads.join("upload")).map_err(failed)?;
         let (chunks, mut incoming) = mpsc::channel::<Bytes>(SINK_CHUNKS);
         let writer = tokio::task::spawn_blocking(move || {
@@ -99,8 +99,7 @@ impl Engine {
                     return Err(ImageError::TooManyBytes { bytes, limit: max_bytes }.into());
                 }
                 hasher.update(&chunk);
-                temp.write_all(&chunk)
-                    .map_err(|e| EngineError::Write { path: temp.path().display().to_string(), message: e.to_string() })?;
+                temp.write_all(&chunk).map_err(|e| EngineError::write(temp.path(), e))?;
             }
             Ok(Upload { temp, content_hash: hasher.finalize().to_hex().to_string(), bytes })
         });
@@ -166,7 +165,7 @@ fn keep_upload(
     temp: NamedTempFile,
 ) -> Result<PathBuf, EngineError> {
     let dir = uploads.join(&content_hash[..2]).join(content_hash);
-    let failed = |e: std::io::Error| EngineError::Write { path: dir.display().to_string(), message: e.to_string() };
+    let failed = |e: std::io::Error| EngineError::write(&dir, e);
     if let Some(stored) = stored_file(&dir) {
         return Ok(stored);
     }

@@ -145,6 +145,9 @@ pub enum StoreError {
     Setup(String),
     #[error("the index database is unavailable: {0}")]
     Unavailable(String),
+    /// The disk (or quota) holding the index is full: nothing was written.
+    #[error("no space left for the index: {0}")]
+    StorageFull(String),
     #[error("{limit} directory jobs are already queued or running; wait for one to finish")]
     TooManyJobs { limit: usize },
 }

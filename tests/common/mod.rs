@@ -25,6 +25,18 @@ pub fn shared_photos() -> PathBuf {
     fixtures().join("photos")
 }
 
+/// The committed real photos (JPEG), in name order.
+#[allow(dead_code)]
+pub fn committed_photos() -> Vec<PathBuf> {
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(shared_photos())
+        .expect("committed photos")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    photos.sort();
+    photos
+}
+
 /// A reference file name (`shared:<name>` or a name under `tests/fixtures/images`) as a path.
 pub fn image_path(name: &str) -> PathBuf {
     match name.strip_prefix("shared:") {

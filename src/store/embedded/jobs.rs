@@ -221,7 +221,7 @@ impl EmbeddedStore {
     /// Runs `work` in a write transaction, committed when it returns `Ok`.
     fn write_jobs<T>(&self, work: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.db()?.begin_write().map_err(db_err)?;
         let out = work(&txn)?;
         txn.commit().map_err(db_err)?;
         Ok(out)
@@ -278,7 +278,7 @@ impl JobStore for EmbeddedStore {
     }
 
     fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.db()?.begin_read().map_err(db_err)?;
         let Some(value) = txn.open_table(JOBS).map_err(db_err)?.get(id).map_err(db_err)? else { return Ok(None) };
         let mut job = decode_job(value.value())?.record;
         job.failures = failures_of(&txn.open_table(JOB_FAILURES).map_err(db_err)?, id)?;
@@ -286,7 +286,7 @@ impl JobStore for EmbeddedStore {
     }
 
     fn jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.db()?.begin_read().map_err(db_err)?;
         let failures = txn.open_table(JOB_FAILURES).map_err(db_err)?;
         let mut out = Vec::new();
         for stored in all_jobs(&txn.open_table(JOBS).map_err(db_err)?)? {
@@ -407,7 +407,7 @@ impl JobStore for EmbeddedStore {
 
     fn claim_chunk(&self, owner: &str, ttl: Duration) -> Result<Option<ChunkClaim>, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.db()?.begin_write().map_err(db_err)?;
         let mut changed = false;
         let mut claim = None;
         {

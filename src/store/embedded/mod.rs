@@ -13,6 +13,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 mod ann;
 mod changes;
+mod handle;
 mod jobs;
 mod rows;
 mod search;
@@ -79,7 +80,7 @@ struct State {
 }
 
 pub struct EmbeddedStore {
-    db: Database,
+    db: handle::DbHandle,
     path: PathBuf,
     dir: PathBuf,
     options: StoreOptions,
@@ -91,11 +92,14 @@ pub struct EmbeddedStore {
     save_on_drop: bool,
 }
 
-fn db_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Database(e.to_string())
-}
+use handle::classify as db_err;
 
 impl EmbeddedStore {
+    /// The database, or why it cannot be used right now.
+    fn db(&self) -> Result<std::sync::Arc<Database>, StoreError> {
+        self.db.get()
+    }
+
     /// Opens (or creates) the index in `dir` with the default search options.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         Self::open_with(dir, StoreOptions::default())
@@ -107,11 +111,8 @@ impl EmbeddedStore {
         let open_err = |message: String| StoreError::Open { path: dir.display().to_string(), message };
         fs_err::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         let path = dir.join(DB_FILE);
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: path.display().to_string() },
-            other => open_err(other.to_string()),
-        })?;
-        let txn = db.begin_write().map_err(db_err)?;
+        let db = handle::DbHandle::open(&path)?;
+        let txn = db.get()?.begin_write().map_err(db_err)?;
         {
             txn.open_table(IMAGES).map_err(db_err)?;
             txn.open_table(VECTORS).map_err(db_err)?;
@@ -166,7 +167,7 @@ impl EmbeddedStore {
     }
 
     fn load(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.db()?.begin_read().map_err(db_err)?;
         let meta = txn.open_table(META).map_err(db_err)?;
         let Some(dim) = meta.get("dim").map_err(db_err)?.map(|v| v.value().to_string()) else {
             return Ok(());
@@ -275,7 +276,7 @@ impl EmbeddedStore {
     /// Saves the index as reflecting `generation` and forgets the changes it now holds.
     fn save_index(&self, ann: &Ann, generation: u64) -> Result<(), StoreError> {
         ann.save(&self.dir, generation).map_err(ann_err)?;
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.db()?.begin_write().map_err(db_err)?;
         changes::prune(&txn, generation)?;
         txn.commit().map_err(db_err)
     }
@@ -467,9 +468,15 @@ impl VectorStore for EmbeddedStore {
         StoreInfo { backend: "embedded", location: self.path.display().to_string() }
     }
 
+    /// Whether the database takes writes; after an I/O error (a full disk) it is opened again
+    /// here, so service resumes once the cause is gone.
+    fn ping(&self) -> Result<(), StoreError> {
+        self.db.check()
+    }
+
     fn bind_model(&self, fingerprint: &str, dim: usize) -> Result<(), StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.db()?.begin_write().map_err(db_err)?;
         {
             let mut meta = txn.open_table(META).map_err(db_err)?;
             let stored = meta.get("model").map_err(db_err)?.map(|v| v.value().to_string());
@@ -500,7 +507,7 @@ impl VectorStore for EmbeddedStore {
         // Keys handed out for new images, given back if the write fails.
         let mut allocated = Vec::new();
         let written = (|| -> Result<(Vec<String>, Vec<u64>, u64), StoreError> {
-            let txn = self.db.begin_write().map_err(db_err)?;
+            let txn = self.db()?.begin_write().map_err(db_err)?;
             // Images that stop existing in this write: a path names one image, so new content at a
             // path retires the image that path named before (same transaction, so a crash can
             // never leave the stale record searchable).
@@ -617,14 +624,14 @@ impl VectorStore for EmbeddedStore {
     }
 
     fn get(&self, id: &str) -> Result<Option<ImageRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.db()?.begin_read().map_err(db_err)?;
         let table = txn.open_table(IMAGES).map_err(db_err)?;
         let value = table.get(id).map_err(db_err)?;
         value.map(|v| decode_record(v.value())).transpose()
     }
 
     fn find_by_path(&self, path: &str) -> Result<Option<ImageRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.db()?.begin_read().map_err(db_err)?;
         let Some(id) = txn.open_table(PATHS).map_err(db_err)?.get(path).map_err(db_err)?.map(|v| v.value().to_string()) else {
             return Ok(None);
         };
@@ -634,7 +641,7 @@ impl VectorStore for EmbeddedStore {
     }
 
     fn vector(&self, id: &str) -> Result<Option<Vec<f32>>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.db()?.begin_read().map_err(db_err)?;
         let vectors = txn.open_table(VECTORS).map_err(db_err)?;
         let Some(bytes) = vectors.get(id).map_err(db_err)? else { return Ok(None) };
         let dim = bytes.value().len() / 4;
@@ -643,7 +650,7 @@ impl VectorStore for EmbeddedStore {
 
     fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.db()?.begin_write().map_err(db_err)?;
         let (removed, key) = remove_rows(&txn, id)?;
         if removed.is_none() {
             return Ok(false);
@@ -660,7 +667,7 @@ impl VectorStore for EmbeddedStore {
     }
 
     fn search_page(&self, query: &SearchQuery) -> Result<Page<Hit>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.db()?.begin_read().map_err(db_err)?;
         let vectors = txn.open_table(VECTORS).map_err(db_err)?;
         let (page, more): (Vec<(String, f32)>, bool) = {
             let state = self.state.read().unwrap_or_else(|p| p.into_inner());
@@ -684,7 +691,7 @@ impl VectorStore for EmbeddedStore {
 
     fn list_page(&self, filter: &Filter, sort: SortBy, offset: usize, limit: usize) -> Result<Page<ImageRecord>, StoreError> {
         let sort = if sort == SortBy::Relevance { SortBy::IngestedDesc } else { sort };
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.db()?.begin_read().map_err(db_err)?;
         let images = txn.open_table(IMAGES).map_err(db_err)?;
         if filter.is_empty() && matches!(sort, SortBy::IngestedAsc | SortBy::IngestedDesc) {
             // The ingestion-order table pages without touching the other rows.
@@ -719,7 +726,7 @@ impl VectorStore for EmbeddedStore {
 
     fn set_photo(&self, id: &str, photo: &PhotoMeta) -> Result<bool, StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.db()?.begin_write().map_err(db_err)?;
         let updated = {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
             let current = images.get(id).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()?;
@@ -742,7 +749,7 @@ impl VectorStore for EmbeddedStore {
 
     fn add_alias(&self, id: &str, path: &str) -> Result<(), StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.db()?.begin_write().map_err(db_err)?;
         {
             let images = txn.open_table(IMAGES).map_err(db_err)?;
             let Some(record) = images.get(id).map_err(db_err)?.map(|v| decode_record(v.value())).transpose()? else { return Ok(()) };
@@ -760,7 +767,7 @@ impl VectorStore for EmbeddedStore {
     }
 
     fn duplicates(&self, threshold: f32) -> Result<Vec<DuplicateGroup>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.db()?.begin_read().map_err(db_err)?;
         // Exact over every pair, so the f32 vectors are read into a matrix for this call only.
         let (ids, pairs): (Vec<String>, Vec<(usize, usize, f32)>) = {
             let Some(dim) = self.state.read().unwrap_or_else(|p| p.into_inner()).dim else { return Ok(Vec::new()) };
@@ -800,7 +807,7 @@ impl VectorStore for EmbeddedStore {
     }
 
     fn bound_model(&self) -> Result<Option<(String, usize)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.db()?.begin_read().map_err(db_err)?;
         let meta = txn.open_table(META).map_err(db_err)?;
         let model = meta.get("model").map_err(db_err)?.map(|v| v.value().to_string());
         let dim = meta.get("dim").map_err(db_err)?.and_then(|v| v.value().parse::<usize>().ok());
@@ -808,7 +815,7 @@ impl VectorStore for EmbeddedStore {
     }
 
     fn export_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(ImageRecord, Vec<f32>)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.db()?.begin_read().map_err(db_err)?;
         let images = txn.open_table(IMAGES).map_err(db_err)?;
         let vectors = txn.open_table(VECTORS).map_err(db_err)?;
         let range = match after {
