@@ -211,6 +211,15 @@ pub struct ServeArgs {
     #[arg(long, env = "VQ_MAX_UPLOAD_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_upload_bytes: usize,
 
+    /// Seconds a client has to send a request's headers (also how long an idle kept-alive
+    /// connection stays open); a client that is slower is disconnected.
+    #[arg(long, env = "VQ_HEADER_TIMEOUT_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+
+    /// Client connections open at once; further clients wait until one closes.
+    #[arg(long, env = "VQ_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+
     /// Seconds a request may take before it is answered 503 `timeout` (uploads excepted).
     #[arg(long, env = "VQ_REQUEST_TIMEOUT_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_secs: u64,

@@ -236,9 +236,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let addr = std::net::SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, roots = ?args.common.image_roots, data_dir = %args.common.data_dir.display(), "VisionQuery listening");
-    // The client address keys the rate limit of anonymous callers.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("serving HTTP")?;
+    let connections = api::serve::ConnectionLimits {
+        header_timeout: std::time::Duration::from_secs(args.header_timeout_secs),
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+    };
+    api::serve::serve(listener, app, connections, shutdown_signal()).await;
     // So the next start loads the approximate index instead of rebuilding it.
     if let Err(e) = store_for_shutdown.save_caches() {
         tracing::warn!(error = %e, "cannot save the approximate index; it will be rebuilt at the next start");

@@ -13,6 +13,7 @@ mod observe;
 pub mod overload;
 pub mod request_id;
 pub mod security;
+pub mod serve;
 mod web;
 
 use std::sync::Arc;
