@@ -211,6 +211,11 @@ pub struct ServeArgs {
     #[arg(long, env = "VQ_MAX_UPLOAD_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_upload_bytes: usize,
 
+    /// Parts (files) one multipart upload may carry; a request with more is refused (413) at the
+    /// first part over the limit.
+    #[arg(long, env = "VQ_MAX_UPLOAD_PARTS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_upload_parts: u64,
+
     /// Seconds a client has to send a request's headers (also how long an idle kept-alive
     /// connection stays open); a client that is slower is disconnected.
     #[arg(long, env = "VQ_HEADER_TIMEOUT_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]

@@ -226,7 +226,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "cannot queue the photo metadata pass"),
     }
-    let limits = BodyLimits { json: args.max_body_bytes, upload: args.max_upload_bytes };
+    let limits = BodyLimits {
+        json: args.max_body_bytes,
+        upload: args.max_upload_bytes,
+        upload_parts: usize::try_from(args.max_upload_parts).unwrap_or(usize::MAX),
+    };
     let serving = ServingLimits {
         request_timeout: std::time::Duration::from_secs(args.request_timeout_secs),
         upload_timeout: std::time::Duration::from_secs(args.upload_timeout_secs),

@@ -73,3 +73,49 @@ fn open_connections_are_capped_and_the_capped_ones_are_served_in_turn() {
     assert!(asked.elapsed() < Duration::from_secs(60), "waited {:?}", asked.elapsed());
     drop(idle);
 }
+
+#[test]
+fn an_upload_of_a_hundred_thousand_tiny_parts_is_refused_at_the_limit() {
+    let server = Server::start_with(&common::tiny_model(), &["--max-upload-parts", "100"]);
+    server.wait_ready();
+    let boundary = "XBOUNDARYX";
+    let mut body = String::new();
+    for i in 0..100_000 {
+        body.push_str(&format!("--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"f{i}.jpg\"\r\n\r\nx\r\n"));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    let started = Instant::now();
+    let response = common::server::client()
+        .post(format!("{}/ingest/upload", server.url))
+        .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+        .header("X-Requested-With", "visionquery")
+        .body(body)
+        .send()
+        .expect("upload");
+    assert_eq!(response.status(), 413);
+    let error: serde_json::Value = response.json().expect("JSON error");
+    assert_eq!(error["error"]["code"], "too_many_parts", "{error}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_eq!(server.get("/health").status(), 200);
+}
+
+#[test]
+fn deeply_nested_json_is_a_clear_error() {
+    let server = Server::start();
+    server.wait_ready();
+    for body in [
+        "[".repeat(50_000) + &"]".repeat(50_000),
+        format!("{{\"query\":\"a\",\"filter\":{}1{}}}", "{\"x\":".repeat(5_000), "}".repeat(5_000)),
+    ] {
+        let response = common::server::client()
+            .post(format!("{}/search", server.url))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .expect("search");
+        let status = response.status().as_u16();
+        let error: serde_json::Value = response.json().expect("JSON error");
+        assert!([413, 422].contains(&status), "{status} {error}");
+        assert!(error["error"]["code"].is_string(), "{error}");
+    }
+}

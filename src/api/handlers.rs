@@ -187,7 +187,17 @@ pub async fn ingest_upload(
     // Fail fast (503) rather than accept a large upload the model cannot process.
     state.engine.ensure_model_ready()?;
     let mut results = Vec::new();
+    let mut parts = 0;
     while let Some(field) = multipart.next_field().await? {
+        parts += 1;
+        if parts > state.limits.upload_parts {
+            // Files before this one are indexed; sending them again only finds them known.
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_parts",
+                format!("an upload may carry at most {} parts", state.limits.upload_parts),
+            ));
+        }
         if field.name() != Some("files") && field.name() != Some("file") {
             continue;
         }

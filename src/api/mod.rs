@@ -47,6 +47,9 @@ pub struct BodyLimits {
     pub json: usize,
     /// Multipart uploads (all files of one request).
     pub upload: usize,
+    /// Parts of one multipart upload: each file is stored, decoded and answered for, so a body
+    /// of a hundred thousand tiny parts would keep a worker busy for minutes.
+    pub upload_parts: usize,
 }
 
 /// The whole HTTP API.
