@@ -729,18 +729,20 @@ fn openapi_documents_every_refusal_of_a_malformed_request() {
         client().post(format!("{}{path}", server.url)).header("content-type", content_type).body(body).send().unwrap()
     };
     for path in ["/search", "/ingest/image", "/ingest/directory"] {
-        for (response, status) in [
-            (raw(path, "text/plain", "{}"), 415),
-            (raw(path, "application/json", "{"), 400),
-            (raw(path, "application/json", "[]"), 422),
-        ] {
+        for (response, status) in
+            [(raw(path, "text/plain", "{}"), 415), (raw(path, "application/json", "{"), 400), (raw(path, "application/json", "[]"), 422)]
+        {
             assert_eq!(response.status().as_u16(), status, "POST {path}");
             assert!(documented(&spec, "post", path).contains(&status), "POST {path} documents {status}");
         }
     }
     for path in ["/search/image", "/ingest/upload"] {
         let malformed = raw(path, "multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"fi\0le\"\r\n\r\n");
-        let statuses = [(raw(path, "application/json", "{}"), 415), (malformed, 400), (raw(path, "multipart/form-data; boundary=x", "--x--\r\n"), 422)];
+        let statuses = [
+            (raw(path, "application/json", "{}"), 415),
+            (malformed, 400),
+            (raw(path, "multipart/form-data; boundary=x", "--x--\r\n"), 422),
+        ];
         for (response, status) in statuses {
             assert_eq!(response.status().as_u16(), status, "POST {path}");
             assert!(documented(&spec, "post", path).contains(&status), "POST {path} documents {status}");

@@ -50,7 +50,9 @@ pub fn route_needs(method: &Method, route: &str, metrics_need_key: bool) -> Need
         }
         // Searches are POSTs (a JSON body or an uploaded photo) but change nothing.
         ("/search" | "/search/image", false) if method == Method::POST => S(Scope::Read),
-        ("/ingest/image" | "/ingest/directory" | "/ingest/upload" | "/jobs/{id}/cancel", false) if method == Method::POST => S(Scope::Write),
+        ("/ingest/image" | "/ingest/directory" | "/ingest/upload" | "/jobs/{id}/cancel", false) if method == Method::POST => {
+            S(Scope::Write)
+        }
         ("/images/{id}" | "/jobs/{id}", false) if method == Method::DELETE => S(Scope::Write),
         _ => S(Scope::Admin),
     }

@@ -3,14 +3,14 @@
 
 use axum::http::Method;
 use axum::Router;
+use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::header::Header;
 use utoipa::openapi::path::{Operation, ParameterIn};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::schema::{
     AdditionalProperties, AllOfBuilder, AnyOfBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, SchemaType,
 };
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, Object, Ref, RefOr, Required, Response, ResponseBuilder, Type};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -127,7 +127,10 @@ fn for_each_operation(spec: &mut utoipa::openapi::OpenApi, mut visit: impl FnMut
 }
 
 fn error(description: &str) -> Response {
-    ResponseBuilder::new().description(description).content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody")))).build()
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
+        .build()
 }
 
 fn integer_header() -> Header {
@@ -155,10 +158,8 @@ fn describe_access(spec: &mut utoipa::openapi::OpenApi, settings: DocSettings) {
     let components = spec.components.get_or_insert_with(Default::default);
     if settings.keys_required {
         let mut bearer = Http::new(HttpAuthScheme::Bearer);
-        bearer.description = Some(
-            "An API key (`visionquery keys add`, or VQ_API_KEY); scopes: read, write (implies read), admin (implies write)."
-                .into(),
-        );
+        bearer.description =
+            Some("An API key (`visionquery keys add`, or VQ_API_KEY); scopes: read, write (implies read), admin (implies write).".into());
         components.add_security_scheme(BEARER, SecurityScheme::Http(bearer));
     } else {
         components.add_security_scheme(
@@ -180,7 +181,8 @@ fn describe_access(spec: &mut utoipa::openapi::OpenApi, settings: DocSettings) {
 fn protect(operation: &mut Operation, method: &Method, scope: Scope, settings: DocSettings) {
     if settings.keys_required {
         operation.security = Some(vec![SecurityRequirement::new(BEARER, [scope.as_str()])]);
-        let mut unauthorized = error("No API key, an unknown one, or an `Authorization` header that is not `Bearer <key>` (`unauthorized`)");
+        let mut unauthorized =
+            error("No API key, an unknown one, or an `Authorization` header that is not `Bearer <key>` (`unauthorized`)");
         unauthorized.headers.insert("WWW-Authenticate".into(), Header::new(Object::with_type(Type::String)));
         answer(operation, "401", unauthorized);
         if scope > Scope::Read {
