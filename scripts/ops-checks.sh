@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deployment and observability checks against the real thing: compose/Dockerfile validation,
-# a running VisionQuery scraped by a real Prometheus, the Grafana dashboard's metrics, and the
-# web page in headless Chromium. Called by scripts/test.sh.
+# a running VisionQuery scraped by a real Prometheus, the Grafana dashboard's metrics, the API
+# contract (Schemathesis), and the web page in headless Chromium. Called by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-test-deps.sh
@@ -35,6 +35,8 @@ curl -fsS "$url/ready" >/dev/null || { cat "$work/server.log"; echo "server not 
 VQ_URL="$url" bash tests/ops/prometheus_scrape.sh
 VQ_URL="$url" bash tests/ops/prometheus_replicas.sh
 python3 tests/ops/check_dashboard_metrics.py --metrics-url "$url/metrics"
+# The API contract (Schemathesis) against its own server, started with an API key.
+VQ_BIN="$bin" bash tests/ops/check_contract.sh
 
 if [ -x tests/e2e/run.sh ]; then
   VQ_BIN="$bin" bash tests/e2e/run.sh

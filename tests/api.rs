@@ -306,7 +306,8 @@ fn metrics_docs_and_openapi_are_served() {
     for path in ["/health", "/ready", "/search", "/ingest/image", "/images/{id}", "/images/{id}/file", "/metrics"] {
         assert!(spec["paths"][path].is_object(), "OpenAPI documents {path}");
     }
-    let exact = &spec["components"]["schemas"]["SearchRequest"]["properties"]["exact"];
+    // The fields, and (second) which one of `query` and `image_id` must be given.
+    let exact = &spec["components"]["schemas"]["SearchRequest"]["allOf"][0]["properties"]["exact"];
     assert_eq!((exact["type"].as_str(), exact["default"].as_bool()), (Some("boolean"), Some(false)), "{exact}");
     let docs = server.get("/docs/");
     assert_eq!(docs.status(), 200);
@@ -649,4 +650,106 @@ fn a_folder_swapped_for_a_symlink_never_serves_a_file_from_outside_the_roots() {
     swapper.join().unwrap();
     eprintln!("served {served}, refused {refused}");
     assert!(served > 0, "the photo itself was never served while the folder was in place");
+}
+
+/// The statuses `/openapi.json` documents for `method path`.
+fn documented(spec: &Value, method: &str, path: &str) -> Vec<u16> {
+    let responses = spec["paths"][path][method]["responses"].as_object().unwrap_or_else(|| panic!("{method} {path} is documented"));
+    responses.keys().filter_map(|status| status.parse().ok()).collect()
+}
+
+#[test]
+fn json_bodies_are_objects_never_arrays_of_their_fields() {
+    let server = Server::start();
+    server.wait_ready();
+    let photo = server.add_image(&image_path("baseline.jpg"), "photo.jpg");
+    // serde fills a struct from an array of its fields in order; the API documents objects only.
+    assert_eq!(error_code(server.post_json("/ingest/image", &json!([photo])), 422), "invalid_request");
+    for body in [
+        json!(["a dog"]),
+        json!({ "query": "a dog", "filters": [null, null] }),
+        json!({ "query": "a dog", "filters": { "near": [48.8, 2.3, 5.0] } }),
+        json!({ "query": "a dog", "positive": [["a cat"]] }),
+    ] {
+        assert_eq!(error_code(server.post_json("/search", &body), 422), "invalid_request", "for {body}");
+    }
+    assert_eq!(server.post_json("/search", &json!({ "query": "a dog", "positive": ["a cat", { "query": "a ball" }] })).status(), 200);
+    assert_eq!(server.image_count(), 0, "nothing was ingested");
+}
+
+#[test]
+fn bounds_are_checked_before_numbers_are_rounded_to_32_bits() {
+    let server = Server::start();
+    server.wait_ready();
+    // Each is just past its documented bound and would round onto it as an f32.
+    assert_eq!(error_code(server.get("/duplicates?threshold=1.0000000000000004"), 422), "invalid_request");
+    assert_eq!(error_code(server.get("/duplicates?threshold=0.49999999999999994"), 422), "invalid_request");
+    let weight = json!({ "query": "a dog", "positive": [{ "query": "a cat", "weight": 100.00000000000001 }] });
+    assert_eq!(error_code(server.post_json("/search", &weight), 422), "invalid_request");
+    let min_score = json!({ "query": "a dog", "filters": { "min_score": 1.0000000000000002 } });
+    assert_eq!(error_code(server.post_json("/search", &min_score), 422), "invalid_filter");
+    assert_eq!(server.get("/duplicates?threshold=1").status(), 200);
+}
+
+#[test]
+fn listing_offsets_past_a_signed_64_bit_integer_are_refused() {
+    let server = Server::start();
+    server.wait_ready();
+    // The PostgreSQL store's OFFSET is a bigint: a larger offset wrapped to a negative one (500).
+    assert_eq!(error_code(server.get("/images?offset=9223372036854775808"), 422), "invalid_offset");
+    assert_eq!(server.get("/images?offset=9223372036854775807").status(), 200);
+}
+
+#[test]
+fn multipart_parts_are_only_the_documented_ones() {
+    use reqwest::blocking::multipart::{Form, Part};
+    let server = Server::start();
+    server.wait_ready();
+    let jpeg = std::fs::read(image_path("baseline.jpg")).unwrap();
+    let part = || Part::bytes(jpeg.clone()).file_name("a.jpg");
+    let send = |path: &str, form: Form| client().post(format!("{}{path}", server.url)).multipart(form).send().unwrap();
+
+    let misspelt = Form::new().part("photo", part());
+    assert_eq!(error_code(send("/ingest/upload", misspelt), 422), "unexpected_part");
+    assert_eq!(server.image_count(), 0);
+    let extra = Form::new().part("file", part()).text("comment", "hi");
+    assert_eq!(error_code(send("/search/image", extra), 422), "unexpected_part");
+    let two = Form::new().part("file", part()).part("file", part());
+    assert_eq!(error_code(send("/search/image", two), 422), "too_many_files");
+    assert_eq!(send("/search/image", Form::new().part("file", part())).status(), 200);
+    assert_eq!(send("/ingest/upload", Form::new().part("files", part()).part("file", part())).status(), 200);
+}
+
+#[test]
+fn openapi_documents_every_refusal_of_a_malformed_request() {
+    let server = Server::start();
+    server.wait_ready();
+    let spec: Value = server.get("/openapi.json").json().unwrap();
+    let raw = |path: &str, content_type: &str, body: &'static str| {
+        client().post(format!("{}{path}", server.url)).header("content-type", content_type).body(body).send().unwrap()
+    };
+    for path in ["/search", "/ingest/image", "/ingest/directory"] {
+        for (response, status) in
+            [(raw(path, "text/plain", "{}"), 415), (raw(path, "application/json", "{"), 400), (raw(path, "application/json", "[]"), 422)]
+        {
+            assert_eq!(response.status().as_u16(), status, "POST {path}");
+            assert!(documented(&spec, "post", path).contains(&status), "POST {path} documents {status}");
+        }
+    }
+    for path in ["/search/image", "/ingest/upload"] {
+        let malformed = raw(path, "multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"fi\0le\"\r\n\r\n");
+        let statuses = [
+            (raw(path, "application/json", "{}"), 415),
+            (malformed, 400),
+            (raw(path, "multipart/form-data; boundary=x", "--x--\r\n"), 422),
+        ];
+        for (response, status) in statuses {
+            assert_eq!(response.status().as_u16(), status, "POST {path}");
+            assert!(documented(&spec, "post", path).contains(&status), "POST {path} documents {status}");
+        }
+    }
+    assert_eq!(server.get("/images?limit=ten").status(), 400);
+    assert!(documented(&spec, "get", "/images").contains(&400));
+    let threshold = &spec["paths"]["/duplicates"]["get"]["parameters"][0];
+    assert_eq!((threshold["in"].as_str(), threshold["required"].as_bool()), (Some("query"), Some(false)), "{threshold}");
 }

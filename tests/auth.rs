@@ -318,17 +318,31 @@ fn the_key_never_appears_in_the_log_but_its_name_does() {
 }
 
 #[test]
-fn openapi_documents_the_bearer_scheme_and_the_access_errors() {
-    let server = Server::start();
-    let spec: Value = server.get("/openapi.json").json().unwrap();
+fn openapi_describes_access_as_the_server_is_configured() {
+    // With keys: every protected route needs a bearer key of its scope.
+    let keyed = Server::start_with_env(&tiny_model(), &["--rate-limit", "100"], &[("VQ_API_KEY", BOOTSTRAP)]);
+    let spec: Value = keyed.get("/openapi.json").json().unwrap();
     assert_eq!(spec["components"]["securitySchemes"]["bearer"]["scheme"], "bearer", "{}", spec["components"]);
     let upload = &spec["paths"]["/ingest/upload"]["post"];
-    assert_eq!(upload["security"][0]["bearer"][0], "write");
-    assert_eq!(spec["paths"]["/search"]["post"]["security"][0]["bearer"][0], "read");
-    for status in ["401", "403", "429"] {
+    let file = &spec["paths"]["/images/{id}/file"]["get"];
+    assert_eq!(upload["security"], json!([{ "bearer": ["write"] }]));
+    assert_eq!(spec["paths"]["/search"]["post"]["security"], json!([{ "bearer": ["read"] }]));
+    for status in ["401", "403", "429", "421"] {
         assert!(upload["responses"][status].is_object(), "upload documents {status}");
-        assert!(spec["paths"]["/images/{id}/file"]["get"]["responses"][status].is_object(), "file documents {status}");
     }
+    assert!(file["responses"]["401"].is_object() && file["responses"]["429"].is_object());
+    assert!(file["responses"]["403"].is_null(), "every key may read: a read route never answers 403");
     assert!(spec["paths"]["/health"]["get"]["security"].is_null(), "health is open");
     assert!(spec["paths"]["/health"]["get"]["responses"]["401"].is_null());
+
+    // Without keys (loopback): reads are open, state changes need the page's header.
+    let open = Server::start();
+    let spec: Value = open.get("/openapi.json").json().unwrap();
+    assert!(spec["components"]["securitySchemes"]["bearer"].is_null(), "no key can be checked: {}", spec["components"]);
+    assert_eq!(spec["components"]["securitySchemes"]["same_origin_header"]["name"], "X-Requested-With");
+    let upload = &spec["paths"]["/ingest/upload"]["post"];
+    assert_eq!(upload["security"], json!([{ "same_origin_header": [] }]));
+    assert!(upload["responses"]["403"]["description"].as_str().unwrap_or_default().contains("missing_csrf_header"), "{upload}");
+    assert!(upload["responses"]["429"].is_null(), "no rate limit is set");
+    assert!(spec["paths"]["/search"]["post"]["security"].is_null(), "a search changes nothing: open without keys");
 }

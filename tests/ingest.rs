@@ -126,6 +126,7 @@ fn directory_jobs_are_confined_to_the_roots_and_unknown_jobs_are_404() {
     assert_eq!((status, error["error"]["code"].as_str()), (400, Some("invalid_path")));
     let (status, error) = status_and_body(server.get("/jobs/nope"));
     assert_eq!((status, error["error"]["code"].as_str()), (404, Some("job_not_found")));
+    assert_eq!(server.post("/jobs/nope/cancel").status(), 404);
     assert_eq!(server.delete("/jobs/nope").status(), 404);
 }
 
@@ -136,13 +137,19 @@ fn jobs_can_be_cancelled_queued_or_running() {
     copy_photos(&server, "many", 200);
     let (_, running) = status_and_body(server.post_json("/ingest/directory", &json!({ "path": "many" })));
     let (_, queued) = status_and_body(server.post_json("/ingest/directory", &json!({ "path": "many" })));
-    let (status, cancelled) = status_and_body(server.delete(&format!("/jobs/{}", queued["id"].as_str().unwrap())));
+    let queued_id = queued["id"].as_str().unwrap();
+    let (status, refused) = status_and_body(server.delete(&format!("/jobs/{queued_id}")));
+    assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("job_unfinished")), "an unfinished job is not deleted: {refused}");
+    let (status, cancelled) = status_and_body(server.post(&format!("/jobs/{queued_id}/cancel")));
     assert_eq!(status, 200);
     assert_eq!(cancelled["state"], "cancelled", "a queued job is cancelled at once");
     assert_eq!(cancelled["done"], 0);
+    let (status, deleted) = status_and_body(server.delete(&format!("/jobs/{queued_id}")));
+    assert_eq!((status, deleted["status"].as_str()), (200, Some("deleted")), "a finished job can be deleted: {deleted}");
+    assert_eq!(server.get(&format!("/jobs/{queued_id}")).status(), 404, "a deleted job is gone");
 
     let id = running["id"].as_str().unwrap();
-    let (_, cancelling) = status_and_body(server.delete(&format!("/jobs/{id}")));
+    let (_, cancelling) = status_and_body(server.post(&format!("/jobs/{id}/cancel")));
     assert!(["cancelling", "cancelled"].contains(&cancelling["state"].as_str().unwrap()), "{cancelling}");
     let job = wait_job(&server, id, finished);
     assert_eq!(job["state"], "cancelled");
@@ -151,6 +158,8 @@ fn jobs_can_be_cancelled_queued_or_running() {
     assert_eq!(server.image_count(), job["indexed"].as_u64().unwrap(), "everything counted as indexed is in the index");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(server.image_count(), job["indexed"].as_u64().unwrap(), "nothing more is ingested after cancelling");
+    assert_eq!(server.delete(&format!("/jobs/{id}")).status(), 200);
+    assert_eq!(server.image_count(), job["indexed"].as_u64().unwrap(), "deleting a job keeps the images it indexed");
 }
 
 #[test]

@@ -252,7 +252,7 @@ fn a_job_reads_the_same_on_every_replica_and_a_cancel_on_one_stops_them_all() {
     assert_eq!(on_a["total"], on_b["total"]);
     assert_eq!(on_a["path"], on_b["path"]);
 
-    let r = p.b.delete(&format!("/jobs/{id}"));
+    let r = p.b.post(&format!("/jobs/{id}/cancel"));
     assert!(r.status().is_success());
     wait_until("both replicas show it cancelled", Duration::from_secs(30), || {
         job(&p.a, &id)["state"] == "cancelled" && job(&p.b, &id)["state"] == "cancelled"

@@ -50,7 +50,9 @@ pub fn route_needs(method: &Method, route: &str, metrics_need_key: bool) -> Need
         }
         // Searches are POSTs (a JSON body or an uploaded photo) but change nothing.
         ("/search" | "/search/image", false) if method == Method::POST => S(Scope::Read),
-        ("/ingest/image" | "/ingest/directory" | "/ingest/upload", false) if method == Method::POST => S(Scope::Write),
+        ("/ingest/image" | "/ingest/directory" | "/ingest/upload" | "/jobs/{id}/cancel", false) if method == Method::POST => {
+            S(Scope::Write)
+        }
         ("/images/{id}" | "/jobs/{id}", false) if method == Method::DELETE => S(Scope::Write),
         _ => S(Scope::Admin),
     }
@@ -103,6 +105,10 @@ impl Access {
 
     pub fn keys_required(&self) -> bool {
         self.keys_required
+    }
+
+    pub fn metrics_need_key(&self) -> bool {
+        self.metrics_need_key
     }
 
     /// Keys accepted right now (the file's and the bootstrap key).
@@ -177,6 +183,13 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// Whether a call without a key must prove it comes from the page itself (the custom header):
+/// state changes do, i.e. routes needing more than `read` with a method that is not safe.
+/// Searches are POSTs too but change nothing.
+pub fn guards_cross_site(method: &Method, needed: Scope) -> bool {
+    needed > Scope::Read && !is_safe(method)
+}
+
 pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
     match admit(&access, request) {
         Ok(request) => next.run(request).await,
@@ -225,10 +238,9 @@ fn admit(access: &Access, mut request: Request) -> Result<Request, (Response, Re
         return Err((refusal.into_response(), request));
     }
     // A key is a credential no foreign page can attach by itself; without one, a state change
-    // (a route that needs more than `read`) must carry the custom header that only same-origin
-    // (or CORS-allowed) code can set. Searches are POSTs too but change nothing.
+    // must carry the custom header that only same-origin (or CORS-allowed) code can set.
     let custom_header = request.headers().get(CSRF_HEADER).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(CSRF_VALUE.as_bytes()));
-    if presented.is_none() && needed > Scope::Read && !is_safe(request.method()) && !custom_header {
+    if presented.is_none() && guards_cross_site(request.method(), needed) && !custom_header {
         let refusal = ApiError::new(
             StatusCode::FORBIDDEN,
             "missing_csrf_header",
@@ -256,6 +268,7 @@ mod tests {
         assert_eq!(route_needs(&Method::POST, "/search", false), Need::Scope(Scope::Read));
         assert_eq!(route_needs(&Method::POST, "/ingest/upload", false), Need::Scope(Scope::Write));
         assert_eq!(route_needs(&Method::DELETE, "/jobs/{id}", false), Need::Scope(Scope::Write));
+        assert_eq!(route_needs(&Method::POST, "/jobs/{id}/cancel", false), Need::Scope(Scope::Write));
         assert_eq!(route_needs(&Method::POST, "/health", false), Need::Scope(Scope::Admin));
         assert_eq!(route_needs(&Method::PUT, "/images/{id}", false), Need::Scope(Scope::Admin));
         assert_eq!(route_needs(&get, "/reindex", false), Need::Scope(Scope::Admin));

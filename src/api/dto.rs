@@ -1,16 +1,64 @@
 //! Request and response bodies of the HTTP API (the wire format; documented in OpenAPI).
 
 use axum::extract::FromRequest;
-use serde::{Deserialize, Serialize};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ApiError;
 use crate::store::{Hit, ImageRecord};
 
-/// `axum::Json` whose rejections answer in our JSON error shape.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `axum::Json` whose rejections answer in our JSON error shape, and which takes only a JSON
+/// object: serde would also fill a struct from an array of its fields in order (`["a.jpg"]`
+/// for `{"path": "a.jpg"}`), a form the API does not document.
 pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(request, state).await?;
+        from_object(value).map(ApiJson)
+    }
+}
+
+fn from_object<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    let invalid = |message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message);
+    if !value.is_object() {
+        return Err(invalid("the body must be a JSON object".into()));
+    }
+    serde_json::from_value(value).map_err(|e| invalid(format!("Failed to deserialize the JSON body into the target type: {e}")))
+}
+
+/// For a field holding a struct: only a JSON object, never the array form serde also takes.
+fn object_only<'de, D: Deserializer<'de>, T: DeserializeOwned>(deserializer: D) -> Result<T, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    if !value.is_object() {
+        return Err(serde::de::Error::invalid_type(unexpected(&value), &"a JSON object"));
+    }
+    serde_json::from_value(value).map_err(serde::de::Error::custom)
+}
+
+/// `Option` of [`object_only`].
+fn optional_object<'de, D: Deserializer<'de>, T: DeserializeOwned>(deserializer: D) -> Result<Option<T>, D::Error> {
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Null => Ok(None),
+        value => object_only(value).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+fn unexpected(value: &serde_json::Value) -> serde::de::Unexpected<'_> {
+    use serde::de::Unexpected;
+    match value {
+        serde_json::Value::Null => Unexpected::Unit,
+        serde_json::Value::Bool(b) => Unexpected::Bool(*b),
+        serde_json::Value::Number(_) => Unexpected::Other("a number"),
+        serde_json::Value::String(s) => Unexpected::Str(s),
+        serde_json::Value::Array(_) => Unexpected::Seq,
+        serde_json::Value::Object(_) => Unexpected::Map,
+    }
+}
 
 impl<T: Serialize> axum::response::IntoResponse for ApiJson<T> {
     fn into_response(self) -> axum::response::Response {
@@ -20,8 +68,10 @@ impl<T: Serialize> axum::response::IntoResponse for ApiJson<T> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"path": "photo.jpg"}))]
 pub struct IngestImageRequest {
     /// File to index: absolute, or relative to an image root; must lie under an image root.
+    #[schema(min_length = 1)]
     pub path: String,
 }
 
@@ -41,9 +91,12 @@ fn default_top_k() -> i64 {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"query": "a dog on a beach", "top_k": 5}))]
 pub struct SearchRequest {
-    /// Text to search for. Give either `query` or `image_id`.
+    /// Text to search for, at most 1000 characters and not only white space. Give either
+    /// `query` or `image_id`.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 1000)]
     pub query: Option<String>,
     /// Find images similar to this indexed image instead of a text.
     #[serde(default)]
@@ -57,13 +110,16 @@ pub struct SearchRequest {
     #[schema(default = 0, minimum = 0, maximum = 100000)]
     pub offset: usize,
     /// More terms to pull the search towards: texts, or `{"query"|"image_id", "weight"}`.
+    /// With `query`/`image_id` and `negative`, at most 16 terms in all.
     #[serde(default)]
+    #[schema(max_items = 15)]
     pub positive: Vec<QueryTerm>,
     /// Terms to push the search away from ("beach" but not "people").
     #[serde(default)]
+    #[schema(max_items = 15)]
     pub negative: Vec<QueryTerm>,
     /// Conditions on photo metadata; only images meeting all of them are ranked.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_only")]
     pub filters: SearchFilters,
     /// `relevance` (default), `taken_at` (oldest first) or `-taken_at` (newest first).
     #[serde(default)]
@@ -80,7 +136,7 @@ pub struct SearchRequest {
 #[serde(untagged)]
 pub enum QueryTerm {
     Text(String),
-    Object(QueryTermObject),
+    Object(#[serde(deserialize_with = "object_only")] QueryTermObject),
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -92,10 +148,11 @@ pub struct QueryTermObject {
     pub image_id: Option<String>,
     /// Default 1; in (0, 100].
     #[serde(default = "default_weight")]
-    pub weight: f32,
+    #[schema(default = 1.0, exclusive_minimum = 0, maximum = 100)]
+    pub weight: f64,
 }
 
-fn default_weight() -> f32 {
+fn default_weight() -> f64 {
     1.0
 }
 
@@ -119,11 +176,12 @@ pub struct SearchFilters {
     #[serde(default)]
     pub format: Option<OneOrMany>,
     /// Within `radius_km` of a point (great-circle distance).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
     pub near: Option<NearFilter>,
-    /// Cosine similarity floor.
+    /// Cosine similarity floor, -1 to 1.
     #[serde(default)]
-    pub min_score: Option<f32>,
+    #[schema(minimum = -1, maximum = 1)]
+    pub min_score: Option<f64>,
 }
 
 /// A string or a list of strings.
@@ -147,10 +205,13 @@ impl OneOrMany {
 #[serde(deny_unknown_fields)]
 pub struct NearFilter {
     /// Latitude, -90 to 90.
+    #[schema(minimum = -90, maximum = 90)]
     pub lat: f64,
     /// Longitude, -180 to 180.
+    #[schema(minimum = -180, maximum = 180)]
     pub lon: f64,
     /// Radius in kilometres, > 0.
+    #[schema(exclusive_minimum = 0)]
     pub radius_km: f64,
 }
 
@@ -322,25 +383,37 @@ fn default_limit() -> usize {
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListImagesQuery {
     /// Images to skip.
     #[serde(default)]
+    #[param(default = 0, minimum = 0, maximum = 9223372036854775807_i64)]
     pub offset: usize,
     /// Page size, 1 to 1000.
     #[serde(default = "default_limit")]
+    #[param(default = 50, minimum = 1, maximum = 1000)]
     pub limit: usize,
     /// Order: `-ingested_at` (newest first, the default), `ingested_at`, `taken_at` or `-taken_at`.
     #[serde(default)]
+    #[param(inline)]
     pub sort: ListSort,
-    /// As in `POST /search`: a date or RFC 3339 time.
+    /// As in `POST /search`: a date (`2019-01-01`) or an RFC 3339 time.
+    #[param(min_length = 1)]
     pub taken_after: Option<String>,
+    /// A date (the whole day counts) or an RFC 3339 time, not before `taken_after`.
+    #[param(min_length = 1)]
     pub taken_before: Option<String>,
     /// Comma-separated cameras (any of).
+    #[param(min_length = 1)]
     pub camera: Option<String>,
+    /// A folder (absolute, or relative to an image root).
+    #[param(min_length = 1)]
     pub folder: Option<String>,
     /// Comma-separated formats (any of).
+    #[param(min_length = 1)]
     pub format: Option<String>,
-    /// `lat,lon,radius_km`.
+    /// `lat,lon,radius_km`: latitude -90 to 90, longitude -180 to 180, radius > 0.
+    #[param(pattern = "^[^,]+,[^,]+,[^,]+$")]
     pub near: Option<String>,
 }
 
@@ -397,16 +470,25 @@ pub struct DeletedImage {
     pub id: String,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedJob {
+    /// Always `deleted`.
+    pub status: &'static str,
+    pub id: String,
+}
+
 fn default_thumbnail_size() -> u32 {
     256
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ThumbnailQuery {
     /// Longest side wanted, in pixels, 32 to 1024. Rounded up to a cached size (64, 128, 256,
     /// 512 or 1024); never larger than the image.
     #[serde(default = "default_thumbnail_size")]
+    #[param(default = 256, minimum = 32, maximum = 1024)]
     pub size: u32,
 }
 
@@ -428,8 +510,10 @@ pub struct UploadResponse {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"path": "album", "recursive": true}))]
 pub struct IngestDirectoryRequest {
     /// Folder to index: absolute, or relative to an image root; must lie under an image root.
+    #[schema(min_length = 1)]
     pub path: String,
     /// Descend into sub-folders.
     #[serde(default)]
@@ -438,9 +522,11 @@ pub struct IngestDirectoryRequest {
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SearchImageQuery {
     /// Number of results, 1 to 1000.
     #[serde(default = "default_top_k")]
+    #[param(default = 5, minimum = 1, maximum = 1000)]
     pub top_k: i64,
 }
 
@@ -513,17 +599,18 @@ pub struct JobList {
     pub jobs: Vec<JobInfo>,
 }
 
-fn default_threshold() -> f32 {
+fn default_threshold() -> f64 {
     0.95
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DuplicatesQuery {
     /// Cosine similarity at or above which two pictures are "similar", 0.5 to 1.
     #[serde(default = "default_threshold")]
     #[param(default = 0.95, minimum = 0.5, maximum = 1.0)]
-    pub threshold: f32,
+    pub threshold: f64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -166,6 +166,7 @@ impl From<EngineError> for ApiError {
             EngineError::ImageNotFound(_) => Self::new(StatusCode::NOT_FOUND, "image_not_found", message),
             EngineError::ImageFileGone { .. } => Self::new(StatusCode::NOT_FOUND, "image_file_gone", message),
             EngineError::JobNotFound(_) => Self::new(StatusCode::NOT_FOUND, "job_not_found", message),
+            EngineError::JobUnfinished { .. } => Self::new(StatusCode::CONFLICT, "job_unfinished", message),
             EngineError::Write { .. } => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "write_failed", message),
             EngineError::DiskFull { .. } => Self::new(StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage", message).retry(30),
             EngineError::EmptyQuery => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_query", message),

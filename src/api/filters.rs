@@ -84,7 +84,8 @@ pub fn to_filter(engine: &Engine, filters: SearchFilters) -> Result<Filter, ApiE
         folders,
         formats: strings("format", filters.format.map(|c| c.into_vec()).unwrap_or_default())?,
         near: filters.near.map(near).transpose()?,
-        min_score: filters.min_score,
+        // Checked above at full precision: a bound just past 1 would round to 1 as an f32.
+        min_score: filters.min_score.map(|score| score as f32),
     })
 }
 

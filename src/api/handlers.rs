@@ -96,12 +96,17 @@ pub async fn search(State(state): State<AppState>, ApiJson(req): ApiJson<SearchR
 
 fn weighted(list: &str, term: QueryTerm) -> Result<Weighted, ApiError> {
     let bad = |why: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", format!("{list}: {why}"));
-    Ok(match term {
-        QueryTerm::Text(text) => Weighted { term: Term::Text(text), weight: 1.0 },
-        QueryTerm::Object(QueryTermObject { query: Some(text), image_id: None, weight }) => Weighted { term: Term::Text(text), weight },
-        QueryTerm::Object(QueryTermObject { query: None, image_id: Some(id), weight }) => Weighted { term: Term::Image(id), weight },
+    let (term, weight) = match term {
+        QueryTerm::Text(text) => return Ok(Weighted { term: Term::Text(text), weight: 1.0 }),
+        QueryTerm::Object(QueryTermObject { query: Some(text), image_id: None, weight }) => (Term::Text(text), weight),
+        QueryTerm::Object(QueryTermObject { query: None, image_id: Some(id), weight }) => (Term::Image(id), weight),
         QueryTerm::Object(_) => return Err(bad("each term needs exactly one of `query` or `image_id`")),
-    })
+    };
+    // Checked at full precision: 100.00000000000001 would round to 100 as an f32.
+    if !(weight > 0.0 && weight <= 100.0) {
+        return Err(bad(&format!("weights must be in (0, 100], got {weight}")));
+    }
+    Ok(Weighted { term, weight: weight as f32 })
 }
 
 /// Duplicates: identical pictures (the same content at several paths, or the same pixels in
@@ -113,8 +118,14 @@ pub async fn duplicates(
     query: Result<Query<DuplicatesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<ApiJson<DuplicatesResponse>, ApiError> {
     let Query(q) = query?;
-    let groups = state.engine.duplicates(q.threshold).await?;
-    Ok(ApiJson(DuplicatesResponse { threshold: q.threshold, groups: groups.into_iter().map(DuplicateGroupInfo::from).collect() }))
+    // Checked at full precision: 1.0000000000000002 would round to 1 as the f32 the engine uses.
+    if !(0.5..=1.0).contains(&q.threshold) {
+        let message = format!("threshold must be between 0.5 and 1, got {}", q.threshold);
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message));
+    }
+    let threshold = q.threshold as f32;
+    let groups = state.engine.duplicates(threshold).await?;
+    Ok(ApiJson(DuplicatesResponse { threshold, groups: groups.into_iter().map(DuplicateGroupInfo::from).collect() }))
 }
 
 /// Metadata of an indexed image.
@@ -124,13 +135,26 @@ pub async fn image_info(State(state): State<AppState>, Path(id): Path<String>) -
     Ok(ApiJson(state.engine.image(&id)?.into()))
 }
 
+/// Deepest offset of `GET /images` (documented in [`ListImagesQuery`]).
+const MAX_LIST_OFFSET: usize = i64::MAX as usize;
+
 /// A page of indexed images.
-#[utoipa::path(get, path = "/images", tag = "images", params(ListImagesQuery), responses((status = 200, body = ImageList), (status = 400, body = ErrorBody)))]
+#[utoipa::path(get, path = "/images", tag = "images", params(ListImagesQuery), responses(
+    (status = 200, body = ImageList),
+    (status = 422, description = "`offset` or `limit` out of bounds, or a bad filter (the message names the parameter)", body = ErrorBody)))]
 pub async fn list_images(
     State(state): State<AppState>,
     query: Result<Query<ListImagesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<ApiJson<ImageList>, ApiError> {
     let Query(q) = query?;
+    // The PostgreSQL store's OFFSET is a signed 64-bit integer.
+    if q.offset > MAX_LIST_OFFSET {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_offset",
+            format!("offset must be at most {MAX_LIST_OFFSET}, got {}", q.offset),
+        ));
+    }
     if !(1..=1000).contains(&q.limit) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -175,7 +199,9 @@ pub async fn delete_image(State(state): State<AppState>, Path(id): Path<String>)
 /// Upload one or more images (multipart parts named `files`); each is stored content-addressed
 /// in the data directory and indexed. Failures are reported per file.
 #[utoipa::path(post, path = "/ingest/upload", tag = "ingest", request_body(content_type = "multipart/form-data", description = "One or more parts named `files`"), responses(
-    (status = 200, body = UploadResponse), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+    (status = 200, description = "Each file's outcome; a file that is not an image is an `error` entry, not a refusal", body = UploadResponse),
+    (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+    (status = 422, description = "No part named `files` or `file` (`no_files`), or a part of another name (`unexpected_part`)", body = ErrorBody),
     (status = 503, description = "Model loading, too many heavy requests at once (`overloaded`, with `Retry-After`), or the upload deadline passed (`timeout`)", body = ErrorBody)))]
 pub async fn ingest_upload(
     State(state): State<AppState>,
@@ -198,9 +224,7 @@ pub async fn ingest_upload(
                 format!("an upload may carry at most {} parts", state.limits.upload_parts),
             ));
         }
-        if field.name() != Some("files") && field.name() != Some("file") {
-            continue;
-        }
+        expect_image_part(&field)?;
         let filename = field.file_name().unwrap_or("upload").to_string();
         // Streamed to disk as it arrives: a large upload is never held in memory whole.
         let mut sink = state.engine.upload_sink()?;
@@ -253,7 +277,8 @@ fn check_declared_length(headers: &axum::http::HeaderMap, limit: usize) -> Resul
 
 /// Search with an uploaded image (multipart part `file`) without indexing it.
 #[utoipa::path(post, path = "/search/image", tag = "search", params(SearchImageQuery), request_body(content_type = "multipart/form-data", description = "A part named `file`"), responses(
-    (status = 200, body = SearchResponse), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+    (status = 200, body = SearchResponse), (status = 415, body = ErrorBody),
+    (status = 422, description = "Not an image, or too many pixels; no image part (`no_files`), two (`too_many_files`) or another part (`unexpected_part`); `top_k` out of bounds", body = ErrorBody),
     (status = 503, description = "Model loading, too many heavy requests at once (`overloaded`, with `Retry-After`), or the upload deadline passed (`timeout`)", body = ErrorBody)))]
 pub async fn search_image(
     State(state): State<AppState>,
@@ -264,18 +289,35 @@ pub async fn search_image(
     let Query(q) = query?;
     check_declared_length(&headers, state.limits.upload)?;
     let mut multipart = multipart?;
+    let mut image = None;
     while let Some(field) = multipart.next_field().await? {
-        if field.name() == Some("file") || field.name() == Some("files") {
-            let bytes = field.bytes().await?;
-            let hits = state.engine.search_by_image(bytes, q.top_k).await?;
-            return Ok(ApiJson(SearchResponse {
-                results: hits.into_iter().map(SearchResult::from).collect(),
-                truncated: false,
-                more: false,
-            }));
+        expect_image_part(&field)?;
+        if image.is_some() {
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too_many_files", "a search takes one image part"));
         }
+        image = Some(field.bytes().await?);
     }
-    Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_files", "no part named `file` in the upload"))
+    let Some(bytes) = image else {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_files", "no part named `file` in the upload"));
+    };
+    let hits = state.engine.search_by_image(bytes, q.top_k).await?;
+    Ok(ApiJson(SearchResponse { results: hits.into_iter().map(SearchResult::from).collect(), truncated: false, more: false }))
+}
+
+/// Names an image part may have in an upload or an image search.
+const IMAGE_PARTS: [&str; 2] = ["files", "file"];
+
+/// Refuses a part that is not an image part, as unknown JSON fields are: a misspelt part name
+/// must not look like an upload of nothing.
+fn expect_image_part(field: &axum::extract::multipart::Field<'_>) -> Result<(), ApiError> {
+    match field.name() {
+        Some(name) if IMAGE_PARTS.contains(&name) => Ok(()),
+        name => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unexpected_part",
+            format!("unexpected part `{}`: images go in parts named `files` or `file`", name.unwrap_or_default()),
+        )),
+    }
 }
 
 /// Index a whole folder in the background. Answers 202 with the job at once.
@@ -302,10 +344,24 @@ pub async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> R
     Ok(ApiJson(state.jobs.get(&id).await?.into()))
 }
 
-/// Cancel a job (files in flight finish; the rest are not ingested).
-#[utoipa::path(delete, path = "/jobs/{id}", tag = "ingest", params(("id" = String, Path, description = "Job id")), responses((status = 200, body = JobInfo), (status = 404, body = ErrorBody)))]
+/// Cancel a job: a queued one at once, a running one after its files in flight (the rest are
+/// not ingested). Cancelling a finished job changes nothing and answers it as it is.
+#[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "ingest", params(("id" = String, Path, description = "Job id")), responses(
+    (status = 200, description = "The job, `cancelling` or `cancelled` (or as it was, when already finished)", body = JobInfo),
+    (status = 404, description = "No such job (`job_not_found`)", body = ErrorBody)))]
 pub async fn cancel_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<ApiJson<JobInfo>, ApiError> {
     Ok(ApiJson(state.jobs.cancel(&id).await?.into()))
+}
+
+/// Delete a finished job's record (its progress and failures). The images it indexed stay.
+/// A job still queued, running or cancelling is refused with 409: cancel it first.
+#[utoipa::path(delete, path = "/jobs/{id}", tag = "ingest", params(("id" = String, Path, description = "Job id")), responses(
+    (status = 200, body = DeletedJob),
+    (status = 404, description = "No such job (`job_not_found`)", body = ErrorBody),
+    (status = 409, description = "The job is not finished yet (`job_unfinished`): cancel it first", body = ErrorBody)))]
+pub async fn delete_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<ApiJson<DeletedJob>, ApiError> {
+    state.jobs.delete(&id).await?;
+    Ok(ApiJson(DeletedJob { status: "deleted", id }))
 }
 
 /// Prometheus metrics in the text exposition format.

@@ -72,14 +72,17 @@ pub fn router(state: AppState) -> Router {
         .route("/duplicates", get(handlers::duplicates))
         .layer(heavy)
         .layer(from_fn_with_state(serving.upload_timeout, overload::deadline));
-    let router = Router::new()
+    // Answered from memory at once: no deadline (`docs::WITHOUT_DEADLINE` documents no 503).
+    let status = Router::new()
         .route("/health", get(handlers::health))
         .route("/ready", get(handlers::ready))
-        .route("/metrics", get(handlers::metrics))
+        .route("/metrics", get(handlers::metrics));
+    let router = Router::new()
         .route("/ingest/image", post(handlers::ingest_image))
         .route("/ingest/directory", post(handlers::ingest_directory))
         .route("/jobs", get(handlers::list_jobs))
-        .route("/jobs/{id}", get(handlers::get_job).delete(handlers::cancel_job))
+        .route("/jobs/{id}", get(handlers::get_job).delete(handlers::delete_job))
+        .route("/jobs/{id}/cancel", post(handlers::cancel_job))
         .route("/search", post(handlers::search))
         .route("/images", get(handlers::list_images))
         .route("/images/{id}", get(handlers::image_info).delete(handlers::delete_image))
@@ -87,9 +90,10 @@ pub fn router(state: AppState) -> Router {
         .merge(thumbnails)
         .layer(DefaultBodyLimit::max(limits.json))
         .layer(from_fn_with_state(serving.request_timeout, overload::deadline))
+        .merge(status)
         .merge(uploads)
         .merge(long)
-        .merge(docs::routes())
+        .merge(docs::routes(docs::DocSettings::of(&security)))
         .merge(web::routes())
         // Per route (they read the matched route): the rate limit below the guard that names
         // the caller. The 404 fallback, added after, is open.

@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 use super::pipeline::{self, FileResult};
 use super::{Engine, EngineError};
 use crate::metrics;
-use crate::store::{ChunkClaim, ChunkEnd, ChunkRef, DoneFile, JobKind, JobRecord, JobState, JobStore, Listing, StoreError};
+use crate::store::{ChunkClaim, ChunkEnd, ChunkRef, DoneFile, JobKind, JobRecord, JobRemoval, JobState, JobStore, Listing, StoreError};
 
 /// Finished jobs remembered.
 const MAX_FINISHED_KEPT: usize = 100;
@@ -174,6 +174,17 @@ impl JobManager {
             progress.stop.store(true, Ordering::Relaxed);
         }
         Ok(JobView::of(record))
+    }
+
+    /// Forgets a finished job. An unfinished one is refused: workers (here or on another
+    /// replica) may still hold it, so it is cancelled first.
+    pub async fn delete(&self, id: &str) -> Result<(), EngineError> {
+        let wanted = id.to_string();
+        match self.with_store(move |store| store.delete_job(&wanted)).await? {
+            JobRemoval::Removed => Ok(()),
+            JobRemoval::NotFound => Err(EngineError::JobNotFound(id.to_string())),
+            JobRemoval::Unfinished(state) => Err(EngineError::JobUnfinished { id: id.to_string(), state: state_name(state) }),
+        }
     }
 
     fn working_on(&self, id: &str) -> Option<Arc<ChunkProgress>> {
@@ -411,6 +422,11 @@ impl JobManager {
 }
 
 /// A fresh job id: 12 hex digits of a hash of what the job is about, the time and the process.
+/// The state as the API spells it (`queued`, `running`, ...).
+fn state_name(state: JobState) -> String {
+    serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
 fn new_job_id(subject: &str) -> String {
     let seed = format!("{subject}{}{}", OffsetDateTime::now_utc().unix_timestamp_nanos(), std::process::id());
     blake3::hash(seed.as_bytes()).to_hex()[..12].to_string()

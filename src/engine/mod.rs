@@ -49,6 +49,8 @@ pub enum EngineError {
     ImageFileGone { id: String, path: String },
     #[error("no job with id {0}")]
     JobNotFound(String),
+    #[error("job {id} is {state}: cancel it (POST /jobs/{id}/cancel) and wait for it to finish before deleting it")]
+    JobUnfinished { id: String, state: String },
     #[error("query is empty")]
     EmptyQuery,
     #[error("query is {chars} characters long; the limit is {limit}")]

@@ -195,6 +195,17 @@ pub enum ChunkEnd {
     Stopped,
 }
 
+/// What [`JobStore::delete_job`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobRemoval {
+    /// The finished job is forgotten, with its recorded files, failures and chunks.
+    Removed,
+    /// The job is still queued, running or cancelling (in this state) and was left alone:
+    /// workers may hold it, so it must be cancelled and finish first.
+    Unfinished(JobState),
+    NotFound,
+}
+
 /// Persistence of jobs, shared by every runner. Every write is durable when it returns, and
 /// every method is safe to call from many processes at once (one transaction each).
 ///
@@ -235,6 +246,9 @@ pub trait JobStore: Send + Sync {
     /// Cancels a queued job at once; a running one becomes `cancelling` (workers stop at their
     /// next write) and `cancelled` when no live lease holds it. `None` when there is no such job.
     fn cancel_job(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// Forgets one finished job (and its files and chunks) in one transaction; an unfinished one
+    /// is left as it is.
+    fn delete_job(&self, id: &str) -> Result<JobRemoval, StoreError>;
     /// Forgets all but the newest `keep` finished jobs (and their files and chunks).
     fn prune_finished_jobs(&self, keep: usize) -> Result<(), StoreError>;
 }

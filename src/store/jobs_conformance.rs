@@ -6,7 +6,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use super::jobs::{ChunkEnd, DoneFile, FileFailure, FileOutcome, JobRecord, JobState, JobStore, Listing, CHUNK_PATHS};
+use super::jobs::{ChunkEnd, DoneFile, FileFailure, FileOutcome, JobRecord, JobRemoval, JobState, JobStore, Listing, CHUNK_PATHS};
 use super::StoreError;
 
 /// Opens a fresh, empty store.
@@ -28,6 +28,7 @@ pub fn run_all(open: Open) {
     the_cap_on_unfinished_jobs_holds_under_concurrent_creates(open);
     failures_and_empty_listings_and_failed_listings(open);
     prune_keeps_the_newest_finished_jobs(open);
+    delete_forgets_finished_jobs_and_leaves_unfinished_ones(open);
 }
 
 fn paths(n: usize) -> Vec<String> {
@@ -318,6 +319,30 @@ fn prune_keeps_the_newest_finished_jobs(open: Open) {
     store.prune_finished_jobs(2).unwrap();
     let left: Vec<String> = store.jobs().unwrap().into_iter().map(|j| j.id).collect();
     assert_eq!(left, vec!["j4", "j3", "j2"], "the unfinished one and the two newest finished");
+}
+
+fn delete_forgets_finished_jobs_and_leaves_unfinished_ones(open: Open) {
+    let store = open();
+    assert_eq!(store.delete_job("nope").unwrap(), JobRemoval::NotFound);
+    listed_job(store.as_ref(), "done", 3);
+    assert_eq!(store.delete_job("done").unwrap(), JobRemoval::Unfinished(JobState::Running));
+    store.create_job(&JobRecord::queued("queued".into(), "/q".into(), false), 100).unwrap();
+    assert_eq!(store.delete_job("queued").unwrap(), JobRemoval::Unfinished(JobState::Queued));
+    let claim = store.claim_chunk("w", LONG).unwrap().expect("the listed chunk");
+    assert_eq!(store.let_go(&claim.chunk, "w", &indexed(&claim.paths), ChunkEnd::Finished).unwrap().job_state, JobState::Completed);
+
+    assert_eq!(store.delete_job("done").unwrap(), JobRemoval::Removed);
+    assert_eq!(store.job("done").unwrap(), None);
+    assert_eq!(store.delete_job("done").unwrap(), JobRemoval::NotFound, "deleting twice finds nothing");
+    store.cancel_job("queued").unwrap();
+    assert_eq!(store.delete_job("queued").unwrap(), JobRemoval::Removed, "a cancelled job can be deleted");
+    assert!(store.jobs().unwrap().is_empty());
+
+    // Nothing of the deleted job lingers: a new job under the same id starts from scratch.
+    listed_job(store.as_ref(), "done", 3);
+    let claim = store.claim_chunk("w", LONG).unwrap().expect("the new chunk");
+    assert!(claim.done.is_empty(), "no recorded paths survive the delete: {:?}", claim.done);
+    assert_eq!(store.job("done").unwrap().map(|j| j.done), Some(0));
 }
 
 /// Workers claim, record one file and let go in a loop while the job is cancelled: once the job

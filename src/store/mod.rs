@@ -42,7 +42,8 @@ pub use duplicates::{DuplicateGroup, DuplicateKind};
 pub use embedded::{AnnOrigin, AnnParams, EmbeddedStore, StoreOptions};
 pub use filter::{Filter, Near, SortBy};
 pub use jobs::{
-    ChunkClaim, ChunkEnd, ChunkRef, DoneFile, FileFailure, FileOutcome, JobKind, JobRecord, JobState, JobStore, LeaseStatus, Listing,
+    ChunkClaim, ChunkEnd, ChunkRef, DoneFile, FileFailure, FileOutcome, JobKind, JobRecord, JobRemoval, JobState, JobStore, LeaseStatus,
+    Listing,
 };
 pub use open::{open, Backend, StoreLocation};
 pub use photo::{Camera, Location, PhotoMeta, TakenAt};

@@ -215,6 +215,11 @@ impl Server {
         client().post(format!("{}{path}", self.url)).json(body).send().expect("POST")
     }
 
+    /// A POST without a body (an action such as `/jobs/{id}/cancel`).
+    pub fn post(&self, path: &str) -> reqwest::blocking::Response {
+        client().post(format!("{}{path}", self.url)).send().expect("POST")
+    }
+
     pub fn upload(&self, path: &str, files: &[(&str, Vec<u8>)]) -> reqwest::blocking::Response {
         let mut form = reqwest::blocking::multipart::Form::new();
         for (name, bytes) in files {

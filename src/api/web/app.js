@@ -1564,7 +1564,7 @@
   async function cancelJob(id, button) {
     button.disabled = true;
     try {
-      await api('DELETE', '/jobs/' + enc(id));
+      await api('POST', '/jobs/' + enc(id) + '/cancel');
       toast('Job cancelled', 'info');
     } catch (err) {
       toast('Could not cancel: ' + err.message, 'error');

@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 
 use super::{db_err, EmbeddedStore};
 use crate::store::jobs::{
-    chunked, ChunkClaim, ChunkEnd, ChunkRef, DoneFile, FileFailure, FileOutcome, JobRecord, JobState, JobStore, LeaseStatus, Listing,
-    MAX_FAILURES_KEPT,
+    chunked, ChunkClaim, ChunkEnd, ChunkRef, DoneFile, FileFailure, FileOutcome, JobRecord, JobRemoval, JobState, JobStore, LeaseStatus,
+    Listing, MAX_FAILURES_KEPT,
 };
 use crate::store::StoreError;
 
@@ -163,6 +163,15 @@ fn remove_range<V: redb::Value + 'static>(txn: &WriteTransaction, table: TableDe
     let mut table = txn.open_table(table).map_err(db_err)?;
     table.retain_in(start.as_str()..end.as_str(), |_, _| false).map_err(db_err)?;
     Ok(())
+}
+
+/// Removes a job's row and everything kept for it.
+fn remove_job(txn: &WriteTransaction, id: &str) -> Result<(), StoreError> {
+    txn.open_table(JOBS).map_err(db_err)?.remove(id).map_err(db_err)?;
+    remove_range(txn, JOB_DONE, id)?;
+    remove_range(txn, JOB_FAILURES, id)?;
+    remove_range(txn, JOB_CHUNKS, id)?;
+    remove_range(txn, JOB_CHUNK_PATHS, id)
 }
 
 fn finish(job: &mut JobRecord, state: JobState) {
@@ -498,6 +507,21 @@ impl JobStore for EmbeddedStore {
         })
     }
 
+    fn delete_job(&self, id: &str) -> Result<JobRemoval, StoreError> {
+        self.write_jobs(|txn| {
+            let state = {
+                let jobs = txn.open_table(JOBS).map_err(db_err)?;
+                let Some(bytes) = jobs.get(id).map_err(db_err)?.map(|v| v.value().to_vec()) else { return Ok(JobRemoval::NotFound) };
+                decode_job(&bytes)?.record.state
+            };
+            if !state.is_finished() {
+                return Ok(JobRemoval::Unfinished(state));
+            }
+            remove_job(txn, id)?;
+            Ok(JobRemoval::Removed)
+        })
+    }
+
     fn prune_finished_jobs(&self, keep: usize) -> Result<(), StoreError> {
         let finished: Vec<String> = self.jobs()?.into_iter().filter(|j| j.state.is_finished()).skip(keep).map(|j| j.id).collect();
         if finished.is_empty() {
@@ -505,11 +529,7 @@ impl JobStore for EmbeddedStore {
         }
         self.write_jobs(|txn| {
             for id in &finished {
-                txn.open_table(JOBS).map_err(db_err)?.remove(id.as_str()).map_err(db_err)?;
-                remove_range(txn, JOB_DONE, id)?;
-                remove_range(txn, JOB_FAILURES, id)?;
-                remove_range(txn, JOB_CHUNKS, id)?;
-                remove_range(txn, JOB_CHUNK_PATHS, id)?;
+                remove_job(txn, id)?;
             }
             Ok(())
         })

@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 
 use super::{off_runtime, sql_err, PgStore, TxError};
 use crate::store::jobs::{
-    chunked, ChunkClaim, ChunkEnd, ChunkRef, DoneFile, FileFailure, FileOutcome, JobRecord, JobState, JobStore, LeaseStatus, Listing,
-    MAX_FAILURES_KEPT,
+    chunked, ChunkClaim, ChunkEnd, ChunkRef, DoneFile, FileFailure, FileOutcome, JobRecord, JobRemoval, JobState, JobStore, LeaseStatus,
+    Listing, MAX_FAILURES_KEPT,
 };
 use crate::store::StoreError;
 
@@ -464,6 +464,20 @@ impl JobStore for PgStore {
                 put(txn, &job, ListerWrite::Keep)?;
                 job.record.failures = failures_of(txn, id)?;
                 Ok(Some(job.record))
+            })
+        })
+    }
+
+    fn delete_job(&self, id: &str) -> Result<JobRemoval, StoreError> {
+        off_runtime(|| {
+            self.in_transaction(|txn| {
+                let Some(job) = lock(txn, id)? else { return Ok(JobRemoval::NotFound) };
+                if !job.record.state.is_finished() {
+                    return Ok(JobRemoval::Unfinished(job.record.state));
+                }
+                // Its files, failures and chunks go with it (ON DELETE CASCADE).
+                txn.execute("DELETE FROM vq_jobs WHERE id = $1", &[&id])?;
+                Ok(JobRemoval::Removed)
             })
         })
     }
