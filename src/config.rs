@@ -85,7 +85,8 @@ pub struct StoreArgs {
     pub pg_pool_size: u32,
 
     /// Candidates the embedded store's approximate index keeps while searching (HNSW efSearch): higher finds
-    /// more of the true top results, slower. 64 gave recall@10 0.99 on 100k clustered vectors.
+    /// more of the true top results, slower. 64 gave recall@10 0.985 on 100k clustered vectors
+    /// and 0.78 on a million (512 gave 0.91 there; BENCHMARKS.md "Store at scale").
     #[arg(long, env = "VQ_ANN_EF_SEARCH", default_value_t = 64, value_parser = clap::value_parser!(u16).range(8..=4096))]
     pub ann_ef_search: u16,
 
