@@ -505,9 +505,9 @@ describe('cancel a job', () => {
         const li = document.querySelector('#jobs .job[data-job-id="' + id + '"]');
         return li && li.dataset.state !== 'queued' && /\/ [1-9]/.test(li.querySelector('.job-counts').textContent);
       }, job.id, { timeout: 30_000 });
-      const del = page.waitForResponse((r) => r.url() === BASE + '/jobs/' + job.id && r.request().method() === 'DELETE');
+      const cancelled = page.waitForResponse((r) => r.url() === BASE + '/jobs/' + job.id + '/cancel' && r.request().method() === 'POST');
       await cancel.click();
-      assert.equal((await del).status(), 200);
+      assert.equal((await cancelled).status(), 200);
       await page.waitForFunction((id) => {
         const li = document.querySelector('#jobs .job[data-job-id="' + id + '"]');
         return li && !['queued', 'running', 'cancelling'].includes(li.dataset.state);
