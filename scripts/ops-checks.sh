@@ -25,12 +25,8 @@ server=$!
 cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 url="http://127.0.0.1:$port"
-for _ in $(seq 1 300); do
-  curl -fsS "$url/ready" >/dev/null 2>&1 && break
-  kill -0 "$server" 2>/dev/null || { cat "$work/server.log"; echo "server exited" >&2; exit 1; }
-  sleep 0.1
-done
-curl -fsS "$url/ready" >/dev/null || { cat "$work/server.log"; echo "server not ready" >&2; exit 1; }
+source scripts/lib/wait-ready.sh
+wait_ready "$url" "$server" "$work/server.log"
 
 VQ_URL="$url" bash tests/ops/prometheus_scrape.sh
 VQ_URL="$url" bash tests/ops/prometheus_replicas.sh

@@ -44,12 +44,8 @@ VQ_API_KEY="$key" "$bin" serve --model tests/fixtures/tiny-clip --data-dir "$wor
   --host 127.0.0.1 --port "$port" >"$work/server.log" 2>&1 &
 server=$!
 url="http://127.0.0.1:$port"
-for _ in $(seq 1 300); do
-  curl -fsS "$url/ready" >/dev/null 2>&1 && break
-  kill -0 "$server" 2>/dev/null || { cat "$work/server.log"; echo "server exited" >&2; exit 1; }
-  sleep 0.1
-done
-curl -fsS "$url/ready" >/dev/null || { cat "$work/server.log"; echo "server not ready" >&2; exit 1; }
+source scripts/lib/wait-ready.sh
+wait_ready "$url" "$server" "$work/server.log"
 # One indexed image, so the stateful phase has ids to follow.
 curl -fsS "$url/ingest/image" -H "Authorization: Bearer $key" -H 'content-type: application/json' \
   -d '{"path": "photo.jpg"}' >/dev/null
