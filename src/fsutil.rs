@@ -65,6 +65,12 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     fs_err::File::open(dir)?.sync_all()
 }
 
+/// Whether a failed write ran out of space (a full disk or a quota): a condition that passes
+/// once space is freed, unlike other write errors.
+pub fn is_out_of_space(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+}
+
 /// True for names a folder scan must ignore: hidden files, and our own temp files.
 pub fn is_hidden(name: &std::ffi::OsStr) -> bool {
     name.to_string_lossy().starts_with('.')

@@ -78,9 +78,10 @@ impl EngineError {
     /// is freed.
     pub fn write(path: &Path, e: std::io::Error) -> Self {
         let (path, message) = (path.display().to_string(), e.to_string());
-        match e.kind() {
-            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Self::DiskFull { path, message },
-            _ => Self::Write { path, message },
+        if crate::fsutil::is_out_of_space(&e) {
+            Self::DiskFull { path, message }
+        } else {
+            Self::Write { path, message }
         }
     }
 }

@@ -69,7 +69,9 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 fn open_database(path: &Path) -> Result<Database, StoreError> {
     redb::Builder::new().set_cache_size(CACHE_BYTES).create(path).map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: path.display().to_string() },
-        redb::DatabaseError::Storage(redb::StorageError::Io(io)) if is_disk_full(&io) => StoreError::StorageFull(io.to_string()),
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) if crate::fsutil::is_out_of_space(&io) => {
+            StoreError::StorageFull(io.to_string())
+        }
         other => StoreError::Open { path: path.display().to_string(), message: other.to_string() },
     })
 }
@@ -78,12 +80,8 @@ fn open_database(path: &Path) -> Result<Database, StoreError> {
 /// that pass (503/507 with Retry-After), not broken data.
 pub fn classify(e: impl Into<redb::Error>) -> StoreError {
     match e.into() {
-        redb::Error::Io(io) if is_disk_full(&io) => StoreError::StorageFull(io.to_string()),
+        redb::Error::Io(io) if crate::fsutil::is_out_of_space(&io) => StoreError::StorageFull(io.to_string()),
         redb::Error::PreviousIo => reopening(),
         other => StoreError::Database(other.to_string()),
     }
-}
-
-fn is_disk_full(e: &std::io::Error) -> bool {
-    matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
 }

@@ -247,9 +247,10 @@ impl EmbeddedStore {
             }
         }
         let vectors = txn.open_table(VECTORS).map_err(db_err)?;
-        let present: Vec<u64> = changed.iter().copied().filter(|&key| rows.slot(key).is_some()).collect();
+        let present: Vec<(u64, std::sync::Arc<str>)> =
+            changed.iter().filter_map(|&key| rows.slot(key).map(|slot| (key, slot.id.clone()))).collect();
         ann.reserve(present.len()).map_err(ann_err)?;
-        let entries = present.into_iter().filter_map(|key| rows.slot(key).map(|slot| (key, slot.id.clone()))).map(|(key, id)| {
+        let entries = present.into_iter().map(|(key, id)| {
             let bytes = vectors.get(&*id).map_err(db_err)?.ok_or_else(|| StoreError::Corrupt(format!("{id} has no vector")))?;
             let vector =
                 decode_vector(bytes.value(), dim).ok_or_else(|| StoreError::Corrupt(format!("vector of {id} has the wrong length")))?;
