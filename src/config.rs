@@ -236,7 +236,7 @@ pub struct ServeArgs {
     #[arg(long, env = "VQ_UPLOAD_TIMEOUT_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub upload_timeout_secs: u64,
 
-    /// Heavy requests (uploads, search by image, thumbnails) served at once; more are answered
+    /// Heavy requests (uploads, search by image, duplicates) served at once; more are answered
     /// 503 with `Retry-After` at once. Default: 2 × cores + 2.
     #[arg(long, env = "VQ_MAX_HEAVY_REQUESTS", default_value_t = default_max_heavy_requests(), value_parser = clap::value_parser!(u32).range(1..))]
     pub max_heavy_requests: u32,

@@ -15,4 +15,5 @@ pub mod embed;
 pub mod engine;
 pub mod fsutil;
 pub mod metrics;
+pub mod service;
 pub mod store;

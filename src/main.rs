@@ -8,14 +8,14 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+use visionquery::api;
 use visionquery::api::dto::{DuplicateGroupInfo, DuplicatesResponse, SearchResponse, SearchResult};
-use visionquery::api::{self, AppState, BodyLimits, ServingLimits};
 use visionquery::config::{CommonArgs, LogArgs, LogFormat, ServeArgs};
-use visionquery::embed::{DecodeLimits, Embedder};
-use visionquery::engine::jobs::{self, JobManager, JobSettings};
+use visionquery::embed::Embedder;
 use visionquery::engine::pipeline::{self, FileResult};
-use visionquery::engine::{DataDirs, Engine, ImageRoots, SearchSpec, Term, Weighted};
-use visionquery::store::{self, Backend, JobStore, PgOptions, StoreLocation};
+use visionquery::engine::{Engine, ImageRoots, SearchSpec, Term, Weighted};
+use visionquery::service::{self, Service};
+use visionquery::store::{self, PgOptions, StoreLocation};
 
 #[derive(Debug, Parser)]
 #[command(name = "visionquery", version, about = "Find your images by describing them (CLIP semantic search)")]
@@ -186,57 +186,9 @@ fn init_telemetry(log: &LogArgs, quiet: bool) -> Result<Option<opentelemetry_sdk
     Ok(provider)
 }
 
-fn limits(common: &CommonArgs) -> DecodeLimits {
-    DecodeLimits { max_pixels: common.max_image_pixels, max_bytes: common.max_image_bytes }
-}
-
-/// The index `--store` names: PostgreSQL, or the embedded store in `--data-dir`.
-fn open_store(common: &CommonArgs) -> Result<Arc<dyn Backend>> {
-    let location = common.store.location(&common.data_dir);
-    store::open(&location).with_context(|| format!("opening the index at {}", location.describe()))
-}
-
-/// The data directory's folders, with uploads where `--uploads-dir` says.
-fn data_dirs(common: &CommonArgs) -> DataDirs {
-    let mut dirs = DataDirs::under(&common.data_dir);
-    if let Some(uploads) = &common.store.uploads_dir {
-        dirs.uploads = uploads.clone();
-    }
-    dirs
-}
-
 async fn serve(args: ServeArgs) -> Result<()> {
     let metrics = visionquery::metrics::install();
-    // Before anything slow: a server that must not start says so at once.
-    let security = api::Security::from_args(&args.access, args.host)?;
-    let store = open_store(&args.common)?;
-    let store_for_shutdown = store.clone();
-    let embedder = Embedder::load_in_background(args.common.model_options());
-    let roots = ImageRoots::new(&args.common.image_roots);
-    let dirs = data_dirs(&args.common);
-    let job_store: Arc<dyn JobStore> = store.clone();
-    jobs::import_legacy_jobs(&dirs.jobs_file, job_store.as_ref());
-    let engine = Arc::new(Engine::new(embedder, store, roots, limits(&args.common), dirs));
-    engine.watch_store();
-    engine.keep_saving_caches((args.index_save_secs > 0).then(|| std::time::Duration::from_secs(args.index_save_secs)));
-    let job_settings = JobSettings { max_unfinished: args.max_queued_jobs, lease: std::time::Duration::from_secs(args.job_lease_secs) };
-    let jobs = JobManager::start(engine.clone(), job_store, job_settings);
-    match jobs.fill_missing_photo_metadata().await {
-        Ok(Some(job)) => tracing::info!(job = %job.record.id, "reading photo metadata of images indexed by an older version"),
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot queue the photo metadata pass"),
-    }
-    let limits = BodyLimits {
-        json: args.max_body_bytes,
-        upload: args.max_upload_bytes,
-        upload_parts: usize::try_from(args.max_upload_parts).unwrap_or(usize::MAX),
-    };
-    let serving = ServingLimits {
-        request_timeout: std::time::Duration::from_secs(args.request_timeout_secs),
-        upload_timeout: std::time::Duration::from_secs(args.upload_timeout_secs),
-        max_heavy_requests: args.max_heavy_requests as usize,
-    };
-    let app = api::router(AppState { engine, jobs, metrics, limits, serving, security });
+    let Service { router: app, store, .. } = Service::assemble(&args, metrics).await?;
     let addr = std::net::SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, roots = ?args.common.image_roots, data_dir = %args.common.data_dir.display(), "VisionQuery listening");
@@ -246,7 +198,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     api::serve::serve(listener, app, connections, shutdown_signal()).await;
     // So the next start loads the approximate index instead of rebuilding it.
-    if let Err(e) = store_for_shutdown.save_caches() {
+    if let Err(e) = store.save_caches() {
         tracing::warn!(error = %e, "cannot save the approximate index; it will be rebuilt at the next start");
     }
     Ok(())
@@ -270,10 +222,10 @@ async fn shutdown_signal() {
 
 /// Loads the model on a blocking thread (it takes seconds for real checkpoints).
 async fn load_engine(common: &CommonArgs, roots: ImageRoots) -> Result<Engine> {
-    let store = open_store(common)?;
+    let store = service::open_store(common)?;
     let options = common.model_options();
     let embedder = tokio::task::spawn_blocking(move || Embedder::load_now(options)).await?.context("loading the model")?;
-    Ok(Engine::new(embedder, store, roots, limits(common), data_dirs(common)))
+    Ok(Engine::new(embedder, store, roots, service::decode_limits(common), service::data_dirs(common)))
 }
 
 /// The folder to index: as given (absolute, or relative to the current folder), else relative to

@@ -62,7 +62,7 @@ fn describe_and_preregister() {
     describe_counter!(INGEST_IMAGES, "Single-image ingests by outcome (indexed, duplicate, failed)");
     describe_gauge!(INGEST_JOBS_RUNNING, "Directory ingest jobs running");
     describe_counter!(INGEST_JOB_FILES, "Files handled by directory jobs, by outcome (indexed, skipped, failed)");
-    describe_counter!(IMAGE_DECODES, "Full-size image decodes for embedding, by purpose (ingest, upload)");
+    describe_counter!(IMAGE_DECODES, "Image decodes, by purpose (ingest, upload, thumbnail)");
     describe_gauge!(BUILD_INFO, "Build information");
     describe_counter!(RATE_LIMITED, "Requests refused with 429 by the rate limit, by key name (\"anonymous\" without a key)");
 
@@ -77,7 +77,7 @@ fn describe_and_preregister() {
         metrics::counter!(INGEST_JOB_FILES, "outcome" => outcome).increment(0);
     }
     metrics::gauge!(INGEST_JOBS_RUNNING).set(0.0);
-    for purpose in ["ingest", "upload"] {
+    for purpose in ["ingest", "upload", "thumbnail"] {
         metrics::counter!(IMAGE_DECODES, "purpose" => purpose).increment(0);
     }
     // Present from the start, so dashboards and alerts see 0 rather than "no data".

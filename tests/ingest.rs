@@ -525,11 +525,6 @@ fn too_many_waiting_jobs_are_refused_with_429_and_retry_after() {
     assert_eq!(server.post_json("/ingest/directory", &json!({ "path": "big" })).status(), 202);
 }
 
-fn metric(server: &Server, name_and_labels: &str) -> f64 {
-    let text = server.get("/metrics").text().unwrap();
-    text.lines().find_map(|l| l.strip_prefix(name_and_labels)).map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
 /// Regression (issue 14): on `Overloaded` a job retried the whole ingest, reading, hashing and
 /// decoding the file again every 20 ms.
 #[test]
@@ -540,7 +535,7 @@ fn a_busy_model_makes_jobs_retry_only_the_embedding() {
     let (_, job) = status_and_body(server.post_json("/ingest/directory", &json!({ "path": "busy" })));
     let job = wait_job(&server, job["id"].as_str().unwrap(), finished);
     assert_eq!((job["state"].as_str(), job["indexed"].as_u64()), (Some("completed"), Some(40)), "{job}");
-    assert_eq!(metric(&server, "vq_image_decodes_total{purpose=\"ingest\"}"), 40.0, "each file decoded once");
+    assert_eq!(server.metric("vq_image_decodes_total{purpose=\"ingest\"}"), 40.0, "each file decoded once");
 }
 
 /// Regression (issue 14): walk errors were dropped, so unreadable folders went unreported.

@@ -80,13 +80,14 @@ pub async fn image_file(State(state): State<AppState>, Path(id): Path<String>, r
 /// A JPEG thumbnail of an indexed image. Sizes snap up to the cached ones (64, 128, 256, 512
 /// or 1024 pixels on the longer side; never larger than the image itself), so `size=100`
 /// returns a 128-pixel thumbnail. Strong ETag per (image, returned size); `If-None-Match` gives
-/// 304 without rendering anything.
+/// 304 without rendering anything. Requests for a thumbnail being rendered wait for that render
+/// (an image is decoded once per size, however many ask at once).
 #[utoipa::path(get, path = "/images/{id}/thumbnail", tag = "images", params(("id" = String, Path, description = "Image id"), ThumbnailQuery), responses(
     (status = 200, description = "JPEG thumbnail whose longer side is the requested size rounded up to 64, 128, 256, 512 or 1024 (at most the image's own size)", content_type = "image/jpeg"),
     (status = 304, description = "Not modified (`If-None-Match`)"),
     (status = 404, body = ErrorBody),
     (status = 422, description = "Size outside 32..=1024", body = ErrorBody),
-    (status = 503, description = "Too many heavy requests at once (`Retry-After`), or timed out", body = ErrorBody)))]
+    (status = 503, description = "The render did not finish before the request deadline (`timeout`), or the index is unavailable", body = ErrorBody)))]
 pub async fn image_thumbnail(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -65,7 +65,6 @@ pub fn router(state: AppState) -> Router {
         .layer(heavy.clone())
         // The body is read inside the handler, so a slow upload counts against this deadline.
         .layer(from_fn_with_state(serving.upload_timeout, overload::deadline));
-    let thumbnails = Router::new().route("/images/{id}/thumbnail", get(files::image_thumbnail)).layer(heavy.clone());
     // Comparing every pair of images takes minutes at 100k images (BENCHMARKS.md): a heavy
     // route with the long deadline, not the ordinary one.
     let long = Router::new()
@@ -87,7 +86,9 @@ pub fn router(state: AppState) -> Router {
         .route("/images", get(handlers::list_images))
         .route("/images/{id}", get(handlers::image_info).delete(handlers::delete_image))
         .route("/images/{id}/file", get(files::image_file))
-        .merge(thumbnails)
+        // Not a heavy route: a cached thumbnail is a small file read, requests for one being
+        // rendered wait for that render, and renders take the engine's decode permits.
+        .route("/images/{id}/thumbnail", get(files::image_thumbnail))
         .layer(DefaultBodyLimit::max(limits.json))
         .layer(from_fn_with_state(serving.request_timeout, overload::deadline))
         .merge(status)

@@ -1,6 +1,6 @@
 //! Load shedding and deadlines, as route layers.
 //!
-//! Heavy routes (uploads, search by image, thumbnails) each may hold a request body of up to the
+//! Heavy routes (uploads, search by image, duplicates) each may hold a request body of up to the
 //! upload limit and a full image decode, so they share one budget of requests in flight: a
 //! request over it is answered 503 with `Retry-After` at once, never queued, and the light routes
 //! (health, text search, metrics) keep being served. Every route has a deadline.
@@ -60,7 +60,7 @@ pub async fn shed(State(gate): State<HeavyGate>, request: Request, next: Next) -
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "overloaded",
-                "too many uploads, image searches and thumbnails in progress; retry shortly",
+                "too many uploads, image searches and duplicate listings in progress; retry shortly",
             )
             .retry(1)
             .into_response()

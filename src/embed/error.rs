@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// Why an image could not be turned into a pixel tensor.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ImageError {
     #[error("not a supported image format (JPEG, PNG, WebP, GIF, BMP, TIFF)")]
     UnsupportedFormat,

@@ -9,6 +9,7 @@ pub mod metadata;
 pub mod paths;
 pub mod pipeline;
 pub mod search;
+pub mod single_flight;
 pub mod store_health;
 pub mod thumbnails;
 pub mod uploads;
@@ -22,6 +23,7 @@ pub use self::store_health::{StoreHealth, StoreStatus};
 use crate::embed::{preprocess, ClipModel, DecodeLimits, EmbedError, Embedder, ImageError, ModelState};
 use crate::metrics;
 use crate::store::{DuplicateGroup, Filter, Hit, ImageRecord, Page, SortBy, StoreError, VectorStore};
+use single_flight::SingleFlight;
 
 pub use ingest::WhenBusy;
 pub use paths::ImageRoots;
@@ -158,6 +160,8 @@ pub struct Engine {
     decoding: Arc<tokio::sync::Semaphore>,
     /// Uploads of the same content wait for each other (one stored file, one row).
     upload_locks: uploads::HashLocks,
+    /// Thumbnails being rendered, by (image id, size): their result or failure, once.
+    thumbnail_renders: SingleFlight<(String, u32), Result<Bytes, Arc<EngineError>>>,
     store_health: Arc<StoreHealth>,
 }
 
@@ -195,6 +199,7 @@ impl Engine {
             bound_model: Mutex::new(None),
             decoding: Arc::new(tokio::sync::Semaphore::new(cores)),
             upload_locks: uploads::HashLocks::default(),
+            thumbnail_renders: SingleFlight::new(),
             store_health: Arc::default(),
         }
     }
@@ -401,30 +406,38 @@ impl Engine {
 
     /// A JPEG thumbnail whose longer side is `size` snapped up to one of
     /// [`thumbnails::SIZES`] (never larger than the image), cached on disk.
-    pub async fn thumbnail(&self, id: &str, size: u32) -> Result<Vec<u8>, EngineError> {
+    ///
+    /// Requests for a thumbnail that is being rendered wait for that render, so however many
+    /// ask at once an image is decoded once per size, and a waiting request holds no file open.
+    pub async fn thumbnail(&self, id: &str, size: u32) -> Result<Bytes, EngineError> {
         let size = thumbnails::snap(size);
-        let (record, path, file) = self.open_image_file(id)?;
-        let dir = self.dirs.thumbnails.clone();
-        let (cache, cached_id) = (dir.clone(), record.id.clone());
+        // The image must still be indexed and its file still there; the file is closed again.
+        let (record, _, _) = self.open_image_file(id)?;
+        let (cache, cached_id) = (self.dirs.thumbnails.clone(), record.id.clone());
         if let Some(jpeg) = blocking(move || Ok(thumbnails::lookup(&cache, &cached_id, size))).await? {
-            return Ok(jpeg);
+            return Ok(jpeg.into());
         }
-        let limits = self.limits;
+        let key = (record.id, size);
+        self.thumbnail_renders.run(key.clone(), || self.render_thumbnail(key.0, key.1)).await.map_err(|failed| shared_failure(&failed))
+    }
+
+    async fn render_thumbnail(&self, id: String, size: u32) -> Result<Bytes, Arc<EngineError>> {
         let permit = self.decode_permit().await?;
-        blocking(move || {
+        let (record, path, file) = self.open_image_file(&id)?;
+        let (dir, limits) = (self.dirs.thumbnails.clone(), self.limits);
+        let jpeg = blocking(move || {
             let _decoding = permit;
-            // Requests for the same thumbnail that waited for a permit find it rendered.
-            match thumbnails::lookup(&dir, &record.id, size) {
-                Some(jpeg) => Ok(jpeg),
-                None => {
-                    let unreadable =
-                        |e: std::io::Error| EngineError::Unreadable { path: path.display().to_string(), message: e.to_string() };
-                    let bytes = ingest::read_at_most(&file, limits.max_bytes).map_err(unreadable)?;
-                    thumbnails::render(&dir, &record.id, &bytes, size, &limits)
-                }
+            // A render that finished while this one waited for its permit left the file.
+            if let Some(jpeg) = thumbnails::lookup(&dir, &record.id, size) {
+                return Ok(jpeg);
             }
+            metrics::image_decode("thumbnail");
+            let unreadable = |e: std::io::Error| EngineError::Unreadable { path: path.display().to_string(), message: e.to_string() };
+            let bytes = ingest::read_at_most(&file, limits.max_bytes).map_err(unreadable)?;
+            thumbnails::render(&dir, &record.id, &bytes, size, &limits)
         })
-        .await
+        .await?;
+        Ok(jpeg.into())
     }
 
     /// A permit to decode one image. Owned, so it moves into the blocking task: a request that
@@ -449,6 +462,19 @@ pub struct ImageFile {
     /// Size and modification time are those recorded at ingest, so the record's content hash
     /// still names these bytes.
     pub as_indexed: bool,
+}
+
+/// A failure several requests share (a thumbnail render they all waited for), as each one's
+/// own error: the kinds a render can fail with keep their kind, and so their status.
+fn shared_failure(failed: &EngineError) -> EngineError {
+    match failed {
+        EngineError::Image(e) => EngineError::Image(e.clone()),
+        EngineError::Store(e) => EngineError::Store(e.clone()),
+        EngineError::Unreadable { path, message } => EngineError::Unreadable { path: path.clone(), message: message.clone() },
+        EngineError::ImageNotFound(id) => EngineError::ImageNotFound(id.clone()),
+        EngineError::ImageFileGone { id, path } => EngineError::ImageFileGone { id: id.clone(), path: path.clone() },
+        other => EngineError::Internal(other.to_string()),
+    }
 }
 
 /// Runs blocking work (file I/O, decoding, database) off the async threads.

@@ -57,12 +57,7 @@ pub fn lookup(dir: &Path, id: &str, size: u32) -> Option<Vec<u8>> {
 /// Decodes `source`, renders the thumbnail at `size` (already snapped) and caches it. The
 /// expensive part (a full decode): callers bound how many run at once.
 pub fn render(dir: &Path, id: &str, source: &[u8], size: u32, limits: &DecodeLimits) -> Result<Vec<u8>, EngineError> {
-    let decoded = preprocess::decode_reduced(source, limits, Some(size))?;
-    let small = shrink(&decoded.rgb, size)?;
-    let mut jpeg = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY)
-        .encode_image(&small)
-        .map_err(|e| EngineError::Internal(format!("thumbnail encoding: {e}")))?;
+    let jpeg = render_jpeg(source, size, limits)?;
     // Concurrent renders of the same thumbnail each write their own temp file and rename it
     // into place, so a reader sees one whole file or none. A failed cache write only costs a
     // re-render next time, so it is logged, not returned.
@@ -70,6 +65,17 @@ pub fn render(dir: &Path, id: &str, source: &[u8], size: u32, limits: &DecodeLim
     if let Err(e) = fsutil::write_atomically(&path, &jpeg, Existing::Replace) {
         tracing::warn!(path = %path.display(), error = %e, "cannot cache a thumbnail");
     }
+    Ok(jpeg)
+}
+
+/// The thumbnail of `source` at `size` (already snapped), as JPEG bytes; nothing is cached.
+pub fn render_jpeg(source: &[u8], size: u32, limits: &DecodeLimits) -> Result<Vec<u8>, EngineError> {
+    let decoded = preprocess::decode_reduced(source, limits, Some(size))?;
+    let small = shrink(&decoded.rgb, size)?;
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY)
+        .encode_image(&small)
+        .map_err(|e| EngineError::Internal(format!("thumbnail encoding: {e}")))?;
     Ok(jpeg)
 }
 

@@ -127,7 +127,7 @@ pub enum Upserted {
     Replaced,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("vector has {got} dimensions but the index holds {expected}-dimensional vectors")]
     DimensionMismatch { expected: usize, got: usize },

@@ -70,3 +70,32 @@ pub fn ort_env() -> &'static ort::environment::Environment {
 pub fn exists(path: &Path) -> bool {
     path.exists()
 }
+
+/// A large PNG (PNG has no reduced decode, so every thumbnail of it costs a full decode).
+pub fn big_png(width: u32, height: u32) -> Vec<u8> {
+    use image::ImageEncoder;
+    let pixels: Vec<u8> = (0..height).flat_map(|y| (0..width).flat_map(move |x| [x as u8, y as u8, (x ^ y) as u8])).collect();
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new_with_quality(
+        &mut png,
+        image::codecs::png::CompressionType::Default,
+        image::codecs::png::FilterType::Adaptive,
+    )
+    .write_image(&pixels, width, height, image::ExtendedColorType::Rgb8)
+    .unwrap();
+    png
+}
+
+/// A field of a process's `/proc/PID/status` (`VmRSS:`, `VmHWM:`), in bytes.
+pub fn memory(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("{field} in /proc status"));
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// Resets a process's peak resident memory to its current one (Linux `clear_refs`), and
+/// returns the current one.
+pub fn reset_peak(pid: u32) -> u64 {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("resetting VmHWM");
+    memory(pid, "VmRSS:")
+}

@@ -207,6 +207,12 @@ impl Server {
         self.wait_ready();
     }
 
+    /// The value of one series of `/metrics`, named with its labels; 0 when absent.
+    pub fn metric(&self, name_and_labels: &str) -> f64 {
+        let text = self.get("/metrics").text().expect("the metrics text");
+        text.lines().find_map(|l| l.strip_prefix(name_and_labels)).map_or(0.0, |v| v.trim().parse().expect("a metric value"))
+    }
+
     pub fn get(&self, path: &str) -> reqwest::blocking::Response {
         client().get(format!("{}{path}", self.url)).send().expect("GET")
     }
