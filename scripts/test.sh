@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README, CI): installs what the tests need, then runs the Rust
-# test suite and the operational checks against a real server, Prometheus and Chromium.
+# test suite, a short coverage-guided fuzzing run per target, and the operational checks against
+# a real server, Prometheus and Chromium.
 #   scripts/test.sh            everything
 #   scripts/test.sh --rust     only `cargo test`
 set -euo pipefail
@@ -19,6 +20,9 @@ cargo test --locked "${CARGO_FEATURE_FLAGS[@]}" 2>&1
 if [ "${1:-}" = "--rust" ]; then
   exit 0
 fi
+
+echo "== fuzzing (what parses untrusted bytes, 30 s per target; SECURITY.md has the long runs)"
+./scripts/fuzz.sh 30
 
 echo "== operational checks"
 ./scripts/ops-checks.sh
