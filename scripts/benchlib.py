@@ -554,3 +554,16 @@ def process_stats(pid: int) -> dict:
 
     return {"rss_bytes": number("VmRSS") * 1024, "hwm_bytes": number("VmHWM") * 1024,
             "fds": len(os.listdir(f"/proc/{pid}/fd")), "threads": number("Threads")}
+
+
+def thread_names(pid: int) -> dict[str, int]:
+    """How many threads of a process carry each name (/proc/PID/task/*/comm), most first."""
+    names = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue  # the thread ended meanwhile
+        names[name] = names.get(name, 0) + 1
+    return dict(sorted(names.items(), key=lambda kv: (-kv[1], kv[0])))
