@@ -39,59 +39,23 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import random
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
-    DEFAULT_CACHE, DEFAULT_CONFIG, DEFAULT_IMAGES, REPO, SCRIPTS, CpuMonitor, fmt, log, machine_info, machine_line,
-    reference_python, update_markdown, wait_quiet, ServerProcess, free_port, http,
+    DEFAULT_CACHE, DEFAULT_CAPTIONS, DEFAULT_CONFIG, DEFAULT_IMAGES, REPO, CpuMonitor, build_binary, ensure_checkpoint,
+    fmt, git_state, load_queries, log, machine_info, machine_line, run_directory_job, update_markdown, wait_quiet,
+    ServerProcess, free_port, http,
 )
 
-DEFAULT_CAPTIONS = Path("/work/shared/data/photos/captions.json")
 SECTION = "serving"  # <!-- bench:serving:start/end --> in BENCHMARKS.md
 HEADING = "## Query latency under load"
-CHECKPOINT_SEED = 0
-CHECKPOINT_FILES = ["config.json", "tokenizer.json", "preprocessor_config.json",
-                    "onnx/vision_model.onnx", "onnx/text_model.onnx",
-                    "onnx/vision_model_quantized.onnx", "onnx/text_model_quantized.onnx"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Build: checkpoint + binary
-# ---------------------------------------------------------------------------------------------
-
-
-def ensure_checkpoint(ckpt: Path, config: Path) -> str:
-    if all((ckpt / f).is_file() for f in CHECKPOINT_FILES):
-        log(f"checkpoint: reusing {ckpt}")
-        return "reused"
-    python = reference_python()
-    log(f"checkpoint: building a random-weight ViT-B/32 CLIP (seed {CHECKPOINT_SEED}) into {ckpt} with {python}")
-    cmd = [str(python), str(SCRIPTS / "export_clip_onnx.py"), "--random-config", str(config),
-           "--seed", str(CHECKPOINT_SEED), "--tokenizer-dir", str(config.parent), "--out", str(ckpt), "--quantize"]
-    subprocess.run(cmd, cwd=REPO, check=True, stdout=sys.stderr)
-    missing = [f for f in CHECKPOINT_FILES if not (ckpt / f).is_file()]
-    if missing:
-        sys.exit(f"export_clip_onnx.py did not write {missing} into {ckpt}")
-    return "built"
-
-
-def build_binary(no_build: bool) -> Path:
-    binary = REPO / "target" / "release" / "visionquery"
-    if not no_build:
-        log("building: cargo build --release --locked")
-        subprocess.run(["cargo", "build", "--release", "--locked"], cwd=REPO, check=True, stdout=sys.stderr)
-    if not binary.is_file():
-        sys.exit(f"{binary} is missing (build with: cargo build --release --locked)")
-    return binary
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,24 +86,8 @@ class Server(ServerProcess):
             raise RuntimeError(f"/metrics answered {status}")
         return parse_prometheus(text)
 
-    def index(self, images: Path, timeout: float = 1800.0) -> dict:
-        status, job = http("POST", self.base + "/ingest/directory", {"path": str(images), "recursive": False})
-        if status != 202:
-            raise RuntimeError(f"POST /ingest/directory answered {status}: {job}")
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            time.sleep(0.5)
-            status, job = http("GET", f"{self.base}/jobs/{job['id']}")
-            if status != 200:
-                raise RuntimeError(f"GET /jobs answered {status}: {job}")
-            if job["state"] in ("completed", "failed", "cancelled"):
-                break
-        else:
-            raise RuntimeError("indexing job did not finish")
-        if job["state"] != "completed":
-            raise RuntimeError(f"indexing job ended {job['state']}: {job.get('error')}")
-        job["wall_s"] = time.monotonic() - t0
-        return job
+    def index(self, images: Path) -> dict:
+        return run_directory_job(self.base, images)
 
 
 def parse_prometheus(text: str) -> dict:
@@ -197,13 +145,6 @@ def metric_deltas(before: dict, after: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 # wrk
 # ---------------------------------------------------------------------------------------------
-
-
-def load_queries(captions: Path, seed: int = 0) -> list[str]:
-    doc = json.loads(captions.read_text())
-    queries = [c.strip() for k in sorted(doc) for c in doc[k] if c.strip()]
-    random.Random(seed).shuffle(queries)  # neighbours in the rotation come from different photos
-    return queries
 
 
 def lua_string(s: str) -> str:
@@ -397,17 +338,6 @@ def run_all(precisions: list[str], args, binary: Path, lua: Path, workdir: Path,
 
 def ms(us) -> str:
     return fmt(us / 1e3)
-
-
-def git_state() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip()
-        return head + (" + uncommitted src changes" if dirty else "")
-    except Exception:  # noqa: BLE001
-        return "?"
 
 
 def per_query_model_ms(level: dict):

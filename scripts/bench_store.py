@@ -54,13 +54,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     DEFAULT_CACHE, REPO, CpuMonitor, cpu_seconds_of, ensure_reference_python, fmt, log, machine_info, machine_line,
-    publish, update_markdown, wait_quiet, DEFAULT_CONFIG, ServerProcess, free_port, http,
+    publish, update_markdown, wait_quiet, DEFAULT_CONFIG, ServerProcess, ensure_checkpoint, free_port, http, rss_bytes,
+    target_dir,
 )
 
 ensure_reference_python(("numpy",))
 import numpy as np  # noqa: E402
 
-from bench_serving import ensure_checkpoint, wrk_version  # noqa: E402
+from bench_serving import wrk_version  # noqa: E402
 
 HEADING_PREFIX = "## Store at scale"
 STORE_CACHE = DEFAULT_CACHE / "store"
@@ -232,10 +233,6 @@ def image_id(i: int) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def target_dir() -> Path:
-    return Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-
-
 def build(no_build: bool) -> tuple[Path, Path]:
     if not no_build:
         log("building: cargo build --release --locked --bin visionquery --example load_vectors")
@@ -320,14 +317,6 @@ class DbCpu:
 # ---------------------------------------------------------------------------------------------
 # 4. Server, wrk
 # ---------------------------------------------------------------------------------------------
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def dir_bytes(path: Path) -> int:

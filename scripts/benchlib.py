@@ -6,7 +6,11 @@
 - machine facts, including the SIMD instruction sets that decide int8 speed;
 - the noise check: other processes' share of the CPUs (from /proc/stat), waiting for a quiet
   machine, and the repeat-while-disturbed measuring rule;
-- rewriting one `<!-- bench:NAME:start/end -->` section of BENCHMARKS.md.
+- rewriting one `<!-- bench:NAME:start/end -->` section of BENCHMARKS.md;
+- building the release binary and the random-weight ViT-B/32 checkpoint, the COCO captions used
+  as queries, the git state of a measurement;
+- a `visionquery serve` process, directory jobs on it, and its resident memory, open files and
+  threads (/proc).
 
 What each benchmark measures stays in its own script.
 """
@@ -18,6 +22,7 @@ import json
 import math
 import os
 import platform
+import random
 import re
 import signal
 import socket
@@ -33,6 +38,7 @@ SCRIPTS = REPO / "scripts"
 DEFAULT_CACHE = REPO / ".cache" / "bench"
 DEFAULT_CONFIG = Path("/work/shared/models/clip-tokenizer/config.json")
 DEFAULT_IMAGES = Path("/work/shared/data/photos/images")
+DEFAULT_CAPTIONS = Path("/work/shared/data/photos/captions.json")
 BENCHMARKS_MD = REPO / "BENCHMARKS.md"
 
 # Instruction sets that decide which int8/fp32 GEMM kernels ONNX Runtime (MLAS), PyTorch
@@ -339,6 +345,71 @@ def reproduce_footer(command: str, json_name: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# What the server benchmarks run: binary, checkpoint, queries
+# ---------------------------------------------------------------------------------------------
+
+CHECKPOINT_SEED = 0
+CHECKPOINT_FILES = ["config.json", "tokenizer.json", "preprocessor_config.json",
+                    "onnx/vision_model.onnx", "onnx/text_model.onnx",
+                    "onnx/vision_model_quantized.onnx", "onnx/text_model_quantized.onnx"]
+
+
+def ensure_checkpoint(ckpt: Path, config: Path) -> str:
+    """The random-weight ViT-B/32 CLIP (fp32 and int8) in `ckpt`, built from `config` by
+    scripts/export_clip_onnx.py under the reference Python when missing: "reused" or "built"."""
+    if all((ckpt / f).is_file() for f in CHECKPOINT_FILES):
+        log(f"checkpoint: reusing {ckpt}")
+        return "reused"
+    python = reference_python()
+    log(f"checkpoint: building a random-weight ViT-B/32 CLIP (seed {CHECKPOINT_SEED}) into {ckpt} with {python}")
+    cmd = [str(python), str(SCRIPTS / "export_clip_onnx.py"), "--random-config", str(config),
+           "--seed", str(CHECKPOINT_SEED), "--tokenizer-dir", str(config.parent), "--out", str(ckpt), "--quantize"]
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=sys.stderr)
+    missing = [f for f in CHECKPOINT_FILES if not (ckpt / f).is_file()]
+    if missing:
+        sys.exit(f"export_clip_onnx.py did not write {missing} into {ckpt}")
+    return "built"
+
+
+def target_dir() -> Path:
+    return Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+
+
+def build_binary(no_build: bool) -> Path:
+    """target/release/visionquery, built first (`cargo build --release --locked` with the feature
+    flags scripts/build-env.sh picks) unless `no_build`."""
+    binary = target_dir() / "release" / "visionquery"
+    if not no_build:
+        log("building: cargo build --release --locked")
+        subprocess.run(["bash", "-c", 'source scripts/build-env.sh && cargo build --release --locked "${CARGO_FEATURE_FLAGS[@]}"'],
+                       cwd=REPO, check=True, stdout=sys.stderr)
+    if not binary.is_file():
+        sys.exit(f"{binary} is missing (build with: cargo build --release --locked)")
+    return binary
+
+
+def git_state() -> str:
+    """Short HEAD, and whether src/ or the Cargo files have uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip()
+        return head + (" + uncommitted src changes" if dirty else "")
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
+def load_queries(captions: Path = DEFAULT_CAPTIONS, seed: int = 0) -> list[str]:
+    """Every COCO caption (photo -> [captions] JSON), shuffled so that neighbours in a rotation
+    come from different photos."""
+    doc = json.loads(captions.read_text())
+    queries = [c.strip() for k in sorted(doc) for c in doc[k] if c.strip()]
+    random.Random(seed).shuffle(queries)
+    return queries
+
+
+# ---------------------------------------------------------------------------------------------
 # A `visionquery serve` process for the benchmarks
 # ---------------------------------------------------------------------------------------------
 
@@ -435,3 +506,64 @@ class ServerProcess:
         code = self.proc.returncode
         self.proc = None
         return code
+
+
+def run_directory_job(base: str, folder: Path, timeout: float = 1800.0, poll: float = 0.5) -> dict:
+    """`POST /ingest/directory` of `folder` (not recursive) and `GET /jobs/{id}` until it ends;
+    the finished job with its wall time ("wall_s"). Raises unless it completed."""
+    status, job = http("POST", base + "/ingest/directory", {"path": str(folder), "recursive": False})
+    if status != 202:
+        raise RuntimeError(f"POST /ingest/directory answered {status}: {job}")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        time.sleep(poll)
+        status, job = http("GET", f"{base}/jobs/{job['id']}")
+        if status != 200:
+            raise RuntimeError(f"GET /jobs answered {status}: {job}")
+        if job["state"] in ("completed", "failed", "cancelled"):
+            break
+    else:
+        raise RuntimeError("indexing job did not finish")
+    if job["state"] != "completed":
+        raise RuntimeError(f"indexing job ended {job['state']}: {job.get('error')}")
+    job["wall_s"] = time.monotonic() - t0
+    return job
+
+
+# ---------------------------------------------------------------------------------------------
+# A process's memory, files and threads (/proc)
+# ---------------------------------------------------------------------------------------------
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory (VmRSS) of a process, in bytes."""
+    return process_stats(pid)["rss_bytes"]
+
+
+def process_stats(pid: int) -> dict:
+    """Resident memory now and at its peak (VmRSS, VmHWM, bytes), open file descriptors and
+    threads of a running process, from /proc."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.split()
+
+    def number(key: str) -> int:
+        return int(fields[key][0]) if fields.get(key) else 0
+
+    return {"rss_bytes": number("VmRSS") * 1024, "hwm_bytes": number("VmHWM") * 1024,
+            "fds": len(os.listdir(f"/proc/{pid}/fd")), "threads": number("Threads")}
+
+
+def thread_names(pid: int) -> dict[str, int]:
+    """How many threads of a process carry each name (/proc/PID/task/*/comm), most first."""
+    names = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue  # the thread ended meanwhile
+        names[name] = names.get(name, 0) + 1
+    return dict(sorted(names.items(), key=lambda kv: (-kv[1], kv[0])))
