@@ -733,3 +733,25 @@ fn after_kill_9_the_approximate_index_restarts_from_its_last_periodic_save() {
         assert_eq!(server.get(&format!("/images/{id}")).status(), 200, "an image ingested before the kill is gone");
     }
 }
+
+/// Regression: a file whose modification time changed but not its content (a copy that did not
+/// keep dates, `touch`) was read and hashed again by every later job: re-indexing it kept the
+/// old date, so the quick "unchanged" check never matched again (found by the soak benchmark).
+/// The file's ETag shows it: the content hash while the file is as indexed, else size and date.
+#[test]
+fn re_indexing_a_touched_file_remembers_its_new_date() {
+    let server = Server::start();
+    server.wait_ready();
+    let path = server.add_image(&committed_photos()[0], "touched.jpg");
+    let id = server.ingest(&path)["id"].as_str().unwrap().to_string();
+    let etag = || server.get(&format!("/images/{id}/file")).headers()["etag"].to_str().unwrap().to_string();
+    let as_indexed = etag();
+
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(an_hour_ago).unwrap();
+    assert_ne!(etag(), as_indexed, "a touched file is tagged by its size and date until indexed again");
+
+    let again = server.ingest(&path);
+    assert_eq!(again["duplicate"], true, "the same content: nothing to embed");
+    assert_eq!(etag(), as_indexed, "indexing it again recorded its new date");
+}

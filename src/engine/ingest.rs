@@ -194,6 +194,16 @@ fn prepare(path: &Path, roots: &ImageRoots, limits: &DecodeLimits, store: &dyn V
                 return Ok(Prepared::Known(Ingested { record: moved, outcome: IngestOutcome::Duplicate }));
             }
         }
+        if existing.path == shown && (existing.bytes != size || existing.modified != modified) {
+            // The same bytes at the same path with a new date (a copy that did not keep dates,
+            // `touch`): remember the date, or the quick check above never matches again and
+            // every later job reads and hashes the file anew.
+            if let Some(vector) = store.vector(&id)? {
+                let refreshed = ImageRecord { bytes: size, modified, ..existing };
+                store.upsert(&refreshed, &vector)?;
+                return Ok(Prepared::Known(Ingested { record: refreshed, outcome: IngestOutcome::Duplicate }));
+            }
+        }
         // The same picture is indexed under another path that still shows it. Whatever this
         // path showed before is no longer here, so it must not stay searchable under this path.
         if let Some(stale) = previous.filter(|p| p.id != id && p.path == shown) {
