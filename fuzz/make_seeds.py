@@ -10,6 +10,7 @@ has one).
 """
 
 import json
+import struct
 import sys
 from pathlib import Path
 
@@ -23,6 +24,15 @@ MAX_SEED_BYTES = 200_000
 def images() -> list[Path]:
     found = sorted((FIXTURES / "images").iterdir()) + sorted((FIXTURES / "exif").glob("*.*"))
     return [p for p in found if p.suffix.lower() != ".md" and p.stat().st_size <= MAX_SEED_BYTES]
+
+
+def bmp(width: int, height: int) -> bytes:
+    """A 24-bit BMP, written by hand: no fixture is a BMP and the decoder reads them."""
+    row = (width * 3 + 3) & ~3
+    pixels = b"".join(bytes(b for x in range(width) for b in (x * 40 % 256, y * 60 % 256, 128)).ljust(row, b"\0") for y in range(height))
+    header = b"BM" + struct.pack("<IHHI", 54 + len(pixels), 0, 0, 54)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, len(pixels), 2835, 2835, 0, 0)
+    return header + info + pixels
 
 
 def json_bodies() -> list[bytes]:
@@ -66,7 +76,7 @@ def multipart_bodies() -> list[bytes]:
 def main() -> int:
     out = Path(sys.argv[1])
     corpora = {
-        "decode_image": [p.read_bytes() for p in images()],
+        "decode_image": [p.read_bytes() for p in images()] + [bmp(7, 5)],
         "photo_meta": [p.read_bytes() for p in sorted((FIXTURES / "exif").glob("*.*")) if p.suffix != ".md"],
         "json_bodies": json_bodies(),
         "multipart_upload": multipart_bodies(),
