@@ -8,6 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/install-runtime.sh
+# NumPy for the reference implementations some tests compare with (`visionquery eval`).
+PYTHONPATH=.runtime/python python3 -c 'import numpy' 2>/dev/null \
+  || python3 -m pip install --quiet --disable-pip-version-check --target .runtime/python "numpy==2.2.6"
 source scripts/build-env.sh
 # A real PostgreSQL + pgvector for the PostgreSQL store's tests (installed from PyPI, run as an
 # unprivileged user on loopback), stopped again when the tests end.

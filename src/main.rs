@@ -12,6 +12,7 @@ use visionquery::api;
 use visionquery::api::dto::{DuplicateGroupInfo, DuplicatesResponse, SearchResponse, SearchResult};
 use visionquery::config::{CommonArgs, LogArgs, LogFormat, ServeArgs};
 use visionquery::embed::Embedder;
+use visionquery::engine::eval;
 use visionquery::engine::pipeline::{self, FileResult};
 use visionquery::engine::{Engine, ImageRoots, SearchSpec, Term, Weighted};
 use visionquery::service::{self, Service};
@@ -79,6 +80,27 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Measure retrieval quality on captioned photos: text->image and image->text recall@1/5/10,
+    /// median rank and mean reciprocal rank, with the model `--model` names. Reads the files
+    /// only; the index is not touched.
+    Eval {
+        /// Captions file: one `image<TAB>caption` per line (Flickr8k/Flickr30k/COCO-style TSV;
+        /// `photo.jpg#0` token suffixes and a header line are accepted).
+        #[arg(long)]
+        captions: PathBuf,
+        /// Folder the captions' image names are relative to.
+        #[arg(long)]
+        images: PathBuf,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Also write the embeddings that were ranked to this JSON file, to check the figures
+        /// with another implementation.
+        #[arg(long, value_name = "FILE")]
+        dump_embeddings: Option<PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Manage API keys (the file `serve --api-keys` reads): add, list, remove.
     Keys {
         #[command(flatten)]
@@ -93,7 +115,10 @@ impl Command {
         match self {
             Command::Migrate { log, .. } | Command::Keys { log, .. } => log,
             Command::Serve(args) => &args.common.log,
-            Command::Index { common, .. } | Command::Search { common, .. } | Command::Duplicates { common, .. } => &common.log,
+            Command::Index { common, .. }
+            | Command::Search { common, .. }
+            | Command::Duplicates { common, .. }
+            | Command::Eval { common, .. } => &common.log,
         }
     }
 }
@@ -122,6 +147,9 @@ fn run(cli: Cli) -> Result<()> {
             Command::Index { dir, recursive, common } => index(dir, recursive, common).await,
             Command::Search { query, top_k, json, common } => search(query, top_k, json, common).await,
             Command::Duplicates { threshold, json, common } => duplicates(threshold, json, common).await,
+            Command::Eval { captions, images, json, dump_embeddings, common } => {
+                eval(&captions, &images, json, dump_embeddings.as_deref(), common).await
+            }
             Command::Migrate { from, to, batch, .. } => tokio::task::spawn_blocking(move || migrate(&from, &to, batch as usize)).await?,
             Command::Keys { keys, .. } => visionquery::auth::cli::run(&keys).map(|out| print!("{out}")).map_err(Into::into),
         }
@@ -368,6 +396,47 @@ async fn duplicates(threshold: f32, json: bool, common: CommonArgs) -> Result<()
         engine.image_count(),
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+async fn eval(captions_file: &Path, images: &Path, json: bool, dump: Option<&Path>, common: CommonArgs) -> Result<()> {
+    let text = fs_err::read_to_string(captions_file).context("reading the captions")?;
+    let captions = eval::parse_captions(&text, captions_file)?;
+    let options = common.model_options();
+    let embedder = tokio::task::spawn_blocking(move || Embedder::load_now(options)).await?.context("loading the model")?;
+    let model = embedder.model()?;
+    let started = Instant::now();
+    let (embeddings, skipped) = eval::embed_captioned(model, images, captions, service::decode_limits(&common)).await?;
+    let report = eval::evaluate(&embeddings);
+    if let Some(dump) = dump {
+        let file = std::io::BufWriter::new(fs_err::File::create(dump)?);
+        serde_json::to_writer(file, &embeddings).context("writing the embeddings")?;
+    }
+    for (name, why) in skipped.images.iter().take(10) {
+        eprintln!("skipped {name}: {why}");
+    }
+    if skipped.captions > 0 {
+        eprintln!("{} captions skipped: their image is missing from {} or could not be read", skipped.captions, images.display());
+    }
+    eprintln!("{} images, {} captions embedded in {:.1}s", report.images, report.captions, started.elapsed().as_secs_f64());
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, &report).context("writing the report")?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<12} {:>9} {:>9} {:>9} {:>12} {:>7} {:>8}",
+        "direction", "recall@1", "recall@5", "recall@10", "median rank", "MRR", "queries"
+    )?;
+    for (name, s) in [("text->image", &report.text_to_image), ("image->text", &report.image_to_text)] {
+        writeln!(
+            out,
+            "{name:<12} {:>9.3} {:>9.3} {:>9.3} {:>12.1} {:>7.3} {:>8}",
+            s.recall_at_1, s.recall_at_5, s.recall_at_10, s.median_rank, s.mrr, s.queries
+        )?;
+    }
     Ok(())
 }
 

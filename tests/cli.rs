@@ -271,3 +271,71 @@ fn duplicates_lists_copies_from_the_terminal_and_as_json() {
     assert!(!bad.status.success());
     assert!(text(&bad.stderr).contains("threshold must be between 0.5 and 1"), "{}", text(&bad.stderr));
 }
+
+/// Python with NumPy for the reference implementations: `scripts/test.sh` installs NumPy into
+/// `.runtime/python` (pip --target); a system NumPy serves as well.
+fn python_with_numpy() -> Command {
+    let mut python = Command::new("python3");
+    let deps = repo().join(".runtime/python");
+    let path = std::env::var("PYTHONPATH").map_or_else(|_| deps.display().to_string(), |p| format!("{}:{p}", deps.display()));
+    python.env("PYTHONPATH", path);
+    python
+}
+
+#[test]
+fn eval_reports_recall_both_ways_and_matches_a_numpy_implementation_on_the_same_embeddings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    for photo in committed_photos() {
+        std::fs::copy(&photo, photos.join(photo.file_name().unwrap())).unwrap();
+    }
+    // An uncaptioned copy of a captioned photo ties with it on every query: the tie is broken by
+    // image id and then file name, as /search does, and it makes a distractor for the rest.
+    std::fs::copy(photos.join("000000000139.jpg"), photos.join("zz_copy_of_139.jpg")).unwrap();
+    let mut captions = std::fs::read_to_string(shared_photos().join("captions.tsv")).unwrap();
+    captions.push_str("missing.jpg\tA photo that is not in the folder\n");
+    let captions_file = tmp.path().join("captions.tsv");
+    std::fs::write(&captions_file, &captions).unwrap();
+    let (dump, data) = (tmp.path().join("embeddings.json"), tmp.path().join("index"));
+    let args = ["eval", "--captions", captions_file.to_str().unwrap(), "--images", photos.to_str().unwrap()];
+
+    let out = visionquery(&[&args[..], &["--json", "--dump-embeddings", dump.to_str().unwrap()]].concat(), &data);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ours: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let caption_lines = captions.lines().skip(1).count();
+    assert_eq!(ours["captions"], caption_lines - 1, "every caption of a present image is scored: {ours}");
+    assert!(text(&out.stderr).contains("1 captions skipped"), "the missing image is reported: {}", text(&out.stderr));
+    for direction in ["text_to_image", "image_to_text"] {
+        let s = &ours[direction];
+        for key in ["recall@1", "recall@5", "recall@10", "median_rank", "mrr"] {
+            assert!(s[key].is_f64(), "{direction}.{key} is a number: {ours}");
+        }
+        let r = |k: &str| s[k].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&r("recall@1")) && r("recall@1") <= r("recall@5") && r("recall@5") <= r("recall@10"), "{ours}");
+        assert!(r("median_rank") >= 1.0 && r("mrr") > 0.0 && r("mrr") <= 1.0, "{ours}");
+    }
+    assert_eq!(ours["image_to_text"]["queries"], committed_photos().len(), "captioned images are the image->text queries");
+
+    let reference = python_with_numpy().arg(repo().join("scripts/eval_reference.py")).arg(&dump).output().expect("running python3");
+    assert!(
+        reference.status.success(),
+        "scripts/eval_reference.py (needs NumPy; scripts/test.sh installs it): {}",
+        text(&reference.stderr)
+    );
+    let numpy: serde_json::Value = serde_json::from_slice(&reference.stdout).expect("reference JSON");
+    for direction in ["text_to_image", "image_to_text"] {
+        for key in ["recall@1", "recall@5", "recall@10", "median_rank", "queries"] {
+            assert_eq!(ours[direction][key], numpy[direction][key], "{direction}.{key}: ours {ours}, NumPy {numpy}");
+        }
+        let (a, b) = (ours[direction]["mrr"].as_f64().unwrap(), numpy[direction]["mrr"].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-12, "{direction}.mrr: ours {a}, NumPy {b} (only the summation order may differ)");
+    }
+
+    let table = visionquery(&args, &data);
+    assert!(table.status.success(), "{}", text(&table.stderr));
+    let table = text(&table.stdout);
+    let row = table.lines().find(|l| l.starts_with("text->image")).unwrap_or_else(|| panic!("a text->image row: {table}"));
+    assert_eq!(row.split_whitespace().nth(1).unwrap(), format!("{:.3}", ours["text_to_image"]["recall@1"].as_f64().unwrap()), "{table}");
+    assert!(!data.join("index.redb").exists() && !data.exists(), "eval reads files only and leaves no index behind");
+}

@@ -3,6 +3,7 @@
 //! same pipeline. Knows no HTTP: errors are typed and mapped to statuses by `api`.
 
 pub mod cache_saver;
+pub mod eval;
 mod ingest;
 pub mod jobs;
 pub mod metadata;
