@@ -2,7 +2,7 @@
 //! (issue 8: at 1M clustered CLIP-like vectors the int8 index reached recall@10 0.78 at ef 64.)
 //!
 //! `cargo run --release --example ann_centering -- <vectors.f32> <n> <variant>...` with variants
-//! `i8-cos` (the store today: unit vectors, cosine, usearch scales each component by 127) and
+//! `i8-cos` (the store today, M=16; `i8-cos-32` with M=32: unit vectors, cosine, usearch scales each component by 127) and
 //! `i8-l2-centred` (s·(x − μ) under squared L2: the same ranking as cosine for unit vectors,
 //! since ‖(q − μ) − (x − μ)‖ = ‖q − x‖ = √(2 − 2 q·x), but the shared component CLIP vectors
 //! carry no longer spends the int8 range, and `s` stretches what remains over it), `f16-cos`.
@@ -62,10 +62,11 @@ fn main() {
     eprintln!("|μ| = {:.3}, 99.9th percentile of |x − μ| = {p999:.4} (int8 step today 1/127 = {:.4})", dot(&mean, &mean).sqrt(), 1.0 / 127.0);
 
     for variant in variants {
-        let (metric, scalar, centred) = match variant.as_str() {
-            "i8-cos" => (usearch::MetricKind::Cos, usearch::ScalarKind::I8, false),
-            "i8-l2-centred" => (usearch::MetricKind::L2sq, usearch::ScalarKind::I8, true),
-            "f16-cos" => (usearch::MetricKind::Cos, usearch::ScalarKind::F16, false),
+        let (metric, scalar, centred, connectivity) = match variant.as_str() {
+            "i8-cos" => (usearch::MetricKind::Cos, usearch::ScalarKind::I8, false, 16),
+            "i8-cos-32" => (usearch::MetricKind::Cos, usearch::ScalarKind::I8, false, 32),
+            "i8-l2-centred" => (usearch::MetricKind::L2sq, usearch::ScalarKind::I8, true, 16),
+            "f16-cos" => (usearch::MetricKind::Cos, usearch::ScalarKind::F16, false, 16),
             other => panic!("unknown variant {other}"),
         };
         let transform = |v: &[f32]| -> Vec<f32> {
@@ -79,7 +80,7 @@ fn main() {
             dimensions: DIM,
             metric,
             quantization: scalar,
-            connectivity: 16,
+            connectivity,
             expansion_add: 128,
             expansion_search: 64,
             multi: false,
@@ -105,10 +106,11 @@ fn main() {
             }
             times.sort_by(f64::total_cmp);
             println!(
-                "{variant:<14} n={n} build {build:.0}s ef={ef:<4} recall@10 raw {:.3} re-scored {:.3} p50 {:.2} ms",
+                "{variant:<14} n={n} build {build:.0}s ef={ef:<4} recall@10 raw {:.3} re-scored {:.3} p50 {:.2} ms, {} B/image",
                 hit_raw as f64 / (10 * QUERIES) as f64,
                 hit as f64 / (10 * QUERIES) as f64,
-                times[times.len() / 2]
+                times[times.len() / 2],
+                index.memory_usage() / n
             );
         }
     }
