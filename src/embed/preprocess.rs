@@ -73,12 +73,14 @@ pub fn decode_reduced(bytes: &[u8], limits: &DecodeLimits, min_short_side: Optio
             let preview = raw::preview(bytes)?.ok_or_else(|| ImageError::Corrupt("RAW: not a RAW file rawler can read".into()))?;
             return decode_raw_preview(bytes, preview, limits, min_short_side);
         }
-        // A TIFF may be a TIFF-based RAW (DNG, CR2, NEF, ARW, ...): rawler knows.
-        Sniffed::Tiff => {
-            if let Some(preview) = raw::preview(bytes)? {
-                return decode_raw_preview(bytes, preview, limits, min_short_side);
-            }
-        }
+        // A TIFF may be a TIFF-based RAW (DNG, CR2, NEF, ARW, ...): rawler knows. When it
+        // sees a RAW it cannot read, the file may still be a plain TIFF (a scanner's, with a
+        // camera make); if the TIFF decoder fails too, the RAW's reason is the clearer one.
+        Sniffed::Tiff => match raw::preview(bytes) {
+            Ok(Some(preview)) => return decode_raw_preview(bytes, preview, limits, min_short_side),
+            Ok(None) => {}
+            Err(raw_error) => return decode_with_image_crate(bytes, limits, min_short_side, true).map_err(|_| raw_error),
+        },
         Sniffed::Other => {}
     }
     decode_with_image_crate(bytes, limits, min_short_side, true)

@@ -60,7 +60,10 @@ mod imp {
     use std::panic::{catch_unwind, AssertUnwindSafe};
     use std::sync::LazyLock;
 
-    use libheif_rs::{ColorSpace, DecodingOptions, HeifContext, LibHeif, RgbChroma};
+    use libheif_rs::{
+        ChromaDownsamplingAlgorithm, ChromaUpsamplingAlgorithm, ColorConversionOptions, ColorSpace, DecodingOptions, HeifContext, Image,
+        LibHeif, RgbChroma,
+    };
 
     use super::*;
     use crate::embed::error::panic_message;
@@ -95,10 +98,29 @@ mod imp {
             return Err(ImageError::TooManyPixels { width, height, pixels, limit: limits.max_pixels });
         }
         let mut options = DecodingOptions::new().ok_or_else(|| ImageError::Corrupt(format!("{name}: libheif has no decoding options")))?;
-        options.set_convert_hdr_to_8bit(true);
         options.set_num_library_threads(1);
         // dav1d would otherwise start a thread per core for every AVIF.
         options.set_num_codec_threads(1);
+        let avif = name == "AVIF";
+        let deep = handle.luma_bits_per_pixel() > 8;
+        if avif {
+            // The reference reads AVIF with libavif, which upsamples 4:2:0 chroma bilinearly
+            // (libheif's default is nearest neighbour, as pillow-heif uses for HEIC).
+            options.set_color_conversion_options(ColorConversionOptions {
+                preferred_chroma_downsampling_algorithm: ChromaDownsamplingAlgorithm::Average,
+                preferred_chroma_upsampling_algorithm: ChromaUpsamplingAlgorithm::Bilinear,
+                only_use_preferred_chroma_algorithm: true,
+            });
+        }
+        if avif && deep {
+            // libavif turns 10/12-bit YUV into 8-bit RGB with rounding; libheif's own reduction
+            // truncates. Take the deep RGB and round here.
+            options.set_convert_hdr_to_8bit(false);
+            let image = LIBHEIF.decode(&handle, ColorSpace::Rgb(RgbChroma::HdrRgbLe), Some(options)).map_err(corrupt)?;
+            return rounded_to_8_bits(&image, handle.luma_bits_per_pixel(), name);
+        }
+        // pillow-heif asks libheif for 8-bit RGB (convert_hdr_to_8bit), so HEIC does the same.
+        options.set_convert_hdr_to_8bit(true);
         let image = LIBHEIF.decode(&handle, ColorSpace::Rgb(RgbChroma::Rgb), Some(options)).map_err(corrupt)?;
         let planes = image.planes();
         let plane = planes.interleaved.ok_or_else(|| ImageError::Corrupt(format!("{name}: no interleaved RGB plane")))?;
@@ -111,6 +133,26 @@ mod imp {
             let start = row * stride;
             let line = plane.data.get(start..start + w * 3).ok_or_else(|| ImageError::Corrupt(format!("{name}: short pixel plane")))?;
             rgb.extend_from_slice(line);
+        }
+        let rgb = image::RgbImage::from_raw(plane.width, plane.height, rgb).ok_or(ImageError::Empty)?;
+        Ok(HeifPicture { rgb })
+    }
+
+    /// Interleaved little-endian 16-bit RGB holding `bits`-bit samples, rounded to 8 bits.
+    fn rounded_to_8_bits(image: &Image, bits: u8, name: &str) -> Result<HeifPicture, ImageError> {
+        let planes = image.planes();
+        let plane = planes.interleaved.ok_or_else(|| ImageError::Corrupt(format!("{name}: no interleaved RGB plane")))?;
+        let bits = u32::from(bits).clamp(9, 16);
+        let max = (1u32 << bits) - 1;
+        let (w, h, stride) = (plane.width as usize, plane.height as usize, plane.stride);
+        let mut rgb = Vec::with_capacity(w * h * 3);
+        for row in 0..h {
+            let start = row * stride;
+            let line = plane.data.get(start..start + w * 6).ok_or_else(|| ImageError::Corrupt(format!("{name}: short pixel plane")))?;
+            rgb.extend(line.chunks_exact(2).map(|s| {
+                let v = u32::from(u16::from_le_bytes([s[0], s[1]])).min(max);
+                ((v * 255 + max / 2) / max) as u8
+            }));
         }
         let rgb = image::RgbImage::from_raw(plane.width, plane.height, rgb).ok_or(ImageError::Empty)?;
         Ok(HeifPicture { rgb })

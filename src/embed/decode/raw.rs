@@ -41,22 +41,42 @@ pub(crate) struct RawPreview {
     pub orientation: Orientation,
 }
 
-/// What rawler makes of a file: `None` when it is no RAW it knows (a plain TIFF, a text file).
-fn identify(bytes: &[u8]) -> Result<Option<(RawKind, Orientation)>, ImageError> {
-    catch_unwind(AssertUnwindSafe(|| {
+/// What rawler makes of a file.
+enum Identified {
+    /// No RAW rawler knows (a text file, most plain TIFFs).
+    NotRaw,
+    Raw(RawKind, Orientation),
+    /// A container rawler recognises whose sensor data it cannot find (cut off, or a TIFF that
+    /// only carries a camera's make).
+    Damaged(RawKind, String),
+}
+
+fn kind_of(hint: FormatHint) -> RawKind {
+    match hint {
+        FormatHint::DNG => RawKind::Dng,
+        FormatHint::CR2 => RawKind::Cr2,
+        FormatHint::CR3 => RawKind::Cr3,
+        FormatHint::NEF => RawKind::Nef,
+        FormatHint::ARW => RawKind::Arw,
+        FormatHint::RAF => RawKind::Raf,
+        FormatHint::ORF => RawKind::Orf,
+        FormatHint::RW2 => RawKind::Rw2,
+        _ => RawKind::Other,
+    }
+}
+
+/// rawler picks a decoder for any TIFF by its camera make, so a TIFF written by a Canon scanner
+/// or a camera's TIFF mode would pass for a CR2: a file is a RAW only when rawler also finds its
+/// sensor data (a "dummy" read: the raw image's place and size, no pixels decoded). A panic
+/// inside rawler counts as "not a RAW it can read".
+fn identify(bytes: &[u8]) -> Identified {
+    let found = catch_unwind(AssertUnwindSafe(|| {
         let source = RawSource::new_from_slice(bytes);
-        let Ok(decoder) = LOADER.get_decoder(&source) else { return None };
-        let kind = match decoder.format_hint() {
-            FormatHint::DNG => RawKind::Dng,
-            FormatHint::CR2 => RawKind::Cr2,
-            FormatHint::CR3 => RawKind::Cr3,
-            FormatHint::NEF => RawKind::Nef,
-            FormatHint::ARW => RawKind::Arw,
-            FormatHint::RAF => RawKind::Raf,
-            FormatHint::ORF => RawKind::Orf,
-            FormatHint::RW2 => RawKind::Rw2,
-            _ => RawKind::Other,
-        };
+        let Ok(decoder) = LOADER.get_decoder(&source) else { return Identified::NotRaw };
+        let kind = kind_of(decoder.format_hint());
+        if let Err(e) = decoder.raw_image(&source, &RawDecodeParams::default(), true) {
+            return Identified::Damaged(kind, e.to_string());
+        }
         // A camera missing from rawler's database still has a preview worth showing; its
         // orientation is then unknown and the preview is taken as stored.
         let orientation = decoder
@@ -66,15 +86,26 @@ fn identify(bytes: &[u8]) -> Result<Option<(RawKind, Orientation)>, ImageError> 
             .and_then(|o| u8::try_from(o).ok())
             .and_then(Orientation::from_exif)
             .unwrap_or(Orientation::NoTransforms);
-        Some((kind, orientation))
-    }))
-    .map_err(|payload| ImageError::Corrupt(format!("RAW: {}", panic_message(&*payload))))
+        Identified::Raw(kind, orientation)
+    }));
+    found.unwrap_or_else(|payload| {
+        tracing::debug!(panic = %panic_message(&*payload), "rawler panicked on a file; not taken for a RAW");
+        Identified::NotRaw
+    })
 }
 
 /// Finds the largest embedded JPEG preview of a RAW file; `Ok(None)` when rawler does not take
-/// the file for a RAW (a plain TIFF, say).
+/// the file for a RAW at all. A container rawler knows but cannot read is
+/// [`ImageError::Corrupt`] (the caller may still try it as a plain TIFF).
 pub(crate) fn preview(bytes: &[u8]) -> Result<Option<RawPreview>, ImageError> {
-    let Some((kind, orientation)) = identify(bytes)? else { return Ok(None) };
+    let (kind, orientation) = match identify(bytes) {
+        Identified::NotRaw => return Ok(None),
+        Identified::Damaged(kind, reason) => {
+            let name = super::SourceFormat::Raw(kind).extension().to_uppercase();
+            return Err(ImageError::Corrupt(format!("RAW ({name}): sensor data not found, the file may be cut off: {reason}")));
+        }
+        Identified::Raw(kind, orientation) => (kind, orientation),
+    };
     let best = largest_jpeg(bytes).ok_or(ImageError::NoPreview)?;
     Ok(Some(RawPreview { kind, jpeg: best.range, width: best.width, height: best.height, orientation }))
 }
