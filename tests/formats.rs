@@ -274,7 +274,15 @@ fn the_api_ingests_serves_and_thumbnails_heic_avif_and_raw() {
     // Path ingest: clear per-file errors with the right status.
     let folder = server.image_root.join("camera");
     std::fs::create_dir_all(&folder).unwrap();
-    let names = ["heic_8bit.heic", "heic_10bit.heic", "avif_8bit.avif", "avif_10bit.avif", "dng_plain.dng", "dng_no_preview.dng", "heic_200mp_declared.heic"];
+    let names = [
+        "heic_8bit.heic",
+        "heic_10bit.heic",
+        "avif_8bit.avif",
+        "avif_10bit.avif",
+        "dng_plain.dng",
+        "dng_no_preview.dng",
+        "heic_200mp_declared.heic",
+    ];
     for name in names {
         std::fs::copy(format_file(name), folder.join(name)).unwrap();
     }
@@ -333,7 +341,14 @@ fn the_api_ingests_serves_and_thumbnails_heic_avif_and_raw() {
     if heif {
         expected_failures.extend(["cut.heic", "heic_200mp_declared.heic"]);
     } else {
-        expected_failures.extend(["avif_10bit.avif", "avif_8bit.avif", "cut.heic", "heic_10bit.heic", "heic_200mp_declared.heic", "heic_8bit.heic"]);
+        expected_failures.extend([
+            "avif_10bit.avif",
+            "avif_8bit.avif",
+            "cut.heic",
+            "heic_10bit.heic",
+            "heic_200mp_declared.heic",
+            "heic_8bit.heic",
+        ]);
     }
     expected_failures.sort();
     let mut failed = failed;

@@ -12,7 +12,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 use ndarray::Array3;
 use serde::Deserialize;
 
-use super::decode::{self, heif, raw, SourceFormat, Sniffed};
+use super::decode::{self, heif, raw, Sniffed, SourceFormat};
 use super::error::{panic_message, ImageError, LoadError};
 
 /// Refuse work before it is done: file size and pixel count are checked before decoding.
@@ -106,8 +106,7 @@ fn decode_raw_preview(
     let orientation = preview.orientation;
     let mut image = DynamicImage::ImageRgb8(decoded.rgb);
     image.apply_orientation(orientation);
-    let (width, height) =
-        if swaps_sides(orientation) { (decoded.height, decoded.width) } else { (decoded.width, decoded.height) };
+    let (width, height) = if swaps_sides(orientation) { (decoded.height, decoded.width) } else { (decoded.width, decoded.height) };
     Ok(DecodedImage { rgb: image.into_rgb8(), format: SourceFormat::Raw(preview.kind), width, height })
 }
 
