@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
-    DEFAULT_CACHE, DEFAULT_IMAGES, REPO, ensure_reference_python, fmt, git_state, log, machine_info, machine_line,
+    DEFAULT_CACHE, DEFAULT_IMAGES, REPO, CpuMonitor, ensure_reference_python, fmt, git_state, log, machine_info, machine_line,
     measure, publish, reproduce_footer, target_dir, wait_quiet,
 )
 
@@ -125,10 +125,12 @@ def our_timings(inputs: dict[str, list[Path]], seconds: float, no_build: bool) -
     results = {}
     for fmt_name, paths in inputs.items():
         cmd = [str(example), str(seconds), str(CONFIG)] + [str(p) for p in paths]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True, preexec_fn=lambda: os.sched_setaffinity(0, {CPU})).stdout
+        with CpuMonitor() as mon:
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, preexec_fn=lambda: os.sched_setaffinity(0, {CPU})).stdout
         rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
         for row in rows:
             row["file"] = Path(row["file"]).name
+            row["foreign_cpu_share"] = mon.foreign_share
             log(f"  ours {row['file']}: {1e3 * statistics.median(row['total_s']):.0f} ms")
         results[fmt_name] = rows
     return results
@@ -163,7 +165,11 @@ def render(results: dict) -> str:
         )
     lines += [
         "",
-        f"Measured {results['when']} on {results['git']}; the machine waited quiet {results['quiet']}.",
+        f"Measured {results['when']} on {results['git']}; "
+        + ("the machine was quiet before measuring" if results["quiet"].get("quiet") else
+           f"the machine was not quiet after waiting {results['quiet'].get('waited_s')} s (other processes used the CPUs)")
+        + f"; largest share of the CPUs other processes used during a measurement: "
+          f"{100 * max(r.get('foreign_cpu_share', 0) for side in ('reference', 'ours') for rows in results[side].values() for r in rows):.0f}%.",
         "",
     ]
     lines += reproduce_footer("python3 scripts/bench_formats.py", results["json_name"])

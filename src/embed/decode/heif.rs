@@ -21,9 +21,6 @@ pub(crate) struct HeifPicture {
     pub rgb: image::RgbImage,
 }
 
-/// Whether this build decodes HEIF at all.
-pub const BUILT_IN: bool = cfg!(feature = "heif");
-
 /// The libheif version this build links (`None` without the `heif` feature).
 pub fn libheif_version() -> Option<String> {
     imp::version()
