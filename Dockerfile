@@ -22,16 +22,17 @@ FROM rust:1-bookworm AS builder
 WORKDIR /build
 
 # nasm: libjpeg-turbo's SIMD JPEG decoder (the default `jpeg-simd` feature) is assembled with it.
+# cmake, pkg-config, libde265-dev, libdav1d-dev: libheif for HEIC/AVIF (the `heif` feature).
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends nasm \
+ && apt-get install -y --no-install-recommends nasm cmake pkg-config libde265-dev libdav1d-dev \
  && rm -rf /var/lib/apt/lists/*
 
 # 1) Dependencies only: the manifest and lock file with a dummy main.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src \
  && echo 'fn main() {}' > src/main.rs \
- && cargo build --release --locked \
+ && cargo build --release --locked --features heif \
  && rm -rf src
 
 # 2) The real sources. COPY keeps the files' original mtimes, which can be older than the dummy
@@ -41,7 +42,7 @@ RUN rm -rf target/release/.fingerprint/visionquery-* \
            target/release/deps/visionquery-* \
            target/release/visionquery \
  && find src -name '*.rs' -exec touch {} + \
- && cargo build --release --locked \
+ && cargo build --release --locked --features heif \
  && install -Dm755 target/release/visionquery /out/visionquery
 
 ########################################################################################
@@ -62,7 +63,7 @@ ARG ONNXRUNTIME_VERSION
 # Versions come from the pinned bookworm base image, so they are not pinned individually.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl libstdc++6 libgcc-s1 \
+ && apt-get install -y --no-install-recommends ca-certificates curl libstdc++6 libgcc-s1 libde265-0 libdav1d6 \
  && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 visionquery \

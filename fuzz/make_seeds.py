@@ -22,7 +22,8 @@ MAX_SEED_BYTES = 200_000
 
 
 def images() -> list[Path]:
-    found = sorted((FIXTURES / "images").iterdir()) + sorted((FIXTURES / "exif").glob("*.*"))
+    # formats/: HEIC (8/10/12-bit, rotated), AVIF, DNG previews and the damaged ones.
+    found = sorted((FIXTURES / "images").iterdir()) + sorted((FIXTURES / "exif").glob("*.*")) + sorted((FIXTURES / "formats").iterdir())
     return [p for p in found if p.suffix.lower() != ".md" and p.stat().st_size <= MAX_SEED_BYTES]
 
 

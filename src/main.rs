@@ -220,6 +220,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let addr = std::net::SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, roots = ?args.common.image_roots, data_dir = %args.common.data_dir.display(), "VisionQuery listening");
+    match visionquery::embed::decode::heif::libheif_version() {
+        Some(version) => tracing::info!(libheif = %version, "HEIC/HEIF/AVIF decoding built in"),
+        None => tracing::info!("HEIC/HEIF/AVIF support not built in (build with --features heif; see README, Formats)"),
+    }
     let connections = api::serve::ConnectionLimits {
         header_timeout: std::time::Duration::from_secs(args.header_timeout_secs),
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),

@@ -1,7 +1,9 @@
 //! Any bytes through the image paths: the full decode and the model's pixel tensor (ingest,
 //! uploads, search by image), and the reduced decode to a JPEG thumbnail. Every format the
-//! decoder knows is reached from the seeds (JPEG, PNG, WebP, GIF, BMP, TIFF). Bytes may be
-//! refused with an error; nothing may panic, hang or allocate past the decode limits.
+//! decoder knows is reached from the seeds (JPEG, PNG, WebP, GIF, BMP, TIFF, and from
+//! `tests/fixtures/formats/` HEIC/AVIF through libheif when built with `--features heif`, and
+//! DNG RAW previews). Bytes may be refused with an error; nothing may panic, hang or allocate
+//! past the decode limits.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

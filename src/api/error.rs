@@ -114,6 +114,8 @@ impl From<ImageError> for ApiError {
         let message = err.to_string();
         match err {
             ImageError::UnsupportedFormat => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_image", message),
+            ImageError::NotBuiltIn(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_image", message),
+            ImageError::NoPreview => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "corrupt_image", message),
             ImageError::Corrupt(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "corrupt_image", message),
             ImageError::TooManyPixels { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "image_too_large", message),
             ImageError::TooManyBytes { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "image_too_large", message),

@@ -14,6 +14,7 @@ use tower_http::services::ServeFile;
 use super::dto::ThumbnailQuery;
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
+use crate::embed::SourceFormat;
 use crate::engine::{self, thumbnails, ImageFile};
 
 /// Files are the user's photos: `private` keeps them out of shared caches (a proxy in front
@@ -137,11 +138,18 @@ fn file_etag(file: &ImageFile) -> String {
 /// The media type from the file's extension, or else from the format found at ingest. Only
 /// image types are taken from the extension: an image saved as `page.html` must not be served
 /// as HTML from our origin.
+///
+/// HEIF and RAW types come from our own table first (`SourceFormat::media_type`), so that every
+/// RAW container gets its usual `image/x-...` type whatever `mime_guess` knows.
 fn media_type(file: &ImageFile) -> mime_guess::Mime {
     let image = |m: &mime_guess::Mime| m.type_() == mime_guess::mime::IMAGE;
-    mime_guess::from_path(&file.path)
-        .first()
-        .filter(image)
+    let ours = |ext: &str| {
+        SourceFormat::from_extension(ext).and_then(SourceFormat::media_type).and_then(|t| t.parse::<mime_guess::Mime>().ok()).filter(image)
+    };
+    let extension = file.path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+    ours(extension)
+        .or_else(|| mime_guess::from_path(&file.path).first().filter(image))
+        .or_else(|| ours(&file.record.format))
         .or_else(|| mime_guess::from_ext(&file.record.format).first().filter(image))
         .unwrap_or(mime_guess::mime::APPLICATION_OCTET_STREAM)
 }

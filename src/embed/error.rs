@@ -5,8 +5,13 @@ use std::path::PathBuf;
 /// Why an image could not be turned into a pixel tensor.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ImageError {
-    #[error("not a supported image format (JPEG, PNG, WebP, GIF, BMP, TIFF)")]
+    #[error("not a supported image format (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF, AVIF, camera RAW)")]
     UnsupportedFormat,
+    /// A format this build leaves out (HEIC/HEIF/AVIF without the `heif` cargo feature).
+    #[error("{0} support not built in: this VisionQuery was built without the `heif` feature (see README, Formats)")]
+    NotBuiltIn(&'static str),
+    #[error("RAW file has no usable embedded JPEG preview")]
+    NoPreview,
     #[error("image is corrupt or truncated: {0}")]
     Corrupt(String),
     #[error("image is {width}x{height} = {pixels} pixels, over the limit of {limit} pixels")]

@@ -4,6 +4,7 @@
 //! HTTP or storage: callers get unit-length vectors and typed errors.
 
 pub mod batcher;
+pub mod decode;
 pub mod error;
 pub mod grouping;
 pub mod model_files;
@@ -19,6 +20,7 @@ use ndarray::Array3;
 use tokio::sync::watch;
 
 pub use batcher::{BatchQueue, Grouping, Modality};
+pub use decode::{RawKind, SourceFormat};
 pub use error::{EmbedError, ImageError, LoadError};
 pub use model_files::ModelFiles;
 pub use preprocess::{DecodeLimits, DecodedImage, PreprocessConfig};

@@ -12,6 +12,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 use ndarray::Array3;
 use serde::Deserialize;
 
+use super::decode::{self, heif, raw, Sniffed, SourceFormat};
 use super::error::{panic_message, ImageError, LoadError};
 
 /// Refuse work before it is done: file size and pixel count are checked before decoding.
@@ -32,7 +33,7 @@ impl Default for DecodeLimits {
 pub struct DecodedImage {
     /// The pixels; smaller than the picture when a reduced decode was asked for.
     pub rgb: RgbImage,
-    pub format: ImageFormat,
+    pub format: SourceFormat,
     /// The picture's full size after EXIF orientation.
     pub width: u32,
     pub height: u32,
@@ -47,19 +48,86 @@ impl DecodedImage {
     }
 }
 
-/// Decodes an encoded image (JPEG, PNG, WebP, GIF first frame, BMP, TIFF), applies its EXIF
+/// Decodes an encoded image (JPEG, PNG, WebP, GIF first frame, BMP, TIFF; HEIC/AVIF primary
+/// image with the `heif` feature; a camera RAW's largest embedded JPEG preview), applies its
 /// orientation and converts it to RGB as Pillow's `convert("RGB")` does (alpha dropped).
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage, ImageError> {
     decode_reduced(bytes, limits, None)
 }
 
-/// Like [`decode`], but a large JPEG may be decoded at 1/8 .. 7/8 of its size (libjpeg's scaled
-/// IDCT, several times faster) as long as its short side stays at least `min_short_side`.
+/// Like [`decode`], but a large JPEG (or a RAW's JPEG preview) may be decoded at 1/8 .. 7/8 of
+/// its size (libjpeg's scaled IDCT, several times faster) as long as its short side stays at
+/// least `min_short_side`.
 pub fn decode_reduced(bytes: &[u8], limits: &DecodeLimits, min_short_side: Option<u32>) -> Result<DecodedImage, ImageError> {
     let byte_count = bytes.len() as u64;
     if byte_count > limits.max_bytes {
         return Err(ImageError::TooManyBytes { bytes: byte_count, limit: limits.max_bytes });
     }
+    match decode::sniff(bytes) {
+        Sniffed::Heif(kind) => {
+            let picture = heif::decode(bytes, kind, limits)?;
+            let (width, height) = picture.rgb.dimensions();
+            return Ok(DecodedImage { rgb: picture.rgb, format: kind, width, height });
+        }
+        Sniffed::Raw => {
+            let preview = raw::preview(bytes)?.ok_or_else(|| ImageError::Corrupt("RAW: not a RAW file rawler can read".into()))?;
+            return decode_raw_preview(bytes, preview, limits, min_short_side);
+        }
+        // A TIFF may be a TIFF-based RAW (DNG, CR2, NEF, ARW, ...): rawler knows. When it
+        // sees a RAW it cannot read, the file may still be a plain TIFF (a scanner's, with a
+        // camera make); if the TIFF decoder fails too, the RAW's reason is the clearer one.
+        Sniffed::Tiff => match raw::preview(bytes) {
+            Ok(Some(preview)) => return decode_raw_preview(bytes, preview, limits, min_short_side),
+            Ok(None) => {}
+            Err(raw_error) => return decode_with_image_crate(bytes, limits, min_short_side, true).map_err(|_| raw_error),
+        },
+        Sniffed::Other => {}
+    }
+    decode_with_image_crate(bytes, limits, min_short_side, true)
+}
+
+/// A RAW file's preview JPEG, decoded like any JPEG (its own EXIF orientation, if it has one,
+/// is ignored), then turned the way the RAW's EXIF orientation says.
+fn decode_raw_preview(
+    bytes: &[u8],
+    preview: raw::RawPreview,
+    limits: &DecodeLimits,
+    min_short_side: Option<u32>,
+) -> Result<DecodedImage, ImageError> {
+    let pixels = u64::from(preview.width) * u64::from(preview.height);
+    if pixels > limits.max_pixels {
+        return Err(ImageError::TooManyPixels { width: preview.width, height: preview.height, pixels, limit: limits.max_pixels });
+    }
+    let jpeg = bytes.get(preview.jpeg.clone()).ok_or_else(|| ImageError::Corrupt("RAW: preview outside the file".into()))?;
+    let decoded = decode_with_image_crate(jpeg, limits, min_short_side, false).map_err(|e| match e {
+        ImageError::Corrupt(message) => ImageError::Corrupt(format!("RAW preview: {message}")),
+        other => other,
+    })?;
+    let orientation = preview.orientation;
+    let mut image = DynamicImage::ImageRgb8(decoded.rgb);
+    image.apply_orientation(orientation);
+    let (width, height) = if swaps_sides(orientation) { (decoded.height, decoded.width) } else { (decoded.width, decoded.height) };
+    Ok(DecodedImage { rgb: image.into_rgb8(), format: SourceFormat::Raw(preview.kind), width, height })
+}
+
+fn swaps_sides(orientation: image::metadata::Orientation) -> bool {
+    matches!(
+        orientation,
+        image::metadata::Orientation::Rotate90
+            | image::metadata::Orientation::Rotate270
+            | image::metadata::Orientation::Rotate90FlipH
+            | image::metadata::Orientation::Rotate270FlipH
+    )
+}
+
+/// The `image` crate's formats (JPEG through libjpeg-turbo); `exif_orientation` says whether
+/// the file's own EXIF orientation applies.
+fn decode_with_image_crate(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    min_short_side: Option<u32>,
+    exif_orientation: bool,
+) -> Result<DecodedImage, ImageError> {
     let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| ImageError::Corrupt(e.to_string()))?;
     let format = reader.format().ok_or(ImageError::UnsupportedFormat)?;
     let mut decoder = reader.into_decoder().map_err(classify)?;
@@ -76,7 +144,11 @@ pub fn decode_reduced(bytes: &[u8], limits: &DecodeLimits, min_short_side: Optio
         // files ("image file is truncated"), and so do we rather than index a half-grey picture.
         return Err(ImageError::Corrupt("JPEG data ends before the end-of-image marker (truncated file)".into()));
     }
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = if exif_orientation {
+        decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms)
+    } else {
+        image::metadata::Orientation::NoTransforms
+    };
     let exact_jpeg =
         if format == ImageFormat::Jpeg { decode_jpeg_like_pillow(bytes, jpeg_scale(width, height, min_short_side))? } else { None };
     let mut image = match exact_jpeg {
@@ -84,23 +156,13 @@ pub fn decode_reduced(bytes: &[u8], limits: &DecodeLimits, min_short_side: Optio
         None => DynamicImage::from_decoder(decoder).map_err(classify)?,
     };
     image.apply_orientation(orientation);
-    let (width, height) = if matches!(
-        orientation,
-        image::metadata::Orientation::Rotate90
-            | image::metadata::Orientation::Rotate270
-            | image::metadata::Orientation::Rotate90FlipH
-            | image::metadata::Orientation::Rotate270FlipH
-    ) {
-        (height, width)
-    } else {
-        (width, height)
-    };
+    let (width, height) = if swaps_sides(orientation) { (height, width) } else { (width, height) };
     let palette_transparency = match format {
         ImageFormat::Png => png_palette_has_transparency(bytes),
         ImageFormat::Gif => true,
         _ => false,
     };
-    Ok(DecodedImage { rgb: to_rgb(image, palette_transparency), format, width, height })
+    Ok(DecodedImage { rgb: to_rgb(image, palette_transparency), format: SourceFormat::Image(format), width, height })
 }
 
 /// The smallest libjpeg scale (n/8) that keeps the short side at `min_short_side` or more.

@@ -506,6 +506,6 @@ pub fn image_id(content_hash: &str) -> String {
     content_hash[..16].to_string()
 }
 
-fn format_name(format: image::ImageFormat) -> String {
-    format!("{format:?}").to_lowercase()
+fn format_name(format: crate::embed::SourceFormat) -> String {
+    format.name()
 }

@@ -15,8 +15,14 @@ use super::{Engine, EngineError};
 use crate::fsutil;
 use crate::store::{ImageRecord, StoreError};
 
-/// File endings treated as images when walking a folder.
-pub const IMAGE_EXTENSIONS: [&str; 10] = ["jpg", "jpeg", "jfif", "png", "webp", "gif", "bmp", "tif", "tiff", "jpe"];
+/// File endings treated as images when walking a folder. HEIC/HEIF/AVIF are listed even in a
+/// build without the `heif` feature, so that a job reports them per file ("HEIC support not
+/// built in") instead of passing over them in silence.
+pub const IMAGE_EXTENSIONS: [&str; 22] = [
+    "jpg", "jpeg", "jfif", "png", "webp", "gif", "bmp", "tif", "tiff", "jpe", // the image crate
+    "heic", "heif", "hif", "avif", // libheif
+    "dng", "cr2", "cr3", "nef", "arw", "raf", "orf", "rw2", // camera RAW previews
+];
 
 /// What a folder walk found.
 #[derive(Debug, Default)]

@@ -201,7 +201,7 @@ fn upload_file_name(original: &str, extension: &str) -> String {
 }
 
 fn extension(decoded: &DecodedImage) -> &'static str {
-    decoded.format.extensions_str().first().copied().unwrap_or("img")
+    decoded.format.extension()
 }
 
 #[cfg(test)]

@@ -233,6 +233,11 @@
   const enc = encodeURIComponent;
   const thumbUrl = (id, size) => '/images/' + enc(id) + '/thumbnail' + (size ? '?size=' + size : '');
   const fileUrl = (id) => '/images/' + enc(id) + '/file';
+  // Browsers show neither HEIC/HEIF nor camera RAW: for those the detail view shows the largest
+  // thumbnail (the "open" link still gives the original), as it does for any original the
+  // browser fails to show.
+  const NOT_SHOWN_BY_BROWSERS = /\.(heic|heif|hif|dng|cr2|cr3|nef|arw|raf|orf|rw2)$/i;
+  const detailUrl = (id, path) => (path && NOT_SHOWN_BY_BROWSERS.test(path) ? thumbUrl(id, 1024) : fileUrl(id));
 
   function baseName(path) {
     const parts = String(path || '').split(/[\\/]/);
@@ -762,7 +767,8 @@
     setText(el.detailScore, hit ? 'Score ' + formatScore(hit.score) : '');
     el.detailScore.hidden = !hit;
     el.detailImg.alt = name;
-    setImageSrc(el.detailImg, fileUrl(id));
+    delete el.detailImg.dataset.fallback;
+    setImageSrc(el.detailImg, detailUrl(id, hit && hit.path));
     el.detailOpen.href = fileUrl(id);
     el.detailMeta.replaceChildren(make('div', { class: 'meta-loading', text: 'Loading details…' }));
     el.detailConfirm.hidden = true;
@@ -782,6 +788,10 @@
       renderMeta(info);
       setText(el.detailTitle, baseName(info.path));
       el.detailImg.alt = baseName(info.path);
+      if (!hit && NOT_SHOWN_BY_BROWSERS.test(info.path || '')) {
+        el.detailImg.dataset.fallback = '1';
+        setImageSrc(el.detailImg, thumbUrl(id, 1024));
+      }
       if (info.file_url) {
         el.detailOpen.href = info.file_url;
       }
@@ -1674,6 +1684,11 @@
     el.detailPrev.addEventListener('click', () => stepDetail(-1));
     el.detailNext.addEventListener('click', () => stepDetail(1));
     el.detailImg.addEventListener('error', () => {
+      if (el.dialog.open && state.detailId && !el.detailImg.dataset.fallback) {
+        el.detailImg.dataset.fallback = '1';
+        setImageSrc(el.detailImg, thumbUrl(state.detailId, 1024));
+        return;
+      }
       if (el.dialog.open && el.detailImg.getAttribute('src')) {
         showError(el.detailError, new ApiError(0, 'image_unavailable', 'The image file could not be loaded.'));
       }
