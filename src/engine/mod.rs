@@ -3,6 +3,7 @@
 //! same pipeline. Knows no HTTP: errors are typed and mapped to statuses by `api`.
 
 pub mod cache_saver;
+pub mod exclude;
 mod ingest;
 pub mod jobs;
 pub mod metadata;
@@ -13,6 +14,7 @@ pub mod single_flight;
 pub mod store_health;
 pub mod thumbnails;
 pub mod uploads;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -163,6 +165,8 @@ pub struct Engine {
     /// Thumbnails being rendered, by (image id, size): their result or failure, once.
     thumbnail_renders: SingleFlight<(String, u32), Result<Bytes, Arc<EngineError>>>,
     store_health: Arc<StoreHealth>,
+    /// Files and folders never indexed: one policy for walks and the watcher.
+    exclusions: exclude::Exclusions,
 }
 
 impl Engine {
@@ -201,7 +205,19 @@ impl Engine {
             upload_locks: uploads::HashLocks::default(),
             thumbnail_renders: SingleFlight::new(),
             store_health: Arc::default(),
+            exclusions: exclude::Exclusions::default(),
         }
+    }
+
+    /// The same engine with `exclusions` as its policy for what is never indexed.
+    pub fn with_exclusions(mut self, exclusions: exclude::Exclusions) -> Self {
+        self.exclusions = exclusions;
+        self
+    }
+
+    /// What folder walks and the watcher never index.
+    pub fn exclusions(&self) -> &exclude::Exclusions {
+        &self.exclusions
     }
 
     /// Starts checking the store's reachability in the background (after a first check now).
