@@ -30,8 +30,7 @@ pub const WATCH_LAST_RECONCILE: &str = "vq_watch_last_reconcile_timestamp_second
 pub const WATCH_REMOVED: &str = "vq_watch_removed_total";
 
 /// Kinds of file system events the watcher counts (see [`watch_event`]).
-pub const WATCH_EVENT_KINDS: [&str; 9] =
-    ["create", "modify", "close_write", "remove", "rename", "rescan", "excluded", "dropped", "error"];
+pub const WATCH_EVENT_KINDS: [&str; 9] = ["create", "modify", "close_write", "remove", "rename", "rescan", "excluded", "dropped", "error"];
 
 const MODEL_STATES: [&str; 3] = ["loading", "ready", "failed"];
 const MODALITIES: [&str; 2] = ["text", "image"];

@@ -118,7 +118,9 @@ fn new_changed_moved_and_deleted_files_are_followed() {
 
     // Changed: the new content is indexed at the path and the old one leaves.
     write(&a, &photo(1));
-    let second = wait_until("the changed file to be indexed again", || searchable(&server).get(&a.display().to_string()).filter(|id| **id != first).cloned());
+    let second = wait_until("the changed file to be indexed again", || {
+        searchable(&server).get(&a.display().to_string()).filter(|id| **id != first).cloned()
+    });
     assert_eq!(server.get(&format!("/images/{first}")).status(), 404, "the old content left the index");
 
     // Moved to another folder: the same id, not embedded again.
@@ -200,9 +202,18 @@ fn a_large_file_written_slowly_is_embedded_once_when_complete() {
 fn excluded_names_are_ignored_and_a_finished_download_is_indexed() {
     let server = watching(&["--exclude", "private,*.xcf.jpg"]);
     let root = root(&server);
-    for excluded in [".hidden.jpg", "._a.jpg", "@eaDir/a.jpg/SYNOPHOTO_THUMB_M.jpg", ".Trash-1000/files/b.jpg", ".thumbnails/c.png",
-        "private/d.jpg", "e.xcf.jpg", "f.jpg.part", "g.jpg.crdownload", "h.tmp"]
-    {
+    for excluded in [
+        ".hidden.jpg",
+        "._a.jpg",
+        "@eaDir/a.jpg/SYNOPHOTO_THUMB_M.jpg",
+        ".Trash-1000/files/b.jpg",
+        ".thumbnails/c.png",
+        "private/d.jpg",
+        "e.xcf.jpg",
+        "f.jpg.part",
+        "g.jpg.crdownload",
+        "h.tmp",
+    ] {
         write(&root.join(excluded), &photo(4));
     }
     // Written after the excluded ones: once it is in, they would have been too.
@@ -233,7 +244,8 @@ fn excluded_names_are_ignored_and_a_finished_download_is_indexed() {
 fn a_restart_reconciles_what_changed_while_the_server_was_down() {
     let mut server = watching(&[]);
     let root = root(&server);
-    let (kept, deleted, moved, changed) = (root.join("kept.jpg"), root.join("deleted.jpg"), root.join("moved.jpg"), root.join("changed.jpg"));
+    let (kept, deleted, moved, changed) =
+        (root.join("kept.jpg"), root.join("deleted.jpg"), root.join("moved.jpg"), root.join("changed.jpg"));
     write(&kept, &photo(6));
     write(&deleted, &photo(7));
     write(&moved, &photo(8));

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
+use super::exclude::Exclusions;
 use super::ingest::{Staged, WhenBusy};
 use super::{Engine, EngineError};
-use super::exclude::Exclusions;
 use crate::store::{ImageRecord, StoreError};
 
 /// File endings treated as images when walking a folder.

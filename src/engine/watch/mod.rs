@@ -271,7 +271,12 @@ impl Loop {
         let drift = blocking(move || reconcile::compare(&roots, &exclusions, store.as_ref())).await;
         match drift {
             Ok(drift) => {
-                tracing::info!(files = drift.checked, changed = drift.changed.len(), gone = drift.gone.len(), "compared the image roots with the index");
+                tracing::info!(
+                    files = drift.checked,
+                    changed = drift.changed.len(),
+                    gone = drift.gone.len(),
+                    "compared the image roots with the index"
+                );
                 self.rescan_due = false;
                 let batch = Batch { files: drift.changed.into_iter().collect(), failures: drift.failures, gone: drift.gone };
                 self.hand_over(batch, true).await;
@@ -349,9 +354,9 @@ impl Batch {
             Ok(path) => {
                 self.files.insert(path);
             }
-            Err(name) => {
-                self.failures.push(FileFailure { path: PathBuf::from(name).display().to_string(), error: "file name is not valid UTF-8".into() })
-            }
+            Err(name) => self
+                .failures
+                .push(FileFailure { path: PathBuf::from(name).display().to_string(), error: "file name is not valid UTF-8".into() }),
         }
     }
 
