@@ -158,6 +158,9 @@ impl Loop {
     async fn run(mut self, mut events: mpsc::Receiver<notify::Result<Event>>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A reconcile pass walks every root: events keep being taken meanwhile (so the kernel
+        // queue does not overflow into another pass), and settled paths wait for its end.
+        let mut comparing: Option<tokio::task::JoinHandle<Result<reconcile::Drift, EngineError>>> = None;
         loop {
             tokio::select! {
                 event = events.recv() => {
@@ -172,7 +175,16 @@ impl Loop {
                         self.absorb(event, now);
                     }
                 }
-                _ = tick.tick() => self.step().await,
+                drift = async { comparing.as_mut().expect("polled only while comparing: this is a bug").await }, if comparing.is_some() => {
+                    comparing = None;
+                    let drift = drift.map_err(|e| EngineError::Internal(format!("reconcile pass: {e}"))).and_then(|d| d);
+                    self.compared(drift).await;
+                }
+                _ = tick.tick(), if comparing.is_none() => {
+                    if let Some(pass) = self.step().await {
+                        comparing = Some(pass);
+                    }
+                }
             }
         }
     }
@@ -222,25 +234,26 @@ impl Loop {
         metrics::watch_pending(self.debouncer.len());
     }
 
-    /// Looks at the job in flight and hands on what has settled.
-    async fn step(&mut self) {
+    /// Looks at the job in flight and hands on what has settled; starts a reconcile pass when
+    /// one is due (the caller awaits it and hands its result to [`Loop::compared`]).
+    async fn step(&mut self) -> Option<tokio::task::JoinHandle<Result<reconcile::Drift, EngineError>>> {
         let now = Instant::now();
         metrics::watch_pending(self.debouncer.len());
         if self.retry_at.is_some_and(|at| now < at) {
-            return;
+            return None;
         }
         self.retry_at = None;
         if let Some(flight) = &self.in_flight {
             match self.jobs.get(&flight.job).await {
-                Ok(job) if !job.record.state.is_finished() => return,
+                Ok(job) if !job.record.state.is_finished() => return None,
                 Ok(_) | Err(EngineError::JobNotFound(_)) => {}
                 Err(e) => {
                     tracing::warn!(job = %flight.job, error = %e, "cannot read the watch job's state; will retry");
                     self.retry_at = Some(now + RETRY);
-                    return;
+                    return None;
                 }
             }
-            let Some(flight) = self.in_flight.take() else { return };
+            let flight = self.in_flight.take()?;
             self.forget(flight.gone).await;
             if flight.reconcile {
                 metrics::watch_reconciled(OffsetDateTime::now_utc());
@@ -250,12 +263,14 @@ impl Loop {
         if self.debouncer.take_overflow() || self.rescan_due {
             // Whatever was waiting is covered by the pass.
             self.debouncer.clear();
-            self.reconcile().await;
-            return;
+            // Cleared now: an overflow during the pass asks for another one.
+            self.rescan_due = false;
+            let (roots, exclusions, store) = (self.roots.clone(), self.engine.exclusions().clone(), self.engine.store.clone());
+            return Some(tokio::task::spawn_blocking(move || reconcile::compare(&roots, &exclusions, store.as_ref())));
         }
         let settled = self.debouncer.take_settled(now);
         if settled.is_empty() {
-            return;
+            return None;
         }
         let exclusions = self.engine.exclusions().clone();
         let sorted = blocking(move || Ok(sort_out(settled, &exclusions))).await;
@@ -263,12 +278,11 @@ impl Loop {
             Ok(batch) => self.hand_over(batch, false).await,
             Err(e) => tracing::error!(error = %e, "cannot look at changed files"),
         }
+        None
     }
 
-    /// Compares the roots with the index and hands the difference over as a job.
-    async fn reconcile(&mut self) {
-        let (roots, exclusions, store) = (self.roots.clone(), self.engine.exclusions().clone(), self.engine.store.clone());
-        let drift = blocking(move || reconcile::compare(&roots, &exclusions, store.as_ref())).await;
+    /// Hands the difference a reconcile pass found over as a job.
+    async fn compared(&mut self, drift: Result<reconcile::Drift, EngineError>) {
         match drift {
             Ok(drift) => {
                 tracing::info!(
@@ -277,12 +291,12 @@ impl Loop {
                     gone = drift.gone.len(),
                     "compared the image roots with the index"
                 );
-                self.rescan_due = false;
                 let batch = Batch { files: drift.changed.into_iter().collect(), failures: drift.failures, gone: drift.gone };
                 self.hand_over(batch, true).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot compare the image roots with the index; will retry");
+                self.rescan_due = true;
                 self.retry_at = Some(Instant::now() + RETRY);
             }
         }
