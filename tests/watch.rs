@@ -378,3 +378,21 @@ fn a_kernel_queue_overflow_is_followed_by_a_rescan_that_finds_every_file() {
     wait_watch_jobs_idle(&server);
     assert_eq!(server.image_count(), n as u64);
 }
+
+#[test]
+fn a_root_found_empty_at_start_keeps_its_images_as_an_unmounted_drive_would() {
+    let mut server = watching(&[]);
+    let root = root(&server);
+    let photo_path = root.join("on-the-drive.jpg");
+    write(&photo_path, &photo(500));
+    let id = wait_indexed(&server, &photo_path);
+    wait_watch_jobs_idle(&server);
+    server.kill();
+    // The mount point is left empty, as when the drive is not mounted.
+    std::fs::remove_file(&photo_path).unwrap();
+    server.start_again();
+    let pass = wait_until("the reconcile pass", || watch_jobs(&server).into_iter().find(|j| j["failed"] == 1 && finished(j)));
+    assert!(pass["failures"][0]["error"].as_str().unwrap().contains("not mounted"), "{pass}");
+    assert_eq!(server.get(&format!("/images/{id}")).status(), 200, "kept");
+    assert_eq!(server.image_count(), 1);
+}

@@ -266,7 +266,8 @@ impl Loop {
             // Cleared now: an overflow during the pass asks for another one.
             self.rescan_due = false;
             let (roots, exclusions, store) = (self.roots.clone(), self.engine.exclusions().clone(), self.engine.store.clone());
-            return Some(tokio::task::spawn_blocking(move || reconcile::compare(&roots, &exclusions, store.as_ref())));
+            let ignore = self.ignore.clone();
+            return Some(tokio::task::spawn_blocking(move || reconcile::compare(&roots, &exclusions, &ignore, store.as_ref())));
         }
         let settled = self.debouncer.take_settled(now);
         if settled.is_empty() {

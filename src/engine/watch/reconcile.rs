@@ -28,8 +28,9 @@ pub struct Drift {
     pub checked: usize,
 }
 
-/// Walks `roots` with the exclusion policy and compares them with `store`.
-pub fn compare(roots: &[PathBuf], exclusions: &Exclusions, store: &dyn VectorStore) -> Result<Drift, EngineError> {
+/// Walks `roots` with the exclusion policy (and without the `ignore` folders: the service's
+/// own files) and compares them with `store`.
+pub fn compare(roots: &[PathBuf], exclusions: &Exclusions, ignore: &[PathBuf], store: &dyn VectorStore) -> Result<Drift, EngineError> {
     let mut drift = Drift::default();
     for root in roots {
         let walk = match walk_images(root, true, exclusions) {
@@ -42,7 +43,9 @@ pub fn compare(roots: &[PathBuf], exclusions: &Exclusions, store: &dyn VectorSto
             }
         };
         drift.failures.extend(walk.errors.into_iter().map(|(path, error)| FileFailure { path, error }));
-        for file in walk.files {
+        let files: Vec<PathBuf> = walk.files.into_iter().filter(|f| !ignore.iter().any(|i| f.starts_with(i))).collect();
+        let found = files.len();
+        for file in files {
             drift.checked += 1;
             let Some(path) = file.to_str() else {
                 drift.failures.push(FileFailure { path: file.display().to_string(), error: "file name is not valid UTF-8".into() });
@@ -52,7 +55,19 @@ pub fn compare(roots: &[PathBuf], exclusions: &Exclusions, store: &dyn VectorSto
                 drift.changed.push(path.to_string());
             }
         }
-        drift.gone.extend(gone_below(root, store)?);
+        let gone = gone_below(root, store)?;
+        if found == 0 && !gone.is_empty() {
+            // An empty root whose images are all gone is most likely a drive that is not
+            // mounted (its mount point left empty): its images are kept, not dropped.
+            tracing::warn!(root = %root.display(), images = gone.len(),
+                "the image root is empty: not mounted? Its images are kept in the index (delete them through the API if they are really gone)");
+            drift.failures.push(FileFailure {
+                path: root.display().to_string(),
+                error: "the folder is empty (not mounted?); its indexed images were kept".into(),
+            });
+            continue;
+        }
+        drift.gone.extend(gone);
     }
     drift.changed.sort();
     drift.changed.dedup();
