@@ -243,9 +243,10 @@ def render(r: dict) -> str:
         f"| {fmt(lat['files_per_s'])} | {len(lat['jobs'])} ({', '.join(str(j['total']) for j in lat['jobs'])} files) "
         f"| {fmt(lat['server_cores'], 2)} cores | {fmt(100 * lat['foreign_share'], 0)}% |",
         "",
-        "The quickest file waited {} s: the settle time plus one embedding. With 1,000 files at once the wait is "
-        "the queue: files are embedded at the model's rate, so a file's wait grows with its place in the "
-        "drop.".format(fmt(lat["min_s"])),
+        "The quickest file waited {} s: the settle time, the hand-over to a job, and its batch (the pipeline "
+        "embeds a window of files together and commits them together, so a file is listed with its batch). "
+        "With this many files at once the wait is the queue: files are embedded at the model's rate, so a "
+        "file's wait grows with its place in the drop.".format(fmt(lat["min_s"])),
         "",
         f"**Memory** while absorbing a burst: a fresh server, {mem['files']:,} photos written at once.",
         "",
