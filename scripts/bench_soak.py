@@ -65,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     DEFAULT_CACHE, DEFAULT_CAPTIONS, DEFAULT_CONFIG, DEFAULT_IMAGES, CpuMonitor, ServerProcess, build_binary,
     ensure_checkpoint, fmt, free_port, git_state, load_queries, log, machine_info, machine_line, pct, process_stats,
-    publish, reproduce_footer, run_directory_job, thread_names, update_markdown, wait_quiet,
+    jpegs, publish, reproduce_footer, run_directory_job, tagged_jpeg, thread_names, update_markdown, wait_quiet,
 )
 
 SECTION = "soak"  # <!-- bench:soak:start/end --> in BENCHMARKS.md
@@ -84,22 +84,6 @@ FINISHED = ("completed", "failed", "cancelled")
 # ---------------------------------------------------------------------------------------------
 # Photos: the image root and the upload pool
 # ---------------------------------------------------------------------------------------------
-
-
-def tagged_jpeg(data: bytes, tag: str) -> bytes:
-    """`data` with a JPEG comment (COM segment) holding `tag` after its APPn segments (JFIF and
-    EXIF stay first): other bytes, hence another content hash, the same pixels."""
-    if data[:2] != b"\xff\xd8":
-        raise ValueError("not a JPEG")
-    pos = 2
-    while data[pos] == 0xFF and 0xE0 <= data[pos + 1] <= 0xEF:
-        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-    payload = tag.encode()
-    return data[:pos] + b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload + data[pos:]
-
-
-def jpegs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg") and p.is_file())
 
 
 class PhotoRoot:

@@ -9,6 +9,7 @@
 - rewriting one `<!-- bench:NAME:start/end -->` section of BENCHMARKS.md;
 - building the release binary and the random-weight ViT-B/32 checkpoint, the COCO captions used
   as queries, the git state of a measurement;
+- photos made distinct (a JPEG comment: new bytes, same pixels);
 - a `visionquery serve` process, directory jobs on it, and its resident memory, open files and
   threads (/proc).
 
@@ -407,6 +408,28 @@ def load_queries(captions: Path = DEFAULT_CAPTIONS, seed: int = 0) -> list[str]:
     queries = [c.strip() for k in sorted(doc) for c in doc[k] if c.strip()]
     random.Random(seed).shuffle(queries)
     return queries
+
+
+# ---------------------------------------------------------------------------------------------
+# Photos
+# ---------------------------------------------------------------------------------------------
+
+
+def tagged_jpeg(data: bytes, tag: str) -> bytes:
+    """`data` with a JPEG comment (COM segment) holding `tag` after its APPn segments (JFIF and
+    EXIF stay first): other bytes, hence another content hash, the same pixels."""
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG")
+    pos = 2
+    while data[pos] == 0xFF and 0xE0 <= data[pos + 1] <= 0xEF:
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    payload = tag.encode()
+    return data[:pos] + b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload + data[pos:]
+
+
+def jpegs(folder: Path) -> list[Path]:
+    """The JPEG files of a folder, sorted."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg") and p.is_file())
 
 
 # ---------------------------------------------------------------------------------------------

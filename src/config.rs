@@ -62,6 +62,14 @@ pub struct CommonArgs {
     #[arg(long = "image-root", env = "VQ_IMAGE_ROOTS", value_delimiter = ',', default_value = "./data/images")]
     pub image_roots: Vec<PathBuf>,
 
+    /// Files and folders never indexed, as globs (repeat the flag, or comma-separate in the
+    /// env), on top of the built-in ones: hidden names, `@eaDir`, `.thumbnails`, `.Trash-*`,
+    /// `._*`, `*.part`, `*.crdownload`, `*.tmp`. A glob without `/` matches any file or folder
+    /// name (`RAW`, `*.xcf`); one with `/` the whole absolute path (`/photos/private/**`).
+    /// Applies to directory jobs, `index` and `--watch`.
+    #[arg(long = "exclude", env = "VQ_EXCLUDE", value_delimiter = ',')]
+    pub exclude: Vec<String>,
+
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -192,6 +200,17 @@ pub struct ServeArgs {
     /// Largest JSON request body, in bytes.
     #[arg(long, env = "VQ_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Keep every image root in sync while the server runs (inotify): new and changed files
+    /// are indexed, moved ones keep their id, deleted ones leave the index. At start, a
+    /// reconcile pass catches what changed while the server was down.
+    #[arg(long, env = "VQ_WATCH")]
+    pub watch: bool,
+
+    /// Milliseconds a watched file must stay quiet (no more writes, renames or deletes) after it
+    /// was closed before it is indexed; a file still open for writing waits for its close.
+    #[arg(long, env = "VQ_WATCH_SETTLE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
+    pub watch_settle_ms: u64,
 
     /// Directory jobs that may be queued or running at once; more are refused with 429.
     #[arg(long, env = "VQ_MAX_QUEUED_JOBS", default_value_t = 32)]

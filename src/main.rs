@@ -13,6 +13,7 @@ use visionquery::api::dto::{DuplicateGroupInfo, DuplicatesResponse, SearchRespon
 use visionquery::config::{CommonArgs, LogArgs, LogFormat, ServeArgs};
 use visionquery::embed::Embedder;
 use visionquery::engine::eval;
+use visionquery::engine::exclude::Exclusions;
 use visionquery::engine::pipeline::{self, FileResult};
 use visionquery::engine::{Engine, ImageRoots, SearchSpec, Term, Weighted};
 use visionquery::service::{self, Service};
@@ -216,7 +217,8 @@ fn init_telemetry(log: &LogArgs, quiet: bool) -> Result<Option<opentelemetry_sdk
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let metrics = visionquery::metrics::install();
-    let Service { router: app, store, .. } = Service::assemble(&args, metrics).await?;
+    // The watcher (`--watch`) follows the roots for as long as it is kept.
+    let Service { router: app, store, watcher: _watcher, .. } = Service::assemble(&args, metrics).await?;
     let addr = std::net::SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, roots = ?args.common.image_roots, data_dir = %args.common.data_dir.display(), "VisionQuery listening");
@@ -257,7 +259,8 @@ async fn load_engine(common: &CommonArgs, roots: ImageRoots) -> Result<Engine> {
     let store = service::open_store(common)?;
     let options = common.model_options();
     let embedder = tokio::task::spawn_blocking(move || Embedder::load_now(options)).await?.context("loading the model")?;
-    Ok(Engine::new(embedder, store, roots, service::decode_limits(common), service::data_dirs(common)))
+    let exclusions = Exclusions::new(&common.exclude)?;
+    Ok(Engine::new(embedder, store, roots, service::decode_limits(common), service::data_dirs(common)).with_exclusions(exclusions))
 }
 
 /// The folder to index: as given (absolute, or relative to the current folder), else relative to
@@ -281,7 +284,7 @@ fn find_folder(dir: &Path, roots: &[PathBuf]) -> Result<PathBuf> {
 
 async fn index(dir: PathBuf, recursive: bool, common: CommonArgs) -> Result<()> {
     let dir = find_folder(&dir, &common.image_roots)?;
-    let walk = pipeline::walk_images(&dir, recursive)?;
+    let walk = pipeline::walk_images(&dir, recursive, &Exclusions::new(&common.exclude)?)?;
     let files = walk.files;
     if files.is_empty() {
         bail!(

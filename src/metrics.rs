@@ -23,6 +23,14 @@ pub const INGEST_JOB_FILES: &str = "vq_ingest_job_files_total";
 pub const IMAGE_DECODES: &str = "vq_image_decodes_total";
 pub const BUILD_INFO: &str = "vq_build_info";
 pub const RATE_LIMITED: &str = "vq_rate_limited_total";
+pub const WATCH_ROOTS: &str = "vq_watch_roots";
+pub const WATCH_EVENTS: &str = "vq_watch_events_total";
+pub const WATCH_PENDING: &str = "vq_watch_pending";
+pub const WATCH_LAST_RECONCILE: &str = "vq_watch_last_reconcile_timestamp_seconds";
+pub const WATCH_REMOVED: &str = "vq_watch_removed_total";
+
+/// Kinds of file system events the watcher counts (see [`watch_event`]).
+pub const WATCH_EVENT_KINDS: [&str; 9] = ["create", "modify", "close_write", "remove", "rename", "rescan", "excluded", "dropped", "error"];
 
 const MODEL_STATES: [&str; 3] = ["loading", "ready", "failed"];
 const MODALITIES: [&str; 2] = ["text", "image"];
@@ -66,7 +74,22 @@ fn describe_and_preregister() {
     describe_gauge!(BUILD_INFO, "Build information");
     describe_counter!(RATE_LIMITED, "Requests refused with 429 by the rate limit, by key name (\"anonymous\" without a key)");
 
+    describe_gauge!(WATCH_ROOTS, "Image roots watched for changes (--watch)");
+    describe_counter!(
+        WATCH_EVENTS,
+        "File system events the watcher received, by kind (excluded: ignored by the exclusion globs; dropped: over the pending cap, caught by a rescan)"
+    );
+    describe_gauge!(WATCH_PENDING, "Paths the watcher waits on: settling, or to be handed to the next watch job");
+    describe_gauge!(WATCH_LAST_RECONCILE, Unit::Seconds, "When the watcher last finished comparing the roots with the index (Unix time)");
+    describe_counter!(WATCH_REMOVED, "Images the watcher took out of the index because their file was deleted");
+
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    for kind in WATCH_EVENT_KINDS {
+        metrics::counter!(WATCH_EVENTS, "kind" => kind).increment(0);
+    }
+    metrics::gauge!(WATCH_ROOTS).set(0.0);
+    metrics::gauge!(WATCH_PENDING).set(0.0);
+    metrics::counter!(WATCH_REMOVED).increment(0);
     for modality in MODALITIES {
         metrics::gauge!(EMBED_QUEUE_DEPTH, "modality" => modality).set(0.0);
     }
@@ -134,4 +157,25 @@ pub fn image_decode(purpose: &'static str) {
 /// A request refused by the rate limit; `key` is the key's name or "anonymous", never the key.
 pub fn rate_limited(key: &str) {
     metrics::counter!(RATE_LIMITED, "key" => key.to_string()).increment(1);
+}
+
+pub fn watch_roots(count: usize) {
+    metrics::gauge!(WATCH_ROOTS).set(count as f64);
+}
+
+/// One file system event of `kind` (one of [`WATCH_EVENT_KINDS`]).
+pub fn watch_event(kind: &'static str) {
+    metrics::counter!(WATCH_EVENTS, "kind" => kind).increment(1);
+}
+
+pub fn watch_pending(paths: usize) {
+    metrics::gauge!(WATCH_PENDING).set(paths as f64);
+}
+
+pub fn watch_reconciled(at: time::OffsetDateTime) {
+    metrics::gauge!(WATCH_LAST_RECONCILE).set(at.unix_timestamp_nanos() as f64 / 1e9);
+}
+
+pub fn watch_removed(images: usize) {
+    metrics::counter!(WATCH_REMOVED).increment(images as u64);
 }

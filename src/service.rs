@@ -13,8 +13,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::api::{self, AppState, BodyLimits, Security, ServingLimits};
 use crate::config::{CommonArgs, ServeArgs};
 use crate::embed::{DecodeLimits, Embedder};
+use crate::engine::exclude::Exclusions;
 use crate::engine::jobs::{self, JobManager, JobSettings};
-use crate::engine::{DataDirs, Engine, ImageRoots};
+use crate::engine::watch::{FolderWatcher, WatchError, WatchSettings};
+use crate::engine::{DataDirs, Engine, EngineError, ImageRoots};
 use crate::store::{self, Backend, JobStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,10 @@ pub enum ServiceError {
     Security(#[from] api::security::SecurityError),
     #[error("opening the index at {location}: {source}")]
     Store { location: String, source: StoreError },
+    #[error("--exclude: {0}")]
+    Exclude(EngineError),
+    #[error(transparent)]
+    Watch(#[from] WatchError),
 }
 
 /// The assembled service, ready to be served.
@@ -30,6 +36,8 @@ pub struct Service {
     pub router: axum::Router,
     pub store: Arc<dyn Backend>,
     pub engine: Arc<Engine>,
+    /// Keeps the image roots in sync while it lives (`--watch`).
+    pub watcher: Option<FolderWatcher>,
 }
 
 impl Service {
@@ -40,17 +48,30 @@ impl Service {
     /// Must be called inside a Tokio runtime (the job workers and cache saver are tasks).
     pub async fn assemble(args: &ServeArgs, metrics: PrometheusHandle) -> Result<Self, ServiceError> {
         let security = Security::from_args(&args.access, args.host)?;
+        let exclusions = Exclusions::new(&args.common.exclude).map_err(ServiceError::Exclude)?;
         let store = open_store(&args.common)?;
         let embedder = Embedder::load_in_background(args.common.model_options());
         let roots = ImageRoots::new(&args.common.image_roots);
         let dirs = data_dirs(&args.common);
         let job_store: Arc<dyn JobStore> = store.clone();
         jobs::import_legacy_jobs(&dirs.jobs_file, job_store.as_ref());
-        let engine = Arc::new(Engine::new(embedder, store.clone(), roots, decode_limits(&args.common), dirs));
+        let engine = Arc::new(Engine::new(embedder, store.clone(), roots, decode_limits(&args.common), dirs).with_exclusions(exclusions));
         engine.watch_store();
         engine.keep_saving_caches((args.index_save_secs > 0).then(|| Duration::from_secs(args.index_save_secs)));
         let job_settings = JobSettings { max_unfinished: args.max_queued_jobs, lease: Duration::from_secs(args.job_lease_secs) };
         let jobs = JobManager::start(engine.clone(), job_store, job_settings);
+        let watcher = if args.watch {
+            let settings = WatchSettings {
+                roots: args.common.image_roots.clone(),
+                settle: Duration::from_millis(args.watch_settle_ms),
+                // The service's own files (thumbnails, uploads) when the data directory lies
+                // under a root: never indexed as the user's photos.
+                ignore: vec![args.common.data_dir.clone(), engine.dirs().uploads.clone()],
+            };
+            Some(FolderWatcher::start(engine.clone(), jobs.clone(), settings)?)
+        } else {
+            None
+        };
         match jobs.fill_missing_photo_metadata().await {
             Ok(Some(job)) => tracing::info!(job = %job.record.id, "reading photo metadata of images indexed by an older version"),
             Ok(None) => {}
@@ -67,7 +88,7 @@ impl Service {
             max_heavy_requests: args.max_heavy_requests as usize,
         };
         let router = api::router(AppState { engine: engine.clone(), jobs, metrics, limits, serving, security });
-        Ok(Self { router, store, engine })
+        Ok(Self { router, store, engine, watcher })
     }
 }
 

@@ -534,8 +534,9 @@ pub struct SearchImageQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobInfo {
     pub id: String,
-    /// `directory` (index a folder) or `photo_metadata` (read the EXIF of images indexed before
-    /// it was read at ingest; its "files" are image ids).
+    /// `directory` (index a folder), `watch` (files the folder watcher saw change, or its
+    /// reconcile pass found; `path` is the watched root) or `photo_metadata` (read the EXIF of
+    /// images indexed before it was read at ingest; its "files" are image ids).
     pub kind: String,
     pub path: String,
     pub recursive: bool,

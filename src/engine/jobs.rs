@@ -26,7 +26,9 @@ use tokio::sync::Notify;
 use super::pipeline::{self, FileResult};
 use super::{Engine, EngineError};
 use crate::metrics;
-use crate::store::{ChunkClaim, ChunkEnd, ChunkRef, DoneFile, JobKind, JobRecord, JobRemoval, JobState, JobStore, Listing, StoreError};
+use crate::store::{
+    ChunkClaim, ChunkEnd, ChunkRef, DoneFile, FileFailure, JobKind, JobRecord, JobRemoval, JobState, JobStore, Listing, StoreError,
+};
 
 /// Finished jobs remembered.
 const MAX_FINISHED_KEPT: usize = 100;
@@ -150,6 +152,24 @@ impl JobManager {
         self.with_store(move |store| store.create_job(&saved, usize::MAX)).await?;
         self.wake.notify_one();
         Ok(Some(JobView::of(record)))
+    }
+
+    /// Queues the ingest of files already listed (by the folder watcher, or its reconcile pass)
+    /// as a job of its own, under `label` (the watched root). The files then go through the
+    /// same runner and pipeline as a directory job's, with the same progress and failures.
+    pub async fn submit_files(&self, label: &str, paths: Vec<String>, failures: Vec<FileFailure>) -> Result<JobView, EngineError> {
+        let mut record = JobRecord::queued(new_job_id(label), label.to_string(), true);
+        record.kind = JobKind::Watch;
+        let (saved, owner, ttl) = (record.clone(), self.owner.clone(), self.settings.lease);
+        self.with_store(move |store| store.create_claimed_job(&saved, &owner, ttl)).await?;
+        let (id, owner) = (record.id.clone(), self.owner.clone());
+        let listing = Listing { paths, failures };
+        let status = self.with_store(move |store| store.store_listing(&id, &owner, &listing)).await?;
+        if status.job_state.is_finished() {
+            self.finished(&record.id, status.job_state).await;
+        }
+        self.wake.notify_one();
+        self.get(&record.id).await
     }
 
     /// Newest first, as stored (at most a second behind the workers).
@@ -281,6 +301,9 @@ impl JobManager {
         match job.kind {
             JobKind::Directory => self.list_folder(job).await,
             JobKind::PhotoMetadata => self.engine.unread_photo_ids().map(|paths| Listing { paths, failures: Vec::new() }),
+            // Listed by the watcher that created it; one listed again had a creator that died
+            // before storing its files, which the next start's reconcile pass finds again.
+            JobKind::Watch => Ok(Listing::default()),
         }
     }
 
@@ -295,8 +318,8 @@ impl JobManager {
 
     async fn list_folder(&self, job: &JobRecord) -> Result<Listing, EngineError> {
         self.engine.embedder().wait_loaded().await?;
-        let (dir, recursive) = (PathBuf::from(&job.path), job.recursive);
-        let walk = tokio::task::spawn_blocking(move || pipeline::walk_images(&dir, recursive))
+        let (dir, recursive, exclusions) = (PathBuf::from(&job.path), job.recursive, self.engine.exclusions().clone());
+        let walk = tokio::task::spawn_blocking(move || pipeline::walk_images(&dir, recursive, &exclusions))
             .await
             .map_err(|e| EngineError::Internal(format!("listing the folder: {e}")))??;
         let mut paths = Vec::with_capacity(walk.files.len());
@@ -336,7 +359,7 @@ impl JobManager {
 
     async fn process(&self, kind: JobKind, todo: Vec<String>, progress: &ChunkProgress) {
         match kind {
-            JobKind::Directory => {
+            JobKind::Directory | JobKind::Watch => {
                 let window = self.engine.embedder().options.max_batch * 2;
                 let files = todo.into_iter().map(PathBuf::from).collect();
                 pipeline::ingest_files(self.engine.clone(), files, window, &progress.stop, |path, result| {

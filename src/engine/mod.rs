@@ -4,6 +4,7 @@
 
 pub mod cache_saver;
 pub mod eval;
+pub mod exclude;
 mod ingest;
 pub mod jobs;
 pub mod metadata;
@@ -14,6 +15,7 @@ pub mod single_flight;
 pub mod store_health;
 pub mod thumbnails;
 pub mod uploads;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -164,6 +166,8 @@ pub struct Engine {
     /// Thumbnails being rendered, by (image id, size): their result or failure, once.
     thumbnail_renders: SingleFlight<(String, u32), Result<Bytes, Arc<EngineError>>>,
     store_health: Arc<StoreHealth>,
+    /// Files and folders never indexed: one policy for walks and the watcher.
+    exclusions: exclude::Exclusions,
 }
 
 impl Engine {
@@ -202,7 +206,19 @@ impl Engine {
             upload_locks: uploads::HashLocks::default(),
             thumbnail_renders: SingleFlight::new(),
             store_health: Arc::default(),
+            exclusions: exclude::Exclusions::default(),
         }
+    }
+
+    /// The same engine with `exclusions` as its policy for what is never indexed.
+    pub fn with_exclusions(mut self, exclusions: exclude::Exclusions) -> Self {
+        self.exclusions = exclusions;
+        self
+    }
+
+    /// What folder walks and the watcher never index.
+    pub fn exclusions(&self) -> &exclude::Exclusions {
+        &self.exclusions
     }
 
     /// Starts checking the store's reachability in the background (after a first check now).

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
+use super::exclude::Exclusions;
 use super::ingest::{Staged, WhenBusy};
 use super::{Engine, EngineError};
-use crate::fsutil;
 use crate::store::{ImageRecord, StoreError};
 
 /// File endings treated as images when walking a folder. HEIC/HEIF/AVIF are listed even in a
@@ -33,12 +33,13 @@ pub struct Walk {
     pub errors: Vec<(String, String)>,
 }
 
-/// Image files in `dir` (and below, if `recursive`). Hidden files and folders are skipped.
+/// Image files in `dir` (and below, if `recursive`). Files and folders the exclusion policy
+/// names (hidden ones, `@eaDir`, partial downloads, the user's globs) are skipped.
 /// Fails only when `dir` itself cannot be read; errors below it are listed in the result.
-pub fn walk_images(dir: &Path, recursive: bool) -> Result<Walk, EngineError> {
+pub fn walk_images(dir: &Path, recursive: bool, exclusions: &Exclusions) -> Result<Walk, EngineError> {
     let mut walk = Walk::default();
     let walker = walkdir::WalkDir::new(dir).follow_links(false).max_depth(if recursive { usize::MAX } else { 1 });
-    let entries = walker.into_iter().filter_entry(|e| e.depth() == 0 || !fsutil::is_hidden(e.file_name()));
+    let entries = walker.into_iter().filter_entry(|e| e.depth() == 0 || !exclusions.excludes_entry(e.path()));
     for entry in entries {
         match entry {
             Ok(e) if e.file_type().is_file() || e.path_is_symlink() => {
@@ -64,7 +65,8 @@ fn io_message(e: &walkdir::Error) -> String {
     e.io_error().map_or_else(|| e.to_string(), ToString::to_string)
 }
 
-fn has_image_extension(path: &Path) -> bool {
+/// Whether a file's name ends like an image (the one test for walks and the watcher).
+pub fn has_image_extension(path: &Path) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
@@ -246,9 +248,22 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
-        let walk = walk_images(dir.path(), true).unwrap();
+        let walk = walk_images(dir.path(), true, &Exclusions::default()).unwrap();
         assert_eq!(walk.files, vec![dir.path().join("a.jpg")]);
         assert!(!walk.errors.is_empty(), "the unreadable nested folder is reported");
-        assert!(walk_images(&dir.path().join("missing"), true).is_err());
+        assert!(walk_images(&dir.path().join("missing"), true, &Exclusions::default()).is_err());
+    }
+
+    #[test]
+    fn walks_skip_what_the_exclusion_policy_names() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["keep.jpg", "@eaDir/a.jpg/SYNOPHOTO_THUMB_M.jpg", "drafts/b.jpg", "c.jpg.part", "d.tmp", "._e.jpg", "sub/f.png"] {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"x").unwrap();
+        }
+        let ex = Exclusions::new(&["drafts".into()]).unwrap();
+        let walk = walk_images(dir.path(), true, &ex).unwrap();
+        assert_eq!(walk.files, vec![dir.path().join("keep.jpg"), dir.path().join("sub/f.png")]);
     }
 }

@@ -88,6 +88,10 @@ fn duplicates_keep_identical_copies_apart_from_similar_pictures(open: &impl Fn(&
     store.upsert(&with("d", file("d.jpg"), "pd"), &unit(&[0.0, 0.05, 1.0])).unwrap();
     store.add_alias("a", &file("a-copy.jpg")).unwrap();
     store.add_alias("a", &dir.path().join("gone.jpg").display().to_string()).unwrap();
+    let mut aliases = store.aliases("a").unwrap();
+    aliases.sort();
+    assert_eq!(aliases, [file("a-copy.jpg"), dir.path().join("gone.jpg").display().to_string()], "aliases are kept as recorded");
+    assert!(store.aliases("c").unwrap().is_empty());
     let groups = store.duplicates(0.99).unwrap();
     let summary: Vec<(DuplicateKind, Vec<&str>)> =
         groups.iter().map(|g| (g.kind, g.members.iter().map(|(_, p)| p.rsplit('/').next().unwrap()).collect())).collect();

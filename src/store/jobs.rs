@@ -63,6 +63,9 @@ pub enum JobKind {
     Directory,
     /// Read the photo metadata of images indexed before it was read at ingest (no re-embedding).
     PhotoMetadata,
+    /// Index files the folder watcher saw appear or change (or a reconcile pass found): the
+    /// creating runner stores the listing itself, right after creating the job.
+    Watch,
 }
 
 /// A job as persisted and shown by the API.
@@ -215,6 +218,12 @@ pub trait JobStore: Send + Sync {
     /// Saves a new job, refused with [`StoreError::TooManyJobs`] when `max_unfinished` jobs are
     /// already queued, running or cancelling (checked and written in one transaction).
     fn create_job(&self, job: &JobRecord, max_unfinished: usize) -> Result<(), StoreError>;
+    /// Saves a new job already `running` with its listing claimed by `owner` (as
+    /// [`JobStore::claim_listing`] leaves a job), so that `owner` stores the listing it already
+    /// has with [`JobStore::store_listing`]. Not counted against a cap: its creator runs one at
+    /// a time. A creator that dies before storing the listing leaves it to be listed again by
+    /// whoever claims it after the lease.
+    fn create_claimed_job(&self, job: &JobRecord, owner: &str, ttl: Duration) -> Result<(), StoreError>;
     /// A job with its kept failures.
     fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
     /// Every job, newest first, with their kept failures.

@@ -29,6 +29,31 @@ pub fn run_all(open: Open) {
     failures_and_empty_listings_and_failed_listings(open);
     prune_keeps_the_newest_finished_jobs(open);
     delete_forgets_finished_jobs_and_leaves_unfinished_ones(open);
+    a_job_created_claimed_is_listed_by_its_creator_only(open);
+}
+
+fn a_job_created_claimed_is_listed_by_its_creator_only(open: Open) {
+    let store = open();
+    store.create_job(&JobRecord::queued("older".into(), "/older".into(), false), 10).unwrap();
+    store.create_claimed_job(&JobRecord::queued("watch".into(), "/photos".into(), true), "watcher", LONG).unwrap();
+    let job = store.job("watch").unwrap().unwrap();
+    assert_eq!(job.state, JobState::Running);
+    assert!(job.started_at.is_some());
+    // Another runner gets the older queued job, never the claimed one.
+    assert_eq!(store.claim_listing("runner", LONG).unwrap().map(|j| j.id), Some("older".into()));
+    assert_eq!(store.claim_listing("runner", LONG).unwrap(), None);
+    assert!(!store.store_listing("watch", "runner", &Listing { paths: paths(1), failures: vec![] }).unwrap().held);
+    let status = store.store_listing("watch", "watcher", &Listing { paths: paths(3), failures: vec![] }).unwrap();
+    assert!(status.held);
+    let claim = store.claim_chunk("worker", LONG).unwrap().expect("its chunk is free for any runner");
+    assert_eq!(claim.chunk.job_id, "watch");
+    assert_eq!(claim.paths, paths(3));
+    let status = store.let_go(&claim.chunk, "worker", &indexed(&claim.paths), ChunkEnd::Finished).unwrap();
+    assert_eq!(status.job_state, JobState::Completed);
+    // Claimed jobs are not counted against the cap (their creator runs one at a time).
+    store.create_claimed_job(&JobRecord::queued("empty".into(), "/photos".into(), true), "watcher", LONG).unwrap();
+    let status = store.store_listing("empty", "watcher", &Listing::default()).unwrap();
+    assert_eq!(status.job_state, JobState::Completed, "nothing to do: completed at once");
 }
 
 fn paths(n: usize) -> Vec<String> {

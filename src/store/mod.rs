@@ -211,6 +211,9 @@ pub trait VectorStore: Send + Sync {
     fn unread_photo_ids(&self) -> Result<Vec<String>, StoreError>;
     /// Records that the same content as image `id` was also seen at `path`.
     fn add_alias(&self, id: &str, path: &str) -> Result<(), StoreError>;
+    /// The other paths where image `id`'s content was seen ([`VectorStore::add_alias`]), as
+    /// recorded (the files may be gone since).
+    fn aliases(&self, id: &str) -> Result<Vec<String>, StoreError>;
     /// Identical pictures (several paths, or the same pixels) and similar ones (cosine at or
     /// above `threshold`), grouped as [`duplicates::group`] does.
     fn duplicates(&self, threshold: f32) -> Result<Vec<DuplicateGroup>, StoreError>;

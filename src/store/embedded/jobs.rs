@@ -286,6 +286,16 @@ impl JobStore for EmbeddedStore {
         })
     }
 
+    fn create_claimed_job(&self, job: &JobRecord, owner: &str, ttl: Duration) -> Result<(), StoreError> {
+        self.write_jobs(|txn| {
+            let mut jobs = txn.open_table(JOBS).map_err(db_err)?;
+            let mut record = job.clone();
+            record.state = JobState::Running;
+            record.started_at.get_or_insert_with(OffsetDateTime::now_utc);
+            put_job(&mut jobs, &StoredJob { record, listed: false, lister: Some(Lease::new(owner, ttl)) })
+        })
+    }
+
     fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         let txn = self.db()?.begin_read().map_err(db_err)?;
         let Some(value) = txn.open_table(JOBS).map_err(db_err)?.get(id).map_err(db_err)? else { return Ok(None) };

@@ -767,6 +767,12 @@ impl VectorStore for EmbeddedStore {
         txn.commit().map_err(db_err)
     }
 
+    fn aliases(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let txn = self.db()?.begin_read().map_err(db_err)?;
+        let aliases = txn.open_table(ALIASES).map_err(db_err)?;
+        read_aliases(aliases.get(id).map_err(db_err)?.as_ref().map(|v| v.value()))
+    }
+
     fn duplicates(&self, threshold: f32) -> Result<Vec<DuplicateGroup>, StoreError> {
         let txn = self.db()?.begin_read().map_err(db_err)?;
         // Exact over every pair, so the f32 vectors are read into a matrix for this call only.

@@ -276,6 +276,24 @@ impl JobStore for PgStore {
         })
     }
 
+    fn create_claimed_job(&self, job: &JobRecord, owner: &str, ttl: Duration) -> Result<(), StoreError> {
+        off_runtime(|| {
+            self.in_transaction(|txn| {
+                let mut bare = JobRecord { failures: Vec::new(), ..job.clone() };
+                bare.state = JobState::Running;
+                bare.started_at.get_or_insert_with(OffsetDateTime::now_utc);
+                let json = serde_json::to_string(&bare).unwrap_or_default();
+                let created_at = std::time::SystemTime::from(job.created_at);
+                txn.execute(
+                    "INSERT INTO vq_jobs (id, record, state, created_at, listed, lister, lister_until)
+                     VALUES ($1, $2::text::jsonb, $3, $4, false, $5, now() + make_interval(secs => $6))",
+                    &[&job.id, &json, &state_name(bare.state), &created_at, &owner, &secs(ttl)],
+                )?;
+                Ok(())
+            })
+        })
+    }
+
     fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         off_runtime(|| {
             let mut conn = self.conn()?;

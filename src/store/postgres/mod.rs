@@ -657,6 +657,14 @@ impl VectorStore for PgStore {
         })
     }
 
+    fn aliases(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        off_runtime(|| {
+            let mut conn = self.conn()?;
+            let rows = conn.query("SELECT path FROM vq_paths WHERE id = $1 AND alias ORDER BY path", &[&id]).map_err(sql_err)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
     fn duplicates(&self, threshold: f32) -> Result<Vec<DuplicateGroup>, StoreError> {
         off_runtime(|| {
             let Some(dim) = self.dim() else { return Ok(Vec::new()) };
