@@ -151,8 +151,9 @@ def convert_siglip(slow) -> "tokenizers.Tokenizer":
     canon = []
     if slow.do_lower_case:
         # `str.lower` lowercases a word-final capital sigma to final sigma; `Lowercase` maps
-        # characters one by one, so that context rule goes first.
-        canon.append(normalizers.Replace(Regex(r"(?<=\p{L}\p{M}*)\u03a3(?!\p{M}*\p{L})"), "\u03c2"))
+        # characters one by one, so that context rule goes first (a fixed-width look-behind:
+        # the Rust regex engine of `tokenizers` allows no other).
+        canon.append(normalizers.Replace(Regex(r"(?<=\p{L})\u03a3(?!\p{M}*\p{L})"), "\u03c2"))
         canon.append(normalizers.Lowercase())
     canon += [
         normalizers.Replace(Regex("[" + re.escape(string.punctuation) + "]"), ""),
