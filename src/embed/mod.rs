@@ -10,6 +10,7 @@ pub mod grouping;
 pub mod model_files;
 pub mod onnx;
 pub mod preprocess;
+pub mod resample;
 pub mod runtime;
 pub mod tokenizer;
 

@@ -353,7 +353,12 @@ impl PreprocessConfig {
 pub fn pixel_tensor(rgb: &RgbImage, config: &PreprocessConfig) -> Result<Array3<f32>, ImageError> {
     let resized = if config.do_resize {
         let (w, h) = config.resized_size(rgb.width(), rgb.height());
-        resize_rgb(rgb, w, h, config.filter())?
+        match super::resample::Filter::from_pillow(config.resample) {
+            // Convolution filters are Pillow's own arithmetic (see `resample`): fast_image_resize
+            // rounds its weights differently and was up to 6 levels off on SigLIP's square resize.
+            Some(filter) => super::resample::resize(rgb, w, h, filter),
+            None => resize_rgb(rgb, w, h, config.filter())?,
+        }
     } else {
         rgb.clone()
     };
