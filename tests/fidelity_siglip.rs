@@ -292,3 +292,40 @@ fn fingerprints_differ_by_family_and_precision() {
     assert!(siglip2.fingerprint().starts_with("siglip2-fp32-64-"), "{}", siglip2.fingerprint());
     assert_ne!(siglip.fingerprint(), siglip_int8.fingerprint());
 }
+
+/// Through the HTTP API, as tests/api.rs does for CLIP: every text against every ingested
+/// reference photo, scores within 2e-3 of `transformers`' cosines, best first.
+#[test]
+fn api_search_scores_like_the_reference() {
+    use common::server::Server;
+    use serde_json::{json, Value};
+    for family in FAMILIES {
+        let server = Server::start_with(&model_dir(family), &[]);
+        server.wait_ready();
+        let search = reference(family, "search.json");
+        let names: Vec<&str> = search["images"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+        let ids: Vec<String> = names
+            .iter()
+            .map(|name| {
+                let path = server.add_image(&image_path(name), name.strip_prefix("shared:").unwrap());
+                server.ingest(&path)["id"].as_str().unwrap().to_string()
+            })
+            .collect();
+        let mut worst = 0.0f64;
+        for (t, text) in search["texts"].as_array().unwrap().iter().enumerate() {
+            let body: Value = server.post_json("/search", &json!({ "query": text, "top_k": names.len() })).json().unwrap();
+            let results = body["results"].as_array().unwrap();
+            assert_eq!(results.len(), names.len(), "{family}: {body}");
+            let mut previous = f64::INFINITY;
+            for result in results {
+                let column = ids.iter().position(|id| id == result["id"].as_str().unwrap()).expect("an ingested image");
+                let got = result["score"].as_f64().unwrap();
+                worst = worst.max((got - search["scores"][t][column].as_f64().unwrap()).abs());
+                assert!(got <= previous + 1e-6, "results are best first");
+                previous = got;
+            }
+        }
+        println!("{family}: max |API score - reference| {worst:.2e}");
+        assert!(worst <= 2e-3, "{family}: {worst}");
+    }
+}
