@@ -4,6 +4,7 @@
 //! Knows nothing of HTTP or storage: callers get unit-length vectors and typed errors.
 
 pub mod batcher;
+pub mod catalog;
 pub mod error;
 pub mod family;
 pub mod grouping;
