@@ -329,3 +329,53 @@ fn api_search_scores_like_the_reference() {
         assert!(worst <= 2e-3, "{family}: {worst}");
     }
 }
+
+/// `probability` in results for a single text query on a model with a score head, equal to the
+/// reference's sigmoid head within 2e-3; `min_probability` keeps exactly the results at or above
+/// it; CLIP (no head) answers 422 for `min_probability` and gives no `probability`.
+#[test]
+fn api_probability_and_min_probability() {
+    use common::server::Server;
+    use serde_json::{json, Value};
+    let server = Server::start_with(&model_dir("siglip"), &[]);
+    server.wait_ready();
+    let search = reference("siglip", "search.json");
+    let names: Vec<&str> = search["images"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    let ids: Vec<String> = names
+        .iter()
+        .map(|name| {
+            let path = server.add_image(&image_path(name), name.strip_prefix("shared:").unwrap());
+            server.ingest(&path)["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let text = search["texts"][0].as_str().unwrap();
+    let body: Value = server.post_json("/search", &json!({ "query": text, "top_k": names.len() })).json().unwrap();
+    let mut probabilities = Vec::new();
+    for result in body["results"].as_array().unwrap() {
+        let column = ids.iter().position(|id| id == result["id"].as_str().unwrap()).unwrap();
+        let got = result["probability"].as_f64().expect("probability for a text query");
+        let expected = search["probabilities"][0][column].as_f64().unwrap();
+        assert!((got - expected).abs() <= 2e-3, "probability {got}, reference {expected}");
+        probabilities.push(got);
+    }
+    // A floor between two results keeps exactly those above it.
+    probabilities.sort_by(|a, b| b.total_cmp(a));
+    let floor = (probabilities[4] + probabilities[5]) / 2.0;
+    let body: Value = server
+        .post_json("/search", &json!({ "query": text, "top_k": names.len(), "filters": { "min_probability": floor } }))
+        .json()
+        .unwrap();
+    assert_eq!(body["results"].as_array().unwrap().len(), 5, "{body}");
+    // Not for image queries; not outside (0, 1).
+    let by_image = server.post_json("/search", &json!({ "image_id": ids[0], "filters": { "min_probability": 0.5 } }));
+    assert_eq!(by_image.status(), 422);
+    let body: Value = server.post_json("/search", &json!({ "image_id": ids[0] })).json().unwrap();
+    assert!(body["results"][0].get("probability").is_none(), "{body}");
+    assert_eq!(server.post_json("/search", &json!({ "query": "a cat", "filters": { "min_probability": 1.0 } })).status(), 422);
+    drop(server);
+
+    let clip = Server::start();
+    clip.wait_ready();
+    let response = clip.post_json("/search", &json!({ "query": "a cat", "filters": { "min_probability": 0.5 } }));
+    assert_eq!(response.status(), 422);
+}

@@ -103,6 +103,12 @@ impl ScoreHead {
         let logit = f64::from(cosine) * f64::from(self.logit_scale).exp() + f64::from(self.logit_bias);
         (1.0 / (1.0 + (-logit).exp())) as f32
     }
+
+    /// The cosine at which the probability is `p` (0 < p < 1): the head is increasing, so
+    /// "probability >= p" is "cosine >= this".
+    pub fn cosine_for(&self, p: f64) -> f64 {
+        ((p / (1.0 - p)).ln() - f64::from(self.logit_bias)) / f64::from(self.logit_scale).exp()
+    }
 }
 
 /// The ONNX output names that hold each tower's embedding, preferred first.
