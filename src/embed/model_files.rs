@@ -105,7 +105,9 @@ fn from_hub(repo_id: &str, wanted: &[&str], precision: Precision) -> Result<Mode
     let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     let mut optional: std::collections::HashMap<String, PathBuf> =
         OPTIONAL_FILES.iter().filter_map(|f| cached.get(f).map(|p| (f.to_string(), p))).collect();
-    if !offline && optional.len() < OPTIONAL_FILES.len() {
+    // Only while fetching the model anyway: once it is cached, a start makes no network call
+    // (an air-gapped machine would wait for timeouts on every start otherwise).
+    if !offline && !missing.is_empty() && optional.len() < OPTIONAL_FILES.len() {
         // Best effort: a repository without them is CLIP, or a SigLIP export without a score head.
         if let Ok(api) = hf_hub::api::sync::ApiBuilder::from_env().with_progress(false).build() {
             let repo = api.model(repo_id.to_string());
