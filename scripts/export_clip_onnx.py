@@ -1,5 +1,17 @@
 #!/usr/bin/env python3
-"""Export a Hugging Face `transformers` CLIPModel to ONNX (Xenova/HF layout).
+"""Export a Hugging Face `transformers` CLIPModel or SiglipModel to ONNX (Xenova/HF layout).
+
+Families (read from the checkpoint's config.json `model_type`, never from a flag):
+
+* `clip`: CLIPModel, as below.
+* `siglip`: SiglipModel -- SigLIP and the fixed-resolution SigLIP 2 checkpoints (which say
+  `siglip` and carry a Gemma tokenizer). The towers are exported without `attention_mask`: the
+  text is padded to the model's fixed length (64) and pooled at the last position, so padding
+  is part of the model, as in training. `image_embeds`/`text_embeds` are the towers'
+  `pooler_output` (what `get_image_features`/`get_text_features` return). The sigmoid head
+  (`logit_scale`, `logit_bias`), which the two towers alone lose, is written to
+  `score_head.json`: `{"logit_scale": s, "logit_bias": b}` with the raw parameters, so
+  `probability = sigmoid(cos * exp(s) + b)`.
 
 Output layout (the same as `Xenova/clip-vit-base-patch32`, which VisionQuery
 loads):
@@ -76,7 +88,11 @@ AUX_FILES = [
     "merges.txt",
     "preprocessor_config.json",
     "config.json",
+    "spiece.model",
 ]
+
+# The file beside config.json that keeps a sigmoid-head model's score head (see above).
+SCORE_HEAD_FILE = "score_head.json"
 
 DEFAULT_OPSET = 17
 
@@ -104,6 +120,47 @@ def build_random_clip(config, seed: int = 0, attn_implementation: str = "eager")
     torch.manual_seed(seed)
     model = CLIPModel._from_config(config, attn_implementation=attn_implementation)
     return model.eval()
+
+
+def model_type_of(config) -> str:
+    """`clip` or `siglip`: the family of a config (object, dict or path to config.json)."""
+    import json
+
+    if isinstance(config, (str, os.PathLike)):
+        config = json.loads(Path(config).read_text())
+    kind = config.get("model_type") if isinstance(config, dict) else config.model_type
+    if kind not in ("clip", "siglip"):
+        raise SystemExit(f"model_type {kind!r} is not supported (clip, siglip)")
+    return kind
+
+
+def build_random_model(config, seed: int = 0, attn_implementation: str = "eager"):
+    """A random-weight CLIPModel or SiglipModel, by the config's model_type."""
+    if model_type_of(config) == "clip":
+        return build_random_clip(config, seed, attn_implementation)
+    from transformers import SiglipConfig, SiglipModel
+
+    if isinstance(config, (str, os.PathLike)):
+        config = SiglipConfig.from_json_file(str(config))
+    elif isinstance(config, dict):
+        config = SiglipConfig.from_dict(config)
+    torch.manual_seed(seed)
+    model = SiglipModel._from_config(config, attn_implementation=attn_implementation)
+    return model.eval()
+
+
+def load_model(checkpoint_dir, attn_implementation: str = "eager"):
+    """Load a CLIPModel or SiglipModel checkpoint directory in fp32."""
+    if model_type_of(Path(checkpoint_dir) / "config.json") == "clip":
+        return load_clip(checkpoint_dir, attn_implementation)
+    from transformers import SiglipModel
+
+    model = SiglipModel.from_pretrained(str(checkpoint_dir), attn_implementation=attn_implementation, dtype=torch.float32)
+    return model.eval()
+
+
+def is_siglip(model) -> bool:
+    return model.config.model_type == "siglip"
 
 
 def load_clip(checkpoint_dir, attn_implementation: str = "eager"):
@@ -147,6 +204,46 @@ class TextWithProjection(nn.Module):
         out = self.text_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
         text_embeds = self.text_projection(out.pooler_output)
         return text_embeds, out.last_hidden_state
+
+
+class SiglipVision(nn.Module):
+    """SiglipModel.get_image_features: the vision tower's attention-pooled `pooler_output`."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.vision_model = model.vision_model
+
+    def forward(self, pixel_values):
+        out = self.vision_model(pixel_values=pixel_values, return_dict=True)
+        return out.pooler_output, out.last_hidden_state
+
+
+class SiglipText(nn.Module):
+    """SiglipModel.get_text_features without an attention mask: the last position (padding
+    included) through the head, as the model was trained."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.text_model = model.text_model
+
+    def forward(self, input_ids):
+        out = self.text_model(input_ids=input_ids, return_dict=True)
+        return out.pooler_output, out.last_hidden_state
+
+
+def text_length(model) -> int | None:
+    """The fixed text length of a sigmoid-head model (None: CLIP pads to the longest text)."""
+    return model.config.text_config.max_position_embeddings if is_siglip(model) else None
+
+
+def write_score_head(model, out_dir) -> None:
+    """score_head.json with the raw logit_scale and logit_bias (SigLIP only)."""
+    import json
+
+    if not is_siglip(model):
+        return
+    head = {"logit_scale": float(model.logit_scale.detach().reshape(-1)[0]), "logit_bias": float(model.logit_bias.detach().reshape(-1)[0])}
+    (Path(out_dir) / SCORE_HEAD_FILE).write_text(json.dumps(head, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------
@@ -194,6 +291,8 @@ def export_onnx_models(clip, onnx_dir, opset: int = DEFAULT_OPSET):
     clip = clip.eval()
     vcfg = clip.config.vision_config
     tcfg = clip.config.text_config
+    if is_siglip(clip):
+        return export_siglip_onnx_models(clip, onnx_dir, opset)
 
     pixel_values = torch.randn(2, vcfg.num_channels, vcfg.image_size, vcfg.image_size)
     _torch_export(
@@ -236,6 +335,42 @@ def export_onnx_models(clip, onnx_dir, opset: int = DEFAULT_OPSET):
     _set_output_dims(
         onnx_dir / "text_model.onnx",
         {"text_embeds": ["batch_size", proj], "last_hidden_state": ["batch_size", "sequence_length", tcfg.hidden_size]},
+    )
+
+
+@torch.no_grad()
+def export_siglip_onnx_models(model, onnx_dir, opset: int = DEFAULT_OPSET):
+    """SigLIP towers: pixel_values -> image_embeds; input_ids [batch, 64] -> text_embeds."""
+    vcfg, tcfg = model.config.vision_config, model.config.text_config
+    pixel_values = torch.randn(2, vcfg.num_channels, vcfg.image_size, vcfg.image_size)
+    _torch_export(
+        SiglipVision(model).eval(),
+        (pixel_values,),
+        onnx_dir / "vision_model.onnx",
+        input_names=["pixel_values"],
+        output_names=["image_embeds", "last_hidden_state"],
+        dynamic_axes={"pixel_values": {0: "batch_size"}, "image_embeds": {0: "batch_size"}, "last_hidden_state": {0: "batch_size"}},
+        opset=opset,
+    )
+    length = tcfg.max_position_embeddings
+    ids = torch.randint(0, tcfg.vocab_size, (2, length), dtype=torch.int64)
+    _torch_export(
+        SiglipText(model).eval(),
+        (ids,),
+        onnx_dir / "text_model.onnx",
+        input_names=["input_ids"],
+        output_names=["text_embeds", "last_hidden_state"],
+        dynamic_axes={"input_ids": {0: "batch_size"}, "text_embeds": {0: "batch_size"}, "last_hidden_state": {0: "batch_size"}},
+        opset=opset,
+    )
+    n_pos = (vcfg.image_size // vcfg.patch_size) ** 2
+    _set_output_dims(
+        onnx_dir / "vision_model.onnx",
+        {"image_embeds": ["batch_size", vcfg.hidden_size], "last_hidden_state": ["batch_size", n_pos, vcfg.hidden_size]},
+    )
+    _set_output_dims(
+        onnx_dir / "text_model.onnx",
+        {"text_embeds": ["batch_size", tcfg.projection_size], "last_hidden_state": ["batch_size", length, tcfg.hidden_size]},
     )
 
 
@@ -370,6 +505,8 @@ def verify_export(clip, onnx_dir, tokenizer=None, quantized: bool = False):
     int8 error depends on the weights."""
     onnx_dir = Path(onnx_dir)
     clip = clip.eval()
+    if is_siglip(clip):
+        return verify_siglip_export(clip, onnx_dir, tokenizer, quantized)
     vcfg = clip.config.vision_config
     tcfg = clip.config.text_config
     pad_id = tcfg.pad_token_id if tcfg.pad_token_id is not None else tcfg.vocab_size - 1
@@ -439,6 +576,40 @@ def verify_export(clip, onnx_dir, tokenizer=None, quantized: bool = False):
     return results
 
 
+@torch.no_grad()
+def verify_siglip_export(model, onnx_dir, tokenizer=None, quantized: bool = False):
+    """SigLIP: vision batch 1 and 3; texts padded to the fixed length (as the processor does
+    with padding="max_length"), batch 1 and 3, against SiglipModel's get_*_features."""
+    vcfg = model.config.vision_config
+    length = text_length(model)
+    g = torch.Generator().manual_seed(1234)
+    pix3 = torch.randn(3, vcfg.num_channels, vcfg.image_size, vcfg.image_size, generator=g)
+    texts = ["a photo of a cat", "two dogs playing in the snow near a red fence", "pizza"]
+    if tokenizer is not None:
+        ids3 = torch.tensor([tokenizer(t, padding="max_length", truncation=True, max_length=length)["input_ids"] for t in texts])
+    else:
+        ids3 = torch.randint(0, model.config.text_config.vocab_size, (3, length), generator=g)
+    t_img3 = model.get_image_features(pixel_values=pix3).pooler_output.numpy()
+    t_txt3 = model.get_text_features(input_ids=ids3).pooler_output.numpy()
+    results = {}
+    variants = [("", True)] + ([("_quantized", False)] if quantized else [])
+    for suffix, strict in variants:
+        min_cos, max_rel = (FP32_MIN_COS, FP32_MAX_ABS_REL) if strict else (INT8_WARN_COS, float("inf"))
+        print(f"verify {onnx_dir / ('vision_model' + suffix + '.onnx')}")
+        vs = _session(onnx_dir / f"vision_model{suffix}.onnx")
+        o1 = vs.run(["image_embeds"], {"pixel_values": pix3[:1].numpy()})[0]
+        o3 = vs.run(["image_embeds"], {"pixel_values": pix3.numpy()})[0]
+        results[f"vision{suffix}_b1"] = _compare("image_embeds batch 1", o1, t_img3[:1], min_cos, max_rel, strict)
+        results[f"vision{suffix}_b3"] = _compare("image_embeds batch 3", o3, t_img3, min_cos, max_rel, strict)
+        print(f"verify {onnx_dir / ('text_model' + suffix + '.onnx')}")
+        ts = _session(onnx_dir / f"text_model{suffix}.onnx")
+        alone = np.stack([ts.run(["text_embeds"], {"input_ids": ids3[i : i + 1].numpy()})[0][0] for i in range(len(texts))])
+        batch = ts.run(["text_embeds"], {"input_ids": ids3.numpy()})[0]
+        results[f"text{suffix}_b1"] = _compare("text_embeds batch 1 (each text alone)", alone, t_txt3, min_cos, max_rel, strict)
+        results[f"text{suffix}_b3"] = _compare("text_embeds batch 3", batch, t_txt3, min_cos, max_rel, strict)
+    return results
+
+
 # --------------------------------------------------------------------------
 # Top-level
 # --------------------------------------------------------------------------
@@ -469,13 +640,18 @@ def export_clip(
     export_onnx_models(clip, onnx_dir, opset=opset)
     # Before quantizing: static calibration preprocesses photos with preprocessor_config.json.
     copy_aux_files(list(aux_dirs), out_dir, config=clip.config if write_config else None)
+    write_score_head(clip, out_dir)
     if quantize:
         quantize_towers(out_dir, vision_quant, calibration_images)
 
     results = {}
     if verify:
         tokenizer = None
-        if (out_dir / "tokenizer.json").is_file():
+        if is_siglip(clip) and (out_dir / "tokenizer_config.json").is_file():
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(out_dir))
+        elif (out_dir / "tokenizer.json").is_file():
             from transformers import CLIPTokenizerFast
 
             tokenizer = CLIPTokenizerFast.from_pretrained(str(out_dir))
@@ -487,8 +663,8 @@ def export_clip(
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", type=Path, help="transformers CLIPModel checkpoint directory")
-    src.add_argument("--random-config", type=Path, help="config.json: build a random-weight CLIPModel")
+    src.add_argument("--checkpoint", type=Path, help="transformers CLIPModel or SiglipModel checkpoint directory")
+    src.add_argument("--random-config", type=Path, help="config.json: build a random-weight CLIPModel or SiglipModel")
     ap.add_argument("--seed", type=int, default=0, help="seed for --random-config (default 0)")
     ap.add_argument(
         "--tokenizer-dir",
@@ -511,11 +687,11 @@ def main(argv=None):
         ap.error("--opset must be >= 17")
     torch.set_grad_enabled(False)
     if args.checkpoint:
-        clip = load_clip(args.checkpoint)
+        clip = load_model(args.checkpoint)
         aux = [args.tokenizer_dir, args.checkpoint]
         write_config = False
     else:
-        clip = build_random_clip(args.random_config, seed=args.seed)
+        clip = build_random_model(args.random_config, seed=args.seed)
         aux = [args.tokenizer_dir, args.random_config.parent]
         write_config = True  # config.json must describe the exported model
     export_clip(

@@ -102,6 +102,15 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// List the model families VisionQuery reads and Hub repositories known to work, with their
+    /// embedding size and input resolution.
+    Models {
+        /// Print one JSON object (`{"families": [...], "models": [...]}`) instead of the tables.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        log: LogArgs,
+    },
     /// Manage API keys (the file `serve --api-keys` reads): add, list, remove.
     Keys {
         #[command(flatten)]
@@ -114,7 +123,7 @@ enum Command {
 impl Command {
     fn log(&self) -> &LogArgs {
         match self {
-            Command::Migrate { log, .. } | Command::Keys { log, .. } => log,
+            Command::Migrate { log, .. } | Command::Keys { log, .. } | Command::Models { log, .. } => log,
             Command::Serve(args) => &args.common.log,
             Command::Index { common, .. }
             | Command::Search { common, .. }
@@ -153,6 +162,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Command::Migrate { from, to, batch, .. } => tokio::task::spawn_blocking(move || migrate(&from, &to, batch as usize)).await?,
             Command::Keys { keys, .. } => visionquery::auth::cli::run(&keys).map(|out| print!("{out}")).map_err(Into::into),
+            Command::Models { json, .. } => models(json),
         }
     });
     if let Some(provider) = tracer {
@@ -162,6 +172,29 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     outcome
+}
+
+/// `visionquery models`: the families and the known repositories.
+fn models(json: bool) -> Result<()> {
+    use visionquery::embed::catalog::{FAMILIES, KNOWN_MODELS};
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::json!({ "families": FAMILIES, "models": KNOWN_MODELS }))?;
+        return Ok(());
+    }
+    writeln!(out, "Families (read from each model's own files):")?;
+    for f in FAMILIES {
+        writeln!(out, "  {:<8} {}", f.family, f.detected_by)?;
+        writeln!(out, "  {:<8} text: {}", "", f.text)?;
+        writeln!(out, "  {:<8} image: {}", "", f.image)?;
+        writeln!(out, "  {:<8} probability: {}", "", f.probability)?;
+    }
+    writeln!(out, "\nKnown models (--model REPO):")?;
+    writeln!(out, "  {:<34} {:<8} {:>5} {:>10}  note", "repository", "family", "dim", "resolution")?;
+    for m in KNOWN_MODELS {
+        writeln!(out, "  {:<34} {:<8} {:>5} {:>10}  {}", m.repo, m.family, m.dim, m.resolution, m.note)?;
+    }
+    Ok(())
 }
 
 /// The log filter when `VQ_LOG` is not set: `quiet` commands start at warnings, the others at

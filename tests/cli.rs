@@ -339,3 +339,18 @@ fn eval_reports_recall_both_ways_and_matches_a_numpy_implementation_on_the_same_
     assert_eq!(row.split_whitespace().nth(1).unwrap(), format!("{:.3}", ours["text_to_image"]["recall@1"].as_f64().unwrap()), "{table}");
     assert!(!data.join("index.redb").exists() && !data.exists(), "eval reads files only and leaves no index behind");
 }
+
+#[test]
+fn models_lists_the_families_and_known_repositories() {
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_visionquery")).args(args).output().unwrap();
+    let out = run(&["models"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in ["clip", "siglip2", "Xenova/clip-vit-base-patch32", "Xenova/siglip-base-patch16-224", "768"] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    let out = run(&["models", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["families"].as_array().unwrap().len(), 3);
+    assert!(json["models"].as_array().unwrap().iter().any(|m| m["family"] == "siglip" && m["dim"] == 768));
+}

@@ -182,6 +182,12 @@ pub struct SearchFilters {
     #[serde(default)]
     #[schema(minimum = -1, maximum = 1)]
     pub min_score: Option<f64>,
+    /// Calibrated floor, strictly between 0 and 1: only results whose `probability` is at least
+    /// this. For a single text `query` on a model with a sigmoid head (SigLIP with
+    /// `score_head.json`); 422 otherwise.
+    #[serde(default)]
+    #[schema(exclusive_minimum = 0, exclusive_maximum = 1)]
+    pub min_probability: Option<f64>,
 }
 
 /// A string or a list of strings.
@@ -268,13 +274,18 @@ pub struct SearchResult {
     pub path: String,
     /// Cosine similarity between the query and the image, in [-1, 1].
     pub score: f32,
+    /// The model's calibrated probability that the text matches the image,
+    /// `sigmoid(score * exp(logit_scale) + logit_bias)`: only for a single text `query` on a
+    /// model with a sigmoid head (SigLIP with `score_head.json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f32>,
     #[serde(flatten)]
     pub photo: PhotoInfo,
 }
 
 impl From<Hit> for SearchResult {
     fn from(hit: Hit) -> Self {
-        Self { id: hit.record.id, path: hit.record.path, score: hit.score, photo: hit.record.photo.into() }
+        Self { id: hit.record.id, path: hit.record.path, score: hit.score, probability: None, photo: hit.record.photo.into() }
     }
 }
 

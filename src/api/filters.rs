@@ -8,6 +8,7 @@ use time::{Date, OffsetDateTime, Time};
 
 use super::dto::{NearFilter, SearchFilters};
 use super::error::ApiError;
+use crate::embed::ScoreHead;
 use crate::engine::Engine;
 use crate::store::{Filter, Location, Near};
 
@@ -87,6 +88,26 @@ pub fn to_filter(engine: &Engine, filters: SearchFilters) -> Result<Filter, ApiE
         // Checked above at full precision: a bound just past 1 would round to 1 as an f32.
         min_score: filters.min_score.map(|score| score as f32),
     })
+}
+
+/// `min_probability`: the cosine at which the model's sigmoid head reaches `p`, as a score floor
+/// (the head is increasing, so the two floors select the same images).
+pub fn add_min_probability(filter: &mut Filter, p: f64, head: Option<&ScoreHead>, single_text: bool) -> Result<(), ApiError> {
+    if !(p > 0.0 && p < 1.0) {
+        return Err(invalid("min_probability", format!("a probability strictly between 0 and 1, got {p}")));
+    }
+    if !single_text {
+        return Err(invalid("min_probability", "only for a single text `query` (no image, no positive or negative terms)"));
+    }
+    let Some(head) = head else {
+        return Err(invalid(
+            "min_probability",
+            "this model has no calibrated score head (a SigLIP export with score_head.json); use min_score",
+        ));
+    };
+    let floor = head.cosine_for(p) as f32;
+    filter.min_score = Some(filter.min_score.map_or(floor, |s| s.max(floor)));
+    Ok(())
 }
 
 /// `lat,lon,radius_km` from a query parameter.

@@ -81,14 +81,29 @@ pub async fn search(State(state): State<AppState>, ApiJson(req): ApiJson<SearchR
         }
         (None, None) => return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "missing field `query`")),
     };
+    // A sigmoid head is calibrated for one text against one image, not for a mixed vector.
+    let single_text = matches!(main, Term::Text(_)) && req.positive.is_empty() && req.negative.is_empty();
+    let head_now = || if single_text { state.engine.embedder().model().ok().and_then(|m| m.family().score_head) } else { None };
     let mut positive = vec![Weighted { term: main, weight: 1.0 }];
     positive.extend(req.positive.into_iter().map(|t| weighted("positive", t)).collect::<Result<Vec<_>, _>>()?);
     let negative = req.negative.into_iter().map(|t| weighted("negative", t)).collect::<Result<Vec<_>, _>>()?;
-    let filter = filters::to_filter(&state.engine, req.filters)?;
+    let min_probability = req.filters.min_probability;
+    let mut filter = filters::to_filter(&state.engine, req.filters)?;
+    if let Some(p) = min_probability {
+        // While the model loads there is no head yet: answer 503 as the search would.
+        state.engine.ensure_model_ready()?;
+        filters::add_min_probability(&mut filter, p, head_now().as_ref(), single_text)?;
+    }
+    let head = head_now();
     let spec = SearchSpec { positive, negative, filter, sort: req.sort.into(), offset: req.offset, top_k: req.top_k, exact: req.exact };
     let found = state.engine.search(spec).await?;
+    let with_probability = |hit| {
+        let mut result = SearchResult::from(hit);
+        result.probability = head.map(|h| h.probability(result.score));
+        result
+    };
     Ok(ApiJson(SearchResponse {
-        results: found.hits.into_iter().map(SearchResult::from).collect(),
+        results: found.hits.into_iter().map(with_probability).collect(),
         truncated: found.truncated,
         more: found.more,
     }))
@@ -172,6 +187,7 @@ pub async fn list_images(
         format: split(q.format),
         near,
         min_score: None,
+        min_probability: None,
     };
     let filter = filters::to_filter(&state.engine, wanted)?;
     let engine = state.engine.clone();

@@ -33,7 +33,7 @@ pub enum LoadError {
     MissingFiles { source_name: String, missing: Vec<String>, hint: String },
     #[error("could not read {path}: {message}")]
     File { path: PathBuf, message: String },
-    #[error("model {path} is not a CLIP {tower} model: {message}")]
+    #[error("model {path} is not a usable {tower} tower: {message}")]
     BadModel { path: PathBuf, tower: &'static str, message: String },
     #[error("ONNX Runtime refused {path}: {message}")]
     Session { path: PathBuf, message: String },

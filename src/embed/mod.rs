@@ -1,15 +1,18 @@
-//! The embedding room: CLIP text and image towers behind batching queues.
+//! The embedding room: text and image towers (CLIP, SigLIP, SigLIP 2) behind batching queues.
 //!
-//! Owns model files, the tokenizer, image preprocessing and inference threads. Knows nothing of
-//! HTTP or storage: callers get unit-length vectors and typed errors.
+//! Owns model files, the model family, the tokenizer, image preprocessing and inference threads.
+//! Knows nothing of HTTP or storage: callers get unit-length vectors and typed errors.
 
 pub mod batcher;
+pub mod catalog;
 pub mod decode;
 pub mod error;
+pub mod family;
 pub mod grouping;
 pub mod model_files;
 pub mod onnx;
 pub mod preprocess;
+pub mod resample;
 pub mod runtime;
 pub mod tokenizer;
 
@@ -22,6 +25,7 @@ use tokio::sync::watch;
 pub use batcher::{BatchQueue, Grouping, Modality};
 pub use decode::{RawKind, SourceFormat};
 pub use error::{EmbedError, ImageError, LoadError};
+pub use family::{Family, FamilyName, ScoreHead};
 pub use model_files::ModelFiles;
 pub use preprocess::{DecodeLimits, DecodedImage, PreprocessConfig};
 pub use tokenizer::{ClipTokenizer, TokenizedText};
@@ -69,10 +73,12 @@ pub struct TextEmbedding {
     pub truncated: bool,
 }
 
-/// A loaded CLIP model: tokenizer, preprocessing settings and the two towers' queues.
+/// A loaded model of any family (the name is historical): tokenizer, preprocessing settings and
+/// the two towers' queues.
 pub struct ClipModel {
     pub files: ModelFiles,
     pub precision: Precision,
+    family: Family,
     tokenizer: ClipTokenizer,
     preprocess: PreprocessConfig,
     text: BatchQueue<Vec<i64>>,
@@ -86,10 +92,11 @@ impl ClipModel {
     pub fn load(options: &ModelOptions) -> Result<Self, LoadError> {
         let files = model_files::resolve(&options.source, options.precision)?;
         let env = runtime::init(options.ort_library.as_deref(), options.threads)?;
-        let tokenizer = ClipTokenizer::from_file(&files.tokenizer)?;
+        let family = Family::read(files.config.as_deref(), files.tokenizer_config.as_deref(), files.score_head.as_deref())?;
+        let tokenizer = ClipTokenizer::with_rules(&files.tokenizer, &family.text)?;
         let preprocess = PreprocessConfig::from_file(&files.preprocessor_config)?;
-        let mut text_encoder = OnnxTextEncoder::load(env, &files.text_model, tokenizer.pad_id())?;
-        let mut image_encoder = OnnxImageEncoder::load(env, &files.vision_model)?;
+        let mut text_encoder = OnnxTextEncoder::load_for(env, &files.text_model, tokenizer.pad_id(), &family)?;
+        let mut image_encoder = OnnxImageEncoder::load_for(env, &files.vision_model, &family)?;
 
         // Warm up both towers once: this proves the files are CLIP towers that agree on a
         // dimension before the service calls itself ready, and pays one-off allocation costs now.
@@ -116,14 +123,19 @@ impl ClipModel {
                 format!("image embeddings have {image_dim} dimensions, text embeddings {text_dim}"),
             ));
         }
-        let fingerprint = fingerprint(&files, options.precision, text_dim)?;
+        let fingerprint = fingerprint(&files, options.precision, text_dim, &family)?;
 
-        // Texts are padded to the longest of their call, so those waiting together run in calls of
-        // similar length (issue 13); pixel tensors all have one shape.
-        let by_length = Grouping::ByLength { length: Vec::len, call_overhead: TEXT_CALL_OVERHEAD };
-        let text = BatchQueue::spawn(Modality::Text, options.max_batch, options.queue_capacity, by_length, move |batch: &[Vec<i64>]| {
-            text_encoder.encode(batch)
-        });
+        // CLIP texts are padded to the longest of their call, so those waiting together run in
+        // calls of similar length (issue 13); a fixed-length family pads every text alike, so
+        // grouping would only split calls. Pixel tensors all have one shape.
+        let text_grouping = match family.text.padding {
+            family::Padding::Longest => Grouping::ByLength { length: Vec::len, call_overhead: TEXT_CALL_OVERHEAD },
+            family::Padding::Fixed { .. } => Grouping::Whole,
+        };
+        let text =
+            BatchQueue::spawn(Modality::Text, options.max_batch, options.queue_capacity, text_grouping, move |batch: &[Vec<i64>]| {
+                text_encoder.encode(batch)
+            });
         let image = BatchQueue::spawn(
             Modality::Image,
             options.max_batch,
@@ -131,7 +143,18 @@ impl ClipModel {
             Grouping::Whole,
             move |batch: &[Array3<f32>]| image_encoder.encode(batch),
         );
-        Ok(Self { files, precision: options.precision, tokenizer, preprocess, text, image, dim: text_dim, fingerprint })
+        Ok(Self { files, precision: options.precision, family, tokenizer, preprocess, text, image, dim: text_dim, fingerprint })
+    }
+
+    /// What kind of model this is (read from its files).
+    pub fn family(&self) -> &Family {
+        &self.family
+    }
+
+    /// The model's calibrated probability that a text matches an image with this cosine, for
+    /// sigmoid-head models whose layout keeps the head (`score_head.json`); else `None`.
+    pub fn probability(&self, cosine: f32) -> Option<f32> {
+        self.family.score_head.map(|head| head.probability(cosine))
     }
 
     /// Embedding dimension shared by both towers.
@@ -193,8 +216,11 @@ fn normalized(mut v: Vec<f32>) -> Vec<f32> {
 }
 
 /// Size plus a hash of the head and tail of each ONNX file: cheap even for large models, and
-/// different for any two checkpoints in practice.
-fn fingerprint(files: &ModelFiles, precision: Precision, dim: usize) -> Result<String, LoadError> {
+/// different for any two checkpoints in practice. Other families also hash what turns text and
+/// pixels into model input (family rules, tokenizer, preprocessing), and start with their name,
+/// so an index is never searched in another family's space; CLIP's stays as it always was, so
+/// existing indexes keep working.
+fn fingerprint(files: &ModelFiles, precision: Precision, dim: usize, family: &Family) -> Result<String, LoadError> {
     use std::io::{Read, Seek, SeekFrom};
     let mut hasher = blake3::Hasher::new();
     for path in [&files.vision_model, &files.text_model] {
@@ -209,7 +235,15 @@ fn fingerprint(files: &ModelFiles, precision: Precision, dim: usize) -> Result<S
         let n = file.read(&mut buf).map_err(io)?;
         hasher.update(&buf[..n]);
     }
-    Ok(format!("clip-{}-{dim}-{}", precision.as_str(), &hasher.finalize().to_hex()[..16]))
+    if family.name != FamilyName::Clip {
+        hasher.update(family.describe().as_bytes());
+        for path in [&files.tokenizer, &files.preprocessor_config] {
+            let bytes = fs_err::read(path).map_err(|e| LoadError::File { path: path.clone(), message: e.to_string() })?;
+            hasher.update(&(bytes.len() as u64).to_le_bytes());
+            hasher.update(&bytes);
+        }
+    }
+    Ok(format!("{}-{}-{dim}-{}", family.name.as_str(), precision.as_str(), &hasher.finalize().to_hex()[..16]))
 }
 
 /// Where the model is in its life; shown by `/health` and `/ready`.
@@ -232,7 +266,7 @@ impl ModelState {
 
 impl std::fmt::Debug for ClipModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClipModel").field("source", &self.files.source).field("dim", &self.dim).finish()
+        f.debug_struct("ClipModel").field("source", &self.files.source).field("family", &self.family.name).field("dim", &self.dim).finish()
     }
 }
 
@@ -273,7 +307,7 @@ impl Embedder {
         let started = std::time::Instant::now();
         match ClipModel::load(&self.options) {
             Ok(model) => {
-                tracing::info!(source = %model.files.source, dim = model.dim(), precision = model.precision.as_str(), seconds = started.elapsed().as_secs_f64(), "model ready");
+                tracing::info!(source = %model.files.source, family = model.family().name.as_str(), dim = model.dim(), precision = model.precision.as_str(), seconds = started.elapsed().as_secs_f64(), "model ready");
                 self.set(ModelState::Ready(Arc::new(model)));
             }
             Err(err) => {

@@ -11,6 +11,8 @@ use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::TensorRef;
 
 use super::error::{EmbedError, LoadError};
+use super::family::Family;
+use super::family::Padding;
 
 /// Embeds batches of token id sequences.
 pub trait TextEncoder: Send {
@@ -44,13 +46,14 @@ fn has_input(session: &Session, name: &str) -> bool {
     session.inputs().iter().any(|i| i.name() == name)
 }
 
-fn require_output(session: &Session, path: &Path, tower: &'static str, name: &str) -> Result<(), LoadError> {
-    if session.outputs().iter().any(|o| o.name() == name) {
-        Ok(())
-    } else {
-        let found: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-        Err(LoadError::BadModel { path: path.to_path_buf(), tower, message: format!("no `{name}` output (has {found:?})") })
+/// The first of `names` the graph outputs.
+fn pick_output(session: &Session, path: &Path, tower: &'static str, names: &[&'static str]) -> Result<&'static str, LoadError> {
+    if let Some(name) = names.iter().find(|n| session.outputs().iter().any(|o| o.name() == **n)) {
+        return Ok(name);
     }
+    let found: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+    let wanted = names.join("` or `");
+    Err(LoadError::BadModel { path: path.to_path_buf(), tower, message: format!("no `{wanted}` output (has {found:?})") })
 }
 
 fn rows(view: ArrayViewD<'_, f32>, expected: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
@@ -66,32 +69,53 @@ fn rows(view: ArrayViewD<'_, f32>, expected: usize) -> Result<Vec<Vec<f32>>, Emb
 pub struct OnnxTextEncoder {
     session: Session,
     pad_id: i64,
+    padding: Padding,
     wants_attention_mask: bool,
+    output: &'static str,
 }
 
 impl OnnxTextEncoder {
+    /// A CLIP text tower: texts padded to the longest of each call.
     pub fn load(env: &Environment, path: &Path, pad_id: i64) -> Result<Self, LoadError> {
+        Self::load_for(env, path, pad_id, &Family::clip())
+    }
+
+    /// A text tower padded and read as its family says.
+    pub fn load_for(env: &Environment, path: &Path, pad_id: i64, family: &Family) -> Result<Self, LoadError> {
+        let padding = family.text.padding;
         let session = open(env, path, "text")?;
         if !has_input(&session, "input_ids") {
             return Err(LoadError::BadModel { path: path.to_path_buf(), tower: "text", message: "no `input_ids` input".into() });
         }
-        require_output(&session, path, "text", "text_embeds")?;
+        let output = pick_output(&session, path, "text", family.outputs.text)?;
         let wants_attention_mask = has_input(&session, "attention_mask");
-        Ok(Self { session, pad_id, wants_attention_mask })
+        Ok(Self { session, pad_id, padding, wants_attention_mask, output })
     }
 }
 
 impl TextEncoder for OnnxTextEncoder {
     fn encode(&mut self, batch: &[Vec<i64>]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let longest = batch.iter().map(Vec::len).max().unwrap_or(0);
-        // Pad to the longest text of the batch; CLIP's causal attention and end-token pooling make
-        // the padding invisible, which the batching-equivalence tests pin down.
-        let mut ids = Array2::<i64>::from_elem((batch.len(), longest), self.pad_id);
-        let mut mask = Array2::<i64>::zeros((batch.len(), longest));
+        // CLIP: pad to the longest text of the batch; its causal attention and end-token pooling
+        // make the padding invisible, which the batching-equivalence tests pin down. SigLIP:
+        // every text to the fixed length on the family's side, since the last position (maybe
+        // padding) is what the model pools.
+        let width = match self.padding {
+            Padding::Longest => longest,
+            Padding::Fixed { length, .. } => {
+                if longest > length {
+                    return Err(EmbedError::Inference(format!("a text has {longest} tokens, over the model's {length}")));
+                }
+                length
+            }
+        };
+        let mut ids = Array2::<i64>::from_elem((batch.len(), width), self.pad_id);
+        let mut mask = Array2::<i64>::zeros((batch.len(), width));
         for (row, seq) in batch.iter().enumerate() {
+            let start = self.padding.offset(seq.len(), width);
             for (col, &id) in seq.iter().enumerate() {
-                ids[[row, col]] = id;
-                mask[[row, col]] = 1;
+                ids[[row, start + col]] = id;
+                mask[[row, start + col]] = 1;
             }
         }
         let infer = |e: ort::Error| EmbedError::Inference(e.to_string());
@@ -102,22 +126,28 @@ impl TextEncoder for OnnxTextEncoder {
         } else {
             self.session.run(ort::inputs!["input_ids" => ids_tensor]).map_err(infer)?
         };
-        rows(outputs["text_embeds"].try_extract_array::<f32>().map_err(infer)?, batch.len())
+        rows(outputs[self.output].try_extract_array::<f32>().map_err(infer)?, batch.len())
     }
 }
 
 pub struct OnnxImageEncoder {
     session: Session,
+    output: &'static str,
 }
 
 impl OnnxImageEncoder {
+    /// A CLIP image tower.
     pub fn load(env: &Environment, path: &Path) -> Result<Self, LoadError> {
+        Self::load_for(env, path, &Family::clip())
+    }
+
+    pub fn load_for(env: &Environment, path: &Path, family: &Family) -> Result<Self, LoadError> {
         let session = open(env, path, "vision")?;
         if !has_input(&session, "pixel_values") {
             return Err(LoadError::BadModel { path: path.to_path_buf(), tower: "vision", message: "no `pixel_values` input".into() });
         }
-        require_output(&session, path, "vision", "image_embeds")?;
-        Ok(Self { session })
+        let output = pick_output(&session, path, "vision", family.outputs.image)?;
+        Ok(Self { session, output })
     }
 }
 
@@ -135,6 +165,6 @@ impl ImageEncoder for OnnxImageEncoder {
         let infer = |e: ort::Error| EmbedError::Inference(e.to_string());
         let input = TensorRef::from_array_view(&pixels).map_err(infer)?;
         let outputs = self.session.run(ort::inputs!["pixel_values" => input]).map_err(infer)?;
-        rows(outputs["image_embeds"].try_extract_array::<f32>().map_err(infer)?, batch.len())
+        rows(outputs[self.output].try_extract_array::<f32>().map_err(infer)?, batch.len())
     }
 }

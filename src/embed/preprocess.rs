@@ -351,7 +351,21 @@ fn clip_std() -> [f32; 3] {
 impl PreprocessConfig {
     pub fn from_file(path: &Path) -> Result<Self, LoadError> {
         let text = fs_err::read_to_string(path).map_err(|e| LoadError::File { path: path.to_path_buf(), message: e.to_string() })?;
-        serde_json::from_str(&text).map_err(|e| LoadError::File { path: path.to_path_buf(), message: e.to_string() })
+        Self::from_json(&text).map_err(|e| LoadError::File { path: path.to_path_buf(), message: e.to_string() })
+    }
+
+    /// A processor config that does not say `do_center_crop` gets its class's default, as in
+    /// `transformers`: CLIP's processor crops; SigLIP's has no crop (it resizes straight to the
+    /// square `size`), nor does the base image processor.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        let mut value: serde_json::Value = serde_json::from_str(text)?;
+        if let Some(map) = value.as_object_mut() {
+            let class = map.get("image_processor_type").and_then(|v| v.as_str()).map(str::to_string);
+            if class.is_some_and(|c| !c.starts_with("CLIP")) {
+                map.entry("do_center_crop").or_insert(serde_json::Value::Bool(false));
+            }
+        }
+        serde_json::from_value(value)
     }
 
     /// The (height, width) of the tensor this config produces.
@@ -401,7 +415,12 @@ impl PreprocessConfig {
 pub fn pixel_tensor(rgb: &RgbImage, config: &PreprocessConfig) -> Result<Array3<f32>, ImageError> {
     let resized = if config.do_resize {
         let (w, h) = config.resized_size(rgb.width(), rgb.height());
-        resize_rgb(rgb, w, h, config.filter())?
+        match super::resample::Filter::from_pillow(config.resample) {
+            // Convolution filters are Pillow's own arithmetic (see `resample`): fast_image_resize
+            // rounds its weights differently and was up to 6 levels off on SigLIP's square resize.
+            Some(filter) => super::resample::resize(rgb, w, h, filter),
+            None => resize_rgb(rgb, w, h, config.filter())?,
+        }
     } else {
         rgb.clone()
     };
@@ -454,6 +473,23 @@ mod tests {
 
     fn clip() -> PreprocessConfig {
         serde_json::from_str(r#"{"crop_size":{"height":224,"width":224},"size":{"shortest_edge":224},"resample":3}"#).unwrap()
+    }
+
+    #[test]
+    fn siglip_resizes_to_the_square_without_a_crop() {
+        let c = PreprocessConfig::from_json(
+            r#"{"image_processor_type":"SiglipImageProcessor","size":{"height":256,"width":256},"image_mean":[0.5,0.5,0.5],"image_std":[0.5,0.5,0.5],"resample":2}"#,
+        )
+        .unwrap();
+        assert!(!c.do_center_crop);
+        assert_eq!(c.resized_size(640, 80), (256, 256));
+        assert_eq!(c.output_size(), (256, 256));
+        let t = pixel_tensor(&RgbImage::from_pixel(640, 80, image::Rgb([255, 0, 128])), &c).unwrap();
+        assert_eq!(t.shape(), &[3, 256, 256]);
+        assert!((t[[0, 0, 0]] - 1.0).abs() < 1e-6 && (t[[1, 255, 255]] + 1.0).abs() < 1e-6, "mean/std 0.5 maps 0..255 to -1..1");
+        // A CLIP config without the key keeps cropping, as before.
+        let clip = PreprocessConfig::from_json(r#"{"image_processor_type":"CLIPImageProcessor"}"#).unwrap();
+        assert!(clip.do_center_crop);
     }
 
     #[test]
