@@ -360,7 +360,7 @@ pub fn pixel_tensor(rgb: &RgbImage, config: &PreprocessConfig) -> Result<Array3<
     let crop_inside = top >= 0 && left >= 0 && top + i64::from(out_h) <= i64::from(height) && left + i64::from(out_w) <= i64::from(width);
     let resized = match super::resample::Filter::from_pillow(config.resample) {
         // Convolution filters are Pillow's own arithmetic (see `resample`): fast_image_resize
-        // rounds its weights differently and was up to 6 levels off on SigLIP's square resize.
+        // was up to 10 levels off (pass order) and 2 in Pillow's order (its weight rounding).
         // Only the pixels the crop keeps are computed (a quarter less work for a 4:3 photo).
         Some(filter) if config.do_resize && crop_inside => {
             let window = super::resample::Window { x: left as u32, y: top as u32, width: out_w, height: out_h };
