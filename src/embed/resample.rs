@@ -12,7 +12,7 @@
 //!
 //! Speed comes from the layout, not from approximation: integer sums are exact in any order,
 //! so the horizontal pass multiplies fixed-length blocks of 8 RGB pixels against weights
-//! padded with zeros (vectorised, with an AVX2 build picked at run time), and
+//! padded with zeros (AVX2 picked at run time, a portable loop otherwise), and
 //! [`resize_window`] computes only the pixels a centre crop keeps. Pure functions, no image
 //! I/O, single-threaded: the engine already decodes and preprocesses one image per core.
 
@@ -215,6 +215,7 @@ const LANES: usize = 24;
 /// then run past the right edge moved left (with their weights moved right to match), so the
 /// kernel is a fixed-length multiply-add with no edge cases and no bounds checks inside.
 struct Horizontal {
+    /// Byte offset of each window in its row.
     starts: Vec<usize>,
     /// Values (3 per tap) in every window.
     values: usize,
