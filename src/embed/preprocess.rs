@@ -413,22 +413,26 @@ impl PreprocessConfig {
 
 /// Turns an RGB image into the model's input tensor `[3, H, W]` (channels first, normalised).
 pub fn pixel_tensor(rgb: &RgbImage, config: &PreprocessConfig) -> Result<Array3<f32>, ImageError> {
-    let resized = if config.do_resize {
-        let (w, h) = config.resized_size(rgb.width(), rgb.height());
-        match super::resample::Filter::from_pillow(config.resample) {
-            // Convolution filters are Pillow's own arithmetic (see `resample`): fast_image_resize
-            // rounds its weights differently and was up to 6 levels off on SigLIP's square resize.
-            Some(filter) => super::resample::resize(rgb, w, h, filter),
-            None => resize_rgb(rgb, w, h, config.filter())?,
-        }
-    } else {
-        rgb.clone()
-    };
-    let (out_h, out_w) = if config.do_center_crop { config.output_size() } else { (resized.height(), resized.width()) };
+    let (width, height) = if config.do_resize { config.resized_size(rgb.width(), rgb.height()) } else { rgb.dimensions() };
+    let (out_h, out_w) = if config.do_center_crop { config.output_size() } else { (height, width) };
     // transformers' center_crop: top-left at floor((size - crop) / 2); it pads with zeros when the
     // image is smaller than the crop, which a resize to the shortest edge never leaves.
-    let top = (i64::from(resized.height()) - i64::from(out_h)).div_euclid(2);
-    let left = (i64::from(resized.width()) - i64::from(out_w)).div_euclid(2);
+    let mut top = (i64::from(height) - i64::from(out_h)).div_euclid(2);
+    let mut left = (i64::from(width) - i64::from(out_w)).div_euclid(2);
+    let crop_inside = top >= 0 && left >= 0 && top + i64::from(out_h) <= i64::from(height) && left + i64::from(out_w) <= i64::from(width);
+    let resized = match super::resample::Filter::from_pillow(config.resample) {
+        // Convolution filters are Pillow's own arithmetic (see `resample`): fast_image_resize
+        // was up to 10 levels off (pass order) and 2 in Pillow's order (its weight rounding).
+        // Only the pixels the crop keeps are computed (a quarter less work for a 4:3 photo).
+        Some(filter) if config.do_resize && crop_inside => {
+            let window = super::resample::Window { x: left as u32, y: top as u32, width: out_w, height: out_h };
+            (top, left) = (0, 0);
+            super::resample::resize_window(rgb, width, height, filter, window)
+        }
+        Some(filter) if config.do_resize => super::resample::resize(rgb, width, height, filter),
+        None if config.do_resize => resize_rgb(rgb, width, height, config.filter())?,
+        _ => rgb.clone(),
+    };
 
     let scale = if config.do_rescale { config.rescale_factor as f32 } else { 1.0 };
     let (mean, std) = if config.do_normalize { (config.image_mean, config.image_std) } else { ([0.0; 3], [1.0; 3]) };
