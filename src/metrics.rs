@@ -80,7 +80,7 @@ fn describe_and_preregister() {
         "File system events the watcher received, by kind (excluded: ignored by the exclusion globs; dropped: over the pending cap, caught by a rescan)"
     );
     describe_gauge!(WATCH_PENDING, "Paths the watcher waits on: settling, or to be handed to the next watch job");
-    describe_gauge!(WATCH_LAST_RECONCILE, Unit::Seconds, "When the watcher last finished comparing the roots with the index (Unix time)");
+    describe_gauge!(WATCH_LAST_RECONCILE, Unit::Seconds, "When the watcher last finished comparing the roots with the index (Unix time; 0 before the first pass)");
     describe_counter!(WATCH_REMOVED, "Images the watcher took out of the index because their file was deleted");
 
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -89,6 +89,8 @@ fn describe_and_preregister() {
     }
     metrics::gauge!(WATCH_ROOTS).set(0.0);
     metrics::gauge!(WATCH_PENDING).set(0.0);
+    // 0 means "no pass yet" (or not watching); the dashboard shows only positive times.
+    metrics::gauge!(WATCH_LAST_RECONCILE).set(0.0);
     metrics::counter!(WATCH_REMOVED).increment(0);
     for modality in MODALITIES {
         metrics::gauge!(EMBED_QUEUE_DEPTH, "modality" => modality).set(0.0);
