@@ -33,19 +33,7 @@ fn our_pixels(name: &str) -> Array3<f32> {
 }
 
 fn reference_pixels() -> Vec<(String, Array3<f32>)> {
-    let bytes = std::fs::read(fixtures().join("reference/pixels.safetensors")).unwrap();
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut out: Vec<(String, Array3<f32>)> = tensors
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let data: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-            let shape = view.shape();
-            (name, Array3::from_shape_vec((shape[0], shape[1], shape[2]), data).unwrap())
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+    reference_pixel_tensors("reference/pixels.safetensors")
 }
 
 #[test]

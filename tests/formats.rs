@@ -40,17 +40,7 @@ fn expected_format(name: &str) -> SourceFormat {
 }
 
 fn reference_pixels() -> Vec<(String, Array3<f32>)> {
-    let bytes = std::fs::read(fixtures().join("reference/formats_pixels.safetensors")).unwrap();
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    tensors
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let data: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-            let shape = view.shape();
-            (name, Array3::from_shape_vec((shape[0], shape[1], shape[2]), data).unwrap())
-        })
-        .collect()
+    reference_pixel_tensors("reference/formats_pixels.safetensors")
 }
 
 /// Every fixture with a reference: same size after orientation, pixels within one level, and an

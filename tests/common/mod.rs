@@ -51,6 +51,24 @@ pub fn read_json(relative: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The `[3, H, W]` pixel tensors of a reference `.safetensors` file (relative to the fixtures),
+/// sorted by name.
+pub fn reference_pixel_tensors(relative: &str) -> Vec<(String, ndarray::Array3<f32>)> {
+    let bytes = std::fs::read(fixtures().join(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"));
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, ndarray::Array3<f32>)> = tensors
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let data: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let shape = view.shape();
+            (name, ndarray::Array3::from_shape_vec((shape[0], shape[1], shape[2]), data).unwrap())
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 pub fn floats(value: &serde_json::Value) -> Vec<f32> {
     value.as_array().expect("array of numbers").iter().map(|v| v.as_f64().expect("number") as f32).collect()
 }
