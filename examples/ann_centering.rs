@@ -55,11 +55,16 @@ fn main() {
         }
     }
     let mean: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
-    let mut sample: Vec<f32> = data.chunks_exact(DIM).step_by((n / 2000).max(1)).flat_map(|r| r.iter().zip(&mean).map(|(x, m)| (x - m).abs())).collect();
+    let mut sample: Vec<f32> =
+        data.chunks_exact(DIM).step_by((n / 2000).max(1)).flat_map(|r| r.iter().zip(&mean).map(|(x, m)| (x - m).abs())).collect();
     sample.sort_by(f32::total_cmp);
     let p999 = sample[sample.len() * 999 / 1000];
     let stretch = 1.0 / p999;
-    eprintln!("|μ| = {:.3}, 99.9th percentile of |x − μ| = {p999:.4} (int8 step today 1/127 = {:.4})", dot(&mean, &mean).sqrt(), 1.0 / 127.0);
+    eprintln!(
+        "|μ| = {:.3}, 99.9th percentile of |x − μ| = {p999:.4} (int8 step today 1/127 = {:.4})",
+        dot(&mean, &mean).sqrt(),
+        1.0 / 127.0
+    );
 
     for variant in variants {
         let (metric, scalar, centred, connectivity) = match variant.as_str() {

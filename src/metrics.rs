@@ -80,7 +80,11 @@ fn describe_and_preregister() {
         "File system events the watcher received, by kind (excluded: ignored by the exclusion globs; dropped: over the pending cap, caught by a rescan)"
     );
     describe_gauge!(WATCH_PENDING, "Paths the watcher waits on: settling, or to be handed to the next watch job");
-    describe_gauge!(WATCH_LAST_RECONCILE, Unit::Seconds, "When the watcher last finished comparing the roots with the index (Unix time; 0 before the first pass)");
+    describe_gauge!(
+        WATCH_LAST_RECONCILE,
+        Unit::Seconds,
+        "When the watcher last finished comparing the roots with the index (Unix time; 0 before the first pass)"
+    );
     describe_counter!(WATCH_REMOVED, "Images the watcher took out of the index because their file was deleted");
 
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
