@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import datetime as dt
 import http.client
 import json
 import os
@@ -64,8 +63,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     DEFAULT_CACHE, DEFAULT_CAPTIONS, DEFAULT_CONFIG, DEFAULT_IMAGES, CpuMonitor, ServerProcess, build_binary,
-    ensure_checkpoint, fmt, free_port, git_state, load_queries, log, machine_info, machine_line, pct, process_stats,
-    jpegs, publish, reproduce_footer, run_directory_job, tagged_jpeg, thread_names, update_markdown, wait_quiet,
+    ensure_checkpoint, fmt, free_port, load_queries, log, machine_line, pct, process_stats,
+    jpegs, publish, rerender_saved, reproduce_footer, run_directory_job, stamp_results, tagged_jpeg, thread_names,
+    wait_quiet,
 )
 
 SECTION = "soak"  # <!-- bench:soak:start/end --> in BENCHMARKS.md
@@ -890,11 +890,7 @@ def measure(args, binary: Path, workdir: Path, queries: list[str]) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.from_json:
-        section = render(json.loads(args.from_json.read_text()))
-        print(section)
-        if not args.no_write:
-            update_markdown(SECTION, section, HEADING)
-        return 0
+        return rerender_saved(args.from_json, render, SECTION, HEADING, write=not args.no_write)
     command = "python3 scripts/bench_soak.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     # SIGTERM/SIGINT: during the soak, end it early and report; before it, stop (finally blocks
     # stop the server).
@@ -909,13 +905,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="vq-bench-soak-") as tmp:
         results = measure(args, binary, Path(tmp), queries)
 
-    stamp = dt.datetime.now(dt.timezone.utc)
-    json_name = f"soak-{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
-    results.update({
-        "timestamp": stamp.strftime("%Y-%m-%d %H:%M UTC"), "json_name": json_name, "command": command,
-        "git": git_state(), "machine": machine_info(), "queries": len(queries), "binary": str(binary),
-        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()} | {"checkpoint": ckpt_state},
-    })
+    results["queries"] = len(queries)
+    json_name = stamp_results(results, "soak", command, args, binary, ckpt_state)
     results["verdicts"] = verdicts(results["soak"])
     publish(results, json_name, render(results), SECTION, HEADING, markdown=not args.no_write)
     if args.no_write:

@@ -30,8 +30,6 @@ Writes bench-results/watch-<UTC>.json and the `bench:watch` section of BENCHMARK
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import sys
 import tempfile
 import threading
@@ -41,8 +39,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
     DEFAULT_CACHE, DEFAULT_CONFIG, DEFAULT_IMAGES, CpuMonitor, ServerProcess, build_binary, ensure_checkpoint, fmt,
-    free_port, git_state, http, jpegs, log, machine_info, machine_line, pct, process_stats, publish,
-    reproduce_footer, tagged_jpeg, update_markdown, wait_quiet,
+    free_port, http, jpegs, log, machine_line, pct, process_stats, publish,
+    reproduce_footer, rerender_saved, stamp_results, tagged_jpeg, wait_quiet,
 )
 
 SECTION = "watch"  # <!-- bench:watch:start/end --> in BENCHMARKS.md
@@ -287,11 +285,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.from_json:
-        section = render(json.loads(args.from_json.read_text()))
-        print(section)
-        if not args.no_write:
-            update_markdown(SECTION, section, HEADING)
-        return 0
+        return rerender_saved(args.from_json, render, SECTION, HEADING, write=not args.no_write)
     command = "python3 scripts/bench_watch.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     ckpt_state = ensure_checkpoint(args.model, args.config)
     binary = args.binary.resolve() if args.binary else build_binary(no_build=False)
@@ -300,13 +294,8 @@ def main(argv=None) -> int:
         workdir = Path(tmp)
         results = {"latency": latency(binary, args, workdir, Photos(sources, args.drop, "drop")),
                    "memory": memory(binary, args, workdir, Photos(sources, args.burst, "burst"))}
-    stamp = dt.datetime.now(dt.timezone.utc)
-    json_name = f"watch-{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
-    results.update({
-        "timestamp": stamp.strftime("%Y-%m-%d %H:%M UTC"), "json_name": json_name, "command": command,
-        "git": git_state(), "machine": machine_info(), "binary": str(binary), "sources": len(sources),
-        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()} | {"checkpoint": ckpt_state},
-    })
+    results["sources"] = len(sources)
+    json_name = stamp_results(results, "watch", command, args, binary, ckpt_state)
     publish(results, json_name, render(results), SECTION, HEADING, markdown=not args.no_write)
     return 0
 

@@ -19,6 +19,7 @@ What each benchmark measures stays in its own script.
 from __future__ import annotations
 
 import ctypes
+import datetime as dt
 import json
 import math
 import os
@@ -330,6 +331,29 @@ def publish(results: dict, json_name: str, section: str, name: str, heading: str
     if markdown:
         update_markdown(name, section, heading)
         log(f"updated BENCHMARKS.md; raw results in bench-results/{json_name}")
+
+
+def rerender_saved(saved: Path, render, name: str, heading: str, write: bool = True) -> int:
+    """`--from-json`: renders a saved results file again (no measuring) and, unless told not to,
+    puts the section in BENCHMARKS.md."""
+    section = render(json.loads(saved.read_text()))
+    print(section)
+    if write:
+        update_markdown(name, section, heading)
+    return 0
+
+
+def stamp_results(results: dict, prefix: str, command: str, args, binary: Path, checkpoint: str) -> str:
+    """Adds what every server benchmark's results carry (when, the command, the commit, the
+    machine, the binary and the parameters) and returns the results file name PREFIX-<UTC>.json."""
+    stamp = dt.datetime.now(dt.timezone.utc)
+    json_name = f"{prefix}-{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
+    results.update({
+        "timestamp": stamp.strftime("%Y-%m-%d %H:%M UTC"), "json_name": json_name, "command": command,
+        "git": git_state(), "machine": machine_info(), "binary": str(binary),
+        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()} | {"checkpoint": checkpoint},
+    })
+    return json_name
 
 
 def fmt(x, digits=1):
