@@ -62,7 +62,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
-    DEFAULT_CACHE, DEFAULT_CAPTIONS, DEFAULT_CONFIG, DEFAULT_IMAGES, CpuMonitor, ServerProcess, build_binary,
+    DEFAULT_CAPTIONS, add_server_arguments, CpuMonitor, ServerProcess, build_binary,
     ensure_checkpoint, fmt, free_port, load_queries, log, machine_line, pct, process_stats,
     jpegs, publish, rerender_saved, reproduce_footer, run_directory_job, stamp_results, tagged_jpeg, thread_names,
     wait_quiet,
@@ -838,13 +838,7 @@ def parse_args(argv):
     ap.add_argument("--keep-uploads", type=int, default=100, help="uploads kept indexed; older ones are deleted")
     ap.add_argument("--warmup-index", action=argparse.BooleanOptionalAction, default=True,
                     help="index the root before the clock starts (default: yes)")
-    ap.add_argument("--binary", type=Path, help="visionquery binary to run (default: cargo build --release)")
-    ap.add_argument("--ort-library", type=Path, help="serve --ort-library (default: the server's own lookup)")
-    ap.add_argument("--precision", choices=("fp32", "quantized"), default="fp32")
-    ap.add_argument("--server-threads", type=int, default=0, help="serve --threads (default 0 = all cores)")
-    ap.add_argument("--model", type=Path, default=DEFAULT_CACHE / "vit-b32")
-    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="CLIP config.json for a missing checkpoint")
-    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="COCO photos the root is made from")
+    add_server_arguments(ap, images_help="COCO photos the root is made from")
     ap.add_argument("--captions", type=Path, default=DEFAULT_CAPTIONS, help="JSON file -> captions, used as queries")
     ap.add_argument("--upload-pool", type=Path, default=DEFAULT_UPLOAD_POOL, help="photos to upload")
     ap.add_argument("--seed", type=int, default=0, help="which files are rewritten")

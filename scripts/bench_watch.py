@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
-    DEFAULT_CACHE, DEFAULT_CONFIG, DEFAULT_IMAGES, CpuMonitor, ServerProcess, build_binary, ensure_checkpoint, fmt,
+    add_server_arguments, CpuMonitor, ServerProcess, build_binary, ensure_checkpoint, fmt,
     free_port, http, jpegs, log, machine_line, pct, process_stats, publish,
     reproduce_footer, rerender_saved, stamp_results, tagged_jpeg, wait_quiet,
 )
@@ -266,13 +266,7 @@ def parse_args(argv):
     ap.add_argument("--poll", type=float, default=0.25, help="seconds between listings of the index (default 0.25)")
     ap.add_argument("--settle-ms", type=int, help="serve --watch-settle-ms (default: the server's default)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds each phase may take (default 3600)")
-    ap.add_argument("--binary", type=Path, help="visionquery binary to run (default: cargo build --release)")
-    ap.add_argument("--ort-library", type=Path, help="serve --ort-library (default: the server's own lookup)")
-    ap.add_argument("--precision", choices=("fp32", "quantized"), default="fp32")
-    ap.add_argument("--server-threads", type=int, default=0, help="serve --threads (default 0 = all cores)")
-    ap.add_argument("--model", type=Path, default=DEFAULT_CACHE / "vit-b32")
-    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="CLIP config.json for a missing checkpoint")
-    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="photos the files are made from")
+    add_server_arguments(ap, images_help="photos the files are made from")
     ap.add_argument("--wait-quiet", type=float, default=300,
                     help="wait up to this many seconds for other benchmarks/builds before measuring (default 300)")
     ap.add_argument("--no-write", "--no-markdown", dest="no_write", action="store_true", help="do not rewrite BENCHMARKS.md")

@@ -379,6 +379,17 @@ CHECKPOINT_FILES = ["config.json", "tokenizer.json", "preprocessor_config.json",
                     "onnx/vision_model_quantized.onnx", "onnx/text_model_quantized.onnx"]
 
 
+def add_server_arguments(ap, images_help: str) -> None:
+    """The options of the benchmarks that run a visionquery server on the random ViT-B/32."""
+    ap.add_argument("--binary", type=Path, help="visionquery binary to run (default: cargo build --release)")
+    ap.add_argument("--ort-library", type=Path, help="serve --ort-library (default: the server's own lookup)")
+    ap.add_argument("--precision", choices=("fp32", "quantized"), default="fp32")
+    ap.add_argument("--server-threads", type=int, default=0, help="serve --threads (default 0 = all cores)")
+    ap.add_argument("--model", type=Path, default=DEFAULT_CACHE / "vit-b32")
+    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="CLIP config.json for a missing checkpoint")
+    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help=images_help)
+
+
 def ensure_checkpoint(ckpt: Path, config: Path) -> str:
     """The random-weight ViT-B/32 CLIP (fp32 and int8) in `ckpt`, built from `config` by
     scripts/export_clip_onnx.py under the reference Python when missing: "reused" or "built"."""
