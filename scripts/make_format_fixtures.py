@@ -271,6 +271,28 @@ def make_files() -> list[dict]:
         )
     rec("avif_10bit.avif", "000000012280.jpg", "AVIF 10-bit 4:4:4 (avifenc from a 16-bit PNG, v*256 + random low byte)")
 
+    # libavif's conversion paths the two above do not take: 10-bit 4:2:0 (bilinear chroma on
+    # samples cut to 8 bits) and pixels stored rotated with an `irot` (pillow-avif-plugin turns it
+    # into an EXIF Orientation that load_image applies). Made after every other use of `rng`, so
+    # the files above stay as they were.
+    with tempfile.TemporaryDirectory() as tmp:
+        png16 = Path(tmp) / "c16.png"
+        write_png16(png16, to_16bit(c, rng))
+        subprocess.run(
+            ["avifenc", "--depth", "10", "--yuv", "420", "--min", "20", "--max", "20", "--speed", "8", "-j", "1", str(png16), str(OUT / "avif_10bit_420.avif")],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        stored = Path(tmp) / "a_rot.png"
+        a.transpose(Image.ROTATE_90).save(stored)  # stored 228x320, shown 320x228
+        subprocess.run(
+            ["avifenc", "--depth", "8", "--yuv", "420", "--irot", "3", "--min", "20", "--max", "20", "--speed", "8", "-j", "1", str(stored), str(OUT / "avif_rot.avif")],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    rec("avif_10bit_420.avif", "000000269314.jpg", "AVIF 10-bit 4:2:0 (avifenc from a 16-bit PNG, v*256 + random low byte)")
+    rec("avif_rot.avif", "000000020247.jpg", "AVIF 8-bit 4:2:0, pixels stored rotated 90° CCW, irot 3 (270° CCW) to show them upright")
+
     # 16-bit source so the first frame differs from the second; Pillow writes 8-bit only here.
     # DNG: large preview in IFD0, a smaller thumbnail in IFD1 (the largest must win), Orientation 6.
     stored = c.transpose(Image.ROTATE_90)  # 240x320, shown 320x240 after Orientation 6

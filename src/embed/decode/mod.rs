@@ -5,6 +5,8 @@
 
 pub mod heif;
 pub mod raw;
+#[cfg_attr(not(feature = "heif"), allow(dead_code))]
+pub(crate) mod yuv;
 
 use image::ImageFormat;
 
