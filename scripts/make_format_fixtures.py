@@ -21,7 +21,8 @@ onnxruntime (the torch weights are not committed; make_fixtures.py checks that t
 gives torch's embeddings, cos >= 0.9999).
 
 Writes:
-    tests/fixtures/formats/*                  the test files (a few KiB each)
+    tests/fixtures/formats/*                  the test files (a few KiB each; the NEF, ORF, RW2 and
+                                               CR2 files by scripts/raw_containers.py)
     tests/fixtures/reference/formats.json      per file: size after orientation, embedding,
                                                the reference path and plugin
     tests/fixtures/reference/formats_pixels.safetensors   reference pixel_values per file
@@ -46,6 +47,8 @@ from PIL import Image
 from pidng.defs import CFAPattern, PhotometricInterpretation
 from pidng.dng import DNG, Tag, Type, dngIFD, dngTag
 
+import raw_containers  # scripts/raw_containers.py: NEF, ORF, RW2, CR2 (and RAF) written with struct
+
 # TIFF tags pidng's table lacks (IFD1 thumbnails).
 JPEG_INTERCHANGE_FORMAT = (513, Type.Long)
 JPEG_INTERCHANGE_FORMAT_LENGTH = (514, Type.Long)
@@ -59,6 +62,7 @@ REF = ROOT / "tests" / "fixtures" / "reference"
 MODEL = ROOT / "tests" / "fixtures" / "tiny-clip"
 MAX_SIDE = 320
 SEED = 11
+RAW_SUFFIXES = {".dng", ".nef", ".orf", ".rw2", ".cr2", ".raf", ".arw", ".cr3"}
 
 
 def photo(name: str, max_side: int = MAX_SIDE) -> Image.Image:
@@ -311,6 +315,19 @@ def make_files() -> list[dict]:
     write_dng(OUT / "dng_no_preview.dng", a.resize((160, 114), Image.LANCZOS), b"\0" * 64, a.size, None, orientation=1)
     rec("dng_no_preview.dng", "000000020247.jpg", "a DNG whose preview strip is 64 zero bytes (no JPEG anywhere)", reference=False)
 
+    # The other makers' containers (scripts/raw_containers.py, written with struct; no camera
+    # file can be downloaded here). Each is accepted by LibRaw (rawpy) and by rawler, and
+    # LibRaw's extract_thumb gives the largest preview written.
+    stored8 = a.transpose(Image.ROTATE_270)  # 228x320, shown 320x228 after Orientation 8
+    (OUT / "nef_rot8.nef").write_bytes(raw_containers.nef(a, jpeg_bytes(stored8), jpeg_bytes(b.resize((120, 160), Image.LANCZOS)), orientation=8))
+    rec("nef_rot8.nef", "000000020247.jpg", "NEF (raw_containers.nef, NIKON D700): 228x320 JPEG preview in SubIFD 0, 120x160 JPEG thumbnail of another photo in IFD0, EXIF Orientation 8, 160x120 12-bit uncompressed sensor data in SubIFD 1, Nikon maker note")
+    (OUT / "orf_plain.orf").write_bytes(raw_containers.orf(b, jpeg_bytes(b), jpeg_bytes(a.resize((160, 114), Image.LANCZOS)), orientation=1))
+    rec("orf_plain.orf", "000000012280.jpg", "ORF (raw_containers.orf, OLYMPUS E-M10): 240x320 JPEG preview in the maker note's CameraSettings, 160x114 JPEG thumbnail of another photo in IFD1, 160x120 12-bit sensor data in IFD0")
+    (OUT / "rw2_plain.rw2").write_bytes(raw_containers.rw2(c, jpeg_bytes(c), orientation=1))
+    rec("rw2_plain.rw2", "000000269314.jpg", "RW2 (raw_containers.rw2, Panasonic DMC-GX7): 320x240 JPEG preview as JpgFromRaw (0x2E), 128x120 12-bit sensor data")
+    (OUT / "cr2_plain.cr2").write_bytes(raw_containers.cr2(jpeg_bytes(c, quality=85), c.size, jpeg_bytes(a.resize((160, 114), Image.LANCZOS)), orientation=1))
+    rec("cr2_plain.cr2", "000000269314.jpg", "CR2 (raw_containers.cr2, Canon EOS 40D): 320x240 JPEG preview (q85) in IFD0, 160x114 JPEG thumbnail of another photo in IFD1, 160x120 flat lossless-JPEG sensor data in IFD3")
+
     (OUT / "heic_200mp_declared.heic").write_bytes(patch_ispe((OUT / "heic_8bit.heic").read_bytes(), 20000, 10000))
     rec("heic_200mp_declared.heic", "000000020247.jpg", "heic_8bit.heic with every ispe box saying 20000x10000 (200 MP); must be refused before decoding", reference=False)
     return records
@@ -320,7 +337,7 @@ def reference_image(path: Path):
     """(PIL image as the reference embeds it, how it was read)."""
     from transformers.image_utils import load_image
 
-    if path.suffix == ".dng":
+    if path.suffix in RAW_SUFFIXES:
         with rawpy.imread(str(path)) as raw:
             thumb = raw.extract_thumb()
             flip = raw.sizes.flip

@@ -35,9 +35,20 @@ fn expected_format(name: &str) -> SourceFormat {
         Some("heic") => SourceFormat::Heic,
         Some("avif") => SourceFormat::Avif,
         Some("dng") => SourceFormat::Raw(RawKind::Dng),
+        Some("nef") => SourceFormat::Raw(RawKind::Nef),
+        Some("orf") => SourceFormat::Raw(RawKind::Orf),
+        Some("rw2") => SourceFormat::Raw(RawKind::Rw2),
+        Some("cr2") => SourceFormat::Raw(RawKind::Cr2),
+        Some("raf") => SourceFormat::Raw(RawKind::Raf),
+        Some("arw") => SourceFormat::Raw(RawKind::Arw),
+        Some("cr3") => SourceFormat::Raw(RawKind::Cr3),
         other => panic!("no format for {other:?}"),
     }
 }
+
+/// The RAW fixtures with a reference, one or more per container (DNG from pidng, the others
+/// written by scripts/raw_containers.py in their makers' layouts).
+const RAW_FIXTURES: &[&str] = &["dng_rot6.dng", "dng_plain.dng", "nef_rot8.nef", "orf_plain.orf", "rw2_plain.rw2", "cr2_plain.cr2"];
 
 fn reference_pixels() -> Vec<(String, Array3<f32>)> {
     reference_pixel_tensors("reference/formats_pixels.safetensors")
@@ -86,7 +97,8 @@ fn heif_and_raw_fixtures_embed_like_the_reference() {
         checked += 1;
     }
     assert!(failures.is_empty(), "differ from the reference: {failures:#?}");
-    let expected = if cfg!(feature = "heif") { 10 } else { 2 };
+    let raw = RAW_FIXTURES.len();
+    let expected = if cfg!(feature = "heif") { 8 + raw } else { raw };
     assert_eq!(checked, expected, "fixtures checked");
 }
 
@@ -134,7 +146,7 @@ fn decode_no_panic(what: &str, bytes: &[u8]) -> Result<(), ImageError> {
 /// (never a panic, never a half-grey picture).
 #[test]
 fn truncated_heic_avif_and_raw_files_are_refused() {
-    let mut names = vec!["dng_rot6.dng", "dng_plain.dng"];
+    let mut names = RAW_FIXTURES.to_vec();
     if cfg!(feature = "heif") {
         names.extend([
             "heic_8bit.heic",
@@ -167,7 +179,7 @@ fn truncated_heic_avif_and_raw_files_are_refused() {
 /// Bytes flipped through HEIF and RAW files: an error or a picture, never a panic.
 #[test]
 fn garbled_heic_avif_and_raw_files_never_panic() {
-    let mut names = vec!["dng_rot6.dng"];
+    let mut names = RAW_FIXTURES.to_vec();
     if cfg!(feature = "heif") {
         names.extend(["heic_8bit.heic", "avif_10bit.avif"]);
     }

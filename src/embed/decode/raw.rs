@@ -77,6 +77,11 @@ fn identify(bytes: &[u8]) -> Identified {
         if let Err(e) = decoder.raw_image(&source, &RawDecodeParams::default(), true) {
             return Identified::Damaged(kind, e.to_string());
         }
+        if kind == RawKind::Rw2 {
+            if let Some(reason) = rw2_strips_cut_off(&source, bytes.len()) {
+                return Identified::Damaged(kind, reason);
+            }
+        }
         // A camera missing from rawler's database still has a preview worth showing; its
         // orientation is then unknown and the preview is taken as stored.
         let orientation = decoder
@@ -91,6 +96,27 @@ fn identify(bytes: &[u8]) -> Identified {
     found.unwrap_or_else(|payload| {
         tracing::debug!(panic = %panic_message(&*payload), "rawler panicked on a file; not taken for a RAW");
         Identified::NotRaw
+    })
+}
+
+/// rawler reads Panasonic sensor data "until the end of the file, padded" (its RW2 decoder
+/// never looks at StripByteCounts), so its dummy read takes an RW2 cut off in the middle of its
+/// sensor data for whole, where the other makers' decoders refuse such a file. The strips IFD0
+/// declares must lie inside the file; `Some(reason)` when one runs past its end. (Files with
+/// only Panasonic's RawDataOffset and no StripByteCounts are not checked: nothing says how long
+/// their data is.)
+fn rw2_strips_cut_off(source: &RawSource, len: usize) -> Option<String> {
+    use rawler::formats::tiff::reader::TiffReader;
+    use rawler::formats::tiff::GenericTiffReader;
+    use rawler::tags::TiffCommonTag;
+
+    let tiff = GenericTiffReader::new(&mut source.reader(), 0, 0, None, &[]).ok()?;
+    let ifd = tiff.root_ifd();
+    let offsets = &ifd.get_entry(TiffCommonTag::StripOffsets)?.value;
+    let counts = &ifd.get_entry(TiffCommonTag::StripByteCounts)?.value;
+    (0..offsets.count().min(counts.count())).find_map(|i| {
+        let end = offsets.force_u64(i).saturating_add(counts.force_u64(i));
+        (end > len as u64).then(|| format!("strip {i} of the sensor data ends at byte {end}, past the file's end ({len})"))
     })
 }
 
