@@ -316,7 +316,7 @@ def make_files() -> list[dict]:
     rec("dng_no_preview.dng", "000000020247.jpg", "a DNG whose preview strip is 64 zero bytes (no JPEG anywhere)", reference=False)
 
     # The other makers' containers (scripts/raw_containers.py, written with struct; no camera
-    # file can be downloaded here). Each is accepted by LibRaw (rawpy) and by rawler, and
+    # file can be downloaded here). Each is accepted by LibRaw (rawpy), and
     # LibRaw's extract_thumb gives the largest preview written.
     stored8 = a.transpose(Image.ROTATE_270)  # 228x320, shown 320x228 after Orientation 8
     (OUT / "nef_rot8.nef").write_bytes(raw_containers.nef(a, jpeg_bytes(stored8), jpeg_bytes(b.resize((120, 160), Image.LANCZOS)), orientation=8))

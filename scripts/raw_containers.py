@@ -2,8 +2,8 @@
 
 Each file is laid out the way the maker's cameras write it, small: a 160x120-ish sensor strip
 (uncompressed, or a flat lossless JPEG for CR2), the maker's Make/Model strings of a real
-camera that both LibRaw (the reference, via rawpy) and rawler (our container parser) know, the
-maker note entries rawler insists on, a JPEG preview where the maker keeps it, and optionally a
+camera that LibRaw (the reference, via rawpy) knows, the maker note entries rawler (the RAW
+library VisionQuery used before its own container reader) insisted on, a JPEG preview where the maker keeps it, and optionally a
 smaller JPEG thumbnail where the maker keeps that. What each reader needed is said at each
 writer. No camera's file was available to copy: these follow the public descriptions of the
 formats (ExifTool's tag tables, LibRaw's and rawler's parsers).

@@ -359,3 +359,23 @@ fn the_api_ingests_serves_and_thumbnails_heic_avif_and_raw() {
     assert_eq!(failed, expected_failures, "{job}");
     assert!(server.get("/health").status().is_success(), "the server is still up");
 }
+
+/// Inputs the fuzzer once found a fault with (fuzz/regressions/decode_image/, replayed by every
+/// fuzz run too) are refused or decoded here without a panic or an abort. The first: a 1.3 KB
+/// TIFF whose entry claims ~2 billion LONG values, on which the RAW library we used before
+/// allocated 8 GB (the fuzzer's memory limit stopped it); its variant claims 4 billion
+/// RATIONALs, 34 GB, more than this machine has: that allocation fails, and a failed
+/// allocation aborts a Rust process, the server with it.
+#[test]
+fn inputs_the_fuzzer_found_faults_with_are_handled() {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/decode_image");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let _ = decode_no_panic(&path.display().to_string(), &bytes);
+        let _ = preprocess::decode_reduced(&bytes, &DecodeLimits::default(), Some(64));
+        replayed += 1;
+    }
+    assert!(replayed >= 2, "regression inputs missing in {}", folder.display());
+}

@@ -70,12 +70,13 @@ pub fn decode_reduced(bytes: &[u8], limits: &DecodeLimits, min_short_side: Optio
             return Ok(DecodedImage { rgb: picture.rgb, format: kind, width, height });
         }
         Sniffed::Raw => {
-            let preview = raw::preview(bytes)?.ok_or_else(|| ImageError::Corrupt("RAW: not a RAW file rawler can read".into()))?;
+            let preview =
+                raw::preview(bytes)?.ok_or_else(|| ImageError::Corrupt("RAW: not a RAW file (its container could not be read)".into()))?;
             return decode_raw_preview(bytes, preview, limits, min_short_side);
         }
-        // A TIFF may be a TIFF-based RAW (DNG, CR2, NEF, ARW, ...): rawler knows. When it
-        // sees a RAW it cannot read, the file may still be a plain TIFF (a scanner's, with a
-        // camera make); if the TIFF decoder fails too, the RAW's reason is the clearer one.
+        // A TIFF may be a TIFF-based RAW (DNG, CR2, NEF, ARW, ...): raw::preview tells. When
+        // it sees a broken RAW, the file may still be a plain TIFF (a camera's, with its
+        // make); if the TIFF decoder fails too, the RAW's reason is the clearer one.
         Sniffed::Tiff => match raw::preview(bytes) {
             Ok(Some(preview)) => return decode_raw_preview(bytes, preview, limits, min_short_side),
             Ok(None) => {}

@@ -5,6 +5,7 @@
 
 pub mod heif;
 pub mod raw;
+mod tiff;
 #[cfg_attr(not(feature = "heif"), allow(dead_code))]
 pub(crate) mod yuv;
 
@@ -25,7 +26,8 @@ pub enum SourceFormat {
     Raw(RawKind),
 }
 
-/// The camera RAW containers we recognise (any other rawler knows is [`RawKind::Other`]).
+/// The camera RAW containers we recognise (a TIFF with sensor data from another maker is
+/// [`RawKind::Other`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RawKind {
     Dng,
@@ -120,7 +122,7 @@ pub(crate) enum Sniffed {
     Heif(SourceFormat),
     /// A container only RAW files use (CR3, RAF, ORF, RW2).
     Raw,
-    /// A TIFF: a plain one, or a TIFF-based RAW (DNG, CR2, NEF, ARW, ...); rawler decides.
+    /// A TIFF: a plain one, or a TIFF-based RAW (DNG, CR2, NEF, ARW, ...); [`raw`] decides.
     Tiff,
     /// Anything else: the `image` crate's guess decides.
     Other,
