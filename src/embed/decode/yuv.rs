@@ -100,7 +100,23 @@ impl Matrix {
     /// libyuv's `YuvPixel` after `y32` (the luma scaled to 16 bits) and 8-bit chroma.
     #[inline]
     fn pixel(&self, y32: u32, u: u16, v: u16) -> [u8; 3] {
-        let y1 = ((y32.wrapping_mul(self.yg) >> 16) as i32) + self.yb;
+        self.pixel_from(self.luma(y32), u, v)
+    }
+
+    /// The luma term of `YuvPixel`: `(y32 * yg >> 16) + yb`.
+    #[inline]
+    fn luma(&self, y32: u32) -> i32 {
+        ((y32.wrapping_mul(self.yg) >> 16) as i32) + self.yb
+    }
+
+    /// The luma term for every 8-bit sample (`y32 = y * 0x0101`), looked up per pixel.
+    fn luma_table(&self) -> [i32; 256] {
+        std::array::from_fn(|y| self.luma(y as u32 * 0x0101))
+    }
+
+    /// `YuvPixel` from its luma term `y1` and 8-bit chroma.
+    #[inline]
+    fn pixel_from(&self, y1: i32, u: u16, v: u16) -> [u8; 3] {
         let (u, v) = (i32::from(u) - 128, i32::from(v) - 128);
         let b = y1 + u * self.ub;
         let g = y1 - (u * self.ug + v * self.vg);
@@ -201,6 +217,46 @@ fn upsample_bilinear(near: &[u16], far: &[u16], out: &mut [u16]) {
     out[w - 1] = ((3 * nm + fm + 2) >> 2) as u16;
 }
 
+/// The chroma rows a conversion is working between, read (and reduced) once each: two slots,
+/// by the row's parity, since the rows in use are always neighbours.
+struct ChromaRows<'p, 'r> {
+    plane: Plane<'p>,
+    deep: bool,
+    reduce: &'r dyn Fn(u16) -> u16,
+    slots: [(Option<usize>, Vec<u16>); 2],
+}
+
+impl<'p, 'r> ChromaRows<'p, 'r> {
+    fn new(plane: Plane<'p>, width: usize, deep: bool, reduce: &'r dyn Fn(u16) -> u16) -> Self {
+        ChromaRows { plane, deep, reduce, slots: [(None, vec![0; width]), (None, vec![0; width])] }
+    }
+
+    fn load(&mut self, row: usize) -> Result<(), ImageError> {
+        let slot = &mut self.slots[row % 2];
+        if slot.0 != Some(row) {
+            read_row(&self.plane, row, self.deep, &mut slot.1)?;
+            for s in slot.1.iter_mut() {
+                *s = (self.reduce)(*s);
+            }
+            slot.0 = Some(row);
+        }
+        Ok(())
+    }
+
+    fn get(&mut self, row: usize) -> Result<&[u16], ImageError> {
+        self.load(row)?;
+        Ok(&self.slots[row % 2].1)
+    }
+
+    /// Two neighbouring rows (`a` and `b` differ by one).
+    fn pair(&mut self, a: usize, b: usize) -> Result<(&[u16], &[u16]), ImageError> {
+        self.load(a)?;
+        self.load(b)?;
+        let [even, odd] = &self.slots;
+        Ok(if a % 2 == 0 { (&even.1, &odd.1) } else { (&odd.1, &even.1) })
+    }
+}
+
 /// Converts the picture to 8-bit RGB as libavif + libyuv do (see the module doc).
 pub(crate) fn to_rgb8(picture: &YuvPicture<'_>) -> Result<image::RgbImage, ImageError> {
     let (w, h) = (picture.width as usize, picture.height as usize);
@@ -238,17 +294,13 @@ pub(crate) fn to_rgb8(picture: &YuvPicture<'_>) -> Result<image::RgbImage, Image
     let cut = if deep && !ten_bit_path { u32::from(picture.depth) - 8 } else { 0 };
     let reduce = |v: u16| -> u16 { (u32::from(v) >> cut).min(if ten_bit_path { u32::from(u16::MAX) } else { 255 }) as u16 };
 
-    // Chroma rows as read (at most two are needed per output row), and upsampled to full width.
-    let mut rows = [vec![0u16; cw], vec![0u16; cw], vec![0u16; cw], vec![0u16; cw]];
+    // Chroma rows as read (a 4:2:0 output row needs two, each read once for the two output
+    // rows between them), and upsampled to full width.
+    let mut u_rows = ChromaRows::new(cb, cw, deep, &reduce);
+    let mut v_rows = ChromaRows::new(cr, cw, deep, &reduce);
     let mut u_row = vec![0u16; w];
     let mut v_row = vec![0u16; w];
-    let fetch = |plane: &Plane<'_>, r: usize, out: &mut Vec<u16>| -> Result<(), ImageError> {
-        read_row(plane, r, deep, out)?;
-        for s in out.iter_mut() {
-            *s = reduce(*s);
-        }
-        Ok(())
-    };
+    let luma = matrix.luma_table();
     for row in 0..h {
         read_row(&picture.y, row, deep, &mut y_row)?;
         // Which chroma row(s) this output row comes from.
@@ -264,38 +316,29 @@ pub(crate) fn to_rgb8(picture: &YuvPicture<'_>) -> Result<image::RgbImage, Image
             }
             _ => (row, None),
         };
-        let [u_near, v_near, u_far, v_far] = &mut rows;
-        fetch(&cb, near, u_near)?;
-        fetch(&cr, near, v_near)?;
-        match (picture.subsampling, far) {
-            (Subsampling::S444, _) => {
-                u_row.copy_from_slice(&u_near[..w]);
-                v_row.copy_from_slice(&v_near[..w]);
-            }
-            (_, None) => {
-                upsample_linear(u_near, &mut u_row);
-                upsample_linear(v_near, &mut v_row);
-            }
-            (_, Some(far)) => {
-                fetch(&cb, far, u_far)?;
-                fetch(&cr, far, v_far)?;
-                upsample_bilinear(u_near, u_far, &mut u_row);
-                upsample_bilinear(v_near, v_far, &mut v_row);
+        for (rows, full) in [(&mut u_rows, &mut u_row), (&mut v_rows, &mut v_row)] {
+            match (picture.subsampling, far) {
+                (Subsampling::S444, _) => full.copy_from_slice(&rows.get(near)?[..w]),
+                (_, None) => upsample_linear(rows.get(near)?, full),
+                (_, Some(far)) => {
+                    let (near, far) = rows.pair(near, far)?;
+                    upsample_bilinear(near, far, full);
+                }
             }
         }
         let out = &mut rgb[row * w * 3..(row + 1) * w * 3];
-        for (x, px) in out.chunks_exact_mut(3).enumerate() {
-            let (y, u, v) = (y_row[x], u_row[x], v_row[x]);
-            let value = if ten_bit_path {
+        if ten_bit_path {
+            for (((px, &y), &u), &v) in out.chunks_exact_mut(3).zip(&y_row).zip(&u_row).zip(&v_row) {
                 // libyuv YuvPixel10.
                 let y = u32::from(y);
                 let c = |c: u16| (c >> 2).min(255);
-                matrix.pixel((y << 6) | (y >> 4), c(u), c(v))
-            } else {
-                let y = u32::from(reduce(y));
-                matrix.pixel(y * 0x0101, u, v)
-            };
-            px.copy_from_slice(&value);
+                px.copy_from_slice(&matrix.pixel((y << 6) | (y >> 4), c(u), c(v)));
+            }
+        } else {
+            for (((px, &y), &u), &v) in out.chunks_exact_mut(3).zip(&y_row).zip(&u_row).zip(&v_row) {
+                let y1 = luma[usize::from(reduce(y)).min(255)];
+                px.copy_from_slice(&matrix.pixel_from(y1, u, v));
+            }
         }
     }
     image::RgbImage::from_raw(picture.width, picture.height, rgb).ok_or(ImageError::Empty)
