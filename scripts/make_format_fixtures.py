@@ -21,8 +21,8 @@ onnxruntime (the torch weights are not committed; make_fixtures.py checks that t
 gives torch's embeddings, cos >= 0.9999).
 
 Writes:
-    tests/fixtures/formats/*                  the test files (a few KiB each; the NEF, ORF, RW2 and
-                                               CR2 files by scripts/raw_containers.py)
+    tests/fixtures/formats/*                  the test files (a few KiB each; the NEF, ORF, RW2,
+                                               CR2, ARW, RAF and CR3 files by scripts/raw_containers.py)
     tests/fixtures/reference/formats.json      per file: size after orientation, embedding,
                                                the reference path and plugin
     tests/fixtures/reference/formats_pixels.safetensors   reference pixel_values per file
@@ -47,7 +47,7 @@ from PIL import Image
 from pidng.defs import CFAPattern, PhotometricInterpretation
 from pidng.dng import DNG, Tag, Type, dngIFD, dngTag
 
-import raw_containers  # scripts/raw_containers.py: NEF, ORF, RW2, CR2 (and RAF) written with struct
+import raw_containers  # scripts/raw_containers.py: NEF, ORF, RW2, CR2, ARW, RAF, CR3 written with struct
 
 # TIFF tags pidng's table lacks (IFD1 thumbnails).
 JPEG_INTERCHANGE_FORMAT = (513, Type.Long)
@@ -330,6 +330,20 @@ def make_files() -> list[dict]:
 
     (OUT / "heic_200mp_declared.heic").write_bytes(patch_ispe((OUT / "heic_8bit.heic").read_bytes(), 20000, 10000))
     rec("heic_200mp_declared.heic", "000000020247.jpg", "heic_8bit.heic with every ispe box saying 20000x10000 (200 MP); must be refused before decoding", reference=False)
+
+    # ARW, RAF and CR3 (raw_containers.arw/raf/cr3), made after every file above so those stay as
+    # they were. Each is accepted by LibRaw, whose extract_thumb gives the largest JPEG written.
+    (OUT / "arw_plain.arw").write_bytes(raw_containers.arw(b, jpeg_bytes(b), jpeg_bytes(a.resize((160, 114), Image.LANCZOS)), orientation=1))
+    rec("arw_plain.arw", "000000012280.jpg", "ARW (raw_containers.arw, SONY ILCE-7M3): 240x320 JPEG preview in IFD0, 160x114 JPEG thumbnail of another photo in IFD1, 160x120 14-bit uncompressed sensor data in SubIFD 0")
+    (OUT / "raf_plain.raf").write_bytes(raw_containers.raf(c, jpeg_bytes(c), orientation=1))
+    rec("raf_plain.raf", "000000269314.jpg", "RAF (raw_containers.raf, FUJIFILM X-A1): 320x240 JPEG preview with EXIF (Make, Model, Orientation 1) at the header's 84/88, CFA header, 160x120 12-bit sensor data")
+    stored3 = a.transpose(Image.ROTATE_180)  # 320x228, shown upright after Orientation 3
+    cr3_file = raw_containers.cr3(
+        (160, 120), jpeg_bytes(stored3), stored3.size, jpeg_bytes(b.resize((180, 240), Image.LANCZOS)), (180, 240),
+        jpeg_bytes(c.resize((160, 120), Image.LANCZOS)), (160, 120), orientation=3,
+    )  # fmt: skip
+    (OUT / "cr3_rot3.cr3").write_bytes(cr3_file)
+    rec("cr3_rot3.cr3", "000000020247.jpg", "CR3 (raw_containers.cr3, Canon EOS R): 320x228 JPEG (stored turned 180°) as the JPEG track's sample in mdat, 180x240 PRVW preview and 160x120 THMB thumbnail of other photos, CMT1 Orientation 3, a CMP1 RAW track (160x120) whose sensor data ends mdat")
     return records
 
 

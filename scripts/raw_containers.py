@@ -1,12 +1,14 @@
 """Camera RAW containers written from scratch (struct), for scripts/make_format_fixtures.py.
 
 Each file is laid out the way the maker's cameras write it, small: a 160x120-ish sensor strip
-(uncompressed, or a flat lossless JPEG for CR2), the maker's Make/Model strings of a real
-camera that LibRaw (the reference, via rawpy) knows, the maker note entries rawler (the RAW
-library VisionQuery used before its own container reader) insisted on, a JPEG preview where the maker keeps it, and optionally a
-smaller JPEG thumbnail where the maker keeps that. What each reader needed is said at each
-writer. No camera's file was available to copy: these follow the public descriptions of the
-formats (ExifTool's tag tables, LibRaw's and rawler's parsers).
+(uncompressed, a flat lossless JPEG for CR2, a placeholder for CR3's CRX), the maker's
+Make/Model strings of a real camera that LibRaw (the reference, via rawpy) knows, the maker
+note entries rawler (the RAW library VisionQuery used before its own container reader) insisted
+on (NEF, ORF, RW2, CR2; ARW, RAF and CR3 were written after rawler was gone and are checked with
+LibRaw only), a JPEG preview where the maker keeps it, and optionally smaller JPEG thumbnails
+where the maker keeps those. The sensor data always comes last, as cameras write it. What each
+reader needed is said at each writer. No camera's file was available to copy: these follow the
+public descriptions of the formats (ExifTool's tag tables, LibRaw's and rawler's parsers).
 """
 
 from __future__ import annotations
@@ -268,3 +270,170 @@ def cr2(preview: bytes, preview_size: tuple[int, int], thumb: bytes, orientation
     data = bytearray(build_tiff(ifd0, "<", b"II*\0\0\0\0\0CR\x02\0\0\0\0\0"))
     struct.pack_into("<I", data, 12, raw_ifd.off)
     return bytes(data)
+
+
+def arw(sensor: Image.Image, preview: bytes, thumb: bytes, orientation: int) -> bytes:
+    """Sony ARW (ILCE-7M3), little-endian TIFF as Sony writes it: IFD0 with Make "SONY", Model,
+    Orientation and the JPEG preview (JPEGInterchangeFormat, ExifTool's PreviewImage), IFD1 a
+    small JPEG thumbnail, SubIFD 0 the sensor data (160x120, uncompressed 14 bits in 16-bit
+    little-endian words, CFA tags), EXIF IFD.
+    LibRaw: knows "ILCE-7M3", takes the raw IFD with the most pixels (uncompressed 14-bit: its
+    byte count is width x height x 2) and, as for every TIFF RAW, the largest JPEG of the other
+    IFDs as the preview. Sony's encrypted SR2 private block (0xC634) is not needed for that."""
+    w, h = 160, 120
+    raw = (bayer(sensor, w, h, 14).astype("<u2")).tobytes()
+    exif = IFD([DATE])
+    raw_ifd = IFD([
+        (0x00FE, LONG, [0]), (0x0100, LONG, [w]), (0x0101, LONG, [h]), (0x0102, SHORT, [14]), (0x0103, SHORT, [1]),
+        (0x0106, SHORT, [32803]), (0x0111, LONG, [Blob(raw, last=True)]), (0x0115, SHORT, [1]), (0x0116, LONG, [h]),
+        (0x0117, LONG, [len(raw)]), (0x828D, SHORT, [2, 2]), (0x828E, BYTE, [0, 1, 1, 2]),
+    ])  # fmt: skip
+    ifd1 = IFD([(0x00FE, LONG, [1]), (0x0103, SHORT, [6]), (0x0201, LONG, [Blob(thumb)]), (0x0202, LONG, [len(thumb)])])
+    ifd0 = IFD([
+        (0x00FE, LONG, [1]), (0x0103, SHORT, [6]), (0x010F, ASCII, "SONY"), (0x0110, ASCII, "ILCE-7M3"),
+        (0x0112, SHORT, [orientation]), (0x0131, ASCII, "ILCE-7M3 v3.01"), (0x014A, LONG, [raw_ifd]),
+        (0x0201, LONG, [Blob(preview)]), (0x0202, LONG, [len(preview)]), (0x8769, LONG, [exif]),
+    ], ifd1)  # fmt: skip
+    return build_tiff(ifd0, "<", b"II*\0\0\0\0\0")
+
+
+def jpeg_with_exif(jpeg: bytes, exif_tiff: bytes) -> bytes:
+    """`jpeg` (as Pillow writes it: SOI, JFIF APP0, ...) with its APP0 replaced by an APP1 `Exif`
+    segment holding `exif_tiff`, right after SOI, as cameras write their JPEGs (LibRaw reads a
+    RAF's EXIF at the JPEG's byte 12: SOI, APP1 marker and length, "Exif\\0\\0")."""
+    assert jpeg[:4] == b"\xFF\xD8\xFF\xE0", jpeg[:4]
+    rest = jpeg[4 + struct.unpack(">H", jpeg[4:6])[0] :]
+    app1 = b"Exif\0\0" + exif_tiff
+    return b"\xFF\xD8\xFF\xE1" + struct.pack(">H", len(app1) + 2) + app1 + rest
+
+
+def raf(sensor: Image.Image, preview: bytes, orientation: int) -> bytes:
+    """Fujifilm RAF (X-A1, a Bayer sensor), big-endian, as Fujifilm writes it: the 16-byte magic
+    "FUJIFILMCCD-RAW ", format version "0201", camera ID, the camera name (28..60) and directory
+    version "0100" (60..64); at 84/88 the JPEG's offset and length, at 92/96 the CFA header's, at
+    100/104 the CFA data's. Then the JPEG preview, whose APP1 EXIF carries Make "FUJIFILM", the
+    Model and the Orientation (LibRaw reads them there: parse_tiff at the JPEG's byte 12); the CFA
+    header, a count and (tag, length, value) records: 0x100 the raw size, 0x121 the output size,
+    0x2FF0 the white balance; last the sensor data (160x120, 12 bits in 16-bit little-endian words).
+    LibRaw: takes the file on its magic, sizes from the CFA header (0x100, else 0x121; with no
+    size at all the file is refused), the preview from 84/88; it unpacks the sensor data as 12-bit samples in the
+    EXIF's byte order (14-bit or big-endian samples are "data corrupted")."""
+    w, h = 160, 120
+    exif = build_tiff(IFD([
+        (0x010F, ASCII, "FUJIFILM"), (0x0110, ASCII, "X-A1"), (0x0112, SHORT, [orientation]),
+        (0x0131, ASCII, "Digital Camera X-A1 Ver1.00"), (0x8769, LONG, [IFD([DATE])]),
+    ]), "<", b"II*\0\0\0\0\0")  # fmt: skip
+    jpeg = jpeg_with_exif(preview, exif)
+    raw = bayer(sensor, w, h, 12).astype("<u2").tobytes()
+
+    def record(tag, values):
+        return struct.pack(">HH", tag, 2 * len(values)) + struct.pack(f">{len(values)}H", *values)
+
+    cfa_header = struct.pack(">I", 3) + record(0x0100, [h, w]) + record(0x0121, [h, w]) + record(0x2FF0, [302, 512, 302, 512])
+    header_len = 148
+    jpeg_at = header_len
+    cfa_header_at = jpeg_at + len(jpeg)
+    raw_at = cfa_header_at + len(cfa_header)
+    raw_at += -raw_at % 16
+    header = bytearray(header_len)
+    header[0:16] = b"FUJIFILMCCD-RAW "
+    header[16:20] = b"0201"
+    header[20:28] = b"FF129502"
+    header[28:60] = b"X-A1".ljust(32, b"\0")
+    header[60:64] = b"0100"
+    struct.pack_into(">6I", header, 84, jpeg_at, len(jpeg), cfa_header_at, len(cfa_header), raw_at, len(raw))
+    out = bytes(header) + jpeg + cfa_header
+    return out + bytes(raw_at - len(out)) + raw
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(body)) + kind + body
+
+
+def _full_box(kind: bytes, body: bytes, version_flags: int = 0) -> bytes:
+    return _box(kind, struct.pack(">I", version_flags) + body)
+
+
+CANON_CR3_UUID = bytes.fromhex("85c0b687820f11e08111f4ce462b6a48")
+CANON_PREVIEW_UUID = bytes.fromhex("eaf42b5e1c984b88b9fbb7dc406e4d16")
+
+
+def _cr3_track(sample_entry_children: bytes, width: int, height: int, chunk_offset: int, size: int) -> bytes:
+    """A `trak` whose one sample (`size` bytes at `chunk_offset` in the file) is described by a
+    CRAW sample entry: a VisualSampleEntry (78 bytes) + 4 bytes, then `sample_entry_children`."""
+    visual = bytes(6) + struct.pack(">H", 1) + bytes(16) + struct.pack(">HHII", width, height, 0x480000, 0x480000)
+    visual += bytes(4) + struct.pack(">H", 1) + bytes(32) + struct.pack(">Hh", 24, -1)
+    craw = _box(b"CRAW", visual + bytes(4) + sample_entry_children)
+    stbl = _box(b"stbl", b"".join([
+        _full_box(b"stsd", struct.pack(">I", 1) + craw),
+        _full_box(b"stts", struct.pack(">III", 1, 1, 1)),
+        _full_box(b"stsc", struct.pack(">IIII", 1, 1, 1, 1)),
+        _full_box(b"stsz", struct.pack(">II", size, 1)),
+        _full_box(b"co64", struct.pack(">IQ", 1, chunk_offset)),
+    ]))  # fmt: skip
+    dinf = _box(b"dinf", _full_box(b"dref", struct.pack(">I", 1) + _full_box(b"url ", b"", 1)))
+    minf = _box(b"minf", _full_box(b"vmhd", bytes(8), 1) + dinf + stbl)
+    mdia = _box(b"mdia", _full_box(b"mdhd", struct.pack(">IIIIHH", 0, 0, 1, 1, 0x55C4, 0)) + _full_box(b"hdlr", bytes(4) + b"vide" + bytes(12) + b"\0") + minf)
+    tkhd = _full_box(b"tkhd", struct.pack(">IIIII", 0, 0, 1, 0, 1) + bytes(52) + struct.pack(">II", width << 16, height << 16), 3)
+    return _box(b"trak", tkhd + mdia)
+
+
+def cr3(sensor_size: tuple[int, int], jpeg: bytes, jpeg_size, preview: bytes, preview_size, thumb: bytes, thumb_size, orientation: int) -> bytes:
+    """Canon CR3 (EOS R), ISO-BMFF as Canon writes it:
+      ftyp  brand "crx ", compatible "crx " "isom"
+      moov  uuid 85c0b687-820f-11e0-8111-f4ce462b6a48 (Canon): CNCV (version string), CMT1 (a
+            TIFF: IFD0 with the picture size, Make, Model, Orientation), CMT2 (EXIF IFD), CMT3
+            (the Canon maker note: ModelID 0x80000424 = EOS R), CMT4 (GPS IFD), THMB (a small
+            JPEG thumbnail after a 16-byte header: version, width, height, size);
+            mvhd; trak 1: a CRAW sample entry with a JPEG box, its sample the full-size JPEG in
+            mdat; trak 2: a CRAW sample entry with a CMP1 box (the CRX header: 4 planes of 14 bits,
+            RGGB, one tile), its sample the sensor data in mdat
+      uuid  eaf42b5e-1c98-4b88-b9fb-b7dc406e4d16: 8 bytes, then PRVW (a header with width and
+            height, then a mid-size JPEG preview running to the box's end)
+      mdat  the full-size JPEG, then the sensor data (to the file's end)
+    LibRaw (parseCR3, selectCRXTrack): walks the atoms it knows by name (an unknown name last
+    in its list is an error that refuses the file), CMT1 for Make/Model/Orientation (through the IFD with the largest
+    ImageLength), the tracks' hdlr "vide" + CRAW sample entries (JPEG -> a JPEG track, a valid
+    CMP1 -> a RAW track; without a RAW track the file is refused), stsz/co64 for each sample's
+    size and place. Its preview is the largest JPEG track's sample (here the full-size JPEG,
+    ahead of PRVW and THMB). The sensor data is not a real CRX stream: LibRaw identifies the
+    file and extracts the preview without decoding it."""
+    sw, sh = sensor_size
+
+    def tiff(entries):
+        return build_tiff(IFD(entries), "<", b"II*\0\0\0\0\0")
+
+    jw, jh = jpeg_size
+    cmt1 = tiff([
+        (0x0100, LONG, [jw]), (0x0101, LONG, [jh]), (0x010F, ASCII, "Canon"), (0x0110, ASCII, "Canon EOS R"),
+        (0x0112, SHORT, [orientation]), (0x0132, ASCII, "2024:05:01 12:00:00"),
+    ])  # fmt: skip
+    cmt2 = tiff([DATE])
+    cmt3 = tiff([(0x0010, LONG, [0x80000424])])
+    cmt4 = tiff([(0x0000, BYTE, [2, 3, 0, 0])])
+    tw, th = thumb_size
+    thmb = _box(b"THMB", struct.pack(">IHHIHH", 0, tw, th, len(thumb), 1, 0) + thumb)
+    canon = _box(b"uuid", CANON_CR3_UUID + b"".join([
+        _box(b"CNCV", b"CanonCR3_001/00.10.00/00.00.00"),
+        _box(b"CMT1", cmt1), _box(b"CMT2", cmt2), _box(b"CMT3", cmt3), _box(b"CMT4", cmt4), thmb,
+    ]))  # fmt: skip
+    mvhd = _full_box(b"mvhd", struct.pack(">IIII", 0, 0, 1, 1) + struct.pack(">IH", 0x10000, 0x100) + bytes(10) + struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000) + bytes(24) + struct.pack(">I", 3))
+
+    # CMP1 (CRX image header): version 0x100, full size, tile = full size, 14 bits, 4 planes +
+    # CFA layout 0 (RGGB), encoding 0 with no wavelet levels, no tile rows/columns, and the size
+    # of the header that starts the sensor data in mdat.
+    mdat_header_len = 0x30
+    cmp1 = struct.pack(">HHHHIIIIBBBBI", 0, 0x30, 0x100, 0, sw, sh, sw, sh, 14, 0x40, 0x00, 0x00, mdat_header_len) + bytes(28)
+    sensor = bytes(mdat_header_len) + bytes(sw * sh * 2)  # (not a CRX stream: never decoded here)
+    pw, ph = preview_size
+    prvw = _box(b"PRVW", struct.pack(">IHHHHI", 0, 1, pw, ph, 1, len(preview)) + preview)
+    prvw_uuid = _box(b"uuid", CANON_PREVIEW_UUID + struct.pack(">Q", 1) + prvw)
+    ftyp = _box(b"ftyp", b"crx " + struct.pack(">I", 1) + b"crx isom")
+
+    def moov(jpeg_at, sensor_at):
+        return _box(b"moov", canon + mvhd
+                    + _cr3_track(_box(b"JPEG", bytes(4)), jw, jh, jpeg_at, len(jpeg))
+                    + _cr3_track(_box(b"CMP1", cmp1), sw, sh, sensor_at, len(sensor)))  # fmt: skip
+
+    head_len = len(ftyp) + len(moov(0, 0)) + len(prvw_uuid) + 8
+    return ftyp + moov(head_len, head_len + len(jpeg)) + prvw_uuid + _box(b"mdat", jpeg + sensor)

@@ -48,7 +48,17 @@ fn expected_format(name: &str) -> SourceFormat {
 
 /// The RAW fixtures with a reference, one or more per container (DNG from pidng, the others
 /// written by scripts/raw_containers.py in their makers' layouts).
-const RAW_FIXTURES: &[&str] = &["dng_rot6.dng", "dng_plain.dng", "nef_rot8.nef", "orf_plain.orf", "rw2_plain.rw2", "cr2_plain.cr2"];
+const RAW_FIXTURES: &[&str] = &[
+    "dng_rot6.dng",
+    "dng_plain.dng",
+    "nef_rot8.nef",
+    "orf_plain.orf",
+    "rw2_plain.rw2",
+    "cr2_plain.cr2",
+    "arw_plain.arw",
+    "raf_plain.raf",
+    "cr3_rot3.cr3",
+];
 
 fn reference_pixels() -> Vec<(String, Array3<f32>)> {
     reference_pixel_tensors("reference/formats_pixels.safetensors")
