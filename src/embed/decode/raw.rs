@@ -128,7 +128,10 @@ fn identify_tiff(tiff: &Tiff, bytes: &[u8], magic_kind: Option<RawKind>) -> Iden
         RawKind::Other
     };
     let is_raw = magic_kind.is_some() || matches!(kind, RawKind::Cr2 | RawKind::Dng) || has_sensor_data;
-    let damage = broken.first().map(|b| b.0.clone()).or_else(|| ifds.iter().find_map(|ifd| tiff.data_past_end(ifd)));
+    // Image data running past the end means a cut file. An IFD that cannot be read only counts
+    // when no sensor data was found: cameras leave the odd bogus pointer in files that are fine.
+    let damage =
+        ifds.iter().find_map(|ifd| tiff.data_past_end(ifd)).or_else(|| broken.first().filter(|_| !has_sensor_data).map(|b| b.0.clone()));
     let camera = CAMERA_MAKERS.iter().any(|m| make.starts_with(m));
     match (is_raw, damage) {
         (true, None) => Identified::Raw(kind, orientation_of(tiff, ifd0)),
@@ -461,6 +464,10 @@ mod tests {
         let nef = little_tiff(&[entries[0], (tag::PHOTOMETRIC, 3, 1, 32803), entries[2], entries[3]], &tail);
         assert_eq!(identify(&nef), Identified::Raw(RawKind::Nef, Orientation::NoTransforms));
         assert!(matches!(identify(&nef[..170]), Identified::Damaged(RawKind::Nef, _)));
+        // A bogus SubIFD pointer beside whole sensor data is a quirk, not damage.
+        let quirky =
+            little_tiff(&[entries[0], (tag::PHOTOMETRIC, 3, 1, 32803), entries[2], entries[3], (tag::SUB_IFDS, 4, 1, 99_999)], &tail[12..]);
+        assert_eq!(identify(&quirky), Identified::Raw(RawKind::Nef, Orientation::NoTransforms));
         // The camera TIFF cut inside its strip: a camera maker's broken file is taken for a cut RAW.
         assert!(matches!(identify(&file[..170]), Identified::Damaged(_, _)));
         assert_eq!(identify(b"II*\0\x08\0\0\0 this is text pretending to be a CR2"), Identified::NotRaw);
