@@ -13,7 +13,11 @@
 //! - `image`: `OnnxImageEncoder::encode` on pixel tensors prepared beforehand (real photos),
 //!   i.e. batch assembly + ONNX Runtime inference + output extraction; nothing else.
 //! - `text_latency` / `text_throughput`: `OnnxTextEncoder::encode` on captions tokenised
-//!   beforehand (padding to the longest caption of a batch is part of the timed work).
+//!   beforehand (padding is part of the timed work: to the longest caption of a batch for CLIP,
+//!   to the fixed 64 positions for SigLIP).
+//!
+//! The model family (CLIP or SigLIP: tokenizer rules, padding, output names) is read from the
+//! checkpoint's files, as the service does (`Family::read`).
 //!
 //! `scripts/bench_embed.py` drives this together with the PyTorch reference.
 
@@ -27,10 +31,10 @@ use serde_json::json;
 use visionquery::embed::model_files;
 use visionquery::embed::onnx::{ImageEncoder, OnnxImageEncoder, OnnxTextEncoder, TextEncoder};
 use visionquery::embed::preprocess::{decode, pixel_tensor, DecodeLimits, PreprocessConfig};
-use visionquery::embed::{runtime, ClipTokenizer, Precision};
+use visionquery::embed::{runtime, ClipTokenizer, Family, Precision};
 
 #[derive(Parser, Debug)]
-#[command(about = "Benchmark the ONNX CLIP embedder (JSON lines on stdout)")]
+#[command(about = "Benchmark the ONNX embedder, CLIP or SigLIP (JSON lines on stdout)")]
 struct Args {
     /// Model directory in the Hugging Face ONNX layout.
     #[arg(long)]
@@ -100,8 +104,10 @@ fn main() -> Result<()> {
     let files = model_files::resolve(args.model.to_str().context("model path is not UTF-8")?, precision)?;
     let env = runtime::init(args.ort_library.as_deref(), args.threads)?;
     let config = PreprocessConfig::from_file(&files.preprocessor_config)?;
+    let family = Family::read(files.config.as_deref(), files.tokenizer_config.as_deref(), files.score_head.as_deref())?;
     emit(json!({
         "kind": "meta",
+        "family": family.name.as_str(),
         "precision": precision.as_str(),
         "threads": args.threads,
         "vision_model": files.vision_model,
@@ -149,7 +155,7 @@ fn main() -> Result<()> {
     // ---- image tower --------------------------------------------------------------------
     if !skip("image") || args.embeddings_out.is_some() {
         let t = Instant::now();
-        let mut image = OnnxImageEncoder::load(env, &files.vision_model)?;
+        let mut image = OnnxImageEncoder::load_for(env, &files.vision_model, &family)?;
         let load_s = t.elapsed().as_secs_f64();
         if !skip("image") {
             for &batch in &args.batches {
@@ -189,14 +195,14 @@ fn main() -> Result<()> {
 
     // ---- text tower ---------------------------------------------------------------------
     if !skip("text") {
-        let tokenizer = ClipTokenizer::from_file(&files.tokenizer)?;
+        let tokenizer = ClipTokenizer::with_rules(&files.tokenizer, &family.text)?;
         let captions: Vec<String> = match &args.captions {
             Some(path) => std::fs::read_to_string(path)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
             None => DEFAULT_CAPTIONS.iter().map(|s| s.to_string()).collect(),
         };
         let ids: Vec<Vec<i64>> = captions.iter().map(|c| tokenizer.encode(c).map(|t| t.ids)).collect::<Result<_, _>>()?;
         let mean_tokens = ids.iter().map(Vec::len).sum::<usize>() as f64 / ids.len() as f64;
-        let mut text = OnnxTextEncoder::load(env, &files.text_model, tokenizer.pad_id())?;
+        let mut text = OnnxTextEncoder::load_for(env, &files.text_model, tokenizer.pad_id(), &family)?;
 
         let singles = batches_of(&ids, 1);
         let (times, m) = measure(&clean, args.seconds, &mut text, |i, text: &mut OnnxTextEncoder| {

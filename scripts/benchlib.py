@@ -7,8 +7,8 @@
 - the noise check: other processes' share of the CPUs (from /proc/stat), waiting for a quiet
   machine, and the repeat-while-disturbed measuring rule;
 - rewriting one `<!-- bench:NAME:start/end -->` section of BENCHMARKS.md;
-- building the release binary and the random-weight ViT-B/32 checkpoint, the COCO captions used
-  as queries, the git state of a measurement;
+- building the release binary (or an example) and the random-weight ViT-B/32 checkpoint, the
+  COCO captions used as queries, the git state of a measurement;
 - photos made distinct (a JPEG comment: new bytes, same pixels);
 - a `visionquery serve` process, directory jobs on it, and its resident memory, open files and
   threads (/proc).
@@ -411,16 +411,17 @@ def target_dir() -> Path:
     return Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
 
 
-def build_binary(no_build: bool) -> Path:
-    """target/release/visionquery, built first (`cargo build --release --locked` with the feature
-    flags scripts/build-env.sh picks) unless `no_build`."""
-    binary = target_dir() / "release" / "visionquery"
+def build_binary(no_build: bool, example: str | None = None) -> Path:
+    """target/release/visionquery, or target/release/examples/EXAMPLE, built first (`cargo build
+    --release --locked` with the feature flags scripts/build-env.sh picks) unless `no_build`."""
+    binary = target_dir() / "release" / (f"examples/{example}" if example else "visionquery")
+    cargo = "cargo build --release --locked" + (f" --example {example}" if example else "")
     if not no_build:
-        log("building: cargo build --release --locked")
-        subprocess.run(["bash", "-c", 'source scripts/build-env.sh && cargo build --release --locked "${CARGO_FEATURE_FLAGS[@]}"'],
+        log(f"building: {cargo}")
+        subprocess.run(["bash", "-c", f'source scripts/build-env.sh && {cargo} "${{CARGO_FEATURE_FLAGS[@]}}"'],
                        cwd=REPO, check=True, stdout=sys.stderr)
     if not binary.is_file():
-        sys.exit(f"{binary} is missing (build with: cargo build --release --locked)")
+        sys.exit(f"{binary} is missing (build with: {cargo})")
     return binary
 
 
