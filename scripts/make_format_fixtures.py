@@ -65,10 +65,10 @@ SEED = 11
 RAW_SUFFIXES = {".dng", ".nef", ".orf", ".rw2", ".cr2", ".raf", ".arw", ".cr3"}
 
 
-
 def avifenc(source: str, out: str, *options: str) -> None:
     """Debian's `avifenc` (what Pillow cannot write: deep AVIF, an `irot`), speed 8, one thread."""
     subprocess.run(["avifenc", *options, "--speed", "8", "-j", "1", source, out], check=True, stdout=subprocess.DEVNULL)
+
 
 def photo(name: str, max_side: int = MAX_SIDE) -> Image.Image:
     im = Image.open(PHOTOS / name).convert("RGB")
