@@ -245,9 +245,13 @@ pub async fn ingest_upload(
         // Streamed to disk as it arrives: a large upload is never held in memory whole.
         let mut sink = state.engine.upload_sink()?;
         let mut field = field;
+        let mut writing = true;
         while let Some(chunk) = field.chunk().await? {
-            if !sink.write(chunk).await {
-                break;
+            // After a failed write (a full disk) the rest of the part is still read, and
+            // dropped: an answer sent while the client is still sending its body reaches it as
+            // a reset connection instead of the JSON error.
+            if writing && !sink.write(chunk).await {
+                writing = false;
             }
         }
         let received = sink.finish().await;
@@ -259,6 +263,7 @@ pub async fn ingest_upload(
             Err(e) => {
                 let e = ApiError::from(e);
                 if e.status.is_server_error() && e.status != StatusCode::INTERNAL_SERVER_ERROR {
+                    drain(&mut multipart).await;
                     return Err(e);
                 }
                 UploadResult {
@@ -276,6 +281,14 @@ pub async fn ingest_upload(
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_files", "no file parts named `files` in the upload"));
     }
     Ok(ApiJson(UploadResponse { results }))
+}
+
+/// Reads and drops the parts a refused upload still carries (bounded by the body limit), so
+/// the client, still sending them, gets the error answer rather than a reset connection.
+async fn drain(multipart: &mut Multipart) {
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
 }
 
 /// Refuses an upload whose declared size is over the limit before reading any of it.
