@@ -753,3 +753,19 @@ fn openapi_documents_every_refusal_of_a_malformed_request() {
     let threshold = &spec["paths"]["/duplicates"]["get"]["parameters"][0];
     assert_eq!((threshold["in"].as_str(), threshold["required"].as_bool()), (Some("query"), Some(false)), "{threshold}");
 }
+
+/// A multipart request refused at its first part (a misspelt name) while megabytes of it are
+/// still on the way gets its JSON answer: the server reads and drops the rest before answering.
+/// (Answering first made the client see a reset connection, not the error.)
+#[test]
+fn a_refused_large_upload_still_gets_its_json_answer() {
+    use reqwest::blocking::multipart::{Form, Part};
+    let server = Server::start();
+    server.wait_ready();
+    let large = vec![0x5Au8; 8 * 1024 * 1024];
+    for path in ["/ingest/upload", "/search/image"] {
+        let form = Form::new().part("photo", Part::bytes(large.clone()).file_name("big.jpg"));
+        let response = client().post(format!("{}{path}", server.url)).multipart(form).send().expect("an answer, not a reset connection");
+        assert_eq!(error_code(response, 422), "unexpected_part", "{path}");
+    }
+}

@@ -226,6 +226,15 @@ pub async fn ingest_upload(
 ) -> Result<ApiJson<UploadResponse>, ApiError> {
     check_declared_length(&headers, state.limits.upload)?;
     let mut multipart = multipart?;
+    let answer = upload_parts(&state, &mut multipart).await;
+    if answer.is_err() {
+        drain(&mut multipart).await;
+    }
+    answer
+}
+
+/// The parts of an upload, stored and indexed one by one.
+async fn upload_parts(state: &AppState, multipart: &mut Multipart) -> Result<ApiJson<UploadResponse>, ApiError> {
     // Fail fast (503) rather than accept a large upload the model cannot process.
     state.engine.ensure_model_ready()?;
     let mut results = Vec::new();
@@ -245,13 +254,9 @@ pub async fn ingest_upload(
         // Streamed to disk as it arrives: a large upload is never held in memory whole.
         let mut sink = state.engine.upload_sink()?;
         let mut field = field;
-        let mut writing = true;
         while let Some(chunk) = field.chunk().await? {
-            // After a failed write (a full disk) the rest of the part is still read, and
-            // dropped: an answer sent while the client is still sending its body reaches it as
-            // a reset connection instead of the JSON error.
-            if writing && !sink.write(chunk).await {
-                writing = false;
+            if !sink.write(chunk).await {
+                break;
             }
         }
         let received = sink.finish().await;
@@ -263,7 +268,6 @@ pub async fn ingest_upload(
             Err(e) => {
                 let e = ApiError::from(e);
                 if e.status.is_server_error() && e.status != StatusCode::INTERNAL_SERVER_ERROR {
-                    drain(&mut multipart).await;
                     return Err(e);
                 }
                 UploadResult {
@@ -283,8 +287,9 @@ pub async fn ingest_upload(
     Ok(ApiJson(UploadResponse { results }))
 }
 
-/// Reads and drops the parts a refused upload still carries (bounded by the body limit), so
-/// the client, still sending them, gets the error answer rather than a reset connection.
+/// Reads and drops what a refused upload still carries (the rest of the current part and the
+/// parts after it, bounded by the body limit): an answer sent while the client is still
+/// sending its body reaches it as a reset connection instead of the JSON error.
 async fn drain(multipart: &mut Multipart) {
     while let Ok(Some(mut field)) = multipart.next_field().await {
         while let Ok(Some(_)) = field.chunk().await {}
@@ -318,6 +323,16 @@ pub async fn search_image(
     let Query(q) = query?;
     check_declared_length(&headers, state.limits.upload)?;
     let mut multipart = multipart?;
+    let image = image_part(&mut multipart).await;
+    if image.is_err() {
+        drain(&mut multipart).await;
+    }
+    let hits = state.engine.search_by_image(image?, q.top_k).await?;
+    Ok(ApiJson(SearchResponse { results: hits.into_iter().map(SearchResult::from).collect(), truncated: false, more: false }))
+}
+
+/// The one image part of an image search.
+async fn image_part(multipart: &mut Multipart) -> Result<axum::body::Bytes, ApiError> {
     let mut image = None;
     while let Some(field) = multipart.next_field().await? {
         expect_image_part(&field)?;
@@ -326,11 +341,7 @@ pub async fn search_image(
         }
         image = Some(field.bytes().await?);
     }
-    let Some(bytes) = image else {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_files", "no part named `file` in the upload"));
-    };
-    let hits = state.engine.search_by_image(bytes, q.top_k).await?;
-    Ok(ApiJson(SearchResponse { results: hits.into_iter().map(SearchResult::from).collect(), truncated: false, more: false }))
+    image.ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_files", "no part named `file` in the upload"))
 }
 
 /// Names an image part may have in an upload or an image search.
