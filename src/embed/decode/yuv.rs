@@ -253,7 +253,7 @@ impl<'p, 'r> ChromaRows<'p, 'r> {
         self.load(a)?;
         self.load(b)?;
         let [even, odd] = &self.slots;
-        Ok(if a % 2 == 0 { (&even.1, &odd.1) } else { (&odd.1, &even.1) })
+        Ok(if a.is_multiple_of(2) { (&even.1, &odd.1) } else { (&odd.1, &even.1) })
     }
 }
 
