@@ -207,6 +207,14 @@ pub struct ServeArgs {
     #[arg(long, env = "VQ_WATCH")]
     pub watch: bool,
 
+    /// When the index was embedded with another model than `--model`: build a new index
+    /// generation with `--model` in the background (a job shows its progress) while searches
+    /// are answered from the current one with its own model, then switch to it. Without it, a
+    /// different model is refused (`model_mismatch`). `visionquery reindex --rollback` (or
+    /// `POST /reindex/rollback`) goes back to the generation before.
+    #[arg(long, env = "VQ_REEMBED")]
+    pub reembed: bool,
+
     /// Milliseconds a watched file must stay quiet (no more writes, renames or deletes) after it
     /// was closed before it is indexed; a file still open for writing waits for its close.
     #[arg(long, env = "VQ_WATCH_SETTLE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=600_000))]

@@ -70,6 +70,21 @@ enum Command {
         #[command(flatten)]
         log: LogArgs,
     },
+    /// Show the index generations (the current one and its model, the one kept for a rollback,
+    /// a re-embed in progress), or roll back to the previous one with `--rollback`. Re-embedding
+    /// runs in the server: `serve --model NEW --reembed`, or `POST /reindex`.
+    Reindex {
+        /// Make the generation before the last switch current again (the current one becomes
+        /// the previous). Servers sharing a PostgreSQL index follow within a second; with the
+        /// embedded index, stop the server first (or use `POST /reindex/rollback` on it).
+        #[arg(long)]
+        rollback: bool,
+        /// Print the HTTP API's `GET /reindex` response as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// List identical copies and similar pictures in the index.
     Duplicates {
         /// Cosine similarity at or above which two pictures count as similar (0.5 to 1).
@@ -128,6 +143,7 @@ impl Command {
             Command::Index { common, .. }
             | Command::Search { common, .. }
             | Command::Duplicates { common, .. }
+            | Command::Reindex { common, .. }
             | Command::Eval { common, .. } => &common.log,
         }
     }
@@ -157,6 +173,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Index { dir, recursive, common } => index(dir, recursive, common).await,
             Command::Search { query, top_k, json, common } => search(query, top_k, json, common).await,
             Command::Duplicates { threshold, json, common } => duplicates(threshold, json, common).await,
+            Command::Reindex { rollback, json, common } => tokio::task::spawn_blocking(move || reindex(rollback, json, &common)).await?,
             Command::Eval { captions, images, json, dump_embeddings, common } => {
                 eval(&captions, &images, json, dump_embeddings.as_deref(), common).await
             }
@@ -287,13 +304,57 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// `visionquery reindex`: shows the generations, or rolls back to the previous one.
+fn reindex(rollback: bool, json: bool, common: &CommonArgs) -> Result<()> {
+    use visionquery::engine::generations::{read_pointer, replace_pointer};
+    let home = service::open_store(common)?;
+    let mut pointer = read_pointer(home.as_ref())?;
+    if rollback {
+        if let Some(building) = &pointer.building {
+            anyhow::bail!(
+                "a re-embed is building generation {} (job {}); cancel that job first",
+                building.generation.name,
+                building.job_id
+            );
+        }
+        let Some(previous) = pointer.previous.clone() else { anyhow::bail!("there is no previous index generation to roll back to") };
+        let rolled = visionquery::store::Generations { current: previous, previous: Some(pointer.current.clone()), ..pointer.clone() };
+        if !replace_pointer(home.as_ref(), &pointer, &rolled)? {
+            anyhow::bail!("the index generations changed meanwhile (a server switched them?); try again");
+        }
+        pointer = read_pointer(home.as_ref())?;
+    }
+    let info = visionquery::api::dto::GenerationsInfo::from(pointer);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(());
+    }
+    let describe = |g: &visionquery::api::dto::GenerationInfo| {
+        if g.model.is_empty() {
+            format!("{} (model not recorded)", g.name)
+        } else {
+            format!("{} ({}, {})", g.name, g.model, g.precision)
+        }
+    };
+    println!("current:  {}", describe(&info.current));
+    println!("previous: {}", info.previous.as_ref().map_or_else(|| "none".into(), describe));
+    if let Some(r) = &info.reembed {
+        println!("building: {} ({}, {}), job {}", r.generation, r.model, r.precision, r.job_id);
+    }
+    if rollback && !info.current.model.is_empty() {
+        println!("rolled back: serve with --model {} --precision {}", info.current.model, info.current.precision);
+    }
+    Ok(())
+}
+
 /// Loads the model on a blocking thread (it takes seconds for real checkpoints).
 async fn load_engine(common: &CommonArgs, roots: ImageRoots) -> Result<Engine> {
     let store = service::open_store(common)?;
     let options = common.model_options();
     let embedder = tokio::task::spawn_blocking(move || Embedder::load_now(options)).await?.context("loading the model")?;
     let exclusions = Exclusions::new(&common.exclude)?;
-    Ok(Engine::new(embedder, store, roots, service::decode_limits(common), service::data_dirs(common)).with_exclusions(exclusions))
+    let served = visionquery::engine::generations::serve_loaded(store, embedder)?;
+    Ok(Engine::new(served, roots, service::decode_limits(common), service::data_dirs(common)).with_exclusions(exclusions))
 }
 
 /// The folder to index: as given (absolute, or relative to the current folder), else relative to

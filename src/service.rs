@@ -12,8 +12,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::api::{self, AppState, BodyLimits, Security, ServingLimits};
 use crate::config::{CommonArgs, ServeArgs};
-use crate::embed::{DecodeLimits, Embedder};
+use crate::embed::DecodeLimits;
 use crate::engine::exclude::Exclusions;
+use crate::engine::generations::{self, StartError};
 use crate::engine::jobs::{self, JobManager, JobSettings};
 use crate::engine::watch::{FolderWatcher, WatchError, WatchSettings};
 use crate::engine::{DataDirs, Engine, EngineError, ImageRoots};
@@ -29,6 +30,8 @@ pub enum ServiceError {
     Exclude(EngineError),
     #[error(transparent)]
     Watch(#[from] WatchError),
+    #[error(transparent)]
+    Generations(#[from] StartError),
 }
 
 /// The assembled service, ready to be served.
@@ -50,16 +53,26 @@ impl Service {
         let security = Security::from_args(&args.access, args.host)?;
         let exclusions = Exclusions::new(&args.common.exclude).map_err(ServiceError::Exclude)?;
         let store = open_store(&args.common)?;
-        let embedder = Embedder::load_in_background(args.common.model_options());
+        let start = generations::start(store.clone(), args.common.model_options(), args.reembed)?;
         let roots = ImageRoots::new(&args.common.image_roots);
         let dirs = data_dirs(&args.common);
         let job_store: Arc<dyn JobStore> = store.clone();
         jobs::import_legacy_jobs(&dirs.jobs_file, job_store.as_ref());
-        let engine = Arc::new(Engine::new(embedder, store.clone(), roots, decode_limits(&args.common), dirs).with_exclusions(exclusions));
+        let engine = Arc::new(Engine::new(start.served, roots, decode_limits(&args.common), dirs).with_exclusions(exclusions));
         engine.watch_store();
         engine.keep_saving_caches((args.index_save_secs > 0).then(|| Duration::from_secs(args.index_save_secs)));
         let job_settings = JobSettings { max_unfinished: args.max_queued_jobs, lease: Duration::from_secs(args.job_lease_secs) };
         let jobs = JobManager::start(engine.clone(), job_store, job_settings);
+        jobs.follow_generations();
+        remember_model_when_bound(engine.clone(), store.clone());
+        if let Some(target) = start.begin {
+            match jobs.reembed(target).await {
+                Ok((job, build)) => {
+                    tracing::info!(job = %job.record.id, generation = %build.generation, "re-embedding the index with the new model")
+                }
+                Err(e) => tracing::error!(error = %e, "--reembed: cannot start the re-embed"),
+            }
+        }
         let watcher = if args.watch {
             let settings = WatchSettings {
                 roots: args.common.image_roots.clone(),
@@ -90,6 +103,21 @@ impl Service {
         let router = api::router(AppState { engine: engine.clone(), jobs, metrics, limits, serving, security });
         Ok(Self { router, store, engine, watcher })
     }
+}
+
+/// Once the served model has loaded and bound to its index, records where it is (see
+/// [`generations::record_model`]).
+fn remember_model_when_bound(engine: Arc<Engine>, home: Arc<dyn Backend>) {
+    tokio::spawn(async move {
+        let generation = engine.current();
+        if generation.embedder.wait_loaded().await.is_err() || generation.model().is_err() {
+            return;
+        }
+        let recorded = tokio::task::spawn_blocking(move || generations::record_model(home.as_ref(), &generation)).await;
+        if let Ok(Err(e)) = recorded {
+            tracing::warn!(error = %e, "cannot record the model's location in the index");
+        }
+    });
 }
 
 /// The largest image accepted, from the settings.

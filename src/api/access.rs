@@ -45,12 +45,22 @@ pub fn route_needs(method: &Method, route: &str, metrics_need_key: bool) -> Need
                 Open
             }
         }
-        ("/images" | "/images/{id}" | "/images/{id}/file" | "/images/{id}/thumbnail" | "/jobs" | "/jobs/{id}" | "/duplicates", true) => {
-            S(Scope::Read)
-        }
+        (
+            "/images"
+            | "/images/{id}"
+            | "/images/{id}/file"
+            | "/images/{id}/thumbnail"
+            | "/jobs"
+            | "/jobs/{id}"
+            | "/duplicates"
+            | "/reindex",
+            true,
+        ) => S(Scope::Read),
         // Searches are POSTs (a JSON body or an uploaded photo) but change nothing.
         ("/search" | "/search/image", false) if method == Method::POST => S(Scope::Read),
-        ("/ingest/image" | "/ingest/directory" | "/ingest/upload" | "/jobs/{id}/cancel", false) if method == Method::POST => {
+        ("/ingest/image" | "/ingest/directory" | "/ingest/upload" | "/jobs/{id}/cancel" | "/reindex" | "/reindex/rollback", false)
+            if method == Method::POST =>
+        {
             S(Scope::Write)
         }
         ("/images/{id}" | "/jobs/{id}", false) if method == Method::DELETE => S(Scope::Write),
@@ -271,6 +281,6 @@ mod tests {
         assert_eq!(route_needs(&Method::POST, "/jobs/{id}/cancel", false), Need::Scope(Scope::Write));
         assert_eq!(route_needs(&Method::POST, "/health", false), Need::Scope(Scope::Admin));
         assert_eq!(route_needs(&Method::PUT, "/images/{id}", false), Need::Scope(Scope::Admin));
-        assert_eq!(route_needs(&get, "/reindex", false), Need::Scope(Scope::Admin));
+        assert_eq!(route_needs(&get, "/admin/unknown", false), Need::Scope(Scope::Admin));
     }
 }

@@ -364,19 +364,99 @@ pub struct IndexStatus {
     /// Why it cannot be reached.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The index generation searches are answered from (`main` until the first re-embed).
+    pub generation: String,
+    /// A re-embed in progress: the generation it builds, with which model, and its job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reembed: Option<ReembedInfo>,
 }
 
 impl IndexStatus {
     pub fn of(engine: &crate::engine::Engine) -> Self {
         let store = engine.store_status();
+        let generation = engine.current().name.clone();
+        // Only while one is loaded here: the pointer itself is read by `/reindex`.
+        let reembed = engine.building().map(|_| engine.build_info()).and_then(|b| b.map(ReembedInfo::from));
         Self {
             images: engine.image_count(),
             backend: store.info.backend,
             location: store.info.location,
             reachable: store.reachable,
             error: store.error,
+            generation,
+            reembed,
         }
     }
+}
+
+/// A re-embed: the index generation it builds with another model, and the job filling it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReembedInfo {
+    pub generation: String,
+    pub model: String,
+    /// `fp32` or `quantized`.
+    pub precision: String,
+    /// `GET /jobs/{job_id}` shows its progress; cancelling it abandons the re-embed.
+    pub job_id: String,
+    pub started_at: String,
+}
+
+impl From<crate::engine::generations::BuildInfo> for ReembedInfo {
+    fn from(b: crate::engine::generations::BuildInfo) -> Self {
+        Self { generation: b.generation, model: b.model, precision: b.precision, job_id: b.job_id, started_at: rfc3339(b.started_at) }
+    }
+}
+
+/// Re-embed the index with another model (`POST /reindex`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReindexRequest {
+    /// The model: a directory on the server in the Hugging Face ONNX layout. Default: the
+    /// server's `--model`.
+    pub model: Option<String>,
+    /// `fp32` or `quantized`. Default: the server's `--precision`.
+    pub precision: Option<String>,
+}
+
+/// One index generation, as `GET /reindex` shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GenerationInfo {
+    pub name: String,
+    /// The model it was embedded with (empty when an older version made it).
+    pub model: String,
+    pub precision: String,
+}
+
+impl From<crate::store::GenerationRef> for GenerationInfo {
+    fn from(g: crate::store::GenerationRef) -> Self {
+        let (model, precision) = g.model.map_or_else(Default::default, |m| (m.source, m.precision));
+        Self { name: g.name, model, precision }
+    }
+}
+
+/// The index generations: the current one, the one kept for a rollback, the one being built.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GenerationsInfo {
+    pub current: GenerationInfo,
+    pub previous: Option<GenerationInfo>,
+    pub reembed: Option<ReembedInfo>,
+}
+
+impl From<crate::store::Generations> for GenerationsInfo {
+    fn from(g: crate::store::Generations) -> Self {
+        Self {
+            current: g.current.into(),
+            previous: g.previous.map(Into::into),
+            reembed: g.building.as_ref().map(|b| crate::engine::generations::BuildInfo::from(b).into()),
+        }
+    }
+}
+
+/// A re-embed just started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReindexStarted {
+    pub reembed: ReembedInfo,
+    pub job: JobInfo,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -546,8 +626,9 @@ pub struct SearchImageQuery {
 pub struct JobInfo {
     pub id: String,
     /// `directory` (index a folder), `watch` (files the folder watcher saw change, or its
-    /// reconcile pass found; `path` is the watched root) or `photo_metadata` (read the EXIF of
-    /// images indexed before it was read at ingest; its "files" are image ids).
+    /// reconcile pass found; `path` is the watched root), `photo_metadata` (read the EXIF of
+    /// images indexed before it was read at ingest; its "files" are image ids) or `reembed`
+    /// (embed every image with another model into a new index generation; "files" are image ids).
     pub kind: String,
     pub path: String,
     pub recursive: bool,

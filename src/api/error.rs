@@ -178,6 +178,10 @@ impl From<EngineError> for ApiError {
             EngineError::Image(image) => image.into(),
             EngineError::Embed(embed) => embed.into(),
             EngineError::Store(store) => store.into(),
+            EngineError::ReembedRunning { .. } => Self::new(StatusCode::CONFLICT, "reembed_running", message),
+            EngineError::NothingToReembed(_) => Self::new(StatusCode::CONFLICT, "nothing_to_reembed", message),
+            EngineError::CannotReembed(_) => Self::new(StatusCode::CONFLICT, "cannot_reembed", message),
+            EngineError::GenerationChanged => Self::new(StatusCode::SERVICE_UNAVAILABLE, "index_switching", message).retry(1),
             EngineError::Internal(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }

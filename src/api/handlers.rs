@@ -8,7 +8,7 @@ use super::dto::*;
 use super::error::{ApiError, ErrorBody};
 use super::filters;
 use super::AppState;
-use crate::engine::{SearchSpec, Term, Weighted};
+use crate::engine::{EngineError, SearchSpec, Term, Weighted};
 
 fn model_status(state: &AppState) -> ModelStatus {
     let model = state.engine.model_info();
@@ -402,6 +402,66 @@ pub async fn cancel_job(State(state): State<AppState>, Path(id): Path<String>) -
 pub async fn delete_job(State(state): State<AppState>, Path(id): Path<String>) -> Result<ApiJson<DeletedJob>, ApiError> {
     state.jobs.delete(&id).await?;
     Ok(ApiJson(DeletedJob { status: "deleted", id }))
+}
+
+/// The index generations: the one searches are answered from (and its model), the one kept for
+/// a rollback, and a re-embed in progress.
+#[utoipa::path(get, path = "/reindex", tag = "index", responses((status = 200, body = GenerationsInfo)))]
+pub async fn generations(State(state): State<AppState>) -> Result<ApiJson<GenerationsInfo>, ApiError> {
+    Ok(ApiJson(state.engine.generations()?.into()))
+}
+
+/// Re-embed every indexed image with another model into a new index generation, as a job
+/// (`GET /jobs/{id}` shows progress). Searches are answered from the current generation with
+/// its own model until the new one is complete, then it becomes current in one step; the old
+/// one is kept for `POST /reindex/rollback`. Ingests and deletes meanwhile are carried over.
+#[utoipa::path(post, path = "/reindex", tag = "index", request_body = ReindexRequest, responses(
+    (status = 202, body = ReindexStarted),
+    (status = 409, description = "A re-embed is running (`reembed_running`), or the index already uses that model (`nothing_to_reembed`)", body = ErrorBody),
+    (status = 422, description = "Unknown precision (`invalid_request`) or a model that cannot be re-embedded from (`cannot_reembed`)", body = ErrorBody)))]
+pub async fn reindex(State(state): State<AppState>, body: axum::body::Bytes) -> Result<(StatusCode, ApiJson<ReindexStarted>), ApiError> {
+    // The body is optional: no body re-embeds with the server's own `--model`.
+    let request: ReindexRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReindexRequest { model: None, precision: None }
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("request body: {e}")))?
+    };
+    let mut target = (*state.engine.embedder().options).clone();
+    if let Some(model) = request.model.filter(|m| !m.trim().is_empty()) {
+        target.source = model;
+    }
+    if let Some(precision) = request.precision {
+        target.precision = match precision.as_str() {
+            "fp32" => crate::embed::Precision::Fp32,
+            "quantized" => crate::embed::Precision::Quantized,
+            other => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_request",
+                    format!("precision must be `fp32` or `quantized`, got `{other}`"),
+                ))
+            }
+        };
+    }
+    // Checked before anything is recorded: a model that does not load must not start a build.
+    let check = target.clone();
+    let files = tokio::task::spawn_blocking(move || crate::embed::model_files::resolve(&check.source, check.precision))
+        .await
+        .map_err(|e| ApiError::from(EngineError::Internal(e.to_string())))?;
+    files.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_reembed", format!("model: {e}")))?;
+    let (job, build) = state.jobs.reembed(target).await?;
+    Ok((StatusCode::ACCEPTED, ApiJson(ReindexStarted { reembed: build.into(), job: job.into() })))
+}
+
+/// Make the index generation before the last switch current again (and the current one the
+/// previous): one step, no re-embedding. Its model is loaded first; searches are answered by the
+/// current generation until it is ready.
+#[utoipa::path(post, path = "/reindex/rollback", tag = "index", responses(
+    (status = 200, body = GenerationsInfo),
+    (status = 409, description = "No previous generation (`cannot_reembed`) or a re-embed running (`reembed_running`)", body = ErrorBody)))]
+pub async fn rollback(State(state): State<AppState>) -> Result<ApiJson<GenerationsInfo>, ApiError> {
+    state.engine.rollback().await?;
+    Ok(ApiJson(state.engine.generations()?.into()))
 }
 
 /// Prometheus metrics in the text exposition format.

@@ -82,6 +82,8 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs", get(handlers::list_jobs))
         .route("/jobs/{id}", get(handlers::get_job).delete(handlers::delete_job))
         .route("/jobs/{id}/cancel", post(handlers::cancel_job))
+        .route("/reindex", get(handlers::generations).post(handlers::reindex))
+        .route("/reindex/rollback", post(handlers::rollback))
         .route("/search", post(handlers::search))
         .route("/images", get(handlers::list_images))
         .route("/images/{id}", get(handlers::image_info).delete(handlers::delete_image))

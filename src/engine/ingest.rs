@@ -30,7 +30,12 @@ const BUSY_RETRY: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub enum Staged {
     Done(Ingested),
-    Embedded { record: ImageRecord, vector: Vec<f32> },
+    /// `generation` names the index generation whose model made `vector`.
+    Embedded {
+        record: ImageRecord,
+        vector: Vec<f32>,
+        generation: String,
+    },
 }
 
 /// The file-reading half of an ingest, done on a blocking thread.
@@ -53,22 +58,32 @@ impl Engine {
     /// Ingests a file already known to be under a root (canonical path), committing at once.
     #[tracing::instrument(level = "info", skip(self), fields(path = %path.display()))]
     pub async fn ingest_file(&self, path: PathBuf) -> Result<Ingested, EngineError> {
-        let staged = self.stage(path, WhenBusy::Refuse).await?;
-        self.commit_one(staged).await
+        loop {
+            let staged = self.stage(path.clone(), WhenBusy::Refuse).await?;
+            match self.commit_one(staged).await {
+                // Embedded by the model the index just switched away from: again with the new one.
+                Err(EngineError::GenerationChanged) => continue,
+                outcome => return outcome,
+            }
+        }
     }
 
     /// Reads, dedups, decodes and embeds a file, without writing it to the store. The file is
     /// read and decoded once; only the embedding is retried when the model is busy.
     pub async fn stage(&self, path: PathBuf, when_busy: WhenBusy) -> Result<Staged, EngineError> {
-        let model = self.model()?;
-        let store = self.store.clone();
+        let generation = self.current();
+        let model = generation.model()?;
+        let store = generation.store.clone();
         let (limits, roots) = (self.limits, self.roots.clone());
-        let prepared = self.in_decode_slot(move || prepare(&path, &roots, &limits, store.as_ref())).await?;
+        let prepared = {
+            let _writing = self.served.writable().await;
+            self.in_decode_slot(move || prepare(&path, &roots, &limits, store.as_ref())).await?
+        };
         match prepared {
             Prepared::Known(ingested) => Ok(Staged::Done(ingested)),
             Prepared::New { record, decoded } => {
                 let vector = self.embed_decoded(&model, decoded, when_busy).await?;
-                Ok(Staged::Embedded { record, vector })
+                Ok(Staged::Embedded { record, vector, generation: generation.name.clone() })
             }
         }
     }
@@ -90,22 +105,29 @@ impl Engine {
         }
     }
 
-    /// Writes staged images in one durable store write; returns what each became.
-    pub async fn commit(&self, staged: Vec<(ImageRecord, Vec<f32>)>) -> Result<(), EngineError> {
+    /// Writes images staged with generation `generation`'s model in one durable store write.
+    /// [`EngineError::GenerationChanged`] (nothing written) when the index has switched to
+    /// another model since: they must be embedded again.
+    pub async fn commit(&self, generation: &str, staged: Vec<(ImageRecord, Vec<f32>)>) -> Result<(), EngineError> {
         if staged.is_empty() {
             return Ok(());
         }
-        let store = self.store.clone();
+        let _writing = self.served.writable().await;
+        let current = self.current();
+        if current.name != generation {
+            return Err(EngineError::GenerationChanged);
+        }
+        let store = current.store.clone();
         blocking(move || Ok(store.upsert_many(&staged)?)).await?;
-        metrics::index_size(self.store.count());
+        metrics::index_size(current.store.count());
         Ok(())
     }
 
     pub(super) async fn commit_one(&self, staged: Staged) -> Result<Ingested, EngineError> {
         match staged {
             Staged::Done(ingested) => Ok(ingested),
-            Staged::Embedded { record, vector } => {
-                self.commit(vec![(record.clone(), vector)]).await?;
+            Staged::Embedded { record, vector, generation } => {
+                self.commit(&generation, vec![(record.clone(), vector)]).await?;
                 Ok(Ingested { record, outcome: IngestOutcome::Indexed })
             }
         }

@@ -172,6 +172,34 @@ impl JobManager {
         self.get(&record.id).await
     }
 
+    /// Starts re-embedding the index with `target` into a new generation, as a job (searches
+    /// keep being answered from the current generation until the new one is complete).
+    pub async fn reembed(&self, target: crate::embed::ModelOptions) -> Result<(JobView, super::generations::BuildInfo), EngineError> {
+        let label = format!("(re-embed with {})", target.source);
+        let mut record = JobRecord::queued(new_job_id(&label), label, false);
+        record.kind = JobKind::Reembed;
+        let build = self.engine.begin_build(target, &record.id).await?;
+        let saved = record.clone();
+        // Not counted against the cap: refusing it here would leave the build without its job.
+        self.with_store(move |store| store.create_job(&saved, usize::MAX)).await?;
+        self.wake.notify_one();
+        Ok((JobView::of(record), build))
+    }
+
+    /// Follows the index generations other replicas (or an interrupted run) left, every
+    /// [`super::generations::FOLLOW_EVERY`].
+    pub fn follow_generations(self: &Arc<Self>) {
+        let manager = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(super::generations::FOLLOW_EVERY).await;
+                if let Err(e) = manager.engine.follow_pointer(&manager.store).await {
+                    tracing::warn!(error = %e, "cannot follow the index generations; retrying");
+                }
+            }
+        });
+    }
+
     /// Newest first, as stored (at most a second behind the workers).
     pub async fn list(&self) -> Result<Vec<JobView>, EngineError> {
         let jobs = self.with_store(|store| store.jobs()).await?;
@@ -304,6 +332,7 @@ impl JobManager {
             // Listed by the watcher that created it; one listed again had a creator that died
             // before storing its files, which the next start's reconcile pass finds again.
             JobKind::Watch => Ok(Listing::default()),
+            JobKind::Reembed => self.engine.current_ids().await.map(|paths| Listing { paths, failures: Vec::new() }),
         }
     }
 
@@ -366,6 +395,10 @@ impl JobManager {
                     progress.finished_file(path.display().to_string(), result)
                 })
                 .await;
+            }
+            JobKind::Reembed => {
+                let window = self.engine.embedder().options.max_batch * 2;
+                self.engine.reembed_images(todo, window, &progress.stop, |id, result| progress.finished_file(id, result)).await;
             }
             // The "paths" are image ids.
             JobKind::PhotoMetadata => {
@@ -435,6 +468,12 @@ impl JobManager {
             Ok(job) => {
                 let r = &job.record;
                 tracing::info!(job = %id, ?state, indexed = r.indexed, skipped = r.skipped, failed = r.failed, error = ?r.error, "job finished");
+                if r.kind == JobKind::Reembed {
+                    // Switch to the new generation (or drop it); on failure the follower retries.
+                    if let Err(e) = self.engine.finish_build(id, state).await {
+                        tracing::error!(job = %id, error = %e, "could not finish the re-embed; retrying shortly");
+                    }
+                }
             }
             Err(_) => tracing::info!(job = %id, ?state, "job finished"),
         }

@@ -5,11 +5,13 @@
 pub mod cache_saver;
 pub mod eval;
 pub mod exclude;
+pub mod generations;
 mod ingest;
 pub mod jobs;
 pub mod metadata;
 pub mod paths;
 pub mod pipeline;
+mod reembed;
 pub mod search;
 pub mod single_flight;
 pub mod store_health;
@@ -18,14 +20,15 @@ pub mod uploads;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 pub use self::store_health::{StoreHealth, StoreStatus};
-use crate::embed::{preprocess, ClipModel, DecodeLimits, EmbedError, Embedder, ImageError, ModelState};
+use crate::embed::{preprocess, DecodeLimits, EmbedError, Embedder, ImageError, ModelState};
 use crate::metrics;
-use crate::store::{DuplicateGroup, Filter, Hit, ImageRecord, Page, SortBy, StoreError, VectorStore};
+use crate::store::{DuplicateGroup, Filter, Hit, ImageRecord, Page, SortBy, StoreError};
+use generations::{Generation, Served};
 use single_flight::SingleFlight;
 
 pub use ingest::WhenBusy;
@@ -74,6 +77,15 @@ pub enum EngineError {
     Write { path: String, message: String },
     #[error("no space left to write {path}: {message}")]
     DiskFull { path: String, message: String },
+    #[error("a re-embed is already building generation {generation} (job {job_id}); cancel that job first")]
+    ReembedRunning { generation: String, job_id: String },
+    #[error("{0}")]
+    NothingToReembed(String),
+    #[error("{0}")]
+    CannotReembed(String),
+    /// The index switched to another model while this image was embedded; it is embedded again.
+    #[error("the index switched to another model meanwhile; try again")]
+    GenerationChanged,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -150,13 +162,11 @@ impl DataDirs {
 }
 
 pub struct Engine {
-    embedder: Embedder,
-    store: Arc<dyn VectorStore>,
+    /// The generation served (a model and its vectors), and the one being built.
+    served: Served,
     roots: ImageRoots,
     limits: DecodeLimits,
     dirs: DataDirs,
-    /// Fingerprint of the model the store has been bound to in this process.
-    bound_model: Mutex<Option<String>>,
     /// Files being read and decoded at once: one per core, so decoding keeps the model fed
     /// without crowding out its threads. Shared by ingest, search by image and thumbnails, so
     /// memory for decoded pixels is bounded by cores × one decode however many requests arrive.
@@ -171,8 +181,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(embedder: Embedder, store: Arc<dyn VectorStore>, roots: ImageRoots, limits: DecodeLimits, dirs: DataDirs) -> Self {
-        metrics::index_size(store.count());
+    pub fn new(served: Served, roots: ImageRoots, limits: DecodeLimits, dirs: DataDirs) -> Self {
+        metrics::index_size(served.current().store.count());
         // Uploaded files are ours to serve like files under a root. Create the folder now so the
         // root is known by its canonical path (a symlinked data dir would otherwise not match).
         if let Err(e) = std::fs::create_dir_all(&dirs.uploads) {
@@ -196,12 +206,10 @@ impl Engine {
         });
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
-            embedder,
-            store,
+            served,
             roots,
             limits,
             dirs,
-            bound_model: Mutex::new(None),
             decoding: Arc::new(tokio::sync::Semaphore::new(cores)),
             upload_locks: uploads::HashLocks::default(),
             thumbnail_renders: SingleFlight::new(),
@@ -223,26 +231,28 @@ impl Engine {
 
     /// Starts checking the store's reachability in the background (after a first check now).
     pub fn watch_store(&self) {
-        self.store_health.check(self.store.as_ref());
-        self.store_health.watch(self.store.clone());
+        let home: Arc<dyn crate::store::VectorStore> = self.served.home.clone();
+        self.store_health.check(home.as_ref());
+        self.store_health.watch(home);
     }
 
     /// Saves the store's in-memory caches every `every` in the background (`None`: at shutdown only).
     pub fn keep_saving_caches(&self, every: Option<std::time::Duration>) {
         if let Some(every) = every {
-            cache_saver::keep_saving(self.store.clone(), every);
+            cache_saver::keep_saving(self.served.home.clone(), every);
         }
     }
 
     /// The store's backend and whether it answered the last check.
     pub fn store_status(&self) -> StoreStatus {
-        self.store_health.status(self.store.describe())
+        self.store_health.status(self.served.home.describe())
     }
 
     /// What the model is doing, for status pages.
     pub fn model_info(&self) -> ModelInfo {
-        let options = &self.embedder.options;
-        let current = self.embedder.state();
+        let generation = self.current();
+        let options = &generation.embedder.options;
+        let current = generation.embedder.state();
         let (dim, error) = match &current {
             ModelState::Ready(model) => (Some(model.dim()), None),
             ModelState::Failed(msg) => (None, Some(msg.clone())),
@@ -253,11 +263,23 @@ impl Engine {
 
     /// Fails fast (model loading or failed) before a caller sends a large body for nothing.
     pub fn ensure_model_ready(&self) -> Result<(), EngineError> {
-        self.model().map(|_| ())
+        self.current().model().map(|_| ())
     }
 
-    pub fn embedder(&self) -> &Embedder {
-        &self.embedder
+    /// The serving generation's model handle (which may still be loading).
+    pub fn embedder(&self) -> Embedder {
+        self.current().embedder.clone()
+    }
+
+    /// The generation searches are answered from: a request takes it once and uses its model
+    /// and its vectors together.
+    pub fn current(&self) -> Arc<Generation> {
+        self.served.current()
+    }
+
+    /// The generation a re-embed is building, if one is.
+    pub fn building(&self) -> Option<Arc<Generation>> {
+        self.served.next()
     }
 
     pub fn roots(&self) -> &ImageRoots {
@@ -273,18 +295,7 @@ impl Engine {
     }
 
     pub fn image_count(&self) -> usize {
-        self.store.count()
-    }
-
-    /// The loaded model, bound to the store (first use records it; another model is refused).
-    fn model(&self) -> Result<Arc<ClipModel>, EngineError> {
-        let model = self.embedder.model()?;
-        let mut bound = self.bound_model.lock().unwrap_or_else(|p| p.into_inner());
-        if bound.as_deref() != Some(model.fingerprint()) {
-            self.store.bind_model(model.fingerprint(), model.dim())?;
-            *bound = Some(model.fingerprint().to_string());
-        }
-        Ok(model)
+        self.current().store.count()
     }
 
     /// The `top_k` images closest to a text.
@@ -305,7 +316,8 @@ impl Engine {
     /// The `top_k` indexed images closest to an image that is not (and will not be) indexed.
     pub async fn search_by_image(&self, bytes: Bytes, top_k: i64) -> Result<Vec<Hit>, EngineError> {
         let k = check_top_k(top_k)?;
-        let model = self.model()?;
+        let generation = self.current();
+        let model = generation.model()?;
         let limits = self.limits;
         let prep_model = model.clone();
         let permit = self.decode_permit().await?;
@@ -315,17 +327,12 @@ impl Engine {
         })
         .await?;
         let vector = model.embed_pixels(pixels).await?;
-        self.search_vector(vector, k).await
-    }
-
-    #[tracing::instrument(level = "info", skip(self, vector))]
-    async fn search_vector(&self, vector: Vec<f32>, k: usize) -> Result<Vec<Hit>, EngineError> {
-        let store = self.store.clone();
+        let store = generation.store.clone();
         blocking(move || Ok(store.search(&vector, k)?)).await
     }
 
     pub fn image(&self, id: &str) -> Result<ImageRecord, EngineError> {
-        self.store.get(id)?.ok_or_else(|| EngineError::ImageNotFound(id.to_string()))
+        self.current().store.get(id)?.ok_or_else(|| EngineError::ImageNotFound(id.to_string()))
     }
 
     /// Identical and similar images (cosine at or above `threshold`, 0.5 to 1). Exact: every pair
@@ -334,26 +341,28 @@ impl Engine {
         if !(0.5..=1.0).contains(&threshold) {
             return Err(EngineError::InvalidSearch(format!("threshold must be between 0.5 and 1, got {threshold}")));
         }
-        let store = self.store.clone();
+        let store = self.current().store.clone();
         blocking(move || Ok(store.duplicates(threshold)?)).await
     }
 
     /// Remembers that image `id`'s content is also at `path` (for duplicate finding).
     pub async fn record_copy(&self, id: &str, path: &str) -> Result<(), EngineError> {
-        let (store, id, path) = (self.store.clone(), id.to_string(), path.to_string());
+        let _writing = self.served.writable().await;
+        let (store, id, path) = (self.current().store.clone(), id.to_string(), path.to_string());
         blocking(move || Ok(store.add_alias(&id, &path)?)).await
     }
 
     /// Ids of images whose photo metadata was never read (indexed by older versions).
     pub fn unread_photo_ids(&self) -> Result<Vec<String>, EngineError> {
-        Ok(self.store.unread_photo_ids()?)
+        Ok(self.current().store.unread_photo_ids()?)
     }
 
     /// Reads an indexed image's photo metadata from its file and stores it (no re-embedding).
     /// `false` when the file is gone (the image is marked read with no metadata).
     pub async fn refresh_photo_meta(&self, id: &str) -> Result<bool, EngineError> {
+        let _writing = self.served.writable().await;
         let record = self.image(id)?;
-        let store = self.store.clone();
+        let store = self.current().store.clone();
         let max_bytes = self.limits.max_bytes;
         let roots = self.roots.clone();
         blocking(move || {
@@ -371,18 +380,24 @@ impl Engine {
 
     /// A page of indexed images and the total count.
     pub fn list_images(&self, filter: &Filter, sort: SortBy, offset: usize, limit: usize) -> Result<Page<ImageRecord>, EngineError> {
-        Ok(self.store.list_page(filter, sort, offset, limit)?)
+        Ok(self.current().store.list_page(filter, sort, offset, limit)?)
     }
 
     /// Removes an image from the index, with its cached thumbnails and, for uploads, the stored
     /// bytes. The user's own files under the image roots are never touched.
     pub async fn delete_image(&self, id: &str) -> Result<ImageRecord, EngineError> {
+        let _writing = self.served.writable().await;
         let record = self.image(id)?;
-        let store = self.store.clone();
+        let store = self.current().store.clone();
+        // A re-embed must not carry it over either (its last catch-up would, too).
+        let building = self.building().map(|next| next.store.clone());
         let dirs = self.dirs.clone();
         let removed = record.clone();
         blocking(move || {
             store.delete(&removed.id)?;
+            if let Some(next) = building {
+                next.delete(&removed.id)?;
+            }
             thumbnails::forget(&dirs.thumbnails, &removed.id);
             let path = Path::new(&removed.path);
             if path.starts_with(&dirs.uploads) {
@@ -394,7 +409,7 @@ impl Engine {
             Ok(())
         })
         .await?;
-        metrics::index_size(self.store.count());
+        metrics::index_size(self.image_count());
         Ok(record)
     }
 
@@ -490,6 +505,7 @@ fn shared_failure(failed: &EngineError) -> EngineError {
         EngineError::Unreadable { path, message } => EngineError::Unreadable { path: path.clone(), message: message.clone() },
         EngineError::ImageNotFound(id) => EngineError::ImageNotFound(id.clone()),
         EngineError::ImageFileGone { id, path } => EngineError::ImageFileGone { id: id.clone(), path: path.clone() },
+        EngineError::GenerationChanged => EngineError::GenerationChanged,
         other => EngineError::Internal(other.to_string()),
     }
 }

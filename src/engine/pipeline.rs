@@ -84,7 +84,7 @@ pub async fn ingest_files(
     mut on_done: impl FnMut(&Path, FileResult),
 ) {
     let commit_every = (window / 2).max(1);
-    let mut batch: Vec<(PathBuf, ImageRecord, Vec<f32>)> = Vec::new();
+    let mut batch: Vec<StagedFile> = Vec::new();
     let mut in_flight = Window::default();
     let mut todo = files.into_iter();
     loop {
@@ -96,7 +96,7 @@ pub async fn ingest_files(
         let Some((path, outcome)) = in_flight.next().await else { break };
         match outcome {
             Ok(Staged::Done(ingested)) => on_done(&path, if ingested.is_new() { FileResult::Indexed } else { FileResult::Skipped }),
-            Ok(Staged::Embedded { record, vector }) => batch.push((path, record, vector)),
+            Ok(Staged::Embedded { record, vector, generation }) => batch.push((path, record, vector, generation)),
             Err(error) => on_done(&path, FileResult::Failed(error)),
         }
         // Commit when the batch is full, or when the window has drained (nothing else to wait for).
@@ -137,31 +137,58 @@ async fn wait_for_store(why: &str) {
     tokio::time::sleep(STORE_RETRY).await;
 }
 
+/// A file embedded and waiting for its batch's write: its path, record, vector and the index
+/// generation whose model made the vector.
+type StagedFile = (PathBuf, ImageRecord, Vec<f32>, String);
+
 /// Writes a batch; the same content twice in one batch is stored once.
-async fn commit_batch(engine: &Engine, batch: Vec<(PathBuf, ImageRecord, Vec<f32>)>) -> Vec<(PathBuf, FileResult)> {
-    let mut seen = HashSet::new();
+async fn commit_batch(engine: &Engine, mut batch: Vec<StagedFile>) -> Vec<(PathBuf, FileResult)> {
     let mut results = Vec::with_capacity(batch.len());
-    let mut writes = Vec::with_capacity(batch.len());
     let mut copies = Vec::new();
-    for (path, record, vector) in batch {
-        if seen.insert(record.id.clone()) {
-            results.push((path, FileResult::Indexed));
-            writes.push((record, vector));
-        } else {
-            copies.push((record.id, record.path));
-            results.push((path, FileResult::Skipped));
-        }
-    }
     loop {
-        match engine.commit(writes.clone()).await {
-            Ok(()) => break,
+        let mut seen = HashSet::new();
+        let mut indexed = Vec::with_capacity(batch.len());
+        let mut writes = Vec::with_capacity(batch.len());
+        let generation = batch.first().map(|(.., g)| g.clone()).unwrap_or_default();
+        let mut stale = Vec::new();
+        for (path, record, vector, made_by) in batch {
+            if made_by != generation {
+                stale.push(path);
+            } else if seen.insert(record.id.clone()) {
+                indexed.push(path);
+                writes.push((record, vector));
+            } else {
+                copies.push((record.id, record.path));
+                results.push((path, FileResult::Skipped));
+            }
+        }
+        batch = Vec::new();
+        match engine.commit(&generation, writes.clone()).await {
+            Ok(()) => results.extend(indexed.into_iter().map(|path| (path, FileResult::Indexed))),
+            // Embedded by the model the index has just switched away from: again with the new one.
+            Err(EngineError::GenerationChanged) => stale.extend(indexed),
             // Nothing of the batch was written (one transaction): write it again when the
             // database is back, rather than lose files that are embedded already.
-            Err(EngineError::Store(StoreError::Unavailable(why) | StoreError::StorageFull(why))) => wait_for_store(&why).await,
+            Err(EngineError::Store(StoreError::Unavailable(why) | StoreError::StorageFull(why))) => {
+                wait_for_store(&why).await;
+                batch.extend(indexed.into_iter().zip(writes).map(|(path, (record, vector))| (path, record, vector, generation.clone())));
+            }
             Err(e) => {
                 let message = e.to_string();
-                return results.into_iter().map(|(path, _)| (path, FileResult::Failed(message.clone()))).collect();
+                results.extend(indexed.into_iter().map(|path| (path, FileResult::Failed(message.clone()))));
             }
+        }
+        for path in stale {
+            match stage_file(engine, path.clone()).await {
+                Ok(Staged::Embedded { record, vector, generation }) => batch.push((path, record, vector, generation)),
+                Ok(Staged::Done(ingested)) => {
+                    results.push((path, if ingested.is_new() { FileResult::Indexed } else { FileResult::Skipped }))
+                }
+                Err(error) => results.push((path, FileResult::Failed(error))),
+            }
+        }
+        if batch.is_empty() {
+            break;
         }
     }
     for (id, path) in copies {

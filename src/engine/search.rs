@@ -74,10 +74,13 @@ impl Engine {
                 return Err(EngineError::InvalidSearch(format!("weights must be in (0, 100], got {}", term.weight)));
             }
         }
-        let model = self.model()?;
+        // One generation for the whole request: the query's model and the vectors it is
+        // compared with always belong together.
+        let generation = self.current();
+        let model = generation.model()?;
         let embed = |w: &Weighted| {
             let model = model.clone();
-            let store = self.store.clone();
+            let store = generation.store.clone();
             let w = w.clone();
             async move {
                 let (vector, truncated) = match &w.term {
@@ -96,7 +99,7 @@ impl Engine {
         let truncated = positive.iter().chain(&negative).any(|(_, _, t)| *t);
         let vector =
             combine(&positive, &negative).ok_or_else(|| EngineError::InvalidSearch("the query terms cancel each other out".into()))?;
-        let store = self.store.clone();
+        let store = generation.store.clone();
         let SearchSpec { filter, sort, offset, exact, .. } = spec;
         let page =
             blocking(move || Ok(store.search_page(&SearchQuery { vector: &vector, filter: &filter, sort, offset, limit, exact })?)).await?;

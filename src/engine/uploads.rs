@@ -115,10 +115,11 @@ impl Engine {
     }
 
     async fn store_and_index(&self, filename: &str, upload: Upload) -> Result<Ingested, EngineError> {
-        let model = self.model()?;
+        let generation = self.current();
+        let model = generation.model()?;
         let _same_content = self.upload_locks.lock(&upload.content_hash).await;
         let id = image_id(&upload.content_hash);
-        let store = self.store.clone();
+        let store = generation.store.clone();
         let hash = upload.content_hash.clone();
         if let Some(existing) = tokio::task::spawn_blocking(move || store.get(&id))
             .await
@@ -151,7 +152,12 @@ impl Engine {
         );
         (record.photo, record.photo_read) = (photo, true);
         let vector = self.embed_decoded(&model, decoded, WhenBusy::Refuse).await?;
-        self.commit_one(super::ingest::Staged::Embedded { record, vector }).await
+        let stored = record.path.clone();
+        match self.commit_one(super::ingest::Staged::Embedded { record, vector, generation: generation.name.clone() }).await {
+            // The index switched models meanwhile: the kept file is indexed with the new one.
+            Err(EngineError::GenerationChanged) => self.ingest_file(std::path::PathBuf::from(stored)).await,
+            outcome => outcome,
+        }
     }
 }
 

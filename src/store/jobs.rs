@@ -66,6 +66,9 @@ pub enum JobKind {
     /// Index files the folder watcher saw appear or change (or a reconcile pass found): the
     /// creating runner stores the listing itself, right after creating the job.
     Watch,
+    /// Embed every indexed image with another model into a new index generation (the "paths"
+    /// are image ids); when it completes, that generation becomes current.
+    Reembed,
 }
 
 /// A job as persisted and shown by the API.

@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{EmbeddedStore, JobStore, PgOptions, PgStore, StoreError, StoreOptions, VectorStore};
+use super::{EmbeddedStore, GenerationStore, JobStore, PgOptions, PgStore, StoreError, StoreOptions, VectorStore};
 
-/// A store that keeps both images and jobs: what the service runs on.
-pub trait Backend: VectorStore + JobStore {}
+/// A store that keeps images, jobs and the index generations: what the service runs on.
+pub trait Backend: VectorStore + JobStore + GenerationStore {}
 
-impl<T: VectorStore + JobStore> Backend for T {}
+impl<T: VectorStore + JobStore + GenerationStore> Backend for T {}
 
 #[derive(Debug, Clone)]
 pub enum StoreLocation {

@@ -265,7 +265,7 @@ impl Loop {
             self.debouncer.clear();
             // Cleared now: an overflow during the pass asks for another one.
             self.rescan_due = false;
-            let (roots, exclusions, store) = (self.roots.clone(), self.engine.exclusions().clone(), self.engine.store.clone());
+            let (roots, exclusions, store) = (self.roots.clone(), self.engine.exclusions().clone(), self.engine.current().store.clone());
             let ignore = self.ignore.clone();
             return Some(tokio::task::spawn_blocking(move || reconcile::compare(&roots, &exclusions, &ignore, store.as_ref())));
         }
@@ -433,8 +433,9 @@ impl Engine {
     /// another path where the same content was also seen and still is, else removed with its
     /// thumbnails), and, for a folder, every image below it. Returns the images removed.
     pub async fn forget_path(&self, path: &Path) -> Result<usize, EngineError> {
-        let (store, roots, shown) = (self.store.clone(), self.roots.clone(), path.display().to_string());
+        let (store, roots, shown) = (self.current().store.clone(), self.roots.clone(), path.display().to_string());
         let folder = path.to_path_buf();
+        let writing = self.served.writable().await;
         let (moved, doomed) = blocking(move || {
             let mut records: Vec<ImageRecord> = Vec::new();
             if let Some(record) = store.find_by_path(&shown)?.filter(|r| r.path == shown) {
@@ -466,6 +467,7 @@ impl Engine {
             Ok((moved, doomed))
         })
         .await?;
+        drop(writing);
         if moved > 0 {
             tracing::info!(images = moved, path = %path.display(), "deleted files whose content lives on at a copy now point there");
         }

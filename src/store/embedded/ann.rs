@@ -214,6 +214,13 @@ impl Ann {
         Ok((Self::wrap(index, dim, params), sidecar.generation))
     }
 
+    /// Forgets the saved index (the images it indexed are gone).
+    pub fn remove_saved(dir: &Path) {
+        for file in [INDEX_FILE, SIDECAR_FILE] {
+            let _ = std::fs::remove_file(dir.join(file));
+        }
+    }
+
     /// The database generation the saved index reflects, if there is a readable one.
     pub fn saved_generation(dir: &Path) -> Option<u64> {
         let sidecar: Sidecar = serde_json::from_slice(&std::fs::read(dir.join(SIDECAR_FILE)).ok()?).ok()?;

@@ -566,6 +566,17 @@ mod tests {
     }
 
     #[test]
+    fn the_embedded_store_passes_the_generations_conformance_suite() {
+        let dirs = std::sync::Mutex::new(Vec::new());
+        crate::store::generations::conformance::run_all(&|| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = open(dir.path());
+            dirs.lock().unwrap_or_else(|p| p.into_inner()).push(dir);
+            std::sync::Arc::new(store)
+        });
+    }
+
+    #[test]
     fn a_reopened_store_frees_every_lease_of_the_dead_process_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let long = Duration::from_secs(3600);

@@ -13,6 +13,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 mod ann;
 mod changes;
+mod generations;
 mod handle;
 mod jobs;
 mod rows;

@@ -532,4 +532,15 @@ mod tests {
             Arc::new(PgStore::connect(options).expect("test database"))
         });
     }
+
+    #[test]
+    fn the_postgres_store_passes_the_generations_conformance_suite() {
+        let n = AtomicUsize::new(0);
+        crate::store::generations::conformance::run_all(&|| {
+            let name = format!("generations_conformance_{}", n.fetch_add(1, Ordering::Relaxed));
+            let mut options = PgOptions::new(testing::fresh_database(&name));
+            options.pool_size = 4;
+            Arc::new(PgStore::connect(options).expect("test database"))
+        });
+    }
 }

@@ -8,6 +8,7 @@
 //! is [`StoreError::Unavailable`] (the API answers 503 with `Retry-After`); the pool reconnects
 //! by itself when it is back.
 
+mod generations;
 mod jobs;
 mod query;
 mod schema;
@@ -64,6 +65,9 @@ pub struct PgOptions {
     /// How long start-up waits for the database to accept connections.
     pub start_timeout: Duration,
     pub hnsw: Hnsw,
+    /// The schema this store's tables live in (`None`: the user's default, i.e. `public`);
+    /// an index generation other than the first has its own.
+    pub schema: Option<String>,
 }
 
 impl PgOptions {
@@ -74,6 +78,7 @@ impl PgOptions {
             acquire_timeout: Duration::from_secs(3),
             start_timeout: Duration::from_secs(30),
             hnsw: Hnsw::default(),
+            schema: None,
         }
     }
 }
@@ -205,15 +210,22 @@ impl PgStore {
     /// As [`connect`](Self::connect), with migrations of other rooms (the job tables) applied
     /// in the same versioned sequence.
     pub fn connect_with(options: PgOptions, extra_migrations: &[(i32, &str)]) -> Result<Self, PgError> {
-        let config = postgres::Config::from_str(&options.url).map_err(|e| PgError::BadUrl(e.to_string()))?;
+        let mut config = postgres::Config::from_str(&options.url).map_err(|e| PgError::BadUrl(e.to_string()))?;
         if config.get_dbname().is_none() && config.get_user().is_none() {
             return Err(PgError::BadUrl("no user or database given".into()));
+        }
+        if let Some(schema) = &options.schema {
+            // Its own tables first; pgvector's types stay reachable in `public`.
+            config.options(&format!("-c search_path={schema},public"));
         }
         let user = config.get_user().unwrap_or_default().to_string();
         let mut client = connect_patiently(&config, options.start_timeout).map_err(|e| match e {
             PgError::Auth { message, .. } => PgError::Auth { user: user.clone(), message },
             other => other,
         })?;
+        if let Some(schema) = &options.schema {
+            client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).map_err(classify)?;
+        }
         schema::migrate(&mut client, extra_migrations)?;
         let dim = vector_column_dim(&mut client).map_err(classify)?;
         drop(client);
