@@ -400,6 +400,12 @@ def _set_output_dims(path, dims):
 # the fast path on x86-64 (AVX2 VPMADDUBSW / AVX512-VNNI VPDPBUSD). MatMul covers every Linear
 # layer, Gather the token embedding; Conv (patch embedding) stays fp32 (see quantize_clip_onnx).
 QUANT_WEIGHT_TYPE = "QInt8"
+# SigLIP: uint8 weights (U8U8 kernels) instead. On x86-64 CPUs without VNNI (AVX2 only),
+# VPMADDUBSW adds two uint8 x int8 products in a saturating int16; SigLIP's towers reach that
+# limit: on an AVX2-only AMD EPYC the int8 image tower of the SigLIP fixture gave cos 0.962 to
+# fp32 (SigLIP 2: 0.983), with uint8 weights 0.9999 (CLIP's: 0.9994 with int8 weights). VNNI's
+# VPDPBUSD does not saturate. `reduce_range` (7-bit weights) also avoids it but cost CLIP 0.009.
+SIGLIP_QUANT_WEIGHT_TYPE = "QUInt8"
 QUANT_OP_TYPES = qz.DYNAMIC_OP_TYPES
 # What `--quantize` writes for the image tower: a variant of scripts/quantize_clip_onnx.py,
 # chosen by the measurements in BENCHMARKS.md ("int8 export variants"; the fastest one that
@@ -412,9 +418,11 @@ def quantize_onnx(src, dst, weight_type: str = QUANT_WEIGHT_TYPE):
     qz.quantize_dynamic_int8(src, dst, weight_type=weight_type)
 
 
-def quantize_towers(out_dir, vision_variant: str = VISION_QUANT_VARIANT, calibration_images=qz.DEFAULT_IMAGES):
+def quantize_towers(out_dir, vision_variant: str = VISION_QUANT_VARIANT, calibration_images=qz.DEFAULT_IMAGES,
+                    weight_type: str = QUANT_WEIGHT_TYPE):
     """Write onnx/{vision,text}_model_quantized.onnx next to the fp32 graphs. Static variants
-    calibrate on photos preprocessed with out_dir's preprocessor_config.json."""
+    calibrate on photos preprocessed with out_dir's preprocessor_config.json; dynamic ones use
+    `weight_type` (see SIGLIP_QUANT_WEIGHT_TYPE)."""
     onnx_dir = Path(out_dir) / "onnx"
     pixels = None
     if qz.VARIANTS[vision_variant][1]:
@@ -423,9 +431,12 @@ def quantize_towers(out_dir, vision_variant: str = VISION_QUANT_VARIANT, calibra
             raise FileNotFoundError(f"no calibration photos in {calibration_images}")
         pixels = qz.calibration_pixels(calib, out_dir)
     print(f"quantizing vision_model ({vision_variant}" + (f", calibrated on {len(pixels)} photos)" if pixels is not None else ")"))
-    qz.quantize_variant(vision_variant, onnx_dir / "vision_model.onnx", onnx_dir / "vision_model_quantized.onnx", pixels)
-    print(f"quantizing text_model (dynamic, weights {QUANT_WEIGHT_TYPE}, ops {QUANT_OP_TYPES})")
-    quantize_onnx(onnx_dir / "text_model.onnx", onnx_dir / "text_model_quantized.onnx")
+    if vision_variant == "dynamic":
+        quantize_onnx(onnx_dir / "vision_model.onnx", onnx_dir / "vision_model_quantized.onnx", weight_type=weight_type)
+    else:
+        qz.quantize_variant(vision_variant, onnx_dir / "vision_model.onnx", onnx_dir / "vision_model_quantized.onnx", pixels)
+    print(f"quantizing text_model (dynamic, weights {weight_type}, ops {QUANT_OP_TYPES})")
+    quantize_onnx(onnx_dir / "text_model.onnx", onnx_dir / "text_model_quantized.onnx", weight_type=weight_type)
 
 
 def copy_aux_files(src_dirs, out_dir, config=None):
@@ -642,7 +653,8 @@ def export_clip(
     copy_aux_files(list(aux_dirs), out_dir, config=clip.config if write_config else None)
     write_score_head(clip, out_dir)
     if quantize:
-        quantize_towers(out_dir, vision_quant, calibration_images)
+        weight_type = SIGLIP_QUANT_WEIGHT_TYPE if is_siglip(clip) else QUANT_WEIGHT_TYPE
+        quantize_towers(out_dir, vision_quant, calibration_images, weight_type=weight_type)
 
     results = {}
     if verify:

@@ -268,7 +268,7 @@ fn init_telemetry(log: &LogArgs, quiet: bool) -> Result<Option<opentelemetry_sdk
 async fn serve(args: ServeArgs) -> Result<()> {
     let metrics = visionquery::metrics::install();
     // The watcher (`--watch`) follows the roots for as long as it is kept.
-    let Service { router: app, store, watcher: _watcher, .. } = Service::assemble(&args, metrics).await?;
+    let Service { router: app, engine, watcher: _watcher, .. } = Service::assemble(&args, metrics).await?;
     let addr = std::net::SocketAddr::new(args.host, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(%addr, roots = ?args.common.image_roots, data_dir = %args.common.data_dir.display(), "VisionQuery listening");
@@ -282,7 +282,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     api::serve::serve(listener, app, connections, shutdown_signal()).await;
     // So the next start loads the approximate index instead of rebuilding it.
-    if let Err(e) = store.save_caches() {
+    if let Err(e) = engine.save_caches() {
         tracing::warn!(error = %e, "cannot save the approximate index; it will be rebuilt at the next start");
     }
     Ok(())

@@ -238,14 +238,19 @@ fn a_reembed_killed_mid_way_resumes_at_restart_and_leaves_nothing_out() {
 
 #[test]
 fn reindex_over_http_starts_a_build_and_says_what_it_does() {
-    let server = Server::start();
+    let mut server = Server::start();
     server.wait_ready();
     indexed(&server, 3);
-    let r = server.post_json("/reindex", &json!({ "model": "/no/such/model" }));
-    assert_eq!(r.status(), 422);
-    assert_eq!(r.json::<Value>().expect("json")["error"]["code"], "cannot_reembed");
+    for model in ["/no/such/model", "google/siglip-base-patch16-224"] {
+        let r = server.post_json("/reindex", &json!({ "model": model }));
+        assert_eq!(r.status(), 422, "{model}: a directory on the server, never a download");
+        assert_eq!(r.json::<Value>().expect("json")["error"]["code"], "cannot_reembed");
+    }
+    let r = server.post_json("/reindex", &json!({ "model": common::fixtures() }));
+    assert_eq!(r.status(), 422, "a directory without the model files");
     let r = server.post_json("/reindex", &json!({ "precision": "half" }));
-    assert_eq!(r.status(), 422);
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().expect("json")["error"]["code"], "invalid_json");
     let r = server.post("/reindex");
     assert_eq!(r.status(), 409, "the index already uses the server's model");
     assert_eq!(r.json::<Value>().expect("json")["error"]["code"], "nothing_to_reembed");
@@ -266,6 +271,37 @@ fn reindex_over_http_starts_a_build_and_says_what_it_does() {
     wait_until("the second build completes", Duration::from_secs(120), || generations(&server)["current"]["name"] == "g2");
     assert_eq!(generations(&server)["previous"]["name"], "g1");
     assert_eq!(scores(&server).len(), 3);
+
+    // The command line shows the generations and rolls back with the server stopped.
+    server.kill();
+    let data_dir = server.data_dir.clone();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_visionquery"))
+            .arg("reindex")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .output()
+            .expect("visionquery reindex");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (ok, stdout, _) = cli(&["--json"]);
+    assert!(ok);
+    let shown: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!((shown["current"]["name"].as_str(), shown["previous"]["name"].as_str()), (Some("g2"), Some("g1")));
+    let (ok, stdout, stderr) = cli(&["--rollback"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("rolled back") && stdout.contains("tiny-siglip"), "says which model to serve now: {stdout}");
+    server.model = siglip();
+    server.start_again();
+    assert_eq!(generations(&server)["current"]["name"], "g1");
+    assert_eq!(scores(&server).len(), 3, "g1 is served again, with its own model");
+    server.kill();
+    let (ok, _, stderr) = cli(&["--rollback"]);
+    assert!(ok, "{stderr}");
+    let (_, stdout, _) = cli(&["--json"]);
+    let shown: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(shown["current"]["name"], "g2", "a second rollback goes forward again");
 }
 
 #[test]

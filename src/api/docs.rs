@@ -58,6 +58,7 @@ use crate::auth::Scope;
         dto::IndexStatus,
         dto::ReembedInfo,
         dto::ReindexRequest,
+        dto::PrecisionName,
         dto::GenerationInfo,
         dto::GenerationsInfo,
         dto::ReindexStarted,

@@ -414,8 +414,16 @@ pub struct ReindexRequest {
     /// The model: a directory on the server in the Hugging Face ONNX layout. Default: the
     /// server's `--model`.
     pub model: Option<String>,
-    /// `fp32` or `quantized`. Default: the server's `--precision`.
-    pub precision: Option<String>,
+    /// Default: the server's `--precision`.
+    pub precision: Option<PrecisionName>,
+}
+
+/// A model's precision, as `--precision` spells it.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PrecisionName {
+    Fp32,
+    Quantized,
 }
 
 /// One index generation, as `GET /reindex` shows it.

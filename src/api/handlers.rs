@@ -417,8 +417,9 @@ pub async fn generations(State(state): State<AppState>) -> Result<ApiJson<Genera
 /// one is kept for `POST /reindex/rollback`. Ingests and deletes meanwhile are carried over.
 #[utoipa::path(post, path = "/reindex", tag = "index", request_body = ReindexRequest, responses(
     (status = 202, body = ReindexStarted),
+    (status = 400, description = "Not JSON, an unknown field, or an unknown precision (`invalid_json`)", body = ErrorBody),
     (status = 409, description = "A re-embed is running (`reembed_running`), or the index already uses that model (`nothing_to_reembed`)", body = ErrorBody),
-    (status = 422, description = "Unknown precision (`invalid_request`) or a model that cannot be re-embedded from (`cannot_reembed`)", body = ErrorBody)))]
+    (status = 422, description = "`model` is not a directory on the server holding a model (`cannot_reembed`)", body = ErrorBody)))]
 pub async fn reindex(State(state): State<AppState>, body: axum::body::Bytes) -> Result<(StatusCode, ApiJson<ReindexStarted>), ApiError> {
     // The body is optional: no body re-embeds with the server's own `--model`.
     let request: ReindexRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -428,19 +429,21 @@ pub async fn reindex(State(state): State<AppState>, body: axum::body::Bytes) -> 
     };
     let mut target = (*state.engine.embedder().options).clone();
     if let Some(model) = request.model.filter(|m| !m.trim().is_empty()) {
+        // A directory only: a request must not make the server download from the Hub (that
+        // is what `serve --model REPO --reembed` is for, by whoever runs the server).
+        if !std::path::Path::new(&model).is_dir() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "cannot_reembed",
+                format!("model `{model}` is not a directory on the server; give the directory of a model in the Hugging Face ONNX layout"),
+            ));
+        }
         target.source = model;
     }
     if let Some(precision) = request.precision {
-        target.precision = match precision.as_str() {
-            "fp32" => crate::embed::Precision::Fp32,
-            "quantized" => crate::embed::Precision::Quantized,
-            other => {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_request",
-                    format!("precision must be `fp32` or `quantized`, got `{other}`"),
-                ))
-            }
+        target.precision = match precision {
+            PrecisionName::Fp32 => crate::embed::Precision::Fp32,
+            PrecisionName::Quantized => crate::embed::Precision::Quantized,
         };
     }
     // Checked before anything is recorded: a model that does not load must not start a build.

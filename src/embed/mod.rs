@@ -276,12 +276,31 @@ pub struct Embedder {
     state: Arc<RwLock<ModelState>>,
     changes: watch::Sender<&'static str>,
     pub options: Arc<ModelOptions>,
+    /// Whether this model's state is the one `/metrics` shows (the served model's, not that of
+    /// a model loading for a re-embed beside it).
+    reported: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Embedder {
     /// Starts loading on a background thread and returns at once.
     pub fn load_in_background(options: ModelOptions) -> Self {
-        let embedder = Self::loading(options);
+        Self::start_loading(options, true)
+    }
+
+    /// As [`Embedder::load_in_background`], its state kept out of `/metrics` until
+    /// [`Embedder::report_state`] (a model loading beside the served one).
+    pub fn load_in_background_unreported(options: ModelOptions) -> Self {
+        Self::start_loading(options, false)
+    }
+
+    /// From now on this model's state is the one `/metrics` shows.
+    pub fn report_state(&self) {
+        self.reported.store(true, std::sync::atomic::Ordering::SeqCst);
+        crate::metrics::model_state(self.state.read().unwrap_or_else(|p| p.into_inner()).name());
+    }
+
+    fn start_loading(options: ModelOptions, reported: bool) -> Self {
+        let embedder = Self::loading(options, reported);
         let handle = embedder.clone();
         std::thread::Builder::new()
             .name("model-loader".into())
@@ -293,14 +312,21 @@ impl Embedder {
     /// Loads on this thread; for the CLI.
     pub fn load_now(options: ModelOptions) -> Result<Self, LoadError> {
         let model = ClipModel::load(&options)?;
-        let embedder = Self::loading(options);
+        let embedder = Self::loading(options, true);
         embedder.set(ModelState::Ready(Arc::new(model)));
         Ok(embedder)
     }
 
-    fn loading(options: ModelOptions) -> Self {
-        crate::metrics::model_state("loading");
-        Self { state: Arc::new(RwLock::new(ModelState::Loading)), changes: watch::channel("loading").0, options: Arc::new(options) }
+    fn loading(options: ModelOptions, reported: bool) -> Self {
+        if reported {
+            crate::metrics::model_state("loading");
+        }
+        Self {
+            state: Arc::new(RwLock::new(ModelState::Loading)),
+            changes: watch::channel("loading").0,
+            options: Arc::new(options),
+            reported: Arc::new(std::sync::atomic::AtomicBool::new(reported)),
+        }
     }
 
     fn finish_loading(&self) {
@@ -320,7 +346,9 @@ impl Embedder {
     fn set(&self, state: ModelState) {
         let name = state.name();
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = state;
-        crate::metrics::model_state(name);
+        if self.reported.load(std::sync::atomic::Ordering::SeqCst) {
+            crate::metrics::model_state(name);
+        }
         self.changes.send_replace(name);
     }
 

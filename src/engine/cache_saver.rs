@@ -5,19 +5,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::VectorStore;
+use super::Engine;
 
-/// Saves every `every` for as long as the process runs (the store skips a save when nothing
+/// Saves every `every` for as long as the process runs (a store skips a save when nothing
 /// changed since the last one).
-pub fn keep_saving(store: Arc<dyn VectorStore>, every: Duration) {
+pub fn keep_saving(engine: Arc<Engine>, every: Duration) {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await; // the first tick is immediate: the index was just loaded
         loop {
             ticks.tick().await;
-            let store = store.clone();
-            let saved = tokio::task::spawn_blocking(move || store.save_caches()).await;
+            let engine = engine.clone();
+            let saved = tokio::task::spawn_blocking(move || engine.save_caches()).await;
             match saved {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "cannot save the approximate index; trying again later"),

@@ -42,8 +42,18 @@ pub struct Generation {
 
 impl Generation {
     pub fn new(name: &str, options: ModelOptions, store: Arc<dyn VectorStore>) -> Self {
-        let model_ref = model_ref(&options);
-        Self { name: name.to_string(), model_ref, embedder: Embedder::load_in_background(options), store, bound: Mutex::new(None) }
+        Self::with_embedder(name, Embedder::load_in_background(options), store)
+    }
+
+    /// A generation being built beside the served one: its model's state stays out of
+    /// `/metrics` until it is served ([`Served::set_current`]).
+    pub fn beside(name: &str, options: ModelOptions, store: Arc<dyn VectorStore>) -> Self {
+        Self::with_embedder(name, Embedder::load_in_background_unreported(options), store)
+    }
+
+    fn with_embedder(name: &str, embedder: Embedder, store: Arc<dyn VectorStore>) -> Self {
+        let model_ref = model_ref(&embedder.options);
+        Self { name: name.to_string(), model_ref, embedder, store, bound: Mutex::new(None) }
     }
 
     /// A generation whose model is already loaded (the CLI).
@@ -127,6 +137,7 @@ impl Served {
     }
 
     pub fn set_current(&self, generation: Arc<Generation>) {
+        generation.embedder.report_state();
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = generation;
     }
 
@@ -278,7 +289,7 @@ pub fn start(home: Arc<dyn Backend>, options: ModelOptions, reembed: bool) -> Re
     if let Some(building) = &pointer.building {
         let store = open_store(&home, &building.generation.name)?;
         let next_options = ModelOptions { threads: options.threads.saturating_sub(1).max(1), ..served.options_for(&building.generation) };
-        served.set_next(Some(Arc::new(Generation::new(&building.generation.name, next_options, store))));
+        served.set_next(Some(Arc::new(Generation::beside(&building.generation.name, next_options, store))));
         if changing && building.generation.model.as_ref() != Some(&wanted) {
             tracing::warn!(building = %building.generation.name, job = %building.job_id, "a re-embed to another model is in progress; it continues (cancel its job to start this one)");
         }

@@ -236,11 +236,23 @@ impl Engine {
         self.store_health.watch(home);
     }
 
-    /// Saves the store's in-memory caches every `every` in the background (`None`: at shutdown only).
-    pub fn keep_saving_caches(&self, every: Option<std::time::Duration>) {
+    /// Saves the stores' in-memory caches every `every` in the background (`None`: at shutdown only).
+    pub fn keep_saving_caches(self: &Arc<Self>, every: Option<std::time::Duration>) {
         if let Some(every) = every {
-            cache_saver::keep_saving(self.served.home.clone(), every);
+            cache_saver::keep_saving(self.clone(), every);
         }
+    }
+
+    /// Saves what the stores of the loaded generations keep in memory (the embedded store's
+    /// approximate index), so the next start loads it instead of rebuilding it.
+    pub fn save_caches(&self) -> Result<(), StoreError> {
+        let mut stores: Vec<Arc<dyn crate::store::VectorStore>> = vec![self.served.home.clone()];
+        for generation in [Some(self.current()), self.building()].into_iter().flatten() {
+            if generation.name != crate::store::generations::MAIN {
+                stores.push(generation.store.clone());
+            }
+        }
+        stores.iter().try_for_each(|store| store.save_caches())
     }
 
     /// The store's backend and whether it answered the last check.

@@ -70,7 +70,7 @@ impl Engine {
         let home = self.served.home.clone();
         let store_name = name.clone();
         let store = blocking(move || Ok(home.open_generation(&store_name)?)).await?;
-        self.served.set_next(Some(Arc::new(Generation::new(&name, target, store))));
+        self.served.set_next(Some(Arc::new(Generation::beside(&name, target, store))));
         tracing::info!(generation = %name, model = %building.generation.model.as_ref().map_or("", |m| m.source.as_str()), job = job_id, "re-embed started");
         Ok(BuildInfo::from(&building))
     }
@@ -361,15 +361,16 @@ impl Engine {
         Ok(())
     }
 
+    /// Drops the generation first, then the pointer's mention of it: a crash in between
+    /// leaves a build whose job is over, which the next look at the pointer abandons again.
     async fn abandon_build(&self, pointer: &Generations, building: &Building) -> Result<(), EngineError> {
-        let cleared = Generations { building: None, switching: None, ..pointer.clone() };
-        if !self.replace_pointer(pointer, &cleared).await? {
-            return Ok(());
-        }
         self.served.set_next(None);
         let (home, name) = (self.served.home.clone(), building.generation.name.clone());
         blocking(move || Ok(home.drop_generation(&name)?)).await?;
-        tracing::info!(generation = %building.generation.name, "re-embed abandoned; its generation is removed");
+        let cleared = Generations { building: None, switching: None, ..pointer.clone() };
+        if self.replace_pointer(pointer, &cleared).await? {
+            tracing::info!(generation = %building.generation.name, "re-embed abandoned; its generation is removed");
+        }
         Ok(())
     }
 
@@ -430,7 +431,8 @@ impl Engine {
                 blocking(move || Ok(gens::open_store(&home, &name)?)).await?
             }
         };
-        Ok(Generation::new(&named.name, options, store))
+        // Its model's state reaches `/metrics` once it is served.
+        Ok(Generation::beside(&named.name, options, store))
     }
 
     /// Keeps this process in step with the pointer (another replica's build, switch or
