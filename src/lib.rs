@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod background;
 pub mod config;
 pub mod embed;
 pub mod engine;

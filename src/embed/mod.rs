@@ -284,13 +284,20 @@ pub struct Embedder {
 impl Embedder {
     /// Starts loading on a background thread and returns at once.
     pub fn load_in_background(options: ModelOptions) -> Self {
-        Self::start_loading(options, true)
+        Self::start_loading(options, true, false)
     }
 
-    /// As [`Embedder::load_in_background`], its state kept out of `/metrics` until
-    /// [`Embedder::report_state`] (a model loading beside the served one).
+    /// A model that will replace the served one (a rollback, or a switch another replica made):
+    /// its state kept out of `/metrics` until [`Embedder::report_state`].
     pub fn load_in_background_unreported(options: ModelOptions) -> Self {
-        Self::start_loading(options, false)
+        Self::start_loading(options, false, false)
+    }
+
+    /// A model loading beside the served one (for a re-embed): its state kept out of `/metrics`
+    /// until [`Embedder::report_state`], and its threads (created from the loader thread, so
+    /// they inherit its priority) lowered, so the served model's searches go first.
+    pub fn load_in_background_beside(options: ModelOptions) -> Self {
+        Self::start_loading(options, false, true)
     }
 
     /// From now on this model's state is the one `/metrics` shows.
@@ -299,12 +306,17 @@ impl Embedder {
         crate::metrics::model_state(self.state.read().unwrap_or_else(|p| p.into_inner()).name());
     }
 
-    fn start_loading(options: ModelOptions, reported: bool) -> Self {
+    fn start_loading(options: ModelOptions, reported: bool, lowered: bool) -> Self {
         let embedder = Self::loading(options, reported);
         let handle = embedder.clone();
         std::thread::Builder::new()
             .name("model-loader".into())
-            .spawn(move || handle.finish_loading())
+            .spawn(move || {
+                if lowered {
+                    crate::background::lower_this_thread();
+                }
+                handle.finish_loading()
+            })
             .expect("spawning the model loader thread: this is a bug or the OS is out of threads");
         embedder
     }

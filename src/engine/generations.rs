@@ -46,8 +46,16 @@ impl Generation {
     }
 
     /// A generation being built beside the served one: its model's state stays out of
-    /// `/metrics` until it is served ([`Served::set_current`]).
+    /// `/metrics` until it is served ([`Served::set_current`]), and its threads run at
+    /// background priority (they keep it once it is served: the switch cannot raise it again
+    /// without privileges; a restart does).
     pub fn beside(name: &str, options: ModelOptions, store: Arc<dyn VectorStore>) -> Self {
+        Self::with_embedder(name, Embedder::load_in_background_beside(options), store)
+    }
+
+    /// A generation about to be served instead of the current one (a rollback, or another
+    /// replica's switch): normal priority, its state out of `/metrics` until it is served.
+    pub fn replacing(name: &str, options: ModelOptions, store: Arc<dyn VectorStore>) -> Self {
         Self::with_embedder(name, Embedder::load_in_background_unreported(options), store)
     }
 

@@ -97,9 +97,17 @@ impl Engine {
     ) -> Result<Vec<f32>, EngineError> {
         let prep_model = model.clone();
         let pixels = blocking(move || Ok(prep_model.pixels(&decoded)?)).await?;
+        match when_busy {
+            WhenBusy::Wait => self.embed_pixels_waiting(model, pixels).await,
+            WhenBusy::Refuse => Ok(model.embed_pixels(pixels).await?),
+        }
+    }
+
+    /// Embeds prepared pixels, waiting for room when the model's queue is full.
+    pub(super) async fn embed_pixels_waiting(&self, model: &Arc<ClipModel>, pixels: ndarray::Array3<f32>) -> Result<Vec<f32>, EngineError> {
         loop {
             match model.embed_pixels(pixels.clone()).await {
-                Err(EmbedError::Overloaded(_)) if when_busy == WhenBusy::Wait => tokio::time::sleep(BUSY_RETRY).await,
+                Err(EmbedError::Overloaded(_)) => tokio::time::sleep(BUSY_RETRY).await,
                 outcome => return Ok(outcome?),
             }
         }

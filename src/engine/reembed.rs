@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use tokio::task::JoinSet;
 
 use super::generations::{self as gens, model_ref, BuildInfo, Generation, SWITCH_ABANDONED, SWITCH_SETTLE};
-use super::ingest::{read_at_most, WhenBusy};
+use super::ingest::read_at_most;
 use super::pipeline::FileResult;
 use super::{blocking, Engine, EngineError};
 use crate::embed::{preprocess, ClipModel, ModelOptions};
@@ -159,27 +159,29 @@ impl Engine {
     }
 
     /// Reads an indexed image's file (or stored upload) and embeds it with `model`; `None` when
-    /// the image is no longer indexed.
+    /// the image is no longer indexed. The file is read, decoded and prepared on the background
+    /// threads (and the model's own threads run at background priority), so that searches
+    /// answered meanwhile keep their latency.
     async fn reembed_one(&self, current: &Generation, model: &Arc<ClipModel>, id: &str) -> Result<Option<Reembedded>, EngineError> {
         let store = current.store.clone();
-        let (wanted, roots, limits) = (id.to_string(), self.roots.clone(), self.limits);
-        let read = self
-            .in_decode_slot(move || {
-                let Some(record) = store.get(&wanted)? else { return Ok(None) };
-                let gone = |why: String| EngineError::Unreadable { path: record.path.clone(), message: why };
-                let file = roots.open(std::path::Path::new(&record.path)).map_err(|e| gone(e.to_string()))?;
-                let bytes = read_at_most(&file, limits.max_bytes).map_err(|e| gone(e.to_string()))?;
-                if blake3::hash(&bytes).to_hex().as_str() != record.content_hash {
-                    return Err(gone("the file changed since it was indexed; index it again".into()));
-                }
-                metrics::image_decode("reembed");
-                let decoded = preprocess::decode(&bytes, &limits)?;
-                let aliases = store.aliases(&record.id)?;
-                Ok(Some((record, decoded, aliases)))
-            })
-            .await?;
-        let Some((record, decoded, aliases)) = read else { return Ok(None) };
-        let vector = self.embed_decoded(model, decoded, WhenBusy::Wait).await?;
+        let (wanted, roots, limits, prep_model) = (id.to_string(), self.roots.clone(), self.limits, model.clone());
+        let read = crate::background::run(move || -> Result<_, EngineError> {
+            let Some(record) = store.get(&wanted)? else { return Ok(None) };
+            let gone = |why: String| EngineError::Unreadable { path: record.path.clone(), message: why };
+            let file = roots.open(std::path::Path::new(&record.path)).map_err(|e| gone(e.to_string()))?;
+            let bytes = read_at_most(&file, limits.max_bytes).map_err(|e| gone(e.to_string()))?;
+            if blake3::hash(&bytes).to_hex().as_str() != record.content_hash {
+                return Err(gone("the file changed since it was indexed; index it again".into()));
+            }
+            metrics::image_decode("reembed");
+            let pixels = prep_model.pixels(&preprocess::decode(&bytes, &limits)?)?;
+            let aliases = store.aliases(&record.id)?;
+            Ok(Some((record, pixels, aliases)))
+        })
+        .await
+        .ok_or_else(|| EngineError::Internal("the background thread pool stopped".into()))??;
+        let Some((record, pixels, aliases)) = read else { return Ok(None) };
+        let vector = self.embed_pixels_waiting(model, pixels).await?;
         Ok(Some(Reembedded { record, vector, aliases }))
     }
 
@@ -432,7 +434,7 @@ impl Engine {
             }
         };
         // Its model's state reaches `/metrics` once it is served.
-        Ok(Generation::beside(&named.name, options, store))
+        Ok(if building { Generation::beside(&named.name, options, store) } else { Generation::replacing(&named.name, options, store) })
     }
 
     /// Keeps this process in step with the pointer (another replica's build, switch or
