@@ -46,6 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
+    add_output_arguments, command_line,
     DEFAULT_CACHE, REPO, SCRIPTS, CpuMonitor, ServerProcess, add_server_arguments, build_binary, ensure_checkpoint,
     fmt, free_port, http, jpegs, load_queries, log, machine_line, pct, process_stats, publish, reference_python,
     reproduce_footer, rerender_saved, run_directory_job, stamp_results, tagged_jpeg, wait_quiet,
@@ -304,8 +305,7 @@ def parse_args(argv):
     add_server_arguments(ap, images_help="photos the indexed files are made from")
     ap.add_argument("--wait-quiet", type=float, default=300,
                     help="wait up to this many seconds for other benchmarks/builds before measuring (default 300)")
-    ap.add_argument("--no-write", "--no-markdown", dest="no_write", action="store_true", help="do not rewrite BENCHMARKS.md")
-    ap.add_argument("--from-json", type=Path, help="measure nothing: re-render BENCHMARKS.md from a saved results file")
+    add_output_arguments(ap)
     args = ap.parse_args(argv)
     args.model, args.target = args.model.resolve(), args.target.resolve()
     return args
@@ -315,7 +315,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.from_json:
         return rerender_saved(args.from_json, render, SECTION, HEADING, write=not args.no_write)
-    command = "python3 scripts/bench_reembed.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    command = command_line("bench_reembed.py", argv)
     ckpt_state = f"{ensure_checkpoint(args.model, args.config)}; target {ensure_target(args.target)}"
     binary = args.binary.resolve() if args.binary else build_binary(no_build=False)
     queries = load_queries()

@@ -62,6 +62,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import (  # noqa: E402
+    add_output_arguments, command_line,
     DEFAULT_CAPTIONS, add_server_arguments, CpuMonitor, ServerProcess, build_binary,
     ensure_checkpoint, fmt, free_port, load_queries, log, machine_line, pct, process_stats,
     jpegs, publish, rerender_saved, reproduce_footer, run_directory_job, stamp_results, tagged_jpeg, thread_names,
@@ -845,9 +846,7 @@ def parse_args(argv):
     ap.add_argument("--wait-quiet", type=float, default=300,
                     help="wait up to this many seconds for other benchmarks/builds to finish before building and "
                          "before the clock starts (default 300; 0 = don't wait)")
-    ap.add_argument("--no-write", "--no-markdown", dest="no_write", action="store_true",
-                    help="do not rewrite BENCHMARKS.md")
-    ap.add_argument("--from-json", type=Path, help="measure nothing: re-render BENCHMARKS.md from a saved results file")
+    add_output_arguments(ap)
     args = ap.parse_args(argv)
     args.model = args.model.resolve()
     return args
@@ -885,7 +884,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.from_json:
         return rerender_saved(args.from_json, render, SECTION, HEADING, write=not args.no_write)
-    command = "python3 scripts/bench_soak.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    command = command_line("bench_soak.py", argv)
     # SIGTERM/SIGINT: during the soak, end it early and report; before it, stop (finally blocks
     # stop the server).
     signal.signal(signal.SIGTERM, on_signal)

@@ -379,6 +379,17 @@ CHECKPOINT_FILES = ["config.json", "tokenizer.json", "preprocessor_config.json",
                     "onnx/vision_model_quantized.onnx", "onnx/text_model_quantized.onnx"]
 
 
+def add_output_arguments(ap) -> None:
+    """--no-write and --from-json, as every benchmark with a BENCHMARKS.md section takes them."""
+    ap.add_argument("--no-write", "--no-markdown", dest="no_write", action="store_true", help="do not rewrite BENCHMARKS.md")
+    ap.add_argument("--from-json", type=Path, help="measure nothing: re-render BENCHMARKS.md from a saved results file")
+
+
+def command_line(script: str, argv) -> str:
+    """How the running benchmark was invoked, for its reproduce footer."""
+    return f"python3 scripts/{script}" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+
+
 def add_server_arguments(ap, images_help: str) -> None:
     """The options of the benchmarks that run a visionquery server on the random ViT-B/32."""
     ap.add_argument("--binary", type=Path, help="visionquery binary to run (default: cargo build --release)")
