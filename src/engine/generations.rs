@@ -49,7 +49,9 @@ impl Generation {
     /// `/metrics` until it is served ([`Served::set_current`]), and its threads run at
     /// background priority (they keep it once it is served: the switch cannot raise it again
     /// without privileges; a restart does).
+    /// It also gets one thread less than `options` says (at least one), so queries keep a core.
     pub fn beside(name: &str, options: ModelOptions, store: Arc<dyn VectorStore>) -> Self {
+        let options = ModelOptions { threads: options.threads.saturating_sub(1).max(1), ..options };
         Self::with_embedder(name, Embedder::load_in_background_beside(options), store)
     }
 
@@ -296,7 +298,7 @@ pub fn start(home: Arc<dyn Backend>, options: ModelOptions, reembed: bool) -> Re
     let served = Served::new(home.clone(), Generation::new(&pointer.current.name, current_options, store), options.clone());
     if let Some(building) = &pointer.building {
         let store = open_store(&home, &building.generation.name)?;
-        let next_options = ModelOptions { threads: options.threads.saturating_sub(1).max(1), ..served.options_for(&building.generation) };
+        let next_options = served.options_for(&building.generation);
         served.set_next(Some(Arc::new(Generation::beside(&building.generation.name, next_options, store))));
         if changing && building.generation.model.as_ref() != Some(&wanted) {
             tracing::warn!(building = %building.generation.name, job = %building.job_id, "a re-embed to another model is in progress; it continues (cancel its job to start this one)");

@@ -37,11 +37,6 @@ impl Engine {
     /// Starts building a generation for `target` and records it in the pointer with the job
     /// that will fill it (`job_id`). The model loads in the background.
     pub(crate) async fn begin_build(&self, target: ModelOptions, job_id: &str) -> Result<BuildInfo, EngineError> {
-        let served_options = self.served.options.clone();
-        // The build shares the machine with live searches: it gets one thread less than the
-        // served model (at least one), so queries keep a core.
-        let threads = served_options.threads.saturating_sub(1).max(1);
-        let target = ModelOptions { threads, ..target };
         let target_ref = model_ref(&target);
         let _changing = self.served.changing.lock().await;
         let current = self.current();
@@ -422,10 +417,7 @@ impl Engine {
     /// Loads a generation the pointer names; a `building` one's model gets one thread less
     /// than the served model's, so searches keep a core while it embeds.
     async fn load_generation(&self, named: &GenerationRef, building: bool) -> Result<Generation, EngineError> {
-        let mut options = self.served.options_for(named);
-        if building {
-            options.threads = options.threads.saturating_sub(1).max(1);
-        }
+        let options = self.served.options_for(named);
         let store = match self.served.previous_store(&named.name) {
             Some(store) => store,
             None => {
