@@ -5,9 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-test-deps.sh
+took() { echo "[ops-checks] $1 done at ${SECONDS} s"; }
 
 bash tests/ops/check_compose.sh
+took check_compose
 bash tests/ops/check_proxy.sh
+took check_proxy
 python3 tests/ops/check_dockerfile.py
 python3 tests/ops/check_dashboard_metrics.py --self-test
 
@@ -29,11 +32,15 @@ source scripts/lib/wait-ready.sh
 wait_ready "$url" "$server" "$work/server.log"
 
 VQ_URL="$url" bash tests/ops/prometheus_scrape.sh
+took prometheus_scrape
 VQ_URL="$url" bash tests/ops/prometheus_replicas.sh
+took prometheus_replicas
 python3 tests/ops/check_dashboard_metrics.py --metrics-url "$url/metrics"
 # The API contract (Schemathesis) against its own server, started with an API key.
 VQ_BIN="$bin" bash tests/ops/check_contract.sh
+took check_contract
 
 if [ -x tests/e2e/run.sh ]; then
   VQ_BIN="$bin" bash tests/e2e/run.sh
+  took run
 fi

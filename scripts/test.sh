@@ -6,6 +6,9 @@
 #   scripts/test.sh --rust     only `cargo test`
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each phase says how long it took, so a slow CI run shows where its time went.
+phase_start=$SECONDS
+phase() { echo "== $1 (previous phase took $((SECONDS - phase_start)) s; $SECONDS s in all)"; phase_start=$SECONDS; }
 
 ./scripts/install-runtime.sh
 # NumPy for the reference implementations some tests compare with (`visionquery eval`).
@@ -14,18 +17,19 @@ PYTHONPATH=.runtime/python python3 -c 'import numpy' 2>/dev/null \
 source scripts/build-env.sh
 # A real PostgreSQL + pgvector for the PostgreSQL store's tests (installed from PyPI, run as an
 # unprivileged user on loopback), stopped again when the tests end.
-echo "== PostgreSQL $(./scripts/pg.sh start)"
+phase "PostgreSQL $(./scripts/pg.sh start)"
 trap './scripts/pg.sh stop' EXIT
 
-echo "== cargo test"
+phase "cargo test"
 cargo test --locked "${CARGO_FEATURE_FLAGS[@]}" 2>&1
 
 if [ "${1:-}" = "--rust" ]; then
   exit 0
 fi
 
-echo "== fuzzing (what parses untrusted bytes, 30 s per target; SECURITY.md has the long runs)"
+phase "fuzzing (what parses untrusted bytes, 30 s per target; SECURITY.md has the long runs)"
 ./scripts/fuzz.sh 30
 
-echo "== operational checks"
+phase "operational checks"
 ./scripts/ops-checks.sh
+phase "done"
