@@ -40,7 +40,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
 import quantize_clip_onnx as qz  # noqa: E402
 
-SECTION = "int8"  # <!-- bench:int8:start/end --> in BENCHMARKS.md
+SECTION = "int8"  # <!-- bench:int8:start/end --> in BENCHMARKS.md (AVX-512 VNNI machines)
+
+
+def section_for(machine: dict) -> str:
+    """Int8 speed depends on the instruction sets, so each kernel family keeps its own table:
+    `int8` for AVX-512 VNNI (the first measured), `int8-avx2` and so on for the others."""
+    label = isa_label(machine)
+    return SECTION if label == "AVX-512 VNNI" else "int8-" + label.lower().replace(" ", "-").replace("(", "").replace(")", "")
+
 HEADING = "## int8 export variants"
 MIN_COS = 0.999  # fidelity bar for an export to be kept
 INT8_VARIANTS = ["dynamic", "dynamic_per_channel", "static_qdq", "static_qdq_per_channel", "static_qdq_linear",
@@ -399,7 +407,7 @@ def main(argv=None) -> int:
         "fidelity": fid, "summary": summary, "avx2_emulated": emulated,
         "raw": {f"{n}@{b}": v for (n, b), v in raw.items()},
     }
-    bl.publish(res, res["json_name"], render(res), SECTION, HEADING, markdown=not args.no_markdown)
+    bl.publish(res, res["json_name"], render(res), section_for(machine), HEADING, markdown=not args.no_markdown)
     return 0
 
 

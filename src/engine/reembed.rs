@@ -21,7 +21,7 @@ use super::pipeline::FileResult;
 use super::{blocking, Engine, EngineError};
 use crate::embed::{preprocess, ClipModel, ModelOptions};
 use crate::metrics;
-use crate::store::{Building, GenerationRef, Generations, ImageRecord, JobState, JobStore, VectorStore};
+use crate::store::{exported, Building, GenerationRef, Generations, ImageRecord, JobState, JobStore, VectorStore};
 
 /// Images read per page when listing or comparing generations.
 const PAGE: usize = 512;
@@ -73,18 +73,7 @@ impl Engine {
     /// Ids of the current generation's images, for a re-embed job's listing.
     pub(crate) async fn current_ids(&self) -> Result<Vec<String>, EngineError> {
         let store = self.current().store.clone();
-        blocking(move || {
-            let mut ids = Vec::with_capacity(store.count());
-            let mut after: Option<String> = None;
-            loop {
-                let page = store.export_after(after.as_deref(), PAGE)?;
-                let Some((last, _)) = page.last() else { break };
-                after = Some(last.id.clone());
-                ids.extend(page.into_iter().map(|(record, _)| record.id));
-            }
-            Ok(ids)
-        })
-        .await
+        blocking(move || Ok(exported(store.as_ref(), PAGE).map(|item| item.map(|(record, _)| record.id)).collect::<Result<_, _>>()?)).await
     }
 
     /// Embeds the images `ids` of the current generation with the building one's model and
@@ -218,45 +207,33 @@ impl Engine {
         let (from, into) = (current.store.clone(), next.store.clone());
         let missing = blocking(move || {
             let mut missing = Vec::new();
-            let (mut after_a, mut after_b): (Option<String>, Option<String>) = (None, None);
-            let (mut page_a, mut page_b) = (Vec::new().into_iter().peekable(), Vec::new().into_iter().peekable());
-            let (mut done_a, mut done_b) = (false, false);
+            let (mut have, mut built) = (exported(from.as_ref(), PAGE).peekable(), exported(into.as_ref(), PAGE).peekable());
+            // A merge of two id-ordered walks: the current side alone is missing from the build,
+            // the build's side alone was deleted since.
             loop {
-                if page_a.peek().is_none() && !done_a {
-                    let page = from.export_after(after_a.as_deref(), PAGE)?;
-                    done_a = page.len() < PAGE;
-                    after_a = page.last().map(|(r, _)| r.id.clone()).or(after_a);
-                    page_a = page.into_iter().peekable();
-                }
-                if page_b.peek().is_none() && !done_b {
-                    let page = into.export_after(after_b.as_deref(), PAGE)?;
-                    done_b = page.len() < PAGE;
-                    after_b = page.last().map(|(r, _)| r.id.clone()).or(after_b);
-                    page_b = page.into_iter().peekable();
-                }
-                match (page_a.peek(), page_b.peek()) {
+                // A side that failed to read is taken next, so its error ends the merge.
+                let order = match (have.peek(), built.peek()) {
                     (None, None) => break,
-                    (Some(_), None) => missing.push(page_a.next().expect("peeked").0.id),
-                    (None, Some(_)) => {
-                        into.delete(&page_b.next().expect("peeked").0.id)?;
+                    (Some(_), None) | (Some(Err(_)), _) => std::cmp::Ordering::Less,
+                    (None, Some(_)) | (_, Some(Err(_))) => std::cmp::Ordering::Greater,
+                    (Some(Ok((a, _))), Some(Ok((b, _)))) => a.id.cmp(&b.id),
+                };
+                match order {
+                    std::cmp::Ordering::Less => missing.push(have.next().expect("peeked")?.0.id),
+                    std::cmp::Ordering::Greater => {
+                        into.delete(&built.next().expect("peeked")?.0.id)?;
                     }
-                    (Some((a, _)), Some((b, _))) => match a.id.cmp(&b.id) {
-                        std::cmp::Ordering::Less => missing.push(page_a.next().expect("peeked").0.id),
-                        std::cmp::Ordering::Greater => {
-                            into.delete(&page_b.next().expect("peeked").0.id)?;
-                        }
-                        std::cmp::Ordering::Equal => {
-                            let (a, _) = page_a.next().expect("peeked");
-                            let (b, vector) = page_b.next().expect("peeked");
-                            if a != b {
-                                if a.content_hash == b.content_hash {
-                                    into.upsert(&a, &vector)?;
-                                } else {
-                                    missing.push(a.id);
-                                }
+                    std::cmp::Ordering::Equal => {
+                        let (a, _) = have.next().expect("peeked")?;
+                        let (b, vector) = built.next().expect("peeked")?;
+                        if a != b {
+                            if a.content_hash == b.content_hash {
+                                into.upsert(&a, &vector)?;
+                            } else {
+                                missing.push(a.id);
                             }
                         }
-                    },
+                    }
                 }
             }
             Ok(missing)

@@ -27,6 +27,7 @@ pub fn conformance_record(id: &str) -> ImageRecord {
 }
 pub mod duplicates;
 pub mod embedded;
+pub mod export;
 pub mod filter;
 pub mod generations;
 pub mod jobs;
@@ -41,6 +42,7 @@ use time::OffsetDateTime;
 
 pub use duplicates::{DuplicateGroup, DuplicateKind};
 pub use embedded::{AnnOrigin, AnnParams, EmbeddedStore, StoreOptions};
+pub use export::{exported, Exported};
 pub use filter::{Filter, Near, SortBy};
 pub use generations::{Building, GenerationRef, GenerationStore, Generations, ModelRef};
 pub use jobs::{
