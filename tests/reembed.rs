@@ -18,6 +18,11 @@ const HALF: f64 = 3e-3;
 
 const QUERY: &str = "a dog running on the beach";
 
+/// How long a build may take. Builds run at background priority, so while the other tests of
+/// this file (or anything else) keep both cores busy they get little CPU: a generous limit that
+/// only a build that never ends reaches.
+const BUILD_LIMIT: Duration = Duration::from_secs(300);
+
 fn clip() -> PathBuf {
     common::tiny_model()
 }
@@ -82,6 +87,36 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Threads of process `pid` running at lowered priority (nice > 0), other than the background
+/// pool's, which decodes for builds and stays lowered by design.
+fn lowered_threads(pid: u32) -> Vec<String> {
+    let mut lowered = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads").flatten() {
+        // A thread that ended meanwhile has no stat to read.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        // "tid (name) state ...": the name may hold spaces; nice is field 19, the 17th after the name.
+        let (head, rest) = stat.rsplit_once(')').expect("a stat line");
+        let name = head.split_once('(').map_or("", |(_, name)| name);
+        let nice: i64 = rest.split_whitespace().nth(16).and_then(|n| n.parse().ok()).expect("the nice field");
+        if nice > 0 && !name.starts_with("background-") {
+            lowered.push(format!("{name} (nice {nice})"));
+        }
+    }
+    lowered
+}
+
+/// Once a build is served, its model runs at normal priority with every thread: the build's
+/// niced copy is gone.
+fn served_at_full_priority(server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut lowered = lowered_threads(server.pid());
+    while !lowered.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        lowered = lowered_threads(server.pid());
+    }
+    assert!(lowered.is_empty(), "{}: threads still at background priority after the switch: {lowered:?}", server.url);
+}
+
 /// The scores a server running `model` alone gives for the same files.
 fn reference_scores(model: &Path, files: &[PathBuf]) -> HashMap<String, f64> {
     let server = Server::start_with(model, &[]);
@@ -140,7 +175,7 @@ fn a_reembed_switches_models_in_the_background_and_no_search_mixes_them() {
     let mut ingested_late = false;
     let gone = files[0].clone();
     let gone_id = server.ingest(&gone)["id"].as_str().expect("id").to_string();
-    wait_until("the new generation becomes current", Duration::from_secs(120), || {
+    wait_until("the new generation becomes current", BUILD_LIMIT, || {
         let got = scores(&server);
         assert!(!got.is_empty(), "search never returns an empty index");
         let model = made_by(&got, &[("clip", &clip_scores), ("siglip", &siglip_scores)]);
@@ -165,6 +200,7 @@ fn a_reembed_switches_models_in_the_background_and_no_search_mixes_them() {
     let health: Value = server.get("/health").json().expect("json");
     assert_eq!(health["index"]["generation"], "g1");
     assert!(health["model"]["source"].as_str().expect("source").ends_with("tiny-siglip"));
+    served_at_full_priority(&server);
     if let Some(job_id) = job_id {
         let job: Value = server.get(&format!("/jobs/{job_id}")).json().expect("job");
         assert_eq!(job["kind"], "reembed");
@@ -211,7 +247,7 @@ fn a_reembed_killed_mid_way_resumes_at_restart_and_leaves_nothing_out() {
     server.extra_args.extend(["--reembed".into(), "--max-batch".into(), "1".into(), "--job-lease-secs".into(), "2".into()]);
     server.start_again();
     let job_id = generations(&server)["reembed"]["job_id"].as_str().expect("a re-embed in progress").to_string();
-    wait_until("the re-embed is part-way", Duration::from_secs(120), || {
+    wait_until("the re-embed is part-way", BUILD_LIMIT, || {
         let job: Value = server.get(&format!("/jobs/{job_id}")).json().expect("job");
         job["done"].as_u64().unwrap_or(0) >= 20
     });
@@ -263,12 +299,12 @@ fn reindex_over_http_starts_a_build_and_says_what_it_does() {
     assert_eq!(started["job"]["kind"], "reembed");
     let again = server.post_json("/reindex", &json!({ "model": siglip() }));
     assert!(matches!(again.status().as_u16(), 409), "one re-embed at a time");
-    wait_until("the build completes", Duration::from_secs(120), || generations(&server)["current"]["name"] == "g1");
+    wait_until("the build completes", BUILD_LIMIT, || generations(&server)["current"]["name"] == "g1");
     assert_eq!(scores(&server).len(), 3);
     // A second switch drops the generation before the previous one.
     let r = server.post_json("/reindex", &json!({ "model": clip() }));
     assert_eq!(r.status(), 202);
-    wait_until("the second build completes", Duration::from_secs(120), || generations(&server)["current"]["name"] == "g2");
+    wait_until("the second build completes", BUILD_LIMIT, || generations(&server)["current"]["name"] == "g2");
     assert_eq!(generations(&server)["previous"]["name"], "g1");
     assert_eq!(scores(&server).len(), 3);
 
@@ -353,7 +389,7 @@ fn on_postgresql_a_reembed_switches_every_replica_and_keeps_what_they_ingest() {
     // Replica B (started with the old model) follows the pointer: it answers with one model at
     // a time throughout, takes ingests meanwhile, and ends on the new generation.
     let late_id = b.ingest(&late)["id"].as_str().expect("id").to_string();
-    wait_until("replica B follows the switch", Duration::from_secs(120), || {
+    wait_until("replica B follows the switch", BUILD_LIMIT, || {
         let got = scores(&b);
         assert!(
             made_by_within(&got, &[("clip", &clip_scores), ("siglip", &siglip_scores)], HALF).is_some(),
@@ -374,6 +410,7 @@ fn on_postgresql_a_reembed_switches_every_replica_and_keeps_what_they_ingest() {
         assert!(off.is_empty(), "{}: scores not the new model's: {off:?}", server.url);
     }
     for server in [&a, &b] {
+        served_at_full_priority(server);
         let job: Value = server.get(&format!("/jobs/{job_id}")).json().expect("job");
         assert_eq!((job["state"].as_str(), job["done"].as_u64(), job["failed"].as_u64()), (Some("completed"), Some(10), Some(0)), "{job}");
     }

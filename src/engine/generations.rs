@@ -47,9 +47,8 @@ impl Generation {
 
     /// A generation being built beside the served one: its model's state stays out of
     /// `/metrics` until it is served ([`Served::set_current`]), and its threads run at
-    /// background priority (they keep it once it is served: the switch cannot raise it again
-    /// without privileges; a restart does).
-    /// It also gets one thread less than `options` says (at least one), so queries keep a core.
+    /// background priority, with one thread less than `options` says (at least one), so queries
+    /// keep a core. The switch serves a copy loaded at normal priority with every thread.
     pub fn beside(name: &str, options: ModelOptions, store: Arc<dyn VectorStore>) -> Self {
         let options = ModelOptions { threads: options.threads.saturating_sub(1).max(1), ..options };
         Self::with_embedder(name, Embedder::load_in_background_beside(options), store)

@@ -142,6 +142,16 @@ impl Engine {
         Ok((self.current(), next, model))
     }
 
+    /// The built generation `next` as it is to be served: over the same store, its model loaded
+    /// again at normal priority with the served model's threads. The build's copy runs niced with
+    /// one thread less, and a process cannot raise its threads' priority again without privileges.
+    async fn served_copy(&self, named: &GenerationRef, next: &Arc<Generation>) -> Result<Arc<Generation>, EngineError> {
+        let serving = Arc::new(Generation::replacing(&next.name, self.served.options_for(named), next.store.clone()));
+        serving.embedder.wait_loaded().await?;
+        serving.model()?;
+        Ok(serving)
+    }
+
     /// Reads an indexed image's file (or stored upload) and embeds it with `model`; `None` when
     /// the image is no longer indexed. The file is read, decoded and prepared on the background
     /// threads (and the model's own threads run at background priority), so that searches
@@ -278,6 +288,8 @@ impl Engine {
         let (current, next, model) = self.build_parts().await?;
         let caught = self.catch_up(&current, &next, &model).await?;
         tracing::info!(images = caught, "re-embed caught up with changes made during the build");
+        // Loaded before writes pause, so the pause stays as short as the last catch-up.
+        let serving = self.served_copy(&building.generation, &next).await?;
         // Announce the switch so that every replica pauses its writes, then take in the last ones.
         let announced = Generations { switching: Some(OffsetDateTime::now_utc()), ..pointer.clone() };
         if !self.replace_pointer(&pointer, &announced).await? {
@@ -289,7 +301,7 @@ impl Engine {
         }
         self.served.set_switching_here(true);
         self.served.close_writes().await;
-        let switched = self.switch(&announced, &building, current.clone(), next.clone(), &model).await;
+        let switched = self.switch(&announced, &building, current.clone(), (next.clone(), serving), &model).await;
         if switched.is_err() {
             // Let the pointer go back to building, so a later attempt (or a replica) retries.
             let reopened = Generations { switching: None, ..announced.clone() };
@@ -300,13 +312,14 @@ impl Engine {
         switched
     }
 
-    /// With writes paused: the last catch-up, then the pointer names the new generation current.
+    /// With writes paused: the last catch-up into the build (`next`), then the pointer names the
+    /// new generation current and `serving` (the same store, its model at full strength) answers.
     async fn switch(
         &self,
         announced: &Generations,
         building: &Building,
         current: Arc<Generation>,
-        next: Arc<Generation>,
+        (next, serving): (Arc<Generation>, Arc<Generation>),
         model: &Arc<ClipModel>,
     ) -> Result<(), EngineError> {
         let caught = self.catch_up(&current, &next, model).await?;
@@ -321,7 +334,7 @@ impl Engine {
         if !self.replace_pointer(announced, &switched).await? {
             return Err(EngineError::CannotReembed("the index generations changed during the switch".into()));
         }
-        self.served.set_current(next);
+        self.served.set_current(serving);
         self.served.set_next(None);
         self.served.keep_previous(current);
         metrics::index_size(self.image_count());
@@ -433,7 +446,7 @@ impl Engine {
     async fn follow(&self, pointer: &Generations, jobs: &Arc<dyn JobStore>) -> Result<(), EngineError> {
         if pointer.current.name != self.current().name {
             let generation = match self.building().filter(|next| next.name == pointer.current.name) {
-                Some(next) => next,
+                Some(next) => self.served_copy(&pointer.current, &next).await?,
                 None => Arc::new(self.load_generation(&pointer.current, false).await?),
             };
             generation.embedder.wait_loaded().await?;
