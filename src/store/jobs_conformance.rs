@@ -13,6 +13,9 @@ use super::StoreError;
 pub type Open<'a> = &'a (dyn Fn() -> Arc<dyn JobStore> + Sync);
 
 const LONG: Duration = Duration::from_secs(3600);
+/// A lease the cases let expire. Long enough that a busy machine (CI runs the suite's tests side
+/// by side) does not let it lapse between two calls that expect it held.
+const SHORT_LEASE: Duration = Duration::from_millis(1000);
 
 /// Runs every case.
 pub fn run_all(open: Open) {
@@ -142,12 +145,12 @@ fn two_owners_never_get_the_same_chunk(open: Open) {
 fn an_expired_lease_hands_the_chunk_over_with_its_recorded_files(open: Open) {
     let store = open();
     listed_job(store.as_ref(), "j", 10);
-    let short = Duration::from_millis(300);
+    let short = SHORT_LEASE;
     let first = store.claim_chunk("crashed", short).unwrap().unwrap();
     let status = store.record_progress(&first.chunk, "crashed", short, &indexed(&first.paths[..3])).unwrap();
     assert!(status.held && !status.should_stop(), "{status:?}");
     assert!(store.claim_chunk("other", short).unwrap().is_none(), "a live lease is not taken");
-    thread::sleep(Duration::from_millis(450));
+    thread::sleep(SHORT_LEASE + Duration::from_millis(150));
     let taken = store.claim_chunk("other", LONG).unwrap().expect("an expired lease is taken over");
     assert_eq!(taken.chunk, first.chunk);
     assert_eq!(taken.done, first.paths[..3].iter().cloned().collect::<HashSet<_>>(), "recorded files are not done again");
@@ -231,7 +234,7 @@ fn cancel_stops_queued_jobs_at_once_and_running_ones_when_the_last_worker_lets_g
 
 fn a_cancelled_job_whose_workers_died_ends_at_the_next_claim(open: Open) {
     let store = open();
-    let short = Duration::from_millis(300);
+    let short = SHORT_LEASE;
     listed_job(store.as_ref(), "j", 4);
     store.claim_chunk("dead", short).unwrap().unwrap();
     assert_eq!(store.cancel_job("j").unwrap().unwrap().state, JobState::Cancelling);
@@ -239,7 +242,7 @@ fn a_cancelled_job_whose_workers_died_ends_at_the_next_claim(open: Open) {
     store.create_job(&JobRecord::queued("k".into(), "/k".into(), false), 10).unwrap();
     assert_eq!(store.claim_listing("dead", short).unwrap().unwrap().id, "k");
     assert_eq!(store.cancel_job("k").unwrap().unwrap().state, JobState::Cancelling);
-    thread::sleep(Duration::from_millis(450));
+    thread::sleep(SHORT_LEASE + Duration::from_millis(150));
     assert!(store.claim_chunk("alive", LONG).unwrap().is_none());
     assert!(store.claim_listing("alive", LONG).unwrap().is_none());
     for id in ["j", "k"] {
@@ -417,7 +420,9 @@ fn nothing_is_recorded_after_a_job_reads_cancelled_however_claims_race_the_cance
 /// lists the job meanwhile; once it stops renewing, the lease expires and another takes over.
 fn a_renewed_listing_lease_is_not_taken_over(open: Open) {
     let store = open();
-    let short = Duration::from_millis(300);
+    // Renewed every 150 ms: a lease ten times that long holds even when a busy machine delays a
+    // renewal by a second (one of 300 ms was taken over in a CI run).
+    let short = Duration::from_millis(1500);
     store.create_job(&JobRecord::queued("big".into(), "/big".into(), true), 10).unwrap();
     store.claim_listing("slow", short).unwrap().unwrap();
     for _ in 0..4 {
@@ -430,13 +435,13 @@ fn a_renewed_listing_lease_is_not_taken_over(open: Open) {
     store.cancel_job("big").unwrap();
     let heard = store.renew_listing("big", "slow", short).unwrap();
     assert!(heard.held && heard.should_stop() && heard.job_state == JobState::Cancelling, "{heard:?}");
-    thread::sleep(Duration::from_millis(450));
+    thread::sleep(short + Duration::from_millis(150));
     assert!(store.claim_listing("other", short).unwrap().is_none(), "a cancelled job is not listed again");
     assert_eq!(store.job("big").unwrap().unwrap().state, JobState::Cancelled);
 
     store.create_job(&JobRecord::queued("next".into(), "/next".into(), true), 10).unwrap();
     store.claim_listing("dies", short).unwrap().unwrap();
-    thread::sleep(Duration::from_millis(450));
+    thread::sleep(short + Duration::from_millis(150));
     assert_eq!(store.claim_listing("other", LONG).unwrap().expect("an expired listing lease is taken over").id, "next");
     assert!(!store.renew_listing("next", "dies", short).unwrap().held, "the late lister hears it lost the lease");
     let late = store.store_listing("next", "dies", &Listing { paths: paths(3), failures: vec![] }).unwrap();
