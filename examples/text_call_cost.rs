@@ -12,7 +12,8 @@
 //!    each embedded three ways, in alternating order so a busy machine's drift hits all alike:
 //!    one call padded to the longest caption (before issue 13), the length-grouped calls the
 //!    batcher now makes, and every caption alone (what one client at a time costs). Reports the
-//!    model time per caption of each and the padded positions computed.
+//!    model time per caption of each and the padded positions computed. With `--two-sessions`,
+//!    a fourth way: the grouped calls split over two sessions run side by side.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -52,6 +53,11 @@ struct Args {
     /// Call overheads (positions) to group with in part 2, besides the batcher's own.
     #[arg(long, value_delimiter = ',')]
     overheads: Vec<usize>,
+    /// Part 2 also runs each drained batch's grouped calls split over two sessions of the tower
+    /// at once (sharing the thread pool): does running calls side by side beat running them in
+    /// turn with every thread?
+    #[arg(long)]
+    two_sessions: bool,
 }
 
 fn main() -> Result<()> {
@@ -61,13 +67,42 @@ fn main() -> Result<()> {
     let env = runtime::init(None, args.threads)?;
     let tokenizer = ClipTokenizer::from_file(&files.tokenizer)?;
     let mut encoder = OnnxTextEncoder::load(env, &files.text_model, tokenizer.pad_id()).context("text tower")?;
+    let mut second = match args.two_sessions {
+        true => Some(OnnxTextEncoder::load(env, &files.text_model, tokenizer.pad_id()).context("second text session")?),
+        false => None,
+    };
     if !args.no_grid {
         grid(&args, &mut encoder)?;
     }
     if let Some(captions) = &args.captions {
-        drained_batches(&args, &tokenizer, &mut encoder, captions)?;
+        drained_batches(&args, &tokenizer, &mut encoder, second.as_mut(), captions)?;
     }
     Ok(())
+}
+
+/// The calls of one drained batch split into two lanes of about equal padded positions (a lone
+/// call is cut in two), each lane run on its own session at the same time.
+fn two_lanes(first: &mut OnnxTextEncoder, second: &mut OnnxTextEncoder, batch: &[Vec<i64>], groups: &[std::ops::Range<usize>]) -> Result<()> {
+    let mut groups = groups.to_vec();
+    if groups.len() == 1 && groups[0].len() > 1 {
+        let g = groups.pop().unwrap_or_default();
+        let middle = g.start + g.len() / 2;
+        groups = vec![g.start..middle, middle..g.end];
+    }
+    let cost = |g: &std::ops::Range<usize>| g.len() * batch[g.end - 1].len();
+    groups.sort_by_key(|g| std::cmp::Reverse(cost(g)));
+    let (mut lanes, mut loads) = ([Vec::new(), Vec::new()], [0usize; 2]);
+    for g in groups {
+        let lane = if loads[0] <= loads[1] { 0 } else { 1 };
+        loads[lane] += cost(&g);
+        lanes[lane].push(g);
+    }
+    let [a, b] = lanes;
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| b.iter().try_for_each(|g| encoder_call(second, &batch[g.clone()])));
+        let mine = a.iter().try_for_each(|g| encoder_call(first, &batch[g.clone()]));
+        other.join().map_err(|_| anyhow::anyhow!("lane panicked"))?.and(mine)
+    })
 }
 
 fn grid(args: &Args, encoder: &mut OnnxTextEncoder) -> Result<()> {
@@ -105,7 +140,13 @@ fn grid(args: &Args, encoder: &mut OnnxTextEncoder) -> Result<()> {
     Ok(())
 }
 
-fn drained_batches(args: &Args, tokenizer: &ClipTokenizer, encoder: &mut OnnxTextEncoder, captions: &std::path::Path) -> Result<()> {
+fn drained_batches(
+    args: &Args,
+    tokenizer: &ClipTokenizer,
+    encoder: &mut OnnxTextEncoder,
+    mut second: Option<&mut OnnxTextEncoder>,
+    captions: &std::path::Path,
+) -> Result<()> {
     let doc: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(captions)?)?;
     let texts: Vec<Vec<i64>> = doc
         .values()
@@ -124,7 +165,7 @@ fn drained_batches(args: &Args, tokenizer: &ClipTokenizer, encoder: &mut OnnxTex
     };
     let mut overheads = vec![TEXT_CALL_OVERHEAD];
     overheads.extend(args.overheads.iter().filter(|&&o| o != TEXT_CALL_OVERHEAD));
-    let (mut whole_ms, mut single_ms) = (0.0, 0.0);
+    let (mut whole_ms, mut single_ms, mut two_lane_ms) = (0.0, 0.0, 0.0);
     let mut grouped_ms = vec![0.0; overheads.len()];
     let mut grouped_positions = vec![0usize; overheads.len()];
     let mut calls = vec![0usize; overheads.len()];
@@ -150,6 +191,10 @@ fn drained_batches(args: &Args, tokenizer: &ClipTokenizer, encoder: &mut OnnxTex
             grouped_ms[k] += keep * timed(&mut || groups.iter().try_for_each(|g| encoder_call(encoder, &batch[g.clone()])))?;
         }
         single_ms += keep * timed(&mut || batch.iter().try_for_each(|t| encoder_call(encoder, std::slice::from_ref(t))))?;
+        if let Some(second) = second.as_deref_mut() {
+            let groups = grouping::plan(&lengths, TEXT_CALL_OVERHEAD);
+            two_lane_ms += keep * timed(&mut || two_lanes(encoder, second, &batch, &groups))?;
+        }
     }
     let n = ((args.trials.saturating_sub(1)) * args.batch) as f64;
     let grouped: Vec<_> = overheads
@@ -175,6 +220,11 @@ fn drained_batches(args: &Args, tokenizer: &ClipTokenizer, encoder: &mut OnnxTex
             "alone_vs_padded_call_speedup": single_ms / whole_ms,
             "positions_padded_call_vs_real": whole_positions as f64 / real_positions as f64,
             "length_grouped": grouped,
+            "two_sessions_at_once": second.is_some().then(|| json!({
+                "ms_per_caption": two_lane_ms / n,
+                "vs_grouped_on_one_session": two_lane_ms / grouped_ms[0],
+                "alone_vs_two_sessions_speedup": single_ms / two_lane_ms,
+            })),
         })
     );
     Ok(())

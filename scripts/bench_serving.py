@@ -358,12 +358,14 @@ def interpret(results: dict) -> list[str]:
                      f"{100 * busy_hi:.0f}% at {hi} (HTTP, tokenising and ranking then overlap inference instead of "
                      f"running between model calls); and the batcher packs {bb:.1f} queries per model call, which "
                      f"changes the model time per query by {pc(med)}{spread}")
+            # Texts are grouped by length (issue 13), so padding is no longer the explanation:
+            # what is left is the model's own batching curve on this CPU.
             if saving <= 0:
-                text += (", i.e. batching saves nothing here, most likely because every text in a batch is padded to "
-                         "the batch's longest caption, which eats what the larger matrix products save")
+                text += (", i.e. batching saves nothing here: the text model's cost per caption does not fall "
+                         "with batch size on this CPU (see the batching ceiling below)")
             elif saving < 0.2:
-                text += (", a small saving, most likely because every text in a batch is padded to the batch's "
-                         "longest caption, which eats most of what the larger matrix products save")
+                text += (", a small saving: the text model's cost per caption falls little with batch size on "
+                         "this CPU, its batched cost being mostly per token (see the batching ceiling below)")
             text += ". "
         text += (f"The {hi}-client latency is queueing, not slower queries: the mean ({fmt(mean_hi)} ms) matches "
                  f"Little's law for a saturated server, clients / throughput = {fmt(little)} ms, and only "
