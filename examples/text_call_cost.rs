@@ -82,7 +82,12 @@ fn main() -> Result<()> {
 
 /// The calls of one drained batch split into two lanes of about equal padded positions (a lone
 /// call is cut in two), each lane run on its own session at the same time.
-fn two_lanes(first: &mut OnnxTextEncoder, second: &mut OnnxTextEncoder, batch: &[Vec<i64>], groups: &[std::ops::Range<usize>]) -> Result<()> {
+fn two_lanes(
+    first: &mut OnnxTextEncoder,
+    second: &mut OnnxTextEncoder,
+    batch: &[Vec<i64>],
+    groups: &[std::ops::Range<usize>],
+) -> Result<()> {
     let mut groups = groups.to_vec();
     if groups.len() == 1 && groups[0].len() > 1 {
         let g = groups.pop().unwrap_or_default();
