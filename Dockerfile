@@ -28,8 +28,10 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends nasm cmake pkg-config libde265-dev libdav1d-dev \
  && rm -rf /var/lib/apt/lists/*
 
-# 1) Dependencies only: the manifest and lock file with a dummy main.
+# 1) Dependencies only: the manifest and lock file with a dummy main (and the patched usearch the
+#    manifest points to, vendor/usearch/VENDORED.md).
 COPY Cargo.toml Cargo.lock ./
+COPY vendor ./vendor
 RUN mkdir -p src \
  && echo 'fn main() {}' > src/main.rs \
  && cargo build --release --locked --features heif \

@@ -1,11 +1,14 @@
-//! Does centring the vectors before int8 quantization help the embedded store's HNSW index?
-//! (issue 8: at 1M clustered CLIP-like vectors the int8 index reached recall@10 0.78 at ef 64.)
+//! How should the embedded store's HNSW index hold its int8 vectors, and how big a graph does it
+//! need? (issue 8: at 1M clustered CLIP-like vectors the int8 index reached recall@10 0.78 at ef 64.)
 //!
 //! `cargo run --release --example ann_centering -- <vectors.f32> <n> <variant>...` with variants
-//! `i8-cos` (the store today, M=16; `i8-cos-32` with M=32: unit vectors, cosine, usearch scales each component by 127) and
-//! `i8-l2-centred` (s·(x − μ) under squared L2: the same ranking as cosine for unit vectors,
-//! since ‖(q − μ) − (x − μ)‖ = ‖q − x‖ = √(2 − 2 q·x), but the shared component CLIP vectors
-//! carry no longer spends the int8 range, and `s` stretches what remains over it), `f16-cos`.
+//! `i8-cos` / `i8-cos-32` (f32 in, usearch's own cast: unit length × 127, M=16 / 32),
+//! `i8-cos-maxabs` / `-24` / `-32` (our cast, as the store does now: each vector × 127 / its
+//! largest |component|), `i8-l2-centred-own` (our cast of s·(x − μ)·127 under squared L2: the
+//! same ranking as cosine for unit vectors, since ‖(q − μ) − (x − μ)‖ = ‖q − x‖), `i8-l2-centred`
+//! (the 2026-12-02 attempt: s·(x − μ) in as f32, which usearch re-normalises, so it is *not* that
+//! ranking), `f16-cos` / `f16-cos-32`. Which usearch is linked decides whether the graph keeps
+//! pruned connections (vendor/usearch/VENDORED.md).
 //!
 //! Vectors: the first `n` rows of a `scripts/bench_store.py` file (row-major f32). Queries: 200
 //! indexed rows, one at a time on one thread (search by image, the image itself included, as in
@@ -19,6 +22,25 @@ use rayon::prelude::*;
 const DIM: usize = 512;
 const QUERIES: usize = 200;
 const RESCORE: usize = 50;
+
+/// How a vector reaches usearch's int8 cells.
+#[derive(Clone, Copy)]
+enum Coding {
+    /// f32 in; usearch scales each vector to unit norm, then × 127 (a step of 1/127 per component).
+    Usearch,
+    /// s·(x − μ) in as f32 (usearch then re-normalises it).
+    UsearchCentred,
+    /// Our own cast: each vector × 127 / its largest |component| (cosine ignores the per-vector
+    /// scale, so this is exact up to rounding and uses the whole int8 range).
+    MaxAbs,
+    /// Our own cast of s·(x − μ)·127, under squared L2 (no re-normalisation).
+    Centred,
+}
+
+enum Encoded {
+    F32(Vec<f32>),
+    I8(Vec<i8>),
+}
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -67,18 +89,33 @@ fn main() {
     );
 
     for variant in variants {
-        let (metric, scalar, centred, connectivity) = match variant.as_str() {
-            "i8-cos" => (usearch::MetricKind::Cos, usearch::ScalarKind::I8, false, 16),
-            "i8-cos-32" => (usearch::MetricKind::Cos, usearch::ScalarKind::I8, false, 32),
-            "i8-l2-centred" => (usearch::MetricKind::L2sq, usearch::ScalarKind::I8, true, 16),
-            "f16-cos" => (usearch::MetricKind::Cos, usearch::ScalarKind::F16, false, 16),
+        let (metric, scalar, coding, connectivity) = match variant.as_str() {
+            "i8-cos" => (usearch::MetricKind::Cos, usearch::ScalarKind::I8, Coding::Usearch, 16),
+            "i8-cos-32" => (usearch::MetricKind::Cos, usearch::ScalarKind::I8, Coding::Usearch, 32),
+            // Flawed (kept to reproduce the 2026-12-02 table): usearch re-normalises every
+            // vector before its int8 cast, which undoes the centring's L2 equivalence.
+            "i8-l2-centred" => (usearch::MetricKind::L2sq, usearch::ScalarKind::I8, Coding::UsearchCentred, 16),
+            "i8-cos-maxabs" => (usearch::MetricKind::Cos, usearch::ScalarKind::I8, Coding::MaxAbs, 16),
+            "i8-cos-maxabs-24" => (usearch::MetricKind::Cos, usearch::ScalarKind::I8, Coding::MaxAbs, 24),
+            "f16-cos-32" => (usearch::MetricKind::Cos, usearch::ScalarKind::F16, Coding::Usearch, 32),
+            "i8-cos-maxabs-32" => (usearch::MetricKind::Cos, usearch::ScalarKind::I8, Coding::MaxAbs, 32),
+            "i8-l2-centred-own" => (usearch::MetricKind::L2sq, usearch::ScalarKind::I8, Coding::Centred, 16),
+            "f16-cos" => (usearch::MetricKind::Cos, usearch::ScalarKind::F16, Coding::Usearch, 16),
             other => panic!("unknown variant {other}"),
         };
-        let transform = |v: &[f32]| -> Vec<f32> {
-            if centred {
-                v.iter().zip(&mean).map(|(x, m)| ((x - m) * stretch).clamp(-1.0, 1.0)).collect()
-            } else {
-                v.to_vec()
+        let encode = |v: &[f32]| -> Encoded {
+            match coding {
+                Coding::Usearch => Encoded::F32(v.to_vec()),
+                Coding::UsearchCentred => {
+                    Encoded::F32(v.iter().zip(&mean).map(|(x, m)| ((x - m) * stretch).clamp(-1.0, 1.0)).collect())
+                }
+                Coding::MaxAbs => {
+                    let top = v.iter().fold(0f32, |a, x| a.max(x.abs())).max(f32::MIN_POSITIVE);
+                    Encoded::I8(v.iter().map(|x| (x * 127.0 / top).round() as i8).collect())
+                }
+                Coding::Centred => Encoded::I8(
+                    v.iter().zip(&mean).map(|(x, m)| ((x - m) * stretch * 127.0).round().clamp(-127.0, 127.0) as i8).collect(),
+                ),
             }
         };
         let options = usearch::IndexOptions {
@@ -93,15 +130,24 @@ fn main() {
         let index = usearch::Index::new(&options).expect("index");
         index.reserve_capacity_and_threads(n, rayon::current_num_threads()).expect("reserve");
         let started = Instant::now();
-        (0..n).into_par_iter().for_each(|r| index.add(r as u64, &transform(&data[r * DIM..(r + 1) * DIM])).expect("add"));
+        (0..n).into_par_iter().for_each(|r| match encode(&data[r * DIM..(r + 1) * DIM]) {
+            Encoded::F32(v) => index.add(r as u64, &v).expect("add"),
+            Encoded::I8(v) => index.add(r as u64, &v).expect("add"),
+        });
         let build = started.elapsed().as_secs_f64();
-        for ef in [64, 128, 256] {
+        // The saved file's size: usearch's `memory_usage` counts reserved room and contexts too.
+        let bytes_per_image = index.serialized_length() / n;
+        for ef in [64, 128, 256, 512] {
             index.change_expansion_search(ef);
             let (mut hit_raw, mut hit, mut times) = (0usize, 0usize, Vec::new());
             for (q, truth) in queries.iter().zip(&truth) {
                 let query = &data[q * DIM..(q + 1) * DIM];
                 let t = Instant::now();
-                let found = index.search(&transform(query), RESCORE).expect("search");
+                let found = match encode(query) {
+                    Encoded::F32(v) => index.search(&v, RESCORE),
+                    Encoded::I8(v) => index.search(&v, RESCORE),
+                }
+                .expect("search");
                 let mut candidates: Vec<(usize, f32)> =
                     found.keys.iter().map(|&k| (k as usize, dot(&data[k as usize * DIM..(k as usize + 1) * DIM], query))).collect();
                 candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -111,11 +157,10 @@ fn main() {
             }
             times.sort_by(f64::total_cmp);
             println!(
-                "{variant:<14} n={n} build {build:.0}s ef={ef:<4} recall@10 raw {:.3} re-scored {:.3} p50 {:.2} ms, {} B/image",
+                "{variant:<14} n={n} build {build:.0}s ef={ef:<4} recall@10 raw {:.3} re-scored {:.3} p50 {:.2} ms, {bytes_per_image} B/image saved",
                 hit_raw as f64 / (10 * QUERIES) as f64,
                 hit as f64 / (10 * QUERIES) as f64,
                 times[times.len() / 2],
-                index.memory_usage() / n
             );
         }
     }

@@ -1,8 +1,10 @@
 //! The approximate index of the embedded store: an HNSW graph over int8 copies of the vectors
 //! (usearch), keyed by the store's row keys. It only proposes candidates; the store re-scores
 //! them with the exact f32 vectors. Chosen by measurement (`examples/ann_choice.rs`,
-//! BENCHMARKS.md): int8 rows keep it near 0.75 KiB per image, and re-scoring the top 50
-//! recovers what int8 loses in order.
+//! `examples/ann_centering.rs`, BENCHMARKS.md): int8 rows keep it under 0.9 KiB per image at
+//! M=32, and re-scoring the top 50 recovers what int8 loses in order. The usearch build is
+//! patched to keep pruned connections (vendor/usearch/VENDORED.md): without it, tight clusters
+//! of similar photos left recall@10 near 0.95 however wide the search.
 //!
 //! Persisted as two files beside the database: the usearch file and a small JSON sidecar naming
 //! the database generation it reflects and the BLAKE3 of the usearch file, so a partial or
@@ -16,8 +18,9 @@ use serde::{Deserialize, Serialize};
 
 const INDEX_FILE: &str = "ann-i8.usearch";
 const SIDECAR_FILE: &str = "ann-i8.json";
-/// Sidecar layout version: a change makes old files stale.
-const FORMAT: u32 = 1;
+/// Sidecar layout version: a change makes old files stale. 2: vectors cast by [`to_int8`], graph
+/// built keeping pruned connections.
+const FORMAT: u32 = 2;
 /// usearch keeps one search context per concurrent caller; more callers wait for one.
 const SEARCH_THREADS: usize = 16;
 
@@ -33,10 +36,11 @@ pub struct AnnParams {
 }
 
 impl Default for AnnParams {
-    /// Measured on clustered 512-d data (BENCHMARKS.md): M=16 halves the graph of M=32 for the
-    /// same recall once the top 50 are re-scored; ef 64 gives recall@10 0.99 at 100k.
+    /// Measured on clustered 512-d data (BENCHMARKS.md): M=16 tops out near recall@10 0.9 on
+    /// tight clusters at 300k-1M images however wide the search; M=32 reaches 0.97 and, with
+    /// int8 vectors, stays within the 1.1 KiB per image the store allows.
     fn default() -> Self {
-        Self { connectivity: 16, expansion_add: 128, ef_search: 64 }
+        Self { connectivity: 32, expansion_add: 128, ef_search: 64 }
     }
 }
 
@@ -133,7 +137,7 @@ impl Ann {
         if self.index.contains(key) {
             self.index.remove(key).map_err(index_err)?;
         }
-        self.index.add(key, vector).map_err(index_err)
+        self.index.add(key, &to_int8(vector)).map_err(index_err)
     }
 
     pub fn remove(&self, key: u64) -> Result<(), AnnError> {
@@ -143,9 +147,10 @@ impl Ann {
     /// Up to `count` keys near `query`, best first by the int8 scores, among keys `keep` accepts.
     pub fn search(&self, query: &[f32], count: usize, keep: Option<&dyn Fn(u64) -> bool>) -> Result<Vec<u64>, AnnError> {
         let _context = self.context();
+        let query = to_int8(query);
         let found = match keep {
-            None => self.index.search(query, count),
-            Some(keep) => self.index.filtered_search(query, count, keep),
+            None => self.index.search(&query, count),
+            Some(keep) => self.index.filtered_search(&query, count, keep),
         };
         Ok(found.map_err(index_err)?.keys)
     }
@@ -231,6 +236,19 @@ impl Ann {
     pub fn index_path(dir: &Path) -> std::path::PathBuf {
         dir.join(INDEX_FILE)
     }
+}
+
+/// The int8 copy of a vector: scaled so its largest component is ±127. usearch's own cast scales
+/// to unit length first, which leaves a CLIP vector's components (about ±0.04 each) a handful of
+/// levels; the cosine ignores a vector's scale, so using the whole range costs nothing.
+fn to_int8(vector: &[f32]) -> Vec<i8> {
+    let largest = vector.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if !(largest > 0.0 && largest.is_finite()) {
+        return vec![0; vector.len()];
+    }
+    let scale = 127.0 / largest;
+    // In range by construction; `as` saturates anyway.
+    vector.iter().map(|x| (x * scale).round() as i8).collect()
 }
 
 struct ContextGuard<'a>(&'a Ann);
