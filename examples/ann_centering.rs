@@ -106,16 +106,14 @@ fn main() {
         let encode = |v: &[f32]| -> Encoded {
             match coding {
                 Coding::Usearch => Encoded::F32(v.to_vec()),
-                Coding::UsearchCentred => {
-                    Encoded::F32(v.iter().zip(&mean).map(|(x, m)| ((x - m) * stretch).clamp(-1.0, 1.0)).collect())
-                }
+                Coding::UsearchCentred => Encoded::F32(v.iter().zip(&mean).map(|(x, m)| ((x - m) * stretch).clamp(-1.0, 1.0)).collect()),
                 Coding::MaxAbs => {
                     let top = v.iter().fold(0f32, |a, x| a.max(x.abs())).max(f32::MIN_POSITIVE);
                     Encoded::I8(v.iter().map(|x| (x * 127.0 / top).round() as i8).collect())
                 }
-                Coding::Centred => Encoded::I8(
-                    v.iter().zip(&mean).map(|(x, m)| ((x - m) * stretch * 127.0).round().clamp(-127.0, 127.0) as i8).collect(),
-                ),
+                Coding::Centred => {
+                    Encoded::I8(v.iter().zip(&mean).map(|(x, m)| ((x - m) * stretch * 127.0).round().clamp(-127.0, 127.0) as i8).collect())
+                }
             }
         };
         let options = usearch::IndexOptions {
