@@ -30,8 +30,8 @@ enum Coding {
     Usearch,
     /// s·(x − μ) in as f32 (usearch then re-normalises it).
     UsearchCentred,
-    /// Our own cast: each vector × 127 / its largest |component| (cosine ignores the per-vector
-    /// scale, so this is exact up to rounding and uses the whole int8 range).
+    /// The store's own cast (`visionquery::store::ann_int8_copy`): each vector × 127 / its
+    /// largest |component| (cosine ignores the per-vector scale, so the whole int8 range is used).
     MaxAbs,
     /// Our own cast of s·(x − μ)·127, under squared L2 (no re-normalisation).
     Centred,
@@ -107,10 +107,7 @@ fn main() {
             match coding {
                 Coding::Usearch => Encoded::F32(v.to_vec()),
                 Coding::UsearchCentred => Encoded::F32(v.iter().zip(&mean).map(|(x, m)| ((x - m) * stretch).clamp(-1.0, 1.0)).collect()),
-                Coding::MaxAbs => {
-                    let top = v.iter().fold(0f32, |a, x| a.max(x.abs())).max(f32::MIN_POSITIVE);
-                    Encoded::I8(v.iter().map(|x| (x * 127.0 / top).round() as i8).collect())
-                }
+                Coding::MaxAbs => Encoded::I8(visionquery::store::ann_int8_copy(v)),
                 Coding::Centred => {
                     Encoded::I8(v.iter().zip(&mean).map(|(x, m)| ((x - m) * stretch * 127.0).round().clamp(-127.0, 127.0) as i8).collect())
                 }

@@ -242,7 +242,7 @@ impl Ann {
 /// The int8 copy of a vector: scaled so its largest component is ±127. usearch's own cast scales
 /// to unit length first, which leaves a CLIP vector's components (about ±0.04 each) a handful of
 /// levels; the cosine ignores a vector's scale, so using the whole range costs nothing.
-fn to_int8(vector: &[f32]) -> Vec<i8> {
+pub fn to_int8(vector: &[f32]) -> Vec<i8> {
     let largest = vector.iter().fold(0f32, |m, x| m.max(x.abs()));
     // Zero, infinite or NaN: nothing sensible to scale (the store only holds finite unit vectors).
     if !largest.is_normal() {
