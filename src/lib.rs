@@ -15,6 +15,7 @@ pub mod config;
 pub mod embed;
 pub mod engine;
 pub mod fsutil;
+pub mod malloc;
 pub mod metrics;
 pub mod service;
 pub mod store;

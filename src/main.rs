@@ -150,6 +150,7 @@ impl Command {
 }
 
 fn main() -> std::process::ExitCode {
+    visionquery::malloc::limit_arenas();
     // One line per error, its causes after colons, in clap's own `error:` style; never a
     // backtrace, which is for bugs, not for a missing folder.
     match run(Cli::parse()) {

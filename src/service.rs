@@ -128,7 +128,10 @@ pub fn decode_limits(common: &CommonArgs) -> DecodeLimits {
 /// The index `--store` names: PostgreSQL, or the embedded store in `--data-dir`.
 pub fn open_store(common: &CommonArgs) -> Result<Arc<dyn Backend>, ServiceError> {
     let location = common.store.location(&common.data_dir);
-    store::open(&location).map_err(|source| ServiceError::Store { location: location.describe(), source })
+    let store = store::open(&location).map_err(|source| ServiceError::Store { location: location.describe(), source })?;
+    // Opening read the whole index (and may have rebuilt its graph): give back what that freed.
+    crate::malloc::release_free_memory();
+    Ok(store)
 }
 
 /// The data directory's folders, with uploads where `--uploads-dir` says.

@@ -1629,7 +1629,14 @@ class page_allocator_t {
         return (byte_t*)(::VirtualAlloc(NULL, count_bytes, MEM_COMMIT | MEM_RESERVE, PAGE_READWRITE));
 #else
         auto* result = mmap(NULL, count_bytes, PROT_WRITE | PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        return (result == MAP_FAILED) ? nullptr : (byte_t*)result;
+        if (result == MAP_FAILED)
+            return nullptr;
+#if defined(MADV_HUGEPAGE)
+        // A graph walk touches vectors all over the arenas: with 4 KiB pages nearly every one is a
+        // TLB miss. Huge pages where the system grants them (VisionQuery patch, VENDORED.md).
+        madvise(result, count_bytes, MADV_HUGEPAGE);
+#endif
+        return (byte_t*)result;
 #endif
     }
 
