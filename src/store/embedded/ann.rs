@@ -2,9 +2,10 @@
 //! (usearch), keyed by the store's row keys. It only proposes candidates; the store re-scores
 //! them with the exact f32 vectors. Chosen by measurement (`examples/ann_choice.rs`,
 //! `examples/ann_centering.rs`, BENCHMARKS.md): int8 rows keep it under 0.9 KiB per image at
-//! M=32, and re-scoring the top 50 recovers what int8 loses in order. The usearch build is
-//! patched to keep pruned connections (vendor/usearch/VENDORED.md): without it, tight clusters
-//! of similar photos left recall@10 near 0.95 however wide the search.
+//! M=32, and re-scoring the top few recovers what int8 loses in order. The usearch build is
+//! patched to keep pruned connections (without it, tight clusters of similar photos left
+//! recall@10 near 0.95 however wide the search) and to put its arenas on huge pages
+//! (vendor/usearch/VENDORED.md).
 //!
 //! Persisted as two files beside the database: the usearch file and a small JSON sidecar naming
 //! the database generation it reflects and the BLAKE3 of the usearch file, so a partial or

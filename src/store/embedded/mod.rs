@@ -177,16 +177,18 @@ impl EmbeddedStore {
         let generation = changes::generation(&meta)?;
         let keys = txn.open_table(KEYS).map_err(db_err)?;
         let images = txn.open_table(IMAGES).map_err(db_err)?;
-        let mut entries = Vec::with_capacity(keys.len().map_err(db_err)? as usize);
+        let mut rows = Rows::with_capacity(keys.len().map_err(db_err)? as usize);
         for entry in keys.iter().map_err(db_err)? {
             let (id, key) = entry.map_err(db_err)?;
             let record = images
                 .get(id.value())
                 .map_err(db_err)?
                 .ok_or_else(|| StoreError::Corrupt(format!("key of {} has no record", id.value())))?;
-            entries.push((key.value(), Box::from(id.value()), Facets::of(&decode_record(record.value())?)));
+            // The record is dropped before the row is stored (see `Rows::load`).
+            let facets = Facets::of(&decode_record(record.value())?);
+            rows.load(key.value(), id.value(), facets);
         }
-        let rows = Rows::from_entries(entries);
+        rows.finish_loading();
         let (ann, origin) = match self.saved_index(&txn, &rows, dim, generation) {
             Ok((ann, origin)) => {
                 tracing::info!(images = rows.len(), ?origin, "approximate index loaded");
