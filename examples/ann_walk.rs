@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use visionquery::store::{ann_int8_copy, AnnParams};
+use visionquery::store::{ann_index_options, ann_int8_copy, AnnParams};
 
 const DIM: usize = 512;
 const TIMED: usize = 2000;
@@ -31,18 +31,8 @@ fn main() {
     let (index_path, vectors_path) = (&args[1], &args[2]);
     let n: usize = args[3].parse().expect("n");
     let breadths: Vec<usize> = args[4..].iter().map(|a| a.parse().expect("ef")).collect();
-    let params = AnnParams::default();
 
-    let index = usearch::Index::new(&usearch::IndexOptions {
-        dimensions: DIM,
-        metric: usearch::MetricKind::Cos,
-        quantization: usearch::ScalarKind::I8,
-        connectivity: params.connectivity,
-        expansion_add: params.expansion_add,
-        expansion_search: params.ef_search,
-        multi: false,
-    })
-    .expect("index");
+    let index = usearch::Index::new(&ann_index_options(DIM, &AnnParams::default())).expect("index");
     index.load(index_path).expect("loading the index");
     assert_eq!(index.size(), n, "the index holds {} vectors, not {n}", index.size());
 

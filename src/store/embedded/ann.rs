@@ -83,7 +83,9 @@ fn index_err(e: impl std::fmt::Display) -> AnnError {
     AnnError::Index(e.to_string())
 }
 
-fn options(dim: usize, params: &AnnParams) -> usearch::IndexOptions {
+/// The usearch options the store builds and loads its index with (tools reuse them to open a
+/// saved index exactly as the store does).
+pub fn options(dim: usize, params: &AnnParams) -> usearch::IndexOptions {
     usearch::IndexOptions {
         dimensions: dim,
         metric: usearch::MetricKind::Cos,

@@ -20,7 +20,7 @@ mod rows;
 mod search;
 
 use ann::Ann;
-pub use ann::{to_int8 as ann_int8_copy, AnnParams};
+pub use ann::{options as ann_index_options, to_int8 as ann_int8_copy, AnnParams};
 use rows::Rows;
 
 use super::filter::{self, Candidate, Facets, Filter, SortBy};
