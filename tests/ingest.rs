@@ -227,7 +227,10 @@ fn a_job_interrupted_by_a_restart_resumes_where_it_stopped() {
 /// once and finishes the job, every file indexed exactly once.
 #[test]
 fn a_job_spanning_chunks_survives_kill_9_with_every_file_indexed_once() {
-    let files = visionquery::store::jobs::CHUNK_PATHS + 200;
+    // Three chunks and more: progress is recorded once a second, so the job must outlast a few of
+    // those after its first chunk to be seen running there. One chunk and a bit finished in 1.6 s in
+    // a release build (286 files/s), before any progress past the first chunk was visible.
+    let files = visionquery::store::jobs::CHUNK_PATHS * 3 + 200;
     let mut server = Server::start_with(&tiny_model(), &["--max-batch", "16"]);
     server.wait_ready();
     // Small files of distinct content, so the test spends its time on jobs, not on decoding.
