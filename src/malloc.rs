@@ -4,7 +4,8 @@
 //! freed in each. Searches run on tokio's blocking pool (dozens of threads under load) and read
 //! pages of the database there, so each arena ended up holding its own scraps: at 200,000 images
 //! the server grew by 118 MB during 16-client searching and never gave it back; with one arena per
-//! core it grew by 2 MB, and answered no slower (BENCHMARKS.md, "Memory of the embedded store").
+//! core it grew by 2 MB, and answered faster (BENCHMARKS.md, "The embedded store at 1M, second
+//! pass").
 
 /// Caps glibc's arenas at one per core unless `MALLOC_ARENA_MAX` says otherwise. Call first
 /// thing in `main`, before any thread starts. Other C libraries: nothing to do.
