@@ -143,6 +143,8 @@ impl ClipModel {
             Grouping::Whole,
             move |batch: &[Array3<f32>]| image_encoder.encode(batch),
         );
+        // Reading and optimising the graphs left large temporary buffers freed under live weights.
+        crate::malloc::release_free_memory();
         Ok(Self { files, precision: options.precision, family, tokenizer, preprocess, text, image, dim: text_dim, fingerprint })
     }
 
@@ -324,7 +326,6 @@ impl Embedder {
     /// Loads on this thread; for the CLI.
     pub fn load_now(options: ModelOptions) -> Result<Self, LoadError> {
         let model = ClipModel::load(&options)?;
-        crate::malloc::release_free_memory();
         let embedder = Self::loading(options, true);
         embedder.set(ModelState::Ready(Arc::new(model)));
         Ok(embedder)
@@ -347,7 +348,6 @@ impl Embedder {
         match ClipModel::load(&self.options) {
             Ok(model) => {
                 tracing::info!(source = %model.files.source, family = model.family().name.as_str(), dim = model.dim(), precision = model.precision.as_str(), seconds = started.elapsed().as_secs_f64(), "model ready");
-                crate::malloc::release_free_memory();
                 self.set(ModelState::Ready(Arc::new(model)));
             }
             Err(err) => {

@@ -70,7 +70,7 @@ impl Rows {
     /// One row read back at start. Each is interned as it arrives, so the per-image temporaries
     /// (the record, its facet texts) are freed before the next image's and their memory is
     /// reused; collecting every row first and sharing afterwards left a million small holes
-    /// between the ids that stayed resident (about 0.26 KiB per image at 1M, BENCHMARKS.md).
+    /// between the ids that stayed resident (127 MB of RSS at 1M images, BENCHMARKS.md).
     pub fn load(&mut self, key: u64, id: &str, facets: Facets) {
         let index = key as usize;
         if index >= self.slots.len() {
