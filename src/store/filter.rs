@@ -50,17 +50,17 @@ pub enum SortBy {
 }
 
 /// What filters and sorting read of an image, kept beside each vector so a filtered search
-/// never reads records it will not return. Compact, since the store keeps one per image in
-/// memory: the texts are shared (`Rows` interns them), and of the path only its folder is kept.
+/// never reads records it will not return; of the path only its folder is kept. Owned texts as
+/// [`Facets::of`] makes them, or `Facets<&str>` borrowed from a store's own compact rows.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Facets {
+pub struct Facets<Text = Arc<str>> {
     /// Unix nanoseconds (i64 reaches 2262; earlier or later times saturate).
     pub taken: Option<i64>,
     pub ingested: i64,
-    pub camera: Arc<str>,
+    pub camera: Text,
     /// The folder holding the image: its path up to the last `/`.
-    pub folder: Arc<str>,
-    pub format: Arc<str>,
+    pub folder: Text,
+    pub format: Text,
     pub location: Option<Location>,
     /// Whether the photo metadata was read (false for records of older versions).
     pub photo_read: bool,
@@ -92,7 +92,7 @@ impl Filter {
         Filter { min_score: None, ..self.clone() } == Filter::default()
     }
 
-    pub fn matches(&self, f: &Facets) -> bool {
+    pub fn matches<Text: AsRef<str>>(&self, f: &Facets<Text>) -> bool {
         let taken_ok = match (self.taken_after, self.taken_before) {
             (None, None) => true,
             (after, before) => f.taken.map(i128::from).is_some_and(|t| {
@@ -100,9 +100,9 @@ impl Filter {
             }),
         };
         taken_ok
-            && (self.cameras.is_empty() || self.cameras.iter().any(|c| f.camera.contains(c.as_str())))
-            && (self.folders.is_empty() || self.folders.iter().any(|folder| folder_within(&f.folder, folder)))
-            && (self.formats.is_empty() || self.formats.iter().any(|x| **x == *f.format))
+            && (self.cameras.is_empty() || self.cameras.iter().any(|c| f.camera.as_ref().contains(c.as_str())))
+            && (self.folders.is_empty() || self.folders.iter().any(|folder| folder_within(f.folder.as_ref(), folder)))
+            && (self.formats.is_empty() || self.formats.iter().any(|x| x == f.format.as_ref()))
             && self.near.is_none_or(|near| f.location.is_some_and(|l| l.distance_km(&near.center) <= near.radius_km))
     }
 

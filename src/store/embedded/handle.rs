@@ -62,9 +62,11 @@ fn reopening() -> StoreError {
 
 /// redb's page cache. Its default (1 GiB) filled with the f32 vectors re-scoring reads and
 /// made the process's memory grow with the index (5.5 KiB per image at 100k, RSS); those reads
-/// are served by the OS page cache instead, which the kernel gives back under pressure. Enough
-/// stays cached for the B-tree's upper levels and the metadata tables.
-const CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// are served by the OS page cache instead, which the kernel gives back under pressure. A miss
+/// costs one `pread` from that page cache, a few microseconds against a search's milliseconds,
+/// so 16 MiB (the metadata tables and the B-trees' upper levels) is enough: 64 MiB was 48 MB more
+/// resident for no measurable gain at 1M images (BENCHMARKS.md, "The embedded store at 1M").
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 fn open_database(path: &Path) -> Result<Database, StoreError> {
     redb::Builder::new().set_cache_size(CACHE_BYTES).create(path).map_err(|e| match e {

@@ -250,11 +250,10 @@ impl EmbeddedStore {
             }
         }
         let vectors = txn.open_table(VECTORS).map_err(db_err)?;
-        let present: Vec<(u64, std::sync::Arc<str>)> =
-            changed.iter().filter_map(|&key| rows.slot(key).map(|slot| (key, slot.id.clone()))).collect();
+        let present: Vec<(u64, &str)> = changed.iter().filter_map(|&key| rows.slot(key).map(|slot| (key, slot.id))).collect();
         ann.reserve(present.len()).map_err(ann_err)?;
         let entries = present.into_iter().map(|(key, id)| {
-            let bytes = vectors.get(&*id).map_err(db_err)?.ok_or_else(|| StoreError::Corrupt(format!("{id} has no vector")))?;
+            let bytes = vectors.get(id).map_err(db_err)?.ok_or_else(|| StoreError::Corrupt(format!("{id} has no vector")))?;
             let vector =
                 decode_vector(bytes.value(), dim).ok_or_else(|| StoreError::Corrupt(format!("vector of {id} has the wrong length")))?;
             Ok((key, vector))
@@ -437,12 +436,12 @@ fn edit_aliases(txn: &redb::WriteTransaction, id: &str, edit: impl FnOnce(&mut V
 }
 
 /// The images `keep` accepts, as page candidates scored by `score` (row = index key).
-fn passing<'a>(rows: &'a Rows, keep: impl Fn(u64, &Facets) -> bool, score: impl Fn(u64) -> f32) -> Vec<Candidate<'a>> {
+fn passing<'a>(rows: &'a Rows, keep: impl Fn(u64, &Facets<&str>) -> bool, score: impl Fn(u64) -> f32) -> Vec<Candidate<'a>> {
     rows.iter()
         .filter(|(key, slot)| keep(*key, &slot.facets))
         .map(|(key, slot)| Candidate {
             row: key as usize,
-            id: &slot.id,
+            id: slot.id,
             score: score(key),
             taken: slot.facets.taken,
             ingested: slot.facets.ingested,

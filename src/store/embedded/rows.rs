@@ -2,25 +2,56 @@
 //! the facets filters and sorting read, in a slot numbered by the image's key. Keys are stable
 //! (persisted in the database) so the saved index, keyed the same way, stays valid across
 //! restarts; a freed key is reused by the next new image.
+//!
+//! Laid out for a million images and more, where each byte here is a megabyte of the server's
+//! memory (BENCHMARKS.md, "The embedded store at 1M"): a slot holds its id inline and its texts
+//! as indices, the id -> key table holds only the 4-byte key (the id is read back from the slot),
+//! and each folder, camera and format text is stored once.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+
+use compact_str::CompactString;
+use hashbrown::HashTable;
+use indexmap::IndexSet;
 
 use super::super::filter::Facets;
+use super::super::Location;
 
-pub struct Slot {
-    /// Shared with the id -> key map, so each id is stored once.
-    pub id: Arc<str>,
-    pub facets: Facets,
+/// One image. Options are flags, not `Option`s, which would double the size of each field.
+struct Slot {
+    /// Inline up to 24 bytes (an image id is 16), on the heap beyond.
+    id: CompactString,
+    taken: i64,
+    ingested: i64,
+    /// Latitude and longitude, when `HAS_LOCATION`.
+    location: [f64; 2],
+    /// Indices into `Rows::texts`.
+    camera: u32,
+    folder: u32,
+    format: u32,
+    flags: u8,
+}
+
+const HAS_TAKEN: u8 = 1;
+const HAS_LOCATION: u8 = 2;
+const PHOTO_READ: u8 = 4;
+
+/// An image as the rest of the store reads it, borrowed from the rows.
+pub struct Row<'a> {
+    pub id: &'a str,
+    pub facets: Facets<&'a str>,
 }
 
 #[derive(Default)]
 pub struct Rows {
     slots: Vec<Option<Slot>>,
-    keys: HashMap<Arc<str>, u64>,
+    /// The key of each image held, found by the hash of the id in its slot.
+    keys: HashTable<u32>,
+    hasher: RandomState,
     free: Vec<u64>,
-    /// Folders, cameras and formats repeat across images: one copy of each.
-    texts: HashSet<Arc<str>>,
+    /// Folders, cameras and formats repeat across images: each stored once, named by its index.
+    texts: IndexSet<Box<str>>,
 }
 
 impl Rows {
@@ -28,24 +59,24 @@ impl Rows {
         self.keys.len()
     }
 
-    /// Bytes held, from sizes and capacities (ids once, shared texts once; allocator rounding
-    /// not included).
+    /// Bytes held, from sizes and capacities (allocator rounding not included).
     pub fn memory_bytes(&self) -> usize {
         use std::mem::size_of;
-        let arc_heap = |text: &Arc<str>| 2 * size_of::<usize>() + text.len();
+        let heap_ids: usize = self.slots.iter().flatten().filter(|s| s.id.is_heap_allocated()).map(|s| s.id.capacity()).sum();
         size_of::<Option<Slot>>() * self.slots.capacity()
-            + (size_of::<(Arc<str>, u64)>() + 1) * self.keys.capacity()
-            + self.keys.keys().map(arc_heap).sum::<usize>()
+            + self.keys.allocation_size()
+            + heap_ids
             + size_of::<u64>() * self.free.capacity()
-            + self.texts.iter().map(|t| arc_heap(t) + size_of::<Arc<str>>() + 1).sum::<usize>()
+            + self.texts.iter().map(|t| t.len() + size_of::<Box<str>>() + size_of::<usize>() * 2).sum::<usize>()
     }
 
     pub fn key(&self, id: &str) -> Option<u64> {
-        self.keys.get(id).copied()
+        let hash = self.hasher.hash_one(id);
+        self.keys.find(hash, |&key| self.id_at(key) == Some(id)).map(|&key| u64::from(key))
     }
 
-    pub fn slot(&self, key: u64) -> Option<&Slot> {
-        self.slots.get(usize::try_from(key).ok()?)?.as_ref()
+    pub fn slot(&self, key: u64) -> Option<Row<'_>> {
+        self.slots.get(usize::try_from(key).ok()?)?.as_ref().map(|slot| self.row(slot))
     }
 
     /// A key no image holds, not yet placed (give it back with [`Rows::release`] if unused).
@@ -64,22 +95,19 @@ impl Rows {
 
     /// Room for `images` rows read back at start with [`Rows::load`].
     pub fn with_capacity(images: usize) -> Self {
-        Rows { slots: Vec::with_capacity(images), keys: HashMap::with_capacity(images), ..Rows::default() }
+        Rows { slots: Vec::with_capacity(images), keys: HashTable::with_capacity(images), ..Rows::default() }
     }
 
-    /// One row read back at start. Each is interned as it arrives, so the per-image temporaries
-    /// (the record, its facet texts) are freed before the next image's and their memory is
-    /// reused; collecting every row first and sharing afterwards left a million small holes
-    /// between the ids that stayed resident (127 MB of RSS at 1M images, BENCHMARKS.md).
+    /// One row read back at start. Rows are stored as they arrive, so each image's temporaries
+    /// (its record, its facet texts) are freed before the next image's and their memory reused;
+    /// collecting every row first left a hole per image between the parts that stayed resident
+    /// (127 MB of RSS at 1M images, BENCHMARKS.md).
     pub fn load(&mut self, key: u64, id: &str, facets: Facets) {
         let index = key as usize;
         if index >= self.slots.len() {
             self.slots.resize_with(index + 1, || None);
         }
-        let facets = self.intern(facets);
-        let id: Arc<str> = id.into();
-        self.keys.insert(id.clone(), key);
-        self.slots[index] = Some(Slot { id, facets });
+        self.place(key, id, facets);
     }
 
     /// Ends loading: keys between the loaded ones (freed keys) become free.
@@ -89,47 +117,95 @@ impl Rows {
 
     /// Puts `id` at `key` (from [`Rows::allocate`], or the key it already holds).
     pub fn place(&mut self, key: u64, id: &str, facets: Facets) {
-        let facets = self.intern(facets);
-        let id: Arc<str> = self.keys.get_key_value(id).map_or_else(|| id.into(), |(shared, _)| shared.clone());
-        self.slots[key as usize] = Some(Slot { id: id.clone(), facets });
-        self.keys.insert(id, key);
-    }
-
-    fn intern(&mut self, mut facets: Facets) -> Facets {
-        for text in [&mut facets.camera, &mut facets.folder, &mut facets.format] {
-            match self.texts.get(&**text) {
-                Some(shared) => *text = shared.clone(),
-                None => {
-                    self.texts.insert(text.clone());
-                }
-            }
+        let held = self.key(id);
+        if let Some(other) = held.filter(|&held| held != key) {
+            self.remove_key(other);
         }
-        facets
+        let slot = self.compact(id, &facets);
+        self.slots[key as usize] = Some(slot);
+        if held != Some(key) {
+            let Rows { slots, keys, hasher, .. } = self;
+            let hash_of = |key: &u32| hasher.hash_one(slots[*key as usize].as_ref().map_or("", |slot| slot.id.as_str()));
+            keys.insert_unique(hasher.hash_one(id), key as u32, hash_of);
+        }
     }
 
     pub fn set_facets(&mut self, id: &str, facets: Facets) -> bool {
         let Some(key) = self.key(id) else { return false };
-        let facets = self.intern(facets);
-        match self.slots.get_mut(key as usize).and_then(Option::as_mut) {
-            Some(slot) => {
-                slot.facets = facets;
-                true
-            }
-            None => false,
-        }
+        let slot = self.compact(id, &facets);
+        self.slots[key as usize] = Some(slot);
+        true
     }
 
     /// Frees the key of `id` and returns it.
     pub fn remove(&mut self, id: &str) -> Option<u64> {
-        let key = self.keys.remove(id)?;
-        self.slots[key as usize] = None;
-        self.free.push(key);
+        let key = self.key(id)?;
+        self.remove_key(key);
         Some(key)
     }
 
-    /// Every image as (key, slot).
-    pub fn iter(&self) -> impl Iterator<Item = (u64, &Slot)> {
-        self.slots.iter().enumerate().filter_map(|(key, slot)| Some((key as u64, slot.as_ref()?)))
+    /// Every image as (key, row).
+    pub fn iter(&self) -> impl Iterator<Item = (u64, Row<'_>)> {
+        self.slots.iter().enumerate().filter_map(|(key, slot)| Some((key as u64, self.row(slot.as_ref()?))))
+    }
+
+    fn remove_key(&mut self, key: u64) {
+        let Some(hash) = self.id_at(key as u32).map(|id| self.hasher.hash_one(id)) else { return };
+        let Rows { slots, keys, .. } = self;
+        if let Ok(entry) = keys.find_entry(hash, |&held| held as u64 == key) {
+            entry.remove();
+        }
+        slots[key as usize] = None;
+        self.free.push(key);
+    }
+
+    fn id_at(&self, key: u32) -> Option<&str> {
+        self.slots.get(key as usize)?.as_ref().map(|slot| slot.id.as_str())
+    }
+
+    fn compact(&mut self, id: &str, facets: &Facets) -> Slot {
+        let flag = |set: bool, flag: u8| if set { flag } else { 0 };
+        let flags =
+            flag(facets.taken.is_some(), HAS_TAKEN) | flag(facets.location.is_some(), HAS_LOCATION) | flag(facets.photo_read, PHOTO_READ);
+        Slot {
+            id: id.into(),
+            taken: facets.taken.unwrap_or_default(),
+            ingested: facets.ingested,
+            location: facets.location.map_or([0.0; 2], |l| [l.lat, l.lon]),
+            camera: self.intern(&facets.camera),
+            folder: self.intern(&facets.folder),
+            format: self.intern(&facets.format),
+            flags,
+        }
+    }
+
+    fn intern(&mut self, text: &str) -> u32 {
+        let index = match self.texts.get_index_of(text) {
+            Some(index) => index,
+            None => self.texts.insert_full(text.into()).0,
+        };
+        // Distinct folders, cameras and formats, not images: far below 2^32.
+        index as u32
+    }
+
+    fn text(&self, index: u32) -> &str {
+        self.texts.get_index(index as usize).map_or("", |text| text)
+    }
+
+    fn row<'a>(&'a self, slot: &'a Slot) -> Row<'a> {
+        let has = |flag: u8| slot.flags & flag != 0;
+        Row {
+            id: &slot.id,
+            facets: Facets {
+                taken: has(HAS_TAKEN).then_some(slot.taken),
+                ingested: slot.ingested,
+                camera: self.text(slot.camera),
+                folder: self.text(slot.folder),
+                format: self.text(slot.format),
+                location: has(HAS_LOCATION).then_some(Location { lat: slot.location[0], lon: slot.location[1] }),
+                photo_read: has(PHOTO_READ),
+            },
+        }
     }
 }
 
@@ -159,12 +235,63 @@ mod tests {
 
         assert_eq!(rows.len(), 3);
         assert_eq!((rows.key("a"), rows.key("c"), rows.key("e"), rows.key("b")), (Some(0), Some(2), Some(4), None));
-        assert_eq!(&*rows.slot(4).map(|s| s.id.clone()).unwrap_or_default(), "e");
-        let folder = |key| rows.slot(key).map(|s| s.facets.folder.clone()).unwrap_or_default();
-        assert!(Arc::ptr_eq(&folder(0), &folder(4)), "equal folders are stored once");
+        assert_eq!(rows.slot(4).map(|s| s.id), Some("e"));
+        assert_eq!(rows.slot(0).map(|s| s.facets.folder), Some("/photos/2024"));
+        // Three folders and formats over three images: "", "jpeg" and two folders.
+        assert_eq!(rows.texts.len(), 4, "equal texts are stored once");
         // Freed keys (1 and 3) are handed out before new ones, lowest first.
         assert_eq!(rows.allocate(), 1);
         assert_eq!(rows.allocate(), 3);
         assert_eq!(rows.allocate(), 5);
+    }
+
+    #[test]
+    fn rows_give_back_every_facet_and_follow_places_removals_and_long_ids() {
+        let mut rows = Rows::default();
+        let full = Facets {
+            taken: Some(-5),
+            ingested: 1_700_000_000_000_000_000,
+            camera: "canon eos r5".into(),
+            folder: "/photos/trip".into(),
+            format: "heic".into(),
+            location: Some(Location { lat: 48.858_37, lon: 2.294_481 }),
+            photo_read: true,
+        };
+        let empty = Facets { taken: None, location: None, photo_read: false, ..facets("/x") };
+        let long_id = "an-id-longer-than-twenty-four-bytes-kept-on-the-heap";
+        for (id, facets) in [("a", &full), (long_id, &empty)] {
+            let key = rows.allocate();
+            rows.place(key, id, facets.clone());
+        }
+        let owned = |key| rows.slot(key).map(|row| (row.id.to_string(), row.facets.camera.to_string(), row.facets.taken));
+        assert_eq!(owned(0), Some(("a".into(), "canon eos r5".into(), Some(-5))));
+        let read = rows.slot(0).map(|row| row.facets);
+        assert_eq!(
+            read.as_ref().map(|f| (f.ingested, f.location, f.photo_read, f.folder, f.format)),
+            Some((full.ingested, full.location, true, "/photos/trip", "heic"))
+        );
+        let read = rows.slot(1).map(|row| row.facets);
+        assert_eq!(read.as_ref().map(|f| (f.taken, f.location, f.photo_read)), Some((None, None, false)));
+        assert_eq!(rows.key(long_id), Some(1));
+
+        // Placing the same id again at its key replaces its facets, not the image.
+        rows.place(0, "a", empty.clone());
+        assert_eq!((rows.len(), rows.slot(0).map(|row| row.facets.folder)), (2, Some("/x")));
+        assert!(rows.set_facets(long_id, full.clone()));
+        assert_eq!(rows.slot(1).map(|row| row.facets.camera), Some("canon eos r5"));
+
+        assert_eq!(rows.remove("a"), Some(0));
+        assert_eq!((rows.key("a"), rows.slot(0).is_none(), rows.len()), (None, true, 1));
+        assert_eq!(rows.remove("a"), None);
+        assert!(!rows.set_facets("a", full));
+        // Many more images: the table grows (rehashing from the ids in the slots) and finds all.
+        for i in 0..10_000 {
+            let key = rows.allocate();
+            rows.place(key, &format!("{i:016x}"), facets("/y"));
+        }
+        assert!(
+            (0..10_000).all(|i| rows.key(&format!("{i:016x}")).is_some_and(|k| rows.slot(k).is_some_and(|r| r.id == format!("{i:016x}"))))
+        );
+        assert_eq!((rows.len(), rows.key(long_id)), (10_001, Some(1)));
     }
 }

@@ -102,7 +102,7 @@ fn exact(rows: &Rows, vectors: &Vectors, query: &SearchQuery, end: usize) -> Res
 
 fn candidate(rows: &Rows, key: u64, score: f32) -> Option<Candidate<'_>> {
     let slot = rows.slot(key)?;
-    Some(Candidate { row: key as usize, id: &slot.id, score, taken: slot.facets.taken, ingested: slot.facets.ingested })
+    Some(Candidate { row: key as usize, id: slot.id, score, taken: slot.facets.taken, ingested: slot.facets.ingested })
 }
 
 fn finish((page, more): (Vec<Candidate>, bool)) -> (Vec<(String, f32)>, bool) {
@@ -136,7 +136,7 @@ fn exact_scores(rows: &Rows, vectors: &Vectors, keys: &[u64], query: &[f32]) -> 
     } else {
         for &key in keys {
             let Some(slot) = rows.slot(key) else { continue };
-            if let Some(bytes) = vectors.get(&*slot.id).map_err(db_err)? {
+            if let Some(bytes) = vectors.get(slot.id).map_err(db_err)? {
                 let s = score(bytes.value()).ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", slot.id)))?;
                 out.push((key, s));
             }
