@@ -738,7 +738,7 @@ def render(results: dict) -> str:
                      f"the load time includes building that index, and the loader saves it at the end. Start-up loads the "
                      f"saved index and every image's id and facets; searches walk the index and re-score its best "
                      f"candidates with the f32 vectors read from redb (`\"exact\": true` scans every vector). Its memory "
-                     f"per image is the server's RSS growth: the index, ids and facets, redb's page cache (64 MiB at most) "
+                     f"per image is the server's RSS growth: the index, ids and facets, redb's page cache (16 MiB at most) "
                      f"and the allocator's slack.")
     for b in (e, p):
         r = b.get("recall_exact_flag") or {}
