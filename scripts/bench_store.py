@@ -448,6 +448,8 @@ def choose_ef(measured: list, asked: str, goal: float) -> dict:
     """The search breadth the server runs with: the one asked for, or (`auto`) the smallest measured one whose
     recall reaches the goal, else the most accurate measured."""
     measured = sorted((int(ef), recall) for ef, recall in measured if recall is not None)
+    if asked.startswith("default="):
+        return {"chosen": int(asked.removeprefix("default=")), "why": "the server's default", "goal": goal}
     if asked != "auto":
         return {"chosen": int(asked), "why": "asked for", "goal": goal}
     for ef, recall in measured:
@@ -883,9 +885,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pg-recall-goal", type=float, default=0.95)
     ap.add_argument("--ann-ef-sweep", default="64,128,256,512",
                     help="embedded: the approximate index's search breadths measured for recall through HTTP")
-    ap.add_argument("--ann-ef-search", default="auto",
-                    help="embedded: the breadth the measured server runs with, or `auto` (default): the smallest of "
-                         "--ann-ef-sweep reaching --embedded-recall-goal")
+    ap.add_argument("--ann-ef-search", default="default",
+                    help="embedded: the breadth the measured server runs with: `default` (the server's own, what "
+                         "users get), `auto` (the smallest of --ann-ef-sweep reaching --embedded-recall-goal) or a number")
     ap.add_argument("--embedded-recall-goal", type=float, default=0.97)
     ap.add_argument("--pool-size", type=int, default=16, help="the server's connection pool (store default 16)")
     ap.add_argument("--maintenance-work-mem", default="4GB", help="for the HNSW build (default 4GB)")
@@ -939,7 +941,12 @@ def main(argv=None) -> int:
     binary, loader = build(args.no_build)
     # The ONNX Runtime library the server and the loader load (idempotent; from PyPI into .runtime/).
     subprocess.run([str(REPO / "scripts" / "install-runtime.sh")], cwd=REPO, check=True, stdout=sys.stderr)
-    args.store_flag = "--store" in server_help(binary)
+    help_text = server_help(binary)
+    args.store_flag = "--store" in help_text
+    if args.ann_ef_search == "default":
+        # The breadth users get, read from the server itself (`[default: N]` in its help).
+        found = re.search(r"--ann-ef-search <\w+>\n.*?\[default: (\d+)\]", help_text, re.S)
+        args.ann_ef_search = f"default={found.group(1)}" if found else "auto"
     git = git_state()
     rng = np.random.default_rng(args.seed + 2)
     wrk_ids = [image_id(int(i)) for i in rng.choice(n, size=min(args.wrk_ids, n), replace=False)]
