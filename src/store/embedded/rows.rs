@@ -71,8 +71,7 @@ impl Rows {
     }
 
     pub fn key(&self, id: &str) -> Option<u64> {
-        let hash = self.hasher.hash_one(id);
-        self.keys.find(hash, |&key| self.id_at(key) == Some(id)).map(|&key| u64::from(key))
+        self.find(self.hasher.hash_one(id), id)
     }
 
     pub fn slot(&self, key: u64) -> Option<Row<'_>> {
@@ -117,16 +116,17 @@ impl Rows {
 
     /// Puts `id` at `key` (from [`Rows::allocate`], or the key it already holds).
     pub fn place(&mut self, key: u64, id: &str, facets: Facets) {
-        let held = self.key(id);
+        let hash = self.hasher.hash_one(id);
+        let held = self.find(hash, id);
         if let Some(other) = held.filter(|&held| held != key) {
-            self.remove_key(other);
+            self.remove_key(other, hash);
         }
         let slot = self.compact(id, &facets);
         self.slots[key as usize] = Some(slot);
         if held != Some(key) {
             let Rows { slots, keys, hasher, .. } = self;
             let hash_of = |key: &u32| hasher.hash_one(slots[*key as usize].as_ref().map_or("", |slot| slot.id.as_str()));
-            keys.insert_unique(hasher.hash_one(id), key as u32, hash_of);
+            keys.insert_unique(hash, key as u32, hash_of);
         }
     }
 
@@ -139,8 +139,9 @@ impl Rows {
 
     /// Frees the key of `id` and returns it.
     pub fn remove(&mut self, id: &str) -> Option<u64> {
-        let key = self.key(id)?;
-        self.remove_key(key);
+        let hash = self.hasher.hash_one(id);
+        let key = self.find(hash, id)?;
+        self.remove_key(key, hash);
         Some(key)
     }
 
@@ -149,18 +150,19 @@ impl Rows {
         self.slots.iter().enumerate().filter_map(|(key, slot)| Some((key as u64, self.row(slot.as_ref()?))))
     }
 
-    fn remove_key(&mut self, key: u64) {
-        let Some(hash) = self.id_at(key as u32).map(|id| self.hasher.hash_one(id)) else { return };
-        let Rows { slots, keys, .. } = self;
-        if let Ok(entry) = keys.find_entry(hash, |&held| held as u64 == key) {
-            entry.remove();
-        }
-        slots[key as usize] = None;
-        self.free.push(key);
+    /// The key of `id`, whose hash is `hash`.
+    fn find(&self, hash: u64, id: &str) -> Option<u64> {
+        let holds_id = |key: &u32| self.slots.get(*key as usize).and_then(Option::as_ref).is_some_and(|slot| slot.id == id);
+        self.keys.find(hash, holds_id).map(|&key| u64::from(key))
     }
 
-    fn id_at(&self, key: u32) -> Option<&str> {
-        self.slots.get(key as usize)?.as_ref().map(|slot| slot.id.as_str())
+    /// Frees `key`, held by an id whose hash is `hash`.
+    fn remove_key(&mut self, key: u64, hash: u64) {
+        if let Ok(entry) = self.keys.find_entry(hash, |&held| u64::from(held) == key) {
+            entry.remove();
+        }
+        self.slots[key as usize] = None;
+        self.free.push(key);
     }
 
     fn compact(&mut self, id: &str, facets: &Facets) -> Slot {
