@@ -444,12 +444,13 @@ def measure_backend(kind: str, binary: Path, loader: Path, args, vec_path: Path,
     return res
 
 
-def choose_ef(measured: list, asked: str, goal: float) -> dict:
+def choose_ef(measured: list, asked: str, goal: float, default: int | None = None) -> dict:
     """The search breadth the server runs with: the one asked for, or (`auto`) the smallest measured one whose
     recall reaches the goal, else the most accurate measured."""
     measured = sorted((int(ef), recall) for ef, recall in measured if recall is not None)
-    if asked.startswith("default="):
-        return {"chosen": int(asked.removeprefix("default=")), "why": "the server's default", "goal": goal}
+    if asked == "default":
+        # None when the server's help names no default: the server then runs with its own all the same.
+        return {"chosen": default, "why": "the server's default", "goal": goal}
     if asked != "auto":
         return {"chosen": int(asked), "why": "asked for", "goal": goal}
     for ef, recall in measured:
@@ -478,7 +479,7 @@ def embedded_ef_sweep(res, binary, args, data_dir, workdir, gt) -> None:
             srv.stop()
     res["ef_sweep_http"] = sweep
     res["ef_search"] = choose_ef([(s["ef_search"], s.get("recall")) for s in sweep], args.ann_ef_search,
-                                 args.embedded_recall_goal)
+                                 args.embedded_recall_goal, args.ann_ef_default)
     log(f"  embedded: the server runs with ef {res['ef_search']['chosen']} ({res['ef_search']['why']})")
 
 
@@ -943,10 +944,9 @@ def main(argv=None) -> int:
     subprocess.run([str(REPO / "scripts" / "install-runtime.sh")], cwd=REPO, check=True, stdout=sys.stderr)
     help_text = server_help(binary)
     args.store_flag = "--store" in help_text
-    if args.ann_ef_search == "default":
-        # The breadth users get, read from the server itself (`[default: N]` in its help).
-        found = re.search(r"--ann-ef-search <\w+>\n.*?\[default: (\d+)\]", help_text, re.S)
-        args.ann_ef_search = f"default={found.group(1)}" if found else "auto"
+    # The breadth users get, read from the server itself (`[default: N]` in its help).
+    found = re.search(r"--ann-ef-search <\w+>\n.*?\[default: (\d+)\]", help_text, re.S)
+    args.ann_ef_default = int(found.group(1)) if found else None
     git = git_state()
     rng = np.random.default_rng(args.seed + 2)
     wrk_ids = [image_id(int(i)) for i in rng.choice(n, size=min(args.wrk_ids, n), replace=False)]
