@@ -62,10 +62,10 @@ fn reopening() -> StoreError {
 
 /// redb's page cache. Its default (1 GiB) filled with the f32 vectors re-scoring reads and
 /// made the process's memory grow with the index (5.5 KiB per image at 100k, RSS); those reads
-/// are served by the OS page cache instead, which the kernel gives back under pressure. A miss
-/// costs one `pread` from that page cache, a few microseconds against a search's milliseconds,
-/// so 16 MiB (the metadata tables and the B-trees' upper levels) is enough: 64 MiB was 48 MB more
-/// resident for no measurable gain at 1M images (BENCHMARKS.md, "The embedded store at 1M").
+/// are served by the OS page cache instead, which the kernel gives back under pressure. 16 MiB
+/// keeps the metadata tables and the B-trees' upper levels: servers alternating 64 and 16 MiB on
+/// the same 1M images answered equally fast, and 64 MiB held 60-90 MB more RSS (BENCHMARKS.md,
+/// "The embedded store at 1M, third pass").
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 fn open_database(path: &Path) -> Result<Database, StoreError> {
