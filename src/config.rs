@@ -93,10 +93,10 @@ pub struct StoreArgs {
     pub pg_pool_size: u32,
 
     /// Candidates the embedded store's approximate index keeps while searching (HNSW efSearch): higher finds
-    /// more of the true top results, slower. 128 gave recall@10 0.979 on a million clustered
-    /// vectors (1.8 ms in the index; 64 gave 0.956, 256 gave 0.995; BENCHMARKS.md "Approximate
-    /// search in the embedded store").
-    #[arg(long, env = "VQ_ANN_EF_SEARCH", default_value_t = 128, value_parser = clap::value_parser!(u16).range(8..=4096))]
+    /// more of the true top results, slower. 160 gave recall@10 0.99 on a million clustered
+    /// vectors where 128 gave 0.969-0.994 depending on the build and 256 gave 0.995 (BENCHMARKS.md
+    /// "Store at scale: 1,000,000 vectors").
+    #[arg(long, env = "VQ_ANN_EF_SEARCH", default_value_t = crate::store::AnnParams::DEFAULT.ef_search as u16, value_parser = clap::value_parser!(u16).range(8..=4096))]
     pub ann_ef_search: u16,
 
     /// HNSW graph degree, used when the vector index is first built (PostgreSQL).

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub use duplicates::{DuplicateGroup, DuplicateKind};
-pub use embedded::{ann_index_options, ann_int8_copy, AnnOrigin, AnnParams, EmbeddedStore, StoreOptions};
+pub use embedded::{ann_index_options, ann_int8_copy, AnnParams, CacheOrigin, EmbeddedStore, StoreOptions};
 pub use export::{exported, Exported};
 pub use filter::{Filter, Near, SortBy};
 pub use generations::{Building, GenerationRef, GenerationStore, Generations, ModelRef};

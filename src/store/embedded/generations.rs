@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use redb::ReadableTable;
 
-use super::{ann::Ann, db_err, EmbeddedStore, State, ALIASES, IMAGES, KEYS, META, ORDER, PATHS, VECTORS};
+use super::{ann::Ann, db_err, vector_file::VectorFile, EmbeddedStore, State, ALIASES, IMAGES, KEYS, META, ORDER, PATHS, VECTORS};
 use crate::store::generations::{check_name, GenerationStore, Generations, MAIN};
 use crate::store::{StoreError, VectorStore};
 
@@ -60,7 +60,7 @@ impl GenerationStore for EmbeddedStore {
 
 impl EmbeddedStore {
     /// Empties the store of images (and its model binding) in one transaction; jobs and the
-    /// pointer stay. The saved approximate index goes with them.
+    /// pointer stay. The saved approximate index and vector file go with them.
     fn clear_images(&self) -> Result<(), StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let txn = self.db()?.begin_write().map_err(db_err)?;
@@ -77,6 +77,7 @@ impl EmbeddedStore {
         }
         txn.commit().map_err(db_err)?;
         Ann::remove_saved(&self.dir);
+        VectorFile::remove(&self.dir);
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = State::default();
         Ok(())
     }

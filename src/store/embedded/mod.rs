@@ -1,9 +1,10 @@
 //! The embedded backend: records and vectors in a `redb` database file (ACID, fsync on commit,
 //! so a write that returned survives `kill -9`). In memory: each image's id and facets
 //! ([`rows`]) and an approximate index over int8 copies of the vectors ([`ann`]), persisted
-//! beside the database. Relevance searches take candidates from the index and re-score them
-//! with the f32 vectors read from the database; selective filters, other orders and
-//! `exact` queries score every passing image with the f32 vectors ([`search`]).
+//! beside the database with a flat copy of the f32 vectors ([`vector_file`]), which is read,
+//! never held. Relevance searches take candidates from the index and re-score them with the f32
+//! vectors; selective filters, other orders and `exact` queries score every passing image with
+//! the f32 vectors ([`search`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
@@ -18,10 +19,12 @@ mod handle;
 mod jobs;
 mod rows;
 mod search;
+mod vector_file;
 
 use ann::Ann;
 pub use ann::{options as ann_index_options, to_int8 as ann_int8_copy, AnnParams};
 use rows::Rows;
+use vector_file::VectorFile;
 
 use super::filter::{self, Candidate, Facets, Filter, SortBy};
 use super::matrix::Matrix;
@@ -55,12 +58,13 @@ impl Default for StoreOptions {
     }
 }
 
-/// Where the approximate index came from when the store opened.
+/// Where a saved cache of the database (the approximate index, the vector file) came from
+/// when the store opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AnnOrigin {
-    /// The saved index matched the database.
+pub enum CacheOrigin {
+    /// The saved copy matched the database.
     Loaded,
-    /// The saved index was older than the database (the process was killed before saving):
+    /// The saved copy was older than the database (the process was killed before saving):
     /// the images changed since it was saved were replayed into it.
     CaughtUp { changes: usize },
     /// Built from the vectors in the database, and why.
@@ -76,6 +80,9 @@ struct State {
     /// `None` without a dimension, or after an index error (searches are exact then, and the
     /// next start rebuilds it).
     ann: Option<Ann>,
+    /// `None` without a dimension, or after a write to it failed (searches read vectors from
+    /// the database then, and the next start rewrites it).
+    vectors: Option<VectorFile>,
     /// The database generation the in-memory state reflects.
     generation: u64,
 }
@@ -88,7 +95,8 @@ pub struct EmbeddedStore {
     state: RwLock<State>,
     /// Serialises writers so the database and the memory change in the same order.
     writer: Mutex<()>,
-    origin: Mutex<Option<AnnOrigin>>,
+    origin: Mutex<Option<CacheOrigin>>,
+    vector_file_origin: Mutex<Option<CacheOrigin>>,
     /// Off only in tests that stand in for a killed process.
     save_on_drop: bool,
 }
@@ -134,6 +142,7 @@ impl EmbeddedStore {
             state: RwLock::new(State::default()),
             writer: Mutex::new(()),
             origin: Mutex::new(None),
+            vector_file_origin: Mutex::new(None),
             save_on_drop: true,
         };
         store.load()?;
@@ -145,11 +154,18 @@ impl EmbeddedStore {
     }
 
     /// Whether the approximate index was loaded or rebuilt at open (`None` for an empty store).
-    pub fn ann_origin(&self) -> Option<AnnOrigin> {
+    pub fn ann_origin(&self) -> Option<CacheOrigin> {
         self.origin.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Saves the approximate index if it changed since it was saved or loaded (at shutdown).
+    /// Whether the vector file was loaded, caught up or rewritten at open (`None` for an empty
+    /// store, or when it could not be written).
+    pub fn vector_file_origin(&self) -> Option<CacheOrigin> {
+        self.vector_file_origin.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Saves the approximate index and the vector file if they changed since they were saved or
+    /// loaded (at shutdown, and now and then while serving).
     pub fn persist_ann(&self) -> Result<(), StoreError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
@@ -157,11 +173,12 @@ impl EmbeddedStore {
         if Ann::saved_generation(&self.dir) == Some(state.generation) {
             return Ok(());
         }
-        self.save_index(ann, state.generation)
+        self.save_index(ann, state.vectors.as_ref(), state.generation)
     }
 
     /// What the store holds in memory: (approximate index, per-image ids and facets), in bytes.
-    /// The f32 vectors stay in the database (and the OS page cache), not here.
+    /// The f32 vectors stay in the database and the vector file (read through the OS page cache),
+    /// not here.
     pub fn memory_bytes(&self) -> (usize, usize) {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         (state.ann.as_ref().map_or(0, Ann::memory_bytes), state.rows.memory_bytes())
@@ -196,15 +213,30 @@ impl EmbeddedStore {
             }
             Err(reason) => {
                 tracing::warn!(%reason, images = rows.len(), "rebuilding the approximate index");
-                (self.rebuild(&txn, &rows, dim)?, AnnOrigin::Rebuilt { reason })
+                (self.rebuild(&txn, &rows, dim)?, CacheOrigin::Rebuilt { reason })
             }
         };
-        if origin != AnnOrigin::Loaded {
-            if let Err(e) = self.save_index(&ann, generation) {
+        let vectors = match self.saved_vector_file(&txn, &rows, dim, generation) {
+            Ok((file, origin)) => Some((file, origin)),
+            Err(reason) => {
+                tracing::warn!(%reason, images = rows.len(), "rewriting the vector file from the database");
+                match self.rewrite_vector_file(&txn, &rows, dim) {
+                    Ok(file) => Some((file, CacheOrigin::Rebuilt { reason })),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot write the vector file; searches read vectors from the database");
+                        None
+                    }
+                }
+            }
+        };
+        let (vectors, vector_file_origin) = vectors.map_or((None, None), |(file, origin)| (Some(file), Some(origin)));
+        if origin != CacheOrigin::Loaded || vector_file_origin.as_ref().is_some_and(|o| *o != CacheOrigin::Loaded) {
+            if let Err(e) = self.save_index(&ann, vectors.as_ref(), generation) {
                 tracing::warn!(error = %e, "cannot save the approximate index; it will be rebuilt at the next start");
             }
         }
         *self.origin.lock().unwrap_or_else(|p| p.into_inner()) = Some(origin);
+        *self.vector_file_origin.lock().unwrap_or_else(|p| p.into_inner()) = vector_file_origin;
         tracing::info!(
             images = rows.len(),
             dim,
@@ -213,17 +245,17 @@ impl EmbeddedStore {
             path = %self.path.display(),
             "index loaded"
         );
-        *self.state.write().unwrap_or_else(|p| p.into_inner()) = State { dim: Some(dim), rows, ann: Some(ann), generation };
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = State { dim: Some(dim), rows, ann: Some(ann), vectors, generation };
         Ok(())
     }
 
     /// The saved approximate index brought up to database generation `generation`: as saved, or
     /// with the images changed since it was saved replayed into it. `Err` says why it must be
     /// rebuilt instead.
-    fn saved_index(&self, txn: &redb::ReadTransaction, rows: &Rows, dim: usize, generation: u64) -> Result<(Ann, AnnOrigin), String> {
+    fn saved_index(&self, txn: &redb::ReadTransaction, rows: &Rows, dim: usize, generation: u64) -> Result<(Ann, CacheOrigin), String> {
         let (ann, saved) = Ann::load(&self.dir, dim, self.options.ann).map_err(|e| e.to_string())?;
         let origin = if saved == generation {
-            AnnOrigin::Loaded
+            CacheOrigin::Loaded
         } else {
             let changed = changes::changed_after(txn, saved).map_err(|e| e.to_string())?.ok_or_else(|| {
                 format!("the saved index reflects database generation {saved}, which the change log no longer reaches (the database is at {generation})")
@@ -233,7 +265,7 @@ impl EmbeddedStore {
                 return Err(format!("{} of {} images changed since the index was saved", changed.len(), rows.len()));
             }
             self.replay(txn, &ann, rows, dim, &changed).map_err(|e| e.to_string())?;
-            AnnOrigin::CaughtUp { changes: changed.len() }
+            CacheOrigin::CaughtUp { changes: changed.len() }
         };
         if ann.len() != rows.len() || !rows.iter().all(|(key, _)| ann.contains(key)) {
             return Err(format!("the saved index holds {} images, the database {}", ann.len(), rows.len()));
@@ -252,12 +284,7 @@ impl EmbeddedStore {
         let vectors = txn.open_table(VECTORS).map_err(db_err)?;
         let present: Vec<(u64, &str)> = changed.iter().filter_map(|&key| rows.slot(key).map(|slot| (key, slot.id))).collect();
         ann.reserve(present.len()).map_err(ann_err)?;
-        let entries = present.into_iter().map(|(key, id)| {
-            let bytes = vectors.get(id).map_err(db_err)?.ok_or_else(|| StoreError::Corrupt(format!("{id} has no vector")))?;
-            let vector =
-                decode_vector(bytes.value(), dim).ok_or_else(|| StoreError::Corrupt(format!("vector of {id} has the wrong length")))?;
-            Ok((key, vector))
-        });
+        let entries = present.into_iter().map(|(key, id)| Ok((key, read_vector(&vectors, id, dim)?)));
         add_in_batches(ann, entries)
     }
 
@@ -276,8 +303,55 @@ impl EmbeddedStore {
         Ok(ann)
     }
 
-    /// Saves the index as reflecting `generation` and forgets the changes it now holds.
-    fn save_index(&self, ann: &Ann, generation: u64) -> Result<(), StoreError> {
+    /// The saved vector file brought up to database generation `generation`, as [`Self::saved_index`]
+    /// does for the index. `Err` says why it must be rewritten instead.
+    fn saved_vector_file(
+        &self,
+        txn: &redb::ReadTransaction,
+        rows: &Rows,
+        dim: usize,
+        generation: u64,
+    ) -> Result<(VectorFile, CacheOrigin), String> {
+        let (file, saved) = VectorFile::open(&self.dir, dim).map_err(|e| e.to_string())?;
+        let origin = if saved == generation {
+            CacheOrigin::Loaded
+        } else {
+            let changed = changes::changed_after(txn, saved).map_err(|e| e.to_string())?.ok_or_else(|| {
+                format!("the vector file reflects database generation {saved}, which the change log no longer reaches (the database is at {generation})")
+            })?;
+            let vectors = txn.open_table(VECTORS).map_err(|e| e.to_string())?;
+            for &key in &changed {
+                if let Some(slot) = rows.slot(key) {
+                    let vector = read_vector(&vectors, slot.id, dim).map_err(|e| e.to_string())?;
+                    file.write(key, &vector).map_err(|e| e.to_string())?;
+                }
+            }
+            CacheOrigin::CaughtUp { changes: changed.len() }
+        };
+        file.check_covers(rows.iter().map(|(key, _)| key + 1).max().unwrap_or(0)).map_err(|e| e.to_string())?;
+        Ok((file, origin))
+    }
+
+    /// Writes a new vector file from the vectors in the database.
+    fn rewrite_vector_file(&self, txn: &redb::ReadTransaction, rows: &Rows, dim: usize) -> Result<VectorFile, StoreError> {
+        let file = VectorFile::create(&self.dir, dim).map_err(vector_file_err)?;
+        for entry in txn.open_table(VECTORS).map_err(db_err)?.iter().map_err(db_err)? {
+            let (id, bytes) = entry.map_err(db_err)?;
+            let key = rows.key(id.value()).ok_or_else(|| StoreError::Corrupt(format!("vector {} has no key", id.value())))?;
+            let vector = decode_vector(bytes.value(), dim)
+                .ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", id.value())))?;
+            file.write(key, &vector).map_err(vector_file_err)?;
+        }
+        Ok(file)
+    }
+
+    /// Saves the index and the vector file as reflecting `generation` and forgets the changes
+    /// they now hold. The vector file goes first: if it cannot be synced, the change log is
+    /// pruned past it all the same and the next start rewrites it whole.
+    fn save_index(&self, ann: &Ann, vectors: Option<&VectorFile>, generation: u64) -> Result<(), StoreError> {
+        if let Some(Err(e)) = vectors.map(|file| file.sync(generation)) {
+            tracing::warn!(error = %e, "cannot sync the vector file; it will be rewritten at the next start");
+        }
         ann.save(&self.dir, generation).map_err(ann_err)?;
         let txn = self.db()?.begin_write().map_err(db_err)?;
         changes::prune(&txn, generation)?;
@@ -292,10 +366,13 @@ impl EmbeddedStore {
     }
 
     /// Makes sure the in-memory state has a dimension and an index once vectors exist.
-    fn ensure_dim(state: &mut State, dim: usize, options: &StoreOptions) -> Result<(), StoreError> {
+    fn ensure_dim(&self, state: &mut State, dim: usize) -> Result<(), StoreError> {
         if state.dim.is_none() {
             state.dim = Some(dim);
-            state.ann = Some(Ann::new(dim, options.ann, 1024).map_err(ann_err)?);
+            state.ann = Some(Ann::new(dim, self.options.ann, 1024).map_err(ann_err)?);
+            state.vectors = VectorFile::create(&self.dir, dim)
+                .inspect_err(|e| tracing::error!(error = %e, "cannot create the vector file; searches read vectors from the database"))
+                .ok();
         }
         Ok(())
     }
@@ -311,6 +388,16 @@ impl Drop for EmbeddedStore {
             tracing::warn!(error = %e, "cannot save the approximate index; it will be rebuilt at the next start");
         }
     }
+}
+
+fn vector_file_err(e: vector_file::VectorFileError) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+/// The f32 vector of `id` from the database.
+fn read_vector(vectors: &impl ReadableTable<&'static str, &'static [u8]>, id: &str, dim: usize) -> Result<Vec<f32>, StoreError> {
+    let bytes = vectors.get(id).map_err(db_err)?.ok_or_else(|| StoreError::Corrupt(format!("{id} has no vector")))?;
+    decode_vector(bytes.value(), dim).ok_or_else(|| StoreError::Corrupt(format!("vector of {id} has the wrong length")))
 }
 
 fn ann_err(e: ann::AnnError) -> StoreError {
@@ -494,7 +581,7 @@ impl VectorStore for EmbeddedStore {
         }
         txn.commit().map_err(db_err)?;
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        Self::ensure_dim(&mut state, dim, &self.options)
+        self.ensure_dim(&mut state, dim)
     }
 
     fn upsert_many(&self, items: &[(ImageRecord, Vec<f32>)]) -> Result<Vec<Upserted>, StoreError> {
@@ -590,7 +677,7 @@ impl VectorStore for EmbeddedStore {
                 return Err(e);
             }
         };
-        Self::ensure_dim(&mut state, dim, &self.options)?;
+        self.ensure_dim(&mut state, dim)?;
         state.generation = generation;
         let state = &mut *state;
         for id in &retired {
@@ -621,6 +708,13 @@ impl VectorStore for EmbeddedStore {
             if let Err(e) = added {
                 tracing::error!(error = %e, "approximate index failed; searching exactly until the next start");
                 state.ann = None;
+            }
+        }
+        if let Some(file) = &state.vectors {
+            // In order: the same image twice in one write keeps its last vector.
+            if let Err(e) = items.iter().zip(&keys).try_for_each(|((_, vector), &key)| file.write(key, vector)) {
+                tracing::error!(error = %e, "vector file write failed; reading vectors from the database until the next start");
+                state.vectors = None;
             }
         }
         Ok(outcomes)
@@ -679,6 +773,7 @@ impl VectorStore for EmbeddedStore {
                 return Err(StoreError::DimensionMismatch { expected: dim, got: query.vector.len() });
             }
             let ann = state.ann.as_ref().filter(|_| !query.exact && state.rows.len() >= self.options.ann_min_images);
+            let vectors = search::Vectors { file: state.vectors.as_ref(), table: &vectors };
             search::page(&state.rows, ann, &vectors, query)?
         };
         let table = txn.open_table(IMAGES).map_err(db_err)?;
@@ -943,9 +1038,22 @@ mod tests {
         assert!(near_five[..2].contains(&"00001".to_string()), "{near_five:?}");
         drop(store);
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        assert_eq!(store.ann_origin(), Some(AnnOrigin::Loaded));
+        assert_eq!(store.ann_origin(), Some(CacheOrigin::Loaded));
         assert_eq!(store.count(), 2000 - gone.len());
         check(&store);
+    }
+
+    /// Every live image's entry in the vector file equals its vector in the database.
+    fn assert_vector_file_matches_database(store: &EmbeddedStore) {
+        let state = store.state.read().unwrap();
+        let (file, dim) = (state.vectors.as_ref().expect("a vector file"), state.dim.unwrap());
+        let txn = store.db().unwrap().begin_read().unwrap();
+        let table = txn.open_table(VECTORS).unwrap();
+        let mut bytes = vec![0u8; dim * 4];
+        for (key, slot) in state.rows.iter() {
+            file.read_run(key, &mut bytes).unwrap();
+            assert_eq!(decode_vector(&bytes, dim).unwrap(), read_vector(&table, slot.id, dim).unwrap(), "key {key} ({})", slot.id);
+        }
     }
 
     /// What `kill -9` leaves: the database has every acknowledged write, the saved index does not.
@@ -981,7 +1089,9 @@ mod tests {
         crash(store);
 
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        assert_eq!(store.ann_origin(), Some(AnnOrigin::CaughtUp { changes: 300 + gone.len() + 1 }));
+        assert_eq!(store.ann_origin(), Some(CacheOrigin::CaughtUp { changes: 300 + gone.len() + 1 }));
+        assert_eq!(store.vector_file_origin(), Some(CacheOrigin::CaughtUp { changes: 300 + gone.len() + 1 }));
+        assert_vector_file_matches_database(&store);
         assert_eq!(store.count(), 1500 + 300 - gone.len());
         let all = Filter::default();
         for (i, v) in more.iter().enumerate().step_by(7) {
@@ -996,8 +1106,69 @@ mod tests {
         // Caught up, saved again: the next start loads it as it is.
         drop(store);
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        assert_eq!(store.ann_origin(), Some(AnnOrigin::Loaded));
+        assert_eq!(store.ann_origin(), Some(CacheOrigin::Loaded));
+        assert_eq!(store.vector_file_origin(), Some(CacheOrigin::Loaded));
         assert_eq!(ids(&store, &more[0], &all, false).first().map(String::as_str), Some("new00000"));
+    }
+
+    /// Scores of an approximate search for `query` where image `i` of `vectors` is "{i:05}",
+    /// checked against the cosine computed here.
+    fn assert_scores_exact(store: &EmbeddedStore, query: &[f32], vector_of: impl Fn(&str) -> Vec<f32>) {
+        let q = SearchQuery { vector: query, filter: &Filter::default(), sort: SortBy::Relevance, offset: 0, limit: 10, exact: false };
+        let hits = store.search_page(&q).unwrap().items;
+        assert_eq!(hits.len(), 10);
+        for hit in hits {
+            let expected: f32 = vector_of(&hit.record.id).iter().zip(query).map(|(a, b)| a * b).sum();
+            assert!((hit.score - expected).abs() < 1e-5, "{}: {} instead of {expected}", hit.record.id, hit.score);
+        }
+    }
+
+    #[test]
+    fn a_stale_damaged_short_or_missing_vector_file_is_rewritten_and_scores_stay_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, vectors) = filled(dir.path(), 1500);
+        assert_eq!(store.vector_file_origin(), None, "a new store has nothing to load");
+        drop(store);
+        let file = VectorFile::path(dir.path());
+        let stale = std::fs::read(&file).unwrap();
+        // A saved write the old copy lacks: image 2 now shows what image 9 does.
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.vector_file_origin(), Some(CacheOrigin::Loaded));
+        let mut moved = super::super::conformance_record("00002");
+        moved.path = "/photos/common/2.jpg".into();
+        assert_eq!(store.upsert(&moved, &vectors[9]).unwrap(), Upserted::Replaced);
+        drop(store);
+        let vector_of = |id: &str| vectors[if id == "00002" { 9 } else { id.parse::<usize>().unwrap() }].clone();
+
+        let damages: [(&str, &dyn Fn()); 4] = [
+            ("generation", &|| std::fs::write(&file, &stale).unwrap()),
+            ("damaged", &|| {
+                let mut bytes = std::fs::read(&file).unwrap();
+                bytes[20] ^= 0x40;
+                std::fs::write(&file, bytes).unwrap();
+            }),
+            ("vectors need", &|| {
+                let f = std::fs::File::options().write(true).open(&file).unwrap();
+                f.set_len(f.metadata().unwrap().len() - 4096).unwrap();
+            }),
+            ("no vector file", &|| std::fs::remove_file(&file).unwrap()),
+        ];
+        for (reason_names, damage) in damages {
+            damage();
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            assert!(
+                matches!(store.vector_file_origin(), Some(CacheOrigin::Rebuilt { reason }) if reason.contains(reason_names)),
+                "{reason_names}: {:?}",
+                store.vector_file_origin()
+            );
+            assert_eq!(store.ann_origin(), Some(CacheOrigin::Loaded), "the index does not depend on the vector file");
+            assert_vector_file_matches_database(&store);
+            assert_scores_exact(&store, &vectors[9], vector_of);
+            assert_scores_exact(&store, &vectors[2], vector_of);
+            drop(store);
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            assert_eq!(store.vector_file_origin(), Some(CacheOrigin::Loaded), "{reason_names}: rewritten and saved");
+        }
     }
 
     #[test]
@@ -1008,7 +1179,7 @@ mod tests {
         assert_eq!(store.ann_origin(), None, "a new store has nothing to load");
         drop(store);
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        assert_eq!(store.ann_origin(), Some(AnnOrigin::Loaded));
+        assert_eq!(store.ann_origin(), Some(CacheOrigin::Loaded));
         let before = ids(&store, &vectors[7], &Filter::default(), false);
         assert_eq!(before.first().map(String::as_str), Some("00007"));
         drop(store);
@@ -1029,7 +1200,7 @@ mod tests {
         }
         let store = EmbeddedStore::open(dir.path()).unwrap();
         assert!(
-            matches!(store.ann_origin(), Some(AnnOrigin::Rebuilt { reason }) if reason.contains("generation")),
+            matches!(store.ann_origin(), Some(CacheOrigin::Rebuilt { reason }) if reason.contains("generation")),
             "{:?}",
             store.ann_origin()
         );
@@ -1043,7 +1214,7 @@ mod tests {
         std::fs::write(&index_file, bytes).unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
         assert!(
-            matches!(store.ann_origin(), Some(AnnOrigin::Rebuilt { reason }) if reason.contains("damaged")),
+            matches!(store.ann_origin(), Some(CacheOrigin::Rebuilt { reason }) if reason.contains("damaged")),
             "{:?}",
             store.ann_origin()
         );
@@ -1071,7 +1242,7 @@ mod tests {
             }
             drop(store);
             let store = EmbeddedStore::open(dir.path()).unwrap();
-            assert_eq!(store.ann_origin(), Some(AnnOrigin::Loaded));
+            assert_eq!(store.ann_origin(), Some(CacheOrigin::Loaded));
             let saved = std::fs::metadata(Ann::index_path(dir.path())).unwrap().len() as usize;
             (saved, store.memory_bytes().1)
         };

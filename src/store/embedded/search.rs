@@ -2,7 +2,8 @@
 //! images pass, takes candidates from the approximate index and re-scores them with the f32
 //! vectors; everything else (selective filters, date and ingest orders, `exact` queries) scores
 //! the passing images with the f32 vectors, so those results stay exact. Vectors are read from
-//! the database: memory holds only the int8 copies in the index.
+//! the flat vector file (the database when there is none): memory holds only the int8 copies in
+//! the index.
 
 use redb::{ReadOnlyTable, ReadableTable};
 
@@ -10,6 +11,7 @@ use super::super::filter::{self, Candidate, SortBy};
 use super::super::{SearchQuery, StoreError};
 use super::ann::Ann;
 use super::rows::Rows;
+use super::vector_file::{VectorFile, VectorFileError};
 use super::{ann_err, db_err};
 
 /// Candidates re-scored beyond the page: the walk is the same however many it returns, and with
@@ -23,7 +25,16 @@ const ANN_MIN_SHARE: f64 = 0.1;
 /// Pages ending deeper than this are served exactly.
 const ANN_MAX_DEPTH: usize = 2000;
 
-type Vectors<'t> = ReadOnlyTable<&'static str, &'static [u8]>;
+/// Rows of the vector file read in one `pread` when the keys wanted fall this close together
+/// (1 MiB at 512 dimensions): an exact scan reads the file in order, a few candidates one each.
+const RUN_ROWS: u64 = 512;
+
+/// Where a search reads f32 vectors: the flat file when the store has a sound one, else the
+/// database's table (the record either way).
+pub struct Vectors<'a> {
+    pub file: Option<&'a VectorFile>,
+    pub table: &'a ReadOnlyTable<&'static str, &'static [u8]>,
+}
 
 /// The page as (id, cosine) and whether more follow. `ann` is `None` when the search must be exact.
 pub fn page(rows: &Rows, ann: Option<&Ann>, vectors: &Vectors, query: &SearchQuery) -> Result<(Vec<(String, f32)>, bool), StoreError> {
@@ -109,9 +120,48 @@ fn finish((page, more): (Vec<Candidate>, bool)) -> (Vec<(String, f32)>, bool) {
     (page.into_iter().map(|c| (c.id.to_string(), c.score)).collect(), more)
 }
 
-/// Exact cosines of `keys` with `query` from the f32 vectors in the database: one lookup each
-/// for a few, one pass over the table for many. Keys without a vector are left out.
+/// Exact cosines of `keys` with `query`, keys without a vector left out.
 fn exact_scores(rows: &Rows, vectors: &Vectors, keys: &[u64], query: &[f32]) -> Result<Vec<(u64, f32)>, StoreError> {
+    if let Some(file) = vectors.file {
+        match scores_from_file(rows, file, keys, query) {
+            Ok(scores) => return Ok(scores),
+            // The database holds the same vectors: a failing cache costs speed, not answers.
+            Err(e) => tracing::warn!(error = %e, "reading the vector file failed; scoring from the database"),
+        }
+    }
+    scores_from_table(rows, vectors.table, keys, query)
+}
+
+/// Scores from the vector file: keys in order, neighbours read together.
+fn scores_from_file(rows: &Rows, file: &VectorFile, keys: &[u64], query: &[f32]) -> Result<Vec<(u64, f32)>, VectorFileError> {
+    let row = query.len() * 4;
+    let mut sorted: Vec<u64> = keys.iter().copied().filter(|&key| rows.slot(key).is_some()).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let (mut out, mut buffer, mut floats) = (Vec::with_capacity(sorted.len()), Vec::new(), Vec::with_capacity(query.len()));
+    let mut rest = sorted.as_slice();
+    while let Some(&first) = rest.first() {
+        let run = rest.partition_point(|&key| key < first + RUN_ROWS);
+        buffer.resize((rest[run - 1] - first + 1) as usize * row, 0);
+        file.read_run(first, &mut buffer)?;
+        for &key in &rest[..run] {
+            let bytes = &buffer[(key - first) as usize * row..][..row];
+            floats.clear();
+            floats.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+            out.push((key, dot(&floats, query)));
+        }
+        rest = &rest[run..];
+    }
+    Ok(out)
+}
+
+/// Scores from the database: one lookup each for a few keys, one pass over the table for many.
+fn scores_from_table(
+    rows: &Rows,
+    table: &ReadOnlyTable<&'static str, &'static [u8]>,
+    keys: &[u64],
+    query: &[f32],
+) -> Result<Vec<(u64, f32)>, StoreError> {
     let mut buffer = Vec::with_capacity(query.len());
     let mut score = |bytes: &[u8]| -> Option<f32> {
         if bytes.len() != query.len() * 4 {
@@ -127,7 +177,7 @@ fn exact_scores(rows: &Rows, vectors: &Vectors, keys: &[u64], query: &[f32]) -> 
         for &key in keys {
             wanted[key as usize] = true;
         }
-        for entry in vectors.iter().map_err(db_err)? {
+        for entry in table.iter().map_err(db_err)? {
             let (id, bytes) = entry.map_err(db_err)?;
             let Some(key) = rows.key(id.value()).filter(|&k| wanted.get(k as usize).copied().unwrap_or(false)) else { continue };
             let s = score(bytes.value()).ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", id.value())))?;
@@ -136,7 +186,7 @@ fn exact_scores(rows: &Rows, vectors: &Vectors, keys: &[u64], query: &[f32]) -> 
     } else {
         for &key in keys {
             let Some(slot) = rows.slot(key) else { continue };
-            if let Some(bytes) = vectors.get(slot.id).map_err(db_err)? {
+            if let Some(bytes) = table.get(slot.id).map_err(db_err)? {
                 let s = score(bytes.value()).ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", slot.id)))?;
                 out.push((key, s));
             }
