@@ -230,9 +230,14 @@ impl EmbeddedStore {
             }
         };
         let (vectors, vector_file_origin) = vectors.map_or((None, None), |(file, origin)| (Some(file), Some(origin)));
-        if origin != CacheOrigin::Loaded || vector_file_origin.as_ref().is_some_and(|o| *o != CacheOrigin::Loaded) {
+        if origin != CacheOrigin::Loaded {
             if let Err(e) = self.save_index(&ann, vectors.as_ref(), generation) {
                 tracing::warn!(error = %e, "cannot save the approximate index; it will be rebuilt at the next start");
+            }
+        } else if let Some(file) = vectors.as_ref().filter(|_| vector_file_origin != Some(CacheOrigin::Loaded)) {
+            // The index as saved already matches: only the vector file needs saving.
+            if let Err(e) = file.sync(generation) {
+                tracing::warn!(error = %e, "cannot sync the vector file; it will be rewritten at the next start");
             }
         }
         *self.origin.lock().unwrap_or_else(|p| p.into_inner()) = Some(origin);

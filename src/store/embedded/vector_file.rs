@@ -132,7 +132,7 @@ impl VectorFile {
     /// Reads the vectors of keys `first..first + out.len() / (dim * 4)` into `out`, as bytes
     /// (little-endian f32).
     pub fn read_run(&self, first: u64, out: &mut [u8]) -> Result<(), VectorFileError> {
-        if out.len() as u64 % self.row_bytes() != 0 {
+        if !(out.len() as u64).is_multiple_of(self.row_bytes()) {
             return Err(VectorFileError::Mismatch(out.len() / 4));
         }
         Ok(self.file.read_exact_at(out, self.offset(first))?)
