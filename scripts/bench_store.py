@@ -738,11 +738,13 @@ def render(results: dict) -> str:
     if e:
         notes.append(f"Embedded: load = the store's own `upsert_many` in batches of 5,000 (one redb transaction each), "
                      f"which also inserts into the approximate index (usearch HNSW over int8 copies, M=32, keeping pruned connections, on both cores); "
-                     f"the load time includes building that index, and the loader saves it at the end. Start-up loads the "
-                     f"saved index and every image's id and facets; searches walk the index and re-score its best "
-                     f"candidates with the f32 vectors read from redb (`\"exact\": true` scans every vector). Its memory "
-                     f"per image is the server's RSS growth: the index, ids and facets, redb's page cache (16 MiB at most) "
-                     f"and the allocator's slack.")
+                     f"the load time includes building that index and writing the flat f32 vector file, and the loader "
+                     f"saves both at the end. Start-up loads the saved index and every image's id and facets; searches "
+                     f"walk the index and re-score its best candidates with f32 vectors read (`pread`) from the vector "
+                     f"file (`\"exact\": true` reads the whole file in order). Its disk per image counts redb (the record) "
+                     f"and the vector file (2 KiB per image). Its memory per image is the server's RSS growth: the index, "
+                     f"ids and facets, redb's page cache (16 MiB at most) and the allocator's slack; the vector file is "
+                     f"read through the OS page cache, outside the process.")
     for b in (e, p):
         r = b.get("recall_exact_flag") or {}
         if b and not r.get("supported"):

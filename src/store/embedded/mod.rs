@@ -262,9 +262,7 @@ impl EmbeddedStore {
         let origin = if saved == generation {
             CacheOrigin::Loaded
         } else {
-            let changed = changes::changed_after(txn, saved).map_err(|e| e.to_string())?.ok_or_else(|| {
-                format!("the saved index reflects database generation {saved}, which the change log no longer reaches (the database is at {generation})")
-            })?;
+            let changed = changed_since(txn, "the saved index", saved, generation)?;
             // Past half the images, a fresh graph costs no more and is better connected.
             if changed.len() > rows.len() / 2 {
                 return Err(format!("{} of {} images changed since the index was saved", changed.len(), rows.len()));
@@ -296,15 +294,7 @@ impl EmbeddedStore {
     /// Builds the approximate index from the vectors in the database, on every core.
     fn rebuild(&self, txn: &redb::ReadTransaction, rows: &Rows, dim: usize) -> Result<Ann, StoreError> {
         let ann = Ann::new(dim, self.options.ann, rows.len()).map_err(ann_err)?;
-        let vectors = txn.open_table(VECTORS).map_err(db_err)?;
-        let entries = vectors.iter().map_err(db_err)?.map(|entry| {
-            let (id, bytes) = entry.map_err(db_err)?;
-            let key = rows.key(id.value()).ok_or_else(|| StoreError::Corrupt(format!("vector {} has no key", id.value())))?;
-            let vector = decode_vector(bytes.value(), dim)
-                .ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", id.value())))?;
-            Ok((key, vector))
-        });
-        add_in_batches(&ann, entries)?;
+        add_in_batches(&ann, every_vector(&txn.open_table(VECTORS).map_err(db_err)?, rows, dim)?)?;
         Ok(ann)
     }
 
@@ -321,9 +311,7 @@ impl EmbeddedStore {
         let origin = if saved == generation {
             CacheOrigin::Loaded
         } else {
-            let changed = changes::changed_after(txn, saved).map_err(|e| e.to_string())?.ok_or_else(|| {
-                format!("the vector file reflects database generation {saved}, which the change log no longer reaches (the database is at {generation})")
-            })?;
+            let changed = changed_since(txn, "the vector file", saved, generation)?;
             let vectors = txn.open_table(VECTORS).map_err(|e| e.to_string())?;
             for &key in &changed {
                 if let Some(slot) = rows.slot(key) {
@@ -340,11 +328,8 @@ impl EmbeddedStore {
     /// Writes a new vector file from the vectors in the database.
     fn rewrite_vector_file(&self, txn: &redb::ReadTransaction, rows: &Rows, dim: usize) -> Result<VectorFile, StoreError> {
         let file = VectorFile::create(&self.dir, dim).map_err(vector_file_err)?;
-        for entry in txn.open_table(VECTORS).map_err(db_err)?.iter().map_err(db_err)? {
-            let (id, bytes) = entry.map_err(db_err)?;
-            let key = rows.key(id.value()).ok_or_else(|| StoreError::Corrupt(format!("vector {} has no key", id.value())))?;
-            let vector = decode_vector(bytes.value(), dim)
-                .ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", id.value())))?;
+        for entry in every_vector(&txn.open_table(VECTORS).map_err(db_err)?, rows, dim)? {
+            let (key, vector) = entry?;
             file.write(key, &vector).map_err(vector_file_err)?;
         }
         Ok(file)
@@ -397,6 +382,29 @@ impl Drop for EmbeddedStore {
 
 fn vector_file_err(e: vector_file::VectorFileError) -> StoreError {
     StoreError::Database(e.to_string())
+}
+
+/// The keys changed after generation `saved` (what a saved `cache` reflects), or why the
+/// change log cannot say.
+fn changed_since(txn: &redb::ReadTransaction, cache: &str, saved: u64, generation: u64) -> Result<Vec<u64>, String> {
+    changes::changed_after(txn, saved).map_err(|e| e.to_string())?.ok_or_else(|| {
+        format!("{cache} reflects database generation {saved}, which the change log no longer reaches (the database is at {generation})")
+    })
+}
+
+/// Every image's (key, f32 vector) from the database, in id order.
+fn every_vector<'t>(
+    vectors: &'t redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    rows: &'t Rows,
+    dim: usize,
+) -> Result<impl Iterator<Item = Result<(u64, Vec<f32>), StoreError>> + 't, StoreError> {
+    Ok(vectors.iter().map_err(db_err)?.map(move |entry| {
+        let (id, bytes) = entry.map_err(db_err)?;
+        let key = rows.key(id.value()).ok_or_else(|| StoreError::Corrupt(format!("vector {} has no key", id.value())))?;
+        let vector = decode_vector(bytes.value(), dim)
+            .ok_or_else(|| StoreError::Corrupt(format!("vector of {} has the wrong length", id.value())))?;
+        Ok((key, vector))
+    }))
 }
 
 /// The f32 vector of `id` from the database.
