@@ -122,6 +122,11 @@ fn a_full_disk_refuses_writes_clearly_loses_nothing_and_recovers_when_space_is_f
     assert_eq!(server.image_count(), acknowledged.len() as u64, "exactly the acknowledged images survive");
     for id in &acknowledged {
         assert_eq!(server.get(&format!("/images/{id}")).status(), 200, "{id} was acknowledged");
+        // Its vector too, wherever the search reads it from (the vector file beside the database
+        // missed the writes it had no room for; the restart caught it up).
+        let found = server.post_json("/search", &json!({ "image_id": id, "top_k": 1 })).json::<Value>().expect("JSON");
+        assert_eq!(found["results"][0]["id"], json!(id), "{found}");
+        assert!(found["results"][0]["score"].as_f64().unwrap_or_default() > 0.999, "{found}");
     }
 }
 
