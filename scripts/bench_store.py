@@ -492,8 +492,9 @@ def measure_http(res, kind, binary, args, data_dir, workdir, store, dbname, admi
         log(f"  {kind}: server ready after {res['ready_s']:.1f} s")
         res["recall"] = recall_of(srv, gt, args.top_k)
         log(f"  {kind}: recall@{args.top_k} = {res['recall'].get('recall')}")
-        # The embedded store's exact search reads every f32 vector from disk (about 10 s a query at
-        # 1M on 2 cores): --exact-flag-queries keeps that pass to a sample there.
+        # The embedded store's exact search reads every f32 vector (0.4-0.5 s a query at 1M on 2
+        # cores from its vector file; about 10 s from redb without one): --exact-flag-queries keeps
+        # that pass to a sample there.
         res["recall_exact_flag"] = recall_of(srv, gt, args.top_k, exact=True, limit=args.exact_flag_queries)
         res["levels"] = []
         for c in args.clients:
