@@ -465,7 +465,17 @@ fn encode_vector(v: &[f32]) -> Vec<u8> {
 }
 
 fn decode_vector(bytes: &[u8], dim: usize) -> Option<Vec<f32>> {
-    (bytes.len() == dim * 4).then(|| bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    (bytes.len() == dim * 4).then(|| {
+        let mut vector = Vec::with_capacity(dim);
+        decode_vector_into(bytes, &mut vector);
+        vector
+    })
+}
+
+/// [`decode_vector`] into a buffer a scoring loop reuses (its length is the caller's to check).
+fn decode_vector_into(bytes: &[u8], out: &mut Vec<f32>) {
+    out.clear();
+    out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
 }
 
 /// Sorts by ingestion time, then id (ties are deterministic). Nanoseconds since 1970, zero-padded

@@ -12,7 +12,7 @@ use super::super::{SearchQuery, StoreError};
 use super::ann::Ann;
 use super::rows::Rows;
 use super::vector_file::{VectorFile, VectorFileError};
-use super::{ann_err, db_err};
+use super::{ann_err, db_err, decode_vector_into};
 
 /// Candidates re-scored beyond the page: the walk is the same however many it returns, and with
 /// the index's int8 cast its order is nearly exact, so re-scoring the top 20 for a page of 10 finds
@@ -146,8 +146,7 @@ fn scores_from_file(rows: &Rows, file: &VectorFile, keys: &[u64], query: &[f32])
         file.read_run(first, &mut buffer)?;
         for &key in &rest[..run] {
             let bytes = &buffer[(key - first) as usize * row..][..row];
-            floats.clear();
-            floats.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+            decode_vector_into(bytes, &mut floats);
             out.push((key, dot(&floats, query)));
         }
         rest = &rest[run..];
@@ -167,8 +166,7 @@ fn scores_from_table(
         if bytes.len() != query.len() * 4 {
             return None;
         }
-        buffer.clear();
-        buffer.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+        decode_vector_into(bytes, &mut buffer);
         Some(dot(&buffer, query))
     };
     let mut out = Vec::with_capacity(keys.len());

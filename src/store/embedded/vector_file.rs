@@ -125,8 +125,7 @@ impl VectorFile {
         if vector.len() != self.dim {
             return Err(VectorFileError::Mismatch(vector.len()));
         }
-        let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-        Ok(self.file.write_all_at(&bytes, self.offset(key))?)
+        Ok(self.file.write_all_at(&super::encode_vector(vector), self.offset(key))?)
     }
 
     /// Reads the vectors of keys `first..first + out.len() / (dim * 4)` into `out`, as bytes
@@ -177,8 +176,7 @@ mod tests {
         let mut run = vec![0u8; 4 * 8 * 4];
         file.read_run(0, &mut run).unwrap();
         for (key, bytes) in run.chunks_exact(32).enumerate() {
-            let got: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-            assert_eq!(got, vector(key as u32, 8));
+            assert_eq!(super::super::decode_vector(bytes, 8), Some(vector(key as u32, 8)));
         }
         assert!(matches!(file.check_covers(5), Err(VectorFileError::Corrupt(m)) if m.contains("5 vectors")));
         assert!(matches!(VectorFile::open(dir.path(), 16), Err(VectorFileError::Mismatch(8))));
