@@ -40,7 +40,7 @@ impl AnnParams {
     /// Measured on clustered 512-d data (BENCHMARKS.md): M=16 tops out near recall@10 0.9 on
     /// tight clusters at 300k-1M images however wide the search; M=32 (with pruned connections
     /// kept) stays within the 1.1 KiB per image the store allows with int8 vectors. The breadth:
-    /// five builds of the same million vectors gave recall@10 0.969-0.994 at ef 128 (graphs built
+    /// seven builds of the same million vectors gave recall@10 0.969-0.994 at ef 128 (graphs built
     /// on two threads differ), so 160 (0.99 on the weakest of them, about 5 % slower) keeps
     /// every build above 0.97.
     pub const DEFAULT: Self = Self { connectivity: 32, expansion_add: 128, ef_search: 160 };
